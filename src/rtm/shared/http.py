@@ -84,28 +84,37 @@ async def _on_validation_error(_: Request, exc: Exception) -> Response:
     if first.get("type") == "json_invalid":
         return error_response(RtmError(ErrorCode.INVALID_JSON, "body is not valid JSON"))
     if first.get("type") == "model_attributes_type" or (
-        first.get("type") in ("dict_type", "model_type") and tuple(first.get("loc", ())) == ("body",)
+        first.get("type") in ("dict_type", "model_type")
+        and tuple(first.get("loc", ())) == ("body",)
     ):
         return error_response(RtmError(ErrorCode.INVALID_MESSAGE, "body must be a JSON object"))
     field = _field_of(first.get("loc", ()))
     return error_response(
-        RtmError(ErrorCode.VALIDATION_FAILED, f"{field}: {first.get('msg', 'invalid')}", field=field)
+        RtmError(
+            ErrorCode.VALIDATION_FAILED, f"{field}: {first.get('msg', 'invalid')}", field=field
+        )
     )
 
 
 async def _on_http_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
-    code = {401: ErrorCode.UNAUTHORIZED, 403: ErrorCode.FORBIDDEN, 404: ErrorCode.NOT_FOUND,
-            405: ErrorCode.INVALID_MESSAGE, 429: ErrorCode.RATE_LIMITED,
-            503: ErrorCode.UNAVAILABLE}.get(exc.status_code, ErrorCode.INVALID_MESSAGE)
+    code = {
+        401: ErrorCode.UNAUTHORIZED,
+        403: ErrorCode.FORBIDDEN,
+        404: ErrorCode.NOT_FOUND,
+        405: ErrorCode.INVALID_MESSAGE,
+        429: ErrorCode.RATE_LIMITED,
+        503: ErrorCode.UNAVAILABLE,
+    }.get(exc.status_code, ErrorCode.INVALID_MESSAGE)
     body = {"error": {"code": code.value, "message": str(exc.detail)}}
     return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
     correlation = str(new_id())
-    logger.exception("unhandled error on %s %s", request.method, request.url.path,
-                     extra={"cid": correlation})
+    logger.exception(
+        "unhandled error on %s %s", request.method, request.url.path, extra={"cid": correlation}
+    )
     return error_response(
         RtmError(ErrorCode.INTERNAL, f"internal error; correlation id {correlation}")
     )

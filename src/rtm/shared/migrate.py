@@ -29,7 +29,9 @@ def yoyo_url(database_url: str) -> str:
 def apply_migrations(database_url: str, migrations_dir: Path) -> list[str]:
     """Apply every pending migration; returns the ids applied (empty when up to date)."""
     if not migrations_dir.is_dir():
-        raise FileNotFoundError(f"migrations folder {migrations_dir} not found (RTM_MIGRATIONS_DIR)")
+        raise FileNotFoundError(
+            f"migrations folder {migrations_dir} not found (RTM_MIGRATIONS_DIR)"
+        )
     with psycopg.connect(database_url, autocommit=True) as lock_conn:
         lock_conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
         try:

@@ -24,7 +24,7 @@ from rtm.shared.errors import ErrorCode, RtmError
 
 logger = logging.getLogger(__name__)
 
-ACCESS_TOKEN_TYPE = "at+jwt"
+ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - a JWT type, not a secret
 AUDIENCE = "rtm"
 ALGORITHM = "EdDSA"
 
@@ -127,7 +127,7 @@ class TokenVerifier:
         return key
 
     async def verify(self, token: str) -> AccessClaims:
-        """Return the claims of a valid access token; raise `TokenError`/`TokenExpired` otherwise."""
+        """The claims of a valid access token; raises `TokenError` / `TokenExpired` otherwise."""
         if not token or len(token) > 8192:
             raise TokenError()
         try:

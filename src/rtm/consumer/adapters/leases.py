@@ -1,0 +1,91 @@
+"""Partition leases and instance liveness in JetStream key-value buckets.
+
+`rtm_partition_leases` holds one key per owned partition (`p<N>` → instance id); entries expire
+after the bucket TTL unless renewed with a compare-and-set on their revision, so a dead instance's
+partitions become free within one TTL. `rtm_consumer_instances` holds a heartbeat per live
+instance, which tells each instance its fair share of partitions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.errors import BucketNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.kv import KeyValue
+
+LEASES_BUCKET = "rtm_partition_leases"
+INSTANCES_BUCKET = "rtm_consumer_instances"
+
+
+async def _bucket(js: JetStreamContext, name: str, ttl: float) -> KeyValue:
+    try:
+        return await js.key_value(name)
+    except BucketNotFoundError:
+        with contextlib.suppress(Exception):  # a concurrent starter may create it first
+            return await js.create_key_value(
+                KeyValueConfig(bucket=name, history=1, ttl=ttl, storage=StorageType.FILE)
+            )
+        return await js.key_value(name)
+
+
+class KvPartitionLeases:
+    """Acquire, renew and release partition leases; all operations are compare-and-set."""
+
+    def __init__(self, js: JetStreamContext, instance_id: str, ttl: float) -> None:
+        self._js = js
+        self._instance = instance_id.encode()
+        self._ttl = ttl
+        self._leases: KeyValue | None = None
+        self._instances: KeyValue | None = None
+
+    async def setup(self) -> None:
+        self._leases = await _bucket(self._js, LEASES_BUCKET, self._ttl)
+        self._instances = await _bucket(self._js, INSTANCES_BUCKET, self._ttl)
+
+    def _kv(self) -> KeyValue:
+        assert self._leases is not None, "setup() first"
+        return self._leases
+
+    async def try_acquire(self, partition: int) -> int | None:
+        """The lease's revision when we got it, None when someone else holds it."""
+        try:
+            return int(await self._kv().create(f"p{partition}", self._instance))
+        except KeyWrongLastSequenceError:
+            return None
+        except Exception as exc:  # nats-py raises a plain APIError for "wrong last sequence"
+            if "wrong last sequence" in str(exc).lower() or "key exists" in str(exc).lower():
+                return None
+            raise
+
+    async def renew(self, partition: int, revision: int) -> int | None:
+        """The new revision, or None when the lease is no longer ours."""
+        try:
+            return int(await self._kv().update(f"p{partition}", self._instance, last=revision))
+        except KeyWrongLastSequenceError:
+            return None
+        except Exception as exc:
+            if "wrong last sequence" in str(exc).lower():
+                return None
+            raise
+
+    async def release(self, partition: int, revision: int) -> None:
+        with contextlib.suppress(Exception):
+            await self._kv().delete(f"p{partition}", last=revision)
+
+    async def heartbeat(self) -> int:
+        """Say we are alive; returns how many instances are alive (at least 1: us)."""
+        assert self._instances is not None, "setup() first"
+        await self._instances.put(self._instance.decode(), b"1")
+        try:
+            keys = await self._instances.keys()
+        except NoKeysError:
+            return 1
+        return max(1, len(keys))
+
+    async def leave(self) -> None:
+        """Graceful stop: drop our heartbeat so the others rebalance at once."""
+        if self._instances is not None:
+            with contextlib.suppress(Exception):
+                await self._instances.purge(self._instance.decode())

@@ -1,0 +1,133 @@
+"""PostgreSQL implementation of `MessageQueries`.
+
+History pages come from the `(conversation_id, seq)` unique index: every query is a bounded
+range scan on it, never a table scan, and pages stay stable under concurrent inserts because seqs
+are never reused or renumbered.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from rtm.consumer.domain.model import ConversationView, MessagePage, StoredMessage
+
+_MESSAGE_COLUMNS = "message_id, conversation_id, seq, sender_id, client_msg_id, body, sent_at"
+
+
+def _message(row: Any) -> StoredMessage:
+    return StoredMessage(
+        message_id=row["message_id"],
+        conversation_id=row["conversation_id"],
+        seq=int(row["seq"]),
+        sender_id=row["sender_id"],
+        client_msg_id=row["client_msg_id"],
+        body=row["body"],
+        sent_at=row["sent_at"],
+    )
+
+
+_CONVERSATIONS = """
+SELECT c.id, c.kind, c.title, c.created_at,
+       coalesce(h.last_seq, 0) AS last_seq,
+       coalesce(r.seq, 0) AS read_seq,
+       (SELECT array_agg(m2.user_id ORDER BY m2.joined_at, m2.user_id)
+          FROM messaging.members m2 WHERE m2.conversation_id = c.id) AS members,
+       lm.message_id, lm.seq, lm.sender_id, lm.client_msg_id, lm.body, lm.sent_at,
+       lm.conversation_id
+FROM messaging.members me
+JOIN messaging.conversations c ON c.id = me.conversation_id
+LEFT JOIN messaging.conversation_heads h ON h.conversation_id = c.id
+LEFT JOIN messaging.read_markers r ON r.conversation_id = c.id AND r.user_id = me.user_id
+LEFT JOIN messaging.messages lm ON lm.conversation_id = c.id AND lm.seq = h.last_seq
+WHERE me.user_id = $1 {extra}
+ORDER BY coalesce(h.last_message_at, c.created_at) DESC, c.id
+"""
+
+
+def _view(row: Any) -> ConversationView:
+    last = _message(row) if row["message_id"] is not None else None
+    return ConversationView(
+        id=row["id"],
+        kind=row["kind"],
+        title=row["title"],
+        members=list(row["members"] or []),
+        created_at=row["created_at"],
+        last_seq=int(row["last_seq"]),
+        read_seq=min(int(row["read_seq"]), int(row["last_seq"])),
+        last_message=last,
+    )
+
+
+class PostgresMessageQueries:
+    """`MessageQueries` on the `messaging` schema."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def is_member(self, conversation_id: uuid.UUID, user_id: uuid.UUID) -> bool:
+        value = await self._pool.fetchval(
+            "SELECT 1 FROM messaging.members WHERE conversation_id = $1 AND user_id = $2",
+            conversation_id,
+            user_id,
+        )
+        return value is not None
+
+    async def page(
+        self,
+        conversation_id: uuid.UUID,
+        *,
+        before_seq: int | None,
+        after_seq: int | None,
+        limit: int,
+    ) -> MessagePage:
+        if after_seq is not None:
+            rows = await self._pool.fetch(
+                f"SELECT {_MESSAGE_COLUMNS} FROM messaging.messages"  # noqa: S608 - constant
+                " WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                conversation_id,
+                after_seq,
+                limit + 1,
+            )
+            messages = [_message(r) for r in rows[:limit]]
+            return MessagePage(messages, has_more=len(rows) > limit)
+        upper = before_seq if before_seq is not None else 2**62
+        rows = await self._pool.fetch(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messaging.messages"  # noqa: S608 - constant
+            " WHERE conversation_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
+            conversation_id,
+            upper,
+            limit + 1,
+        )
+        messages = [_message(r) for r in reversed(rows[:limit])]
+        return MessagePage(messages, has_more=len(rows) > limit)
+
+    async def last_seqs(self, conversation_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
+        rows = await self._pool.fetch(
+            "SELECT conversation_id, last_seq FROM messaging.conversation_heads"
+            " WHERE conversation_id = ANY($1::uuid[])",
+            list(conversation_ids),
+        )
+        found = {r["conversation_id"]: int(r["last_seq"]) for r in rows}
+        return {cid: found.get(cid, 0) for cid in conversation_ids}
+
+    async def conversations_of(self, user_id: uuid.UUID) -> list[ConversationView]:
+        rows = await self._pool.fetch(_CONVERSATIONS.format(extra=""), user_id)
+        return [_view(r) for r in rows]
+
+    async def conversation(
+        self, conversation_id: uuid.UUID, user_id: uuid.UUID
+    ) -> ConversationView | None:
+        rows = await self._pool.fetch(
+            _CONVERSATIONS.format(extra="AND c.id = $2"), user_id, conversation_id
+        )
+        return _view(rows[0]) if rows else None
+
+    async def member_conversation_ids(self, user_id: uuid.UUID) -> list[uuid.UUID]:
+        rows = await self._pool.fetch(
+            "SELECT conversation_id FROM messaging.members WHERE user_id = $1", user_id
+        )
+        return [r["conversation_id"] for r in rows]

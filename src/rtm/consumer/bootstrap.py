@@ -1,0 +1,180 @@
+"""The consumer's composition root: the one place that knows every concrete class.
+
+`create_app(settings)` returns the ASGI app. Its lifespan starts a background task that connects
+to PostgreSQL and NATS (retrying for ever), applies migrations, and then starts the partition
+manager and the fan-out subscriptions; until then `/health/ready` answers 503 and the API answers
+`unavailable`, but the process is up and serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+from fastapi import FastAPI
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+
+from rtm.consumer.adapters.fanout import NatsFanout, decode_delivery
+from rtm.consumer.adapters.jetstream_source import JetStreamPartitionSources
+from rtm.consumer.adapters.leases import KvPartitionLeases
+from rtm.consumer.adapters.postgres_queries import PostgresMessageQueries
+from rtm.consumer.adapters.postgres_store import PostgresMessageStore
+from rtm.consumer.entrypoints import http, ws
+from rtm.consumer.entrypoints.hub import Hub
+from rtm.consumer.entrypoints.workers import PartitionManager
+from rtm.consumer.services import ReadService
+from rtm.consumer.settings import ConsumerSettings
+from rtm.shared.connect import connect_nats, create_pool, retry_forever
+from rtm.shared.contract import DELIVER_SUBJECT_PREFIX, SESSION_REVOKED, STREAM, SessionRevoked
+from rtm.shared.health import Readiness
+from rtm.shared.http import create_http_app
+from rtm.shared.jetstream import ensure_stream
+from rtm.shared.migrate import apply_migrations
+from rtm.shared.revocation import RevokedSessions
+from rtm.shared.tokens import TokenVerifier
+from rtm.shared.ws import CloseCode
+
+logger = logging.getLogger(__name__)
+
+
+class ConsumerRuntime:
+    """The consumer's connections and background work, started after the app is up."""
+
+    def __init__(self, settings: ConsumerSettings, hub: Hub, app: FastAPI) -> None:
+        self.settings = settings
+        self.hub = hub
+        self.app = app
+        self.pool: asyncpg.Pool | None = None
+        self.nc: NatsClient | None = None
+        self.manager: PartitionManager | None = None
+        self.stream_ok = False
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        settings = self.settings
+        if settings.migrate_on_start:
+            await retry_forever(
+                "PostgreSQL (migrations)",
+                lambda: asyncio.to_thread(
+                    apply_migrations, settings.database_url, settings.migrations_dir
+                ),
+            )
+        self.pool = await create_pool(settings.database_url, settings.db_pool_size)
+        self.app.state.reads = ReadService(
+            PostgresMessageQueries(self.pool), max_recovery=settings.max_recovery
+        )
+        self.nc = await connect_nats(settings.nats_url, f"rtm-consumer-{settings.instance_id}")
+        js = self.nc.jetstream()
+        await retry_forever("JetStream stream", lambda: ensure_stream(js))
+        self.stream_ok = True
+        await self.nc.subscribe(f"{DELIVER_SUBJECT_PREFIX}.>", cb=self._on_delivery)
+        await self.nc.subscribe(SESSION_REVOKED, cb=self._on_revoked)
+        self.manager = PartitionManager(
+            partitions=settings.partitions,
+            leases=KvPartitionLeases(js, settings.instance_id, settings.lease_ttl_s),
+            sources=JetStreamPartitionSources(js, ack_wait=settings.ack_wait_s),
+            store=PostgresMessageStore(self.pool),
+            fanout=NatsFanout(self.nc),
+            lease_ttl=settings.lease_ttl_s,
+            batch_size=settings.batch_size,
+            fetch_timeout=settings.fetch_timeout_s,
+        )
+        self._tasks.append(asyncio.create_task(self.manager.run(), name="partition-manager"))
+        logger.info("consumer %s ready", settings.instance_id)
+
+    async def _on_delivery(self, msg: Msg) -> None:
+        try:
+            delivery = decode_delivery(msg.data)
+        except (ValueError, UnicodeDecodeError):
+            logger.error("dropping malformed delivery on %s", msg.subject)
+            return
+        self.hub.deliver(delivery)
+
+    async def _on_revoked(self, msg: Msg) -> None:
+        try:
+            event = SessionRevoked.decode(msg.data)
+        except (ValueError, KeyError, TypeError):
+            logger.error("dropping malformed session-revoked event")
+            return
+        self.app.state.revoked.add(event.session_id)
+        self.hub.close_session(event.session_id, CloseCode.SESSION_REVOKED, "session revoked")
+
+    async def readiness_nats(self) -> str | None:
+        if self.nc is None or not self.nc.is_connected:
+            return "not connected"
+        return None
+
+    async def readiness_stream(self) -> str | None:
+        if self.nc is None or not self.nc.is_connected:
+            return "NATS not connected"
+        try:
+            await self.nc.jetstream().stream_info(STREAM)
+        except Exception as exc:
+            return f"stream {STREAM}: {exc}"
+        return None
+
+    async def readiness_postgres(self) -> str | None:
+        if self.pool is None:
+            return "not connected"
+        await self.pool.fetchval("SELECT 1")
+        return None
+
+    async def stop(self) -> None:
+        """Graceful: stop workers (releasing leases), drain NATS, close the pool."""
+        if self.manager is not None:
+            for task in self._tasks:
+                task.cancel()
+            with contextlib.suppress(Exception):
+                await self.manager.stop()
+        if self.nc is not None and not self.nc.is_closed:
+            with contextlib.suppress(Exception):
+                await self.nc.drain()
+        if self.pool is not None:
+            await self.pool.close()
+
+
+def create_app(settings: ConsumerSettings) -> FastAPI:
+    readiness = Readiness()
+    hub = Hub()
+    verifier = TokenVerifier(settings.jwks_url, settings.token_issuer)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = ConsumerRuntime(settings, hub, app)
+        readiness.add("nats", runtime.readiness_nats)
+        readiness.add("jetstream", runtime.readiness_stream)
+        readiness.add("postgres", runtime.readiness_postgres)
+        readiness.add("jwks", lambda: None if verifier.has_keys else "no keys fetched yet")
+        starting = asyncio.create_task(runtime.start(), name="consumer-start")
+        jwks = asyncio.create_task(retry_forever("auth JWKS", verifier.refresh, cap=3.0))
+        app.state.runtime = runtime
+        try:
+            yield
+        finally:
+            hub.close_all(CloseCode.RESTARTING, "service restarting")
+            for task in (starting, jwks):
+                task.cancel()
+            await runtime.stop()
+
+    app = create_http_app(
+        title="rtm consumer",
+        version="1.0.0",
+        description="Receive side of rtm: live delivery over WebSocket (`/v1/ws`), history and "
+        "the conversation list over HTTP.",
+        settings=settings,
+        readiness=readiness,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.hub = hub
+    app.state.verifier = verifier
+    app.state.reads = None
+    app.state.revoked = RevokedSessions()
+    app.include_router(http.router)
+    app.include_router(ws.router)
+    return app

@@ -1,0 +1,1 @@
+"""Consumer domain: messages, seq numbering, cursors. Pure: no I/O, no frameworks."""

@@ -1,0 +1,31 @@
+"""Consumer errors.
+
+RtmError (rtm.shared.errors)
+  ConversationNotVisible   -- not a member, or no such conversation (`forbidden`, 404)
+OffsetMoved                -- another worker committed this partition: we lost ownership
+"""
+
+from __future__ import annotations
+
+from rtm.shared.errors import ErrorCode, RtmError
+
+
+class ConversationNotVisible(RtmError):
+    """Same answer for a missing conversation and someone else's: no oracle."""
+
+    def __init__(self) -> None:
+        super().__init__(ErrorCode.FORBIDDEN, "no such conversation, or you are not a member")
+
+
+class OffsetMoved(Exception):
+    """The partition's committed offset is not the one this worker expected.
+
+    Another worker owns the partition now (or did meanwhile); this one must stop and, if it gets
+    the lease again, restart from the committed offset.
+    """
+
+    def __init__(self, partition: int, expected: int, found: int) -> None:
+        super().__init__(f"partition {partition}: expected offset {expected}, found {found}")
+        self.partition = partition
+        self.expected = expected
+        self.found = found

@@ -1,0 +1,92 @@
+"""What the consumer stores and serves."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from rtm.shared.clock import format_time
+from rtm.shared.contract import AcceptedMessage
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """An accepted message as JetStream delivered it: its stream sequence and payload."""
+
+    stream_seq: int
+    message: AcceptedMessage
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """A message with its place in its conversation (`seq`, dense from 1)."""
+
+    message_id: uuid.UUID
+    conversation_id: uuid.UUID
+    seq: int
+    sender_id: uuid.UUID
+    client_msg_id: uuid.UUID
+    body: str
+    sent_at: datetime
+
+    def to_wire(self) -> dict[str, Any]:
+        """The message object of PROTOCOL.md §4."""
+        return {
+            "message_id": str(self.message_id),
+            "conversation_id": str(self.conversation_id),
+            "seq": self.seq,
+            "sender_id": str(self.sender_id),
+            "body": self.body,
+            "client_msg_id": str(self.client_msg_id),
+            "sent_at": format_time(self.sent_at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBatch:
+    """What one transaction stored, with the members to deliver each conversation to."""
+
+    messages: list[StoredMessage]
+    members: dict[uuid.UUID, list[uuid.UUID]]
+    skipped: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MessagePage:
+    """A page of history, ascending by seq; `has_more` looks in the direction paged."""
+
+    messages: list[StoredMessage]
+    has_more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationView:
+    """A conversation as one member sees it in their list."""
+
+    id: uuid.UUID
+    kind: str
+    title: str | None
+    members: list[uuid.UUID]
+    created_at: datetime
+    last_seq: int
+    read_seq: int
+    last_message: StoredMessage | None
+
+    @property
+    def unread_count(self) -> int:
+        return max(0, self.last_seq - self.read_seq)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "kind": self.kind,
+            "title": self.title,
+            "members": [str(member) for member in self.members],
+            "created_at": format_time(self.created_at),
+            "last_seq": self.last_seq,
+            "read_seq": self.read_seq,
+            "unread_count": self.unread_count,
+            "last_message": self.last_message.to_wire() if self.last_message else None,
+        }

@@ -1,0 +1,106 @@
+"""Ports of the consumer: what its services need from the outside world.
+
+Implementations live in `rtm.consumer.adapters` (PostgreSQL, JetStream, core NATS); unit tests
+use hand-written fakes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from rtm.consumer.domain.model import (
+    ConversationView,
+    MessagePage,
+    Pending,
+    StoredBatch,
+    StoredMessage,
+)
+
+
+class MessageStore(Protocol):
+    """Durable, exactly-once storage of batches, fenced by each partition's offset."""
+
+    async def load_offset(self, partition: int) -> int:
+        """The last JetStream sequence committed for `partition` (0 when none)."""
+        ...
+
+    async def store_batch(
+        self, partition: int, expected_offset: int, new_offset: int, pending: Sequence[Pending]
+    ) -> StoredBatch:
+        """In one transaction: check the offset is still `expected_offset` (else raise
+        `OffsetMoved`), store the new messages with dense seqs, set the offset to `new_offset`."""
+        ...
+
+
+class MessageQueries(Protocol):
+    """Reads for history, recovery and the conversation list."""
+
+    async def is_member(self, conversation_id: uuid.UUID, user_id: uuid.UUID) -> bool: ...
+
+    async def page(
+        self,
+        conversation_id: uuid.UUID,
+        *,
+        before_seq: int | None,
+        after_seq: int | None,
+        limit: int,
+    ) -> MessagePage: ...
+
+    async def last_seqs(self, conversation_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
+        """Current head per conversation (0 when nothing stored yet)."""
+        ...
+
+    async def conversations_of(self, user_id: uuid.UUID) -> list[ConversationView]: ...
+
+    async def conversation(
+        self, conversation_id: uuid.UUID, user_id: uuid.UUID
+    ) -> ConversationView | None: ...
+
+    async def member_conversation_ids(self, user_id: uuid.UUID) -> list[uuid.UUID]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One message of a batch as the source handed it over, to ack once stored."""
+
+    stream_seq: int
+    payload: bytes
+    token: object
+
+
+class PartitionSource(Protocol):
+    """The messages of one partition in JetStream order, from a starting point."""
+
+    async def next_batch(self, max_messages: int, timeout: float) -> list[Delivery]:
+        """Up to `max_messages` deliveries, or none after `timeout` seconds."""
+        ...
+
+    async def ack(self, deliveries: Sequence[Delivery]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class PartitionSources(Protocol):
+    async def open(self, partition: int, after_stream_seq: int) -> PartitionSource:
+        """A source yielding the partition's messages with stream seq > `after_stream_seq`."""
+        ...
+
+
+class Fanout(Protocol):
+    """Tells every consumer instance about stored messages (at most once; resume fills gaps)."""
+
+    async def publish(self, batch: StoredBatch) -> None: ...
+
+
+__all__ = [
+    "Delivery",
+    "Fanout",
+    "MessageQueries",
+    "MessageStore",
+    "PartitionSource",
+    "PartitionSources",
+    "StoredMessage",
+]

@@ -1,0 +1,167 @@
+"""Live delivery to this instance's sockets.
+
+The `Hub` maps users to their open connections. Each `LiveConnection` keeps, per conversation,
+the last seq it delivered, so a client sees a conversation's messages with strictly increasing
+seq and no gap: a duplicate is dropped, and a gap (a fan-out lost, or a resume seam) is filled
+from PostgreSQL before later live messages, which wait in a buffer meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+
+import orjson
+
+from rtm.consumer.adapters.fanout import LiveDelivery, message_frame
+from rtm.consumer.services import ReadService, Recovery
+from rtm.shared.ws import CloseCode, Outbox
+
+logger = logging.getLogger(__name__)
+
+Closer = Callable[[int, str], None]
+
+
+class LiveConnection:
+    """One authenticated consumer WebSocket, as the hub sees it."""
+
+    def __init__(
+        self,
+        user_id: uuid.UUID,
+        session_id: uuid.UUID,
+        outbox: Outbox,
+        reads: ReadService,
+        close: Closer,
+    ) -> None:
+        self.user_id = user_id
+        self.session_id = session_id
+        self._outbox = outbox
+        self._reads = reads
+        self.close = close
+        self._last: dict[uuid.UUID, int] = {}
+        self._filling: dict[uuid.UUID, list[tuple[int, str]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def push(self, frame: str) -> None:
+        if not self._outbox.put(frame):
+            self.close(CloseCode.SLOW_CONSUMER, "send queue full: reconnect and resume")
+
+    def offer(self, conversation_id: uuid.UUID, seq: int, frame: str) -> None:
+        """A live message; delivered now, dropped as a duplicate, or held behind a gap fill."""
+        buffer = self._filling.get(conversation_id)
+        if buffer is not None:
+            buffer.append((seq, frame))
+            return
+        last = self._last.get(conversation_id)
+        if last is not None and seq <= last:
+            return
+        if last is not None and seq > last + 1:
+            self._filling[conversation_id] = [(seq, frame)]
+            task = asyncio.create_task(self._fill(conversation_id, last))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return
+        self._last[conversation_id] = seq
+        self.push(frame)
+
+    async def _fill(self, conversation_id: uuid.UUID, after: int) -> None:
+        try:
+            await self.catch_up(conversation_id, after, already_filling=True)
+        except Exception:
+            logger.exception("gap fill failed for conversation %s", conversation_id)
+            self.close(CloseCode.INTERNAL, "gap recovery failed: reconnect and resume")
+
+    async def catch_up(
+        self, conversation_id: uuid.UUID, after: int, *, already_filling: bool = False
+    ) -> Recovery:
+        """Send everything after `after` from the store, then what arrived live meanwhile."""
+        if not already_filling:
+            self._filling.setdefault(conversation_id, [])
+        try:
+            recovery = await self._reads.recover(self.user_id, conversation_id, after)
+            last = max(after, self._last.get(conversation_id, after))
+            if not recovery.recovered:
+                last = recovery.last_seq
+            for message in recovery.messages:
+                if message.seq > last:
+                    last = message.seq
+                    self.push(message_frame(message).decode())
+            later: list[tuple[int, str]] = []
+            for seq, frame in sorted(self._filling.get(conversation_id, [])):
+                if seq == last + 1:
+                    last = seq
+                    self.push(frame)
+                elif seq > last:
+                    later.append((seq, frame))
+            self._last[conversation_id] = last
+        finally:
+            self._filling.pop(conversation_id, None)
+        for seq, frame in later:  # still behind a gap: offer() fills it again
+            self.offer(conversation_id, seq, frame)
+        return recovery
+
+    def cancel(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+
+
+class Hub:
+    """This instance's live connections, by user and by session."""
+
+    def __init__(self) -> None:
+        self._by_user: dict[uuid.UUID, set[LiveConnection]] = defaultdict(set)
+
+    def add(self, connection: LiveConnection) -> None:
+        self._by_user[connection.user_id].add(connection)
+
+    def remove(self, connection: LiveConnection) -> None:
+        connections = self._by_user.get(connection.user_id)
+        if connections is not None:
+            connections.discard(connection)
+            if not connections:
+                del self._by_user[connection.user_id]
+
+    def count_for(self, user_id: uuid.UUID) -> int:
+        return len(self._by_user.get(user_id, ()))
+
+    @property
+    def connection_count(self) -> int:
+        return sum(len(c) for c in self._by_user.values())
+
+    def deliver(self, delivery: LiveDelivery) -> int:
+        """Push a stored message to local members' sockets; returns how many got it."""
+        text: str | None = None
+        delivered = 0
+        for member in delivery.members:
+            for connection in self._by_user.get(member, ()):
+                if text is None:
+                    text = delivery.frame.decode()
+                connection.offer(delivery.conversation_id, delivery.seq, text)
+                delivered += 1
+        return delivered
+
+    def send_to_users(self, user_ids: list[uuid.UUID], payload: dict[str, object]) -> None:
+        """An ephemeral event (typing, read, presence, conversation) to local sockets."""
+        text: str | None = None
+        for user_id in user_ids:
+            for connection in self._by_user.get(user_id, ()):
+                if text is None:
+                    text = orjson.dumps(payload).decode()
+                connection.push(text)
+
+    def close_session(self, session_id: uuid.UUID, code: int, reason: str) -> int:
+        closed = 0
+        for connections in list(self._by_user.values()):
+            for connection in list(connections):
+                if connection.session_id == session_id:
+                    connection.close(code, reason)
+                    closed += 1
+        return closed
+
+    def close_all(self, code: int, reason: str) -> None:
+        for connections in list(self._by_user.values()):
+            for connection in list(connections):
+                connection.close(code, reason)

@@ -1,0 +1,229 @@
+"""The consumer WebSocket `/v1/ws`: live events and `resume` (PROTOCOL.md §6)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, WebSocket
+from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr
+from starlette.websockets import WebSocketDisconnect
+
+from rtm.consumer.domain.exceptions import ConversationNotVisible
+from rtm.consumer.entrypoints.hub import Hub, LiveConnection
+from rtm.consumer.services import ReadService
+from rtm.consumer.settings import ConsumerSettings
+from rtm.shared.clock import format_time, utcnow
+from rtm.shared.errors import ErrorCode, RtmError
+from rtm.shared.frames import parse_frame, validate_frame
+from rtm.shared.tokens import AccessClaims, TokenError, TokenVerifier
+from rtm.shared.ws import (
+    CloseCode,
+    HandshakeFailed,
+    Outbox,
+    auth_ok,
+    authenticate,
+    close_code_for,
+    close_quietly,
+    origin_allowed,
+)
+
+logger = logging.getLogger(__name__)
+router = APIRouter()
+
+FRAME_TYPES = {"auth", "ping", "resume"}
+PROTOCOL_ERROR_LIMIT = 10
+PROTOCOL_ERROR_WINDOW_S = 60.0
+
+
+class AuthFrame(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: StrictStr
+    token: StrictStr
+
+
+class ResumeFrame(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: StrictStr
+    cursors: dict[uuid.UUID, StrictInt]
+
+
+def error_frame(error: RtmError, ref: str | None = None) -> str:
+    return orjson.dumps({"type": "error", "ref": ref, **error.to_dict()}).decode()
+
+
+class ConsumerSession:
+    """One connection's lifetime after the handshake."""
+
+    def __init__(
+        self,
+        websocket: WebSocket,
+        claims: AccessClaims,
+        hub: Hub,
+        reads: ReadService,
+        verifier: TokenVerifier,
+        settings: ConsumerSettings,
+    ) -> None:
+        self.websocket = websocket
+        self.claims = claims
+        self.hub = hub
+        self.reads = reads
+        self.verifier = verifier
+        self.settings = settings
+        self.outbox = Outbox(websocket, settings.send_queue_bytes)
+        self.closing: tuple[int, str] | None = None
+        self.closed = asyncio.Event()
+        self.errors: list[float] = []
+        self.connection = LiveConnection(
+            claims.user_id, claims.session_id, self.outbox, reads, self.request_close
+        )
+
+    def request_close(self, code: int, reason: str) -> None:
+        """Close from anywhere (hub, overflow, revocation) without awaiting."""
+        if self.closing is None:
+            self.closing = (code, reason)
+            self.outbox.close()
+            self.closed.set()
+
+    async def run(self) -> None:
+        self.hub.add(self.connection)
+        writer = asyncio.create_task(self.outbox.run())
+        reader = asyncio.create_task(self._read_loop())
+        expiry = asyncio.create_task(self._expire())
+        try:
+            self.connection.push(
+                orjson.dumps(
+                    {
+                        "type": "ready",
+                        "user_id": str(self.claims.user_id),
+                        "server_time": format_time(utcnow()),
+                    }
+                ).decode()
+            )
+            closer = asyncio.create_task(self.closed.wait())
+            await asyncio.wait({reader, writer, closer}, return_when=asyncio.FIRST_COMPLETED)
+            closer.cancel()
+        finally:
+            self.hub.remove(self.connection)
+            self.connection.cancel()
+            for task in (reader, expiry):
+                task.cancel()
+            if self.closing is not None:
+                if not self.outbox.overflowed:
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(writer, 1.0)
+                await close_quietly(self.websocket, *self.closing)
+            writer.cancel()
+
+    async def _expire(self) -> None:
+        while True:
+            delay = self.claims.expires_at.timestamp() - time.time()
+            if delay <= 0:
+                self.request_close(CloseCode.TOKEN_EXPIRED, "token expired: refresh and reconnect")
+                return
+            await asyncio.sleep(min(delay, 60.0))
+
+    async def _read_loop(self) -> None:
+        while True:
+            try:
+                message = await self.websocket.receive()
+            except (WebSocketDisconnect, RuntimeError):
+                return
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            if text is None:
+                self._protocol_error(
+                    RtmError(
+                        ErrorCode.INVALID_MESSAGE, "binary frames are not supported; send JSON text"
+                    )
+                )
+                continue
+            try:
+                await self._handle(text)
+            except RtmError as error:
+                self._protocol_error(error)
+
+    def _protocol_error(self, error: RtmError, ref: str | None = None) -> None:
+        now = time.monotonic()
+        self.errors = [t for t in self.errors if now - t < PROTOCOL_ERROR_WINDOW_S] + [now]
+        self.connection.push(error_frame(error, ref))
+        if len(self.errors) >= PROTOCOL_ERROR_LIMIT:
+            self.request_close(CloseCode.PROTOCOL_ERRORS, "too many protocol errors")
+
+    async def _handle(self, text: str) -> None:
+        kind, obj = parse_frame(text, FRAME_TYPES)
+        if kind == "ping":
+            self.connection.push('{"type":"pong"}')
+        elif kind == "auth":
+            frame = validate_frame(AuthFrame, obj)
+            try:
+                claims = await self.verifier.verify(frame.token)
+            except TokenError as exc:
+                self.request_close(close_code_for(exc), exc.message)
+                return
+            if claims.user_id != self.claims.user_id:
+                self.request_close(CloseCode.INVALID_TOKEN, "token is for another user")
+                return
+            self.claims = claims
+            self.connection.push(auth_ok(claims))
+        else:
+            await self._resume(validate_frame(ResumeFrame, obj))
+
+    async def _resume(self, frame: ResumeFrame) -> None:
+        report: dict[str, Any] = {}
+        for conversation_id, cursor in frame.cursors.items():
+            if cursor < 0:
+                raise RtmError(
+                    ErrorCode.VALIDATION_FAILED,
+                    "cursors must be >= 0",
+                    field=f"cursors.{conversation_id}",
+                )
+            try:
+                recovery = await self.connection.catch_up(conversation_id, cursor)
+            except ConversationNotVisible:
+                report[str(conversation_id)] = {
+                    "last_seq": cursor,
+                    "recovered": False,
+                    "error": ErrorCode.FORBIDDEN.value,
+                }
+                continue
+            report[str(conversation_id)] = {
+                "last_seq": recovery.last_seq,
+                "recovered": recovery.recovered,
+            }
+        self.connection.push(orjson.dumps({"type": "resumed", "conversations": report}).decode())
+
+
+@router.websocket("/v1/ws")
+async def consumer_socket(websocket: WebSocket) -> None:
+    state = websocket.app.state
+    settings: ConsumerSettings = state.settings
+    hub: Hub = state.hub
+    if not origin_allowed(websocket.headers.get("origin"), settings.allowed_origins):
+        await websocket.close(code=CloseCode.POLICY, reason="origin not allowed")
+        return
+    await websocket.accept()
+    try:
+        claims = await authenticate(websocket, state.verifier, settings.auth_timeout_s)
+    except HandshakeFailed as failed:
+        await close_quietly(websocket, failed.code, failed.reason)
+        return
+    except (WebSocketDisconnect, RuntimeError):
+        return
+    except RtmError as error:  # JWKS unavailable
+        await close_quietly(websocket, CloseCode.INTERNAL, error.message)
+        return
+    if state.revoked.is_revoked(claims.session_id):
+        await close_quietly(websocket, CloseCode.SESSION_REVOKED, "session revoked")
+        return
+    if hub.count_for(claims.user_id) >= settings.max_connections_per_user:
+        await close_quietly(websocket, CloseCode.TOO_MANY_CONNECTIONS, "too many connections")
+        return
+    session = ConsumerSession(websocket, claims, hub, state.reads, state.verifier, settings)
+    await session.run()

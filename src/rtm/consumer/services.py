@@ -1,0 +1,157 @@
+"""Consumer use cases: storing a partition's messages, reading history, recovering gaps."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import uuid
+from dataclasses import dataclass
+
+from rtm.consumer.domain.exceptions import ConversationNotVisible
+from rtm.consumer.domain.model import ConversationView, MessagePage, Pending, StoredMessage
+from rtm.consumer.domain.ports import (
+    Delivery,
+    Fanout,
+    MessageQueries,
+    MessageStore,
+    PartitionSource,
+)
+from rtm.shared.contract import AcceptedMessage
+
+logger = logging.getLogger(__name__)
+
+
+class PartitionWorker:
+    """Moves one partition's messages from JetStream into PostgreSQL, in order, exactly once.
+
+    Started by the lease manager when this instance owns the partition. `offset` is the last
+    committed stream sequence; every batch's transaction checks it is unchanged, so a worker that
+    lost its lease without noticing cannot commit (it gets `OffsetMoved`).
+    """
+
+    def __init__(
+        self,
+        partition: int,
+        offset: int,
+        source: PartitionSource,
+        store: MessageStore,
+        fanout: Fanout,
+        *,
+        batch_size: int,
+        fetch_timeout: float,
+    ) -> None:
+        self.partition = partition
+        self.offset = offset
+        self._source = source
+        self._store = store
+        self._fanout = fanout
+        self._batch_size = batch_size
+        self._fetch_timeout = fetch_timeout
+
+    async def step(self) -> int:
+        """Process one batch; returns how many deliveries it covered (0 when idle).
+
+        Raises `OffsetMoved` when another worker committed, `OutOfOrder` when the source handed
+        over something other than the continuation of our offset, and store/transport errors as
+        they come: the caller restarts the partition from the committed offset.
+        """
+        deliveries = await self._source.next_batch(self._batch_size, self._fetch_timeout)
+        if not deliveries:
+            return 0
+        stale = [d for d in deliveries if d.stream_seq <= self.offset]
+        fresh = [d for d in deliveries if d.stream_seq > self.offset]
+        if any(b.stream_seq <= a.stream_seq for a, b in itertools.pairwise(fresh)):
+            raise OutOfOrder(self.partition, [d.stream_seq for d in fresh])
+        if fresh:
+            pending = [p for p in (_decode(d) for d in fresh) if p is not None]
+            new_offset = fresh[-1].stream_seq
+            batch = await self._store.store_batch(self.partition, self.offset, new_offset, pending)
+            self.offset = new_offset
+            await self._source.ack(deliveries)
+            if batch.messages:
+                await self._fanout.publish(batch)
+        else:
+            await self._source.ack(stale)
+        return len(deliveries)
+
+
+class OutOfOrder(Exception):
+    """The source delivered a batch that is not in stream order (e.g. a redelivery)."""
+
+    def __init__(self, partition: int, seqs: list[int]) -> None:
+        super().__init__(f"partition {partition}: out-of-order batch {seqs[:5]}...")
+
+
+def _decode(delivery: Delivery) -> Pending | None:
+    try:
+        return Pending(delivery.stream_seq, AcceptedMessage.decode(delivery.payload))
+    except (ValueError, KeyError, TypeError):
+        logger.error("skipping undecodable message at stream seq %s", delivery.stream_seq)
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """What `resume` sends for one conversation."""
+
+    conversation_id: uuid.UUID
+    messages: list[StoredMessage]
+    last_seq: int
+    recovered: bool
+
+
+class ReadService:
+    """History, the conversation list and gap recovery, always scoped to a member."""
+
+    def __init__(self, queries: MessageQueries, *, max_recovery: int) -> None:
+        self._queries = queries
+        self._max_recovery = max_recovery
+
+    async def _require_member(self, conversation_id: uuid.UUID, user_id: uuid.UUID) -> None:
+        if not await self._queries.is_member(conversation_id, user_id):
+            raise ConversationNotVisible()
+
+    async def history(
+        self,
+        user_id: uuid.UUID,
+        conversation_id: uuid.UUID,
+        *,
+        before_seq: int | None,
+        after_seq: int | None,
+        limit: int,
+    ) -> MessagePage:
+        await self._require_member(conversation_id, user_id)
+        return await self._queries.page(
+            conversation_id, before_seq=before_seq, after_seq=after_seq, limit=limit
+        )
+
+    async def conversations(self, user_id: uuid.UUID) -> list[ConversationView]:
+        return await self._queries.conversations_of(user_id)
+
+    async def conversation(
+        self, user_id: uuid.UUID, conversation_id: uuid.UUID
+    ) -> ConversationView:
+        view = await self._queries.conversation(conversation_id, user_id)
+        if view is None:
+            raise ConversationNotVisible()
+        return view
+
+    async def recover(
+        self, user_id: uuid.UUID, conversation_id: uuid.UUID, after_seq: int
+    ) -> Recovery:
+        """Everything after `after_seq`, or nothing and `recovered=False` past `max_recovery`."""
+        await self._require_member(conversation_id, user_id)
+        head = (await self._queries.last_seqs([conversation_id])).get(conversation_id, 0)
+        if head - after_seq > self._max_recovery:
+            return Recovery(conversation_id, [], head, recovered=False)
+        messages: list[StoredMessage] = []
+        cursor = after_seq
+        while cursor < head:
+            page = await self._queries.page(
+                conversation_id, before_seq=None, after_seq=cursor, limit=200
+            )
+            if not page.messages:
+                break
+            messages.extend(page.messages)
+            cursor = page.messages[-1].seq
+        return Recovery(conversation_id, messages, max(head, cursor), recovered=True)

@@ -1,0 +1,46 @@
+"""Consumer settings (environment variables with the `RTM_` prefix, or `.env`)."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from pydantic import Field
+
+from rtm.shared.settings import CommonSettings
+
+
+def _default_instance_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class ConsumerSettings(CommonSettings):
+    """Everything the consumer reads at start; every limit of PROTOCOL.md §6 is here."""
+
+    consumer_port: int = Field(8082, ge=0, le=65535, description="HTTP + WebSocket port")
+    auth_url: str = Field("http://127.0.0.1:8080", description="auth's HTTP front (for JWKS)")
+    token_issuer: str = Field("rtm-auth", description="the `iss` auth writes into tokens")
+    instance_id: str = Field(
+        default_factory=_default_instance_id, description="names this instance in partition leases"
+    )
+    batch_size: int = Field(256, ge=1, le=5000, description="messages stored per transaction")
+    fetch_timeout_s: float = Field(0.5, gt=0, description="how long a pull waits when idle")
+    lease_ttl_s: float = Field(6.0, ge=1, description="a dead instance's partitions free up after")
+    ack_wait_s: float = Field(30.0, ge=1, description="JetStream redelivery delay for unacked")
+    max_recovery: int = Field(
+        1000, ge=1, description="most messages `resume` sends per conversation"
+    )
+    send_queue_bytes: int = Field(
+        1 << 20, ge=1024, description="per-socket queue; overflow closes 4008"
+    )
+    auth_timeout_s: float = Field(10.0, gt=0, description="time allowed for the first `auth` frame")
+    max_frame_bytes: int = Field(
+        64 * 1024, ge=1024, description="largest inbound frame (else 1009)"
+    )
+    max_connections_per_user: int = Field(10, ge=1, description="per user on this instance (4504)")
+    history_default_limit: int = Field(50, ge=1, le=200)
+    history_max_limit: int = Field(200, ge=1, le=1000)
+
+    @property
+    def jwks_url(self) -> str:
+        return self.auth_url.rstrip("/") + "/.well-known/jwks.json"

@@ -1,0 +1,94 @@
+"""Connecting to NATS and PostgreSQL without ever giving up.
+
+A dependency that is down at start, or goes away later, makes a service *not ready*, never dead:
+these helpers retry with capped exponential backoff and jitter until they succeed (or are
+cancelled), logging each failure once per attempt with the delay before the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import asyncpg
+import nats
+from nats.aio.client import Client as NatsClient
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def backoff_delays(base: float = 0.2, cap: float = 5.0) -> Callable[[int], float]:
+    """Delay before attempt `n` (1-based): base·2ⁿ⁻¹ capped at `cap`, with ±25 % jitter."""
+
+    def delay(attempt: int) -> float:
+        raw: float = min(cap, base * 2 ** (attempt - 1))
+        return raw * random.uniform(0.75, 1.25)  # noqa: S311 - jitter, not crypto
+
+    return delay
+
+
+async def retry_forever(what: str, attempt: Callable[[], Awaitable[T]], cap: float = 5.0) -> T:
+    """Run `attempt` until it succeeds; log why it failed and when it will retry."""
+    delay = backoff_delays(cap=cap)
+    tries = 0
+    while True:
+        tries += 1
+        try:
+            result = await attempt()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            wait = delay(tries)
+            logger.warning(
+                "%s unavailable (%s: %s); retrying in %.1fs", what, type(exc).__name__, exc, wait
+            )
+            await asyncio.sleep(wait)
+        else:
+            if tries > 1:
+                logger.info("%s connected after %s attempts", what, tries)
+            return result
+
+
+async def connect_nats(url: str, name: str) -> NatsClient:
+    """A NATS connection that reconnects by itself for ever once established."""
+
+    async def disconnected() -> None:
+        logger.warning("NATS disconnected; reconnecting")
+
+    async def reconnected() -> None:
+        logger.info("NATS reconnected")
+
+    async def error(exc: Exception) -> None:
+        logger.debug("NATS error: %s", exc)
+
+    async def attempt() -> NatsClient:
+        return await nats.connect(
+            servers=[part.strip() for part in url.split(",")],
+            name=name,
+            allow_reconnect=True,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            connect_timeout=2,
+            disconnected_cb=disconnected,
+            reconnected_cb=reconnected,
+            error_cb=error,
+        )
+
+    return await retry_forever(f"NATS at {url}", attempt)
+
+
+async def create_pool(url: str, size: int) -> asyncpg.Pool:
+    """An asyncpg pool; connections broken by an outage are replaced on the next acquire."""
+
+    async def attempt() -> asyncpg.Pool:
+        pool = await asyncpg.create_pool(
+            url, min_size=1, max_size=size, timeout=3, command_timeout=30
+        )
+        assert pool is not None
+        return pool
+
+    return await retry_forever("PostgreSQL", attempt)

@@ -1,0 +1,163 @@
+"""WebSocket plumbing both producer and consumer use: close codes, the authentication handshake
+and a bounded outbound queue (PROTOCOL.md §3, §8).
+
+The handshake accepts either `Authorization: Bearer` on the upgrade request or, for browsers, a
+first frame `{"type":"auth","token":...}` within `timeout` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from enum import IntEnum
+
+import orjson
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from rtm.shared.errors import RtmError
+from rtm.shared.frames import parse_frame
+from rtm.shared.tokens import AccessClaims, TokenError, TokenExpired, TokenVerifier
+
+logger = logging.getLogger(__name__)
+
+
+class CloseCode(IntEnum):
+    """WebSocket close codes of PROTOCOL.md §8."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    UNSUPPORTED_DATA = 1003
+    INVALID_UTF8 = 1007
+    POLICY = 1008
+    TOO_BIG = 1009
+    INTERNAL = 1011
+    RESTARTING = 1012
+    SLOW_CONSUMER = 4008
+    FLOOD = 4013
+    INVALID_TOKEN = 4500
+    PROTOCOL_ERRORS = 4501
+    AUTH_TIMEOUT = 4502
+    SESSION_REVOKED = 4503
+    TOO_MANY_CONNECTIONS = 4504
+    TOKEN_EXPIRED = 4505
+
+
+class HandshakeFailed(Exception):
+    """The connection must be closed with `code` before it is authenticated."""
+
+    def __init__(self, code: CloseCode, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, or None."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def close_code_for(error: TokenError) -> CloseCode:
+    return CloseCode.TOKEN_EXPIRED if isinstance(error, TokenExpired) else CloseCode.INVALID_TOKEN
+
+
+def origin_allowed(origin: str | None, allowed: list[str]) -> bool:
+    """Browsers send Origin; non-browser clients usually do not, and are not refused for it."""
+    return origin is None or "*" in allowed or origin in allowed
+
+
+async def authenticate(
+    websocket: WebSocket, verifier: TokenVerifier, timeout: float
+) -> AccessClaims:
+    """Authenticate an accepted WebSocket; raises `HandshakeFailed` with the close code to use."""
+    token = bearer_token(websocket.headers.get("authorization"))
+    if token is not None:
+        try:
+            return await verifier.verify(token)
+        except TokenError as exc:
+            raise HandshakeFailed(close_code_for(exc), exc.message) from exc
+    try:
+        text = await asyncio.wait_for(websocket.receive_text(), timeout)
+    except TimeoutError as exc:
+        raise HandshakeFailed(CloseCode.AUTH_TIMEOUT, "no auth frame in time") from exc
+    except KeyError as exc:  # a binary frame: receive_text finds no "text"
+        raise HandshakeFailed(CloseCode.INVALID_TOKEN, "expected an auth frame") from exc
+    try:
+        kind, frame = parse_frame(text, {"auth"})
+    except RtmError as exc:
+        raise HandshakeFailed(CloseCode.INVALID_TOKEN, "expected an auth frame") from exc
+    token = frame.get("token")
+    if kind != "auth" or not isinstance(token, str):
+        raise HandshakeFailed(CloseCode.INVALID_TOKEN, "expected an auth frame")
+    try:
+        claims = await verifier.verify(token)
+    except TokenError as exc:
+        raise HandshakeFailed(close_code_for(exc), exc.message) from exc
+    await websocket.send_text(auth_ok(claims))
+    return claims
+
+
+def auth_ok(claims: AccessClaims) -> str:
+    return orjson.dumps({"type": "auth_ok", "exp": int(claims.expires_at.timestamp())}).decode()
+
+
+class Outbox:
+    """A per-connection send queue bounded in bytes, drained by one writer task.
+
+    A slow reader must never slow others: `put` never waits, and returns False once more than
+    `limit_bytes` are queued, so the caller closes the connection (4008) instead of buffering.
+    """
+
+    def __init__(self, websocket: WebSocket, limit_bytes: int) -> None:
+        self._websocket = websocket
+        self._limit = limit_bytes
+        self._queue: deque[str] = deque()
+        self._queued_bytes = 0
+        self._wakeup = asyncio.Event()
+        self._closed = False
+        self.overflowed = False
+
+    def put(self, frame: str) -> bool:
+        if self._closed:
+            return False
+        size = len(frame)
+        if self._queued_bytes + size > self._limit:
+            self.overflowed = True
+            self._closed = True
+            self._wakeup.set()
+            return False
+        self._queue.append(frame)
+        self._queued_bytes += size
+        self._wakeup.set()
+        return True
+
+    def close(self) -> None:
+        self._closed = True
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        """Send queued frames until closed; returns when the socket goes away."""
+        try:
+            while True:
+                while self._queue and not self.overflowed:
+                    frame = self._queue.popleft()
+                    self._queued_bytes -= len(frame)
+                    await self._websocket.send_text(frame)
+                if self._closed:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            return
+
+
+async def close_quietly(websocket: WebSocket, code: int, reason: str = "") -> None:
+    """Close, ignoring a peer that is already gone."""
+    with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
+        await websocket.close(code=code, reason=reason[:120])
