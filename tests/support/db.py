@@ -1,0 +1,45 @@
+"""Direct database helpers for tests that need rows without going through the producer."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+
+
+async def create_conversation(
+    database_url: str, members: list[uuid.UUID], *, kind: str = "group"
+) -> uuid.UUID:
+    conversation = uuid.uuid4()
+    direct_key = ":".join(sorted(str(m) for m in members)) if kind == "direct" else None
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(
+            "INSERT INTO messaging.conversations (id, kind, title, direct_key, created_by)"
+            " VALUES ($1, $2, $3, $4, $5)",
+            conversation,
+            kind,
+            None if kind == "direct" else "test",
+            direct_key,
+            members[0],
+        )
+        await conn.executemany(
+            "INSERT INTO messaging.members (conversation_id, user_id) VALUES ($1, $2)",
+            [(conversation, m) for m in members],
+        )
+    finally:
+        await conn.close()
+    return conversation
+
+
+async def stored_messages(database_url: str) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return list(
+            await conn.fetch(
+                "SELECT conversation_id, seq, sender_id, client_msg_id, body, stream_seq"
+                " FROM messaging.messages ORDER BY conversation_id, seq"
+            )
+        )
+    finally:
+        await conn.close()
