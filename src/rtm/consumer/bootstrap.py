@@ -22,9 +22,13 @@ from nats.aio.msg import Msg
 from rtm.consumer.adapters.fanout import NatsFanout, decode_delivery
 from rtm.consumer.adapters.jetstream_source import JetStreamPartitionSources
 from rtm.consumer.adapters.leases import KvPartitionLeases
-from rtm.consumer.adapters.postgres_queries import PostgresMessageQueries
+from rtm.consumer.adapters.postgres_queries import (
+    PostgresConversationDirectory,
+    PostgresMessageQueries,
+)
 from rtm.consumer.adapters.postgres_store import PostgresMessageStore
 from rtm.consumer.entrypoints import http, ws
+from rtm.consumer.entrypoints.events import LiveEvents
 from rtm.consumer.entrypoints.hub import Hub
 from rtm.consumer.entrypoints.workers import PartitionManager
 from rtm.consumer.services import ReadService
@@ -74,6 +78,15 @@ class ConsumerRuntime:
         self.stream_ok = True
         await self.nc.subscribe(f"{DELIVER_SUBJECT_PREFIX}.>", cb=self._on_delivery)
         await self.nc.subscribe(SESSION_REVOKED, cb=self._on_revoked)
+        events = LiveEvents(
+            self.nc,
+            self.hub,
+            PostgresConversationDirectory(self.pool),
+            settings.instance_id,
+            presence_interval=settings.presence_interval_s,
+        )
+        self._tasks.append(await events.start())
+        self.app.state.events = events
         self.manager = PartitionManager(
             partitions=settings.partitions,
             leases=KvPartitionLeases(js, settings.instance_id, settings.lease_ttl_s),
@@ -126,9 +139,9 @@ class ConsumerRuntime:
 
     async def stop(self) -> None:
         """Graceful: stop workers (releasing leases), drain NATS, close the pool."""
+        for task in self._tasks:
+            task.cancel()
         if self.manager is not None:
-            for task in self._tasks:
-                task.cancel()
             with contextlib.suppress(Exception):
                 await self.manager.stop()
         if self.nc is not None and not self.nc.is_closed:
@@ -174,6 +187,7 @@ def create_app(settings: ConsumerSettings) -> FastAPI:
     app.state.hub = hub
     app.state.verifier = verifier
     app.state.reads = None
+    app.state.events = None
     app.state.revoked = RevokedSessions()
     app.include_router(http.router)
     app.include_router(ws.router)

@@ -38,6 +38,9 @@ class ConsumerSettings(CommonSettings):
         64 * 1024, ge=1024, description="largest inbound frame (else 1009)"
     )
     max_connections_per_user: int = Field(10, ge=1, description="per user on this instance (4504)")
+    presence_interval_s: float = Field(
+        5.0, gt=0, description="presence heartbeat; offline after 3 missed beats"
+    )
     history_default_limit: int = Field(50, ge=1, le=200)
     history_max_limit: int = Field(200, ge=1, le=1000)
 

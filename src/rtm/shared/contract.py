@@ -105,3 +105,178 @@ class SessionRevoked:
     def decode(cls, data: bytes) -> SessionRevoked:
         raw = orjson.loads(data)
         return cls(session_id=uuid.UUID(raw["session_id"]), user_id=uuid.UUID(raw["user_id"]))
+
+
+# Events the producer publishes on core NATS for the consumer (at most once; not stored by NATS).
+#
+# rtm.events.conversation
+#   {"event": "created" | "member_added" | "member_removed",
+#    "conversation": {"id", "kind": "direct"|"group", "title": str|null, "members": [user ids],
+#                     "created_at": "…Z", "last_seq": int},
+#    "user_ids": [user ids whose membership changed; every member for "created"]}
+#   `conversation` is the state after the change (a removed user is no longer in `members`): send
+#   it to the current members and to `user_ids`.
+# rtm.events.typing   {"conversation_id", "user_id", "at": "…Z"}
+# rtm.events.read     {"conversation_id", "user_id", "seq": int >= 0, "at": "…Z"}
+#   The producer checked membership; the consumer keeps the highest `seq` per (conversation, user).
+
+CONVERSATION_EVENT_KINDS = ("created", "member_added", "member_removed")
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationSnapshot:
+    """A conversation as PROTOCOL.md §4 shows it, inside a conversation event."""
+
+    id: uuid.UUID
+    kind: str
+    title: str | None
+    members: tuple[uuid.UUID, ...]
+    created_at: datetime
+    last_seq: int
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "id": str(self.id),
+            "kind": self.kind,
+            "title": self.title,
+            "members": [str(member) for member in self.members],
+            "created_at": format_time(self.created_at),
+            "last_seq": self.last_seq,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, object]) -> ConversationSnapshot:
+        members = raw["members"]
+        title = raw.get("title")
+        if not isinstance(members, list) or not (title is None or isinstance(title, str)):
+            raise ValueError("malformed conversation snapshot")
+        return cls(
+            id=uuid.UUID(str(raw["id"])),
+            kind=str(raw["kind"]),
+            title=title,
+            members=tuple(uuid.UUID(str(member)) for member in members),
+            created_at=parse_time(str(raw["created_at"])),
+            last_seq=int(str(raw.get("last_seq", 0))),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationEvent:
+    """`rtm.events.conversation`: a conversation was created or its membership changed."""
+
+    event: str
+    conversation: ConversationSnapshot
+    user_ids: tuple[uuid.UUID, ...]
+
+    def encode(self) -> bytes:
+        return orjson.dumps(
+            {
+                "event": self.event,
+                "conversation": self.conversation.to_dict(),
+                "user_ids": [str(user) for user in self.user_ids],
+            }
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> ConversationEvent:
+        raw = orjson.loads(data)
+        if raw["event"] not in CONVERSATION_EVENT_KINDS:
+            raise ValueError(f"unknown conversation event {raw['event']!r}")
+        return cls(
+            event=raw["event"],
+            conversation=ConversationSnapshot.from_dict(raw["conversation"]),
+            user_ids=tuple(uuid.UUID(user) for user in raw["user_ids"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TypingEvent:
+    """`rtm.events.typing`: a member is typing (ephemeral)."""
+
+    conversation_id: uuid.UUID
+    user_id: uuid.UUID
+    at: datetime
+
+    def encode(self) -> bytes:
+        return orjson.dumps(
+            {
+                "conversation_id": str(self.conversation_id),
+                "user_id": str(self.user_id),
+                "at": format_time(self.at),
+            }
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> TypingEvent:
+        raw = orjson.loads(data)
+        return cls(
+            conversation_id=uuid.UUID(raw["conversation_id"]),
+            user_id=uuid.UUID(raw["user_id"]),
+            at=parse_time(raw["at"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ReadEvent:
+    """`rtm.events.read`: a member has read its conversation up to `seq`."""
+
+    conversation_id: uuid.UUID
+    user_id: uuid.UUID
+    seq: int
+    at: datetime
+
+    def encode(self) -> bytes:
+        return orjson.dumps(
+            {
+                "conversation_id": str(self.conversation_id),
+                "user_id": str(self.user_id),
+                "seq": self.seq,
+                "at": format_time(self.at),
+            }
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> ReadEvent:
+        raw = orjson.loads(data)
+        seq = raw["seq"]
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+            raise ValueError("read seq must be a non-negative integer")
+        return cls(
+            conversation_id=uuid.UUID(raw["conversation_id"]),
+            user_id=uuid.UUID(raw["user_id"]),
+            seq=seq,
+            at=parse_time(raw["at"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceEvent:
+    """`rtm.events.presence`: a consumer instance reports users online or offline on it.
+
+    `status` is "online" or "offline" for changes, "heartbeat" for the periodic full list of the
+    instance's online users (a user not repeated within the TTL is offline: instances die too).
+    """
+
+    instance: str
+    status: str
+    user_ids: tuple[uuid.UUID, ...]
+
+    def encode(self) -> bytes:
+        return orjson.dumps(
+            {
+                "instance": self.instance,
+                "status": self.status,
+                "user_ids": [str(user) for user in self.user_ids],
+            }
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> PresenceEvent:
+        raw = orjson.loads(data)
+        if raw["status"] not in ("online", "offline", "heartbeat"):
+            raise ValueError("unknown presence status")
+        return cls(
+            instance=str(raw["instance"]),
+            status=raw["status"],
+            user_ids=tuple(uuid.UUID(user) for user in raw["user_ids"]),
+        )

@@ -36,7 +36,7 @@ class CommonSettings(BaseSettings):
     )
     db_pool_size: int = Field(10, ge=1, le=200, description="max connections per service process")
     allowed_origins: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["*"],
+        default=["*"],
         description="comma-separated browser origins allowed for CORS and WebSocket (* = any)",
     )
     partitions: int = Field(

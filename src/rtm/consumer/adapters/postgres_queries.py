@@ -131,3 +131,39 @@ class PostgresMessageQueries:
             "SELECT conversation_id FROM messaging.members WHERE user_id = $1", user_id
         )
         return [r["conversation_id"] for r in rows]
+
+
+class PostgresConversationDirectory:
+    """`ConversationDirectory` on the `messaging` schema."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def members(self, conversation_id: uuid.UUID) -> list[uuid.UUID]:
+        rows = await self._pool.fetch(
+            "SELECT user_id FROM messaging.members WHERE conversation_id = $1", conversation_id
+        )
+        return [r["user_id"] for r in rows]
+
+    async def contacts(self, user_id: uuid.UUID) -> list[uuid.UUID]:
+        rows = await self._pool.fetch(
+            "SELECT DISTINCT other.user_id FROM messaging.members me"
+            " JOIN messaging.members other USING (conversation_id)"
+            " WHERE me.user_id = $1 AND other.user_id <> $1",
+            user_id,
+        )
+        return [r["user_id"] for r in rows]
+
+    async def store_read(self, conversation_id: uuid.UUID, user_id: uuid.UUID, seq: int) -> int:
+        value = await self._pool.fetchval(
+            "INSERT INTO messaging.read_markers AS r (conversation_id, user_id, seq)"
+            " SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM messaging.members"
+            "   WHERE conversation_id = $1 AND user_id = $2)"
+            " ON CONFLICT (conversation_id, user_id) DO UPDATE"
+            " SET seq = greatest(r.seq, excluded.seq), updated_at = now()"
+            " RETURNING seq",
+            conversation_id,
+            user_id,
+            seq,
+        )
+        return int(value) if value is not None else 0

@@ -104,3 +104,17 @@ __all__ = [
     "PartitionSources",
     "StoredMessage",
 ]
+
+
+class ConversationDirectory(Protocol):
+    """Membership reads the live side needs (typing, read and presence fan-out)."""
+
+    async def members(self, conversation_id: uuid.UUID) -> list[uuid.UUID]: ...
+
+    async def contacts(self, user_id: uuid.UUID) -> list[uuid.UUID]:
+        """Users who share at least one conversation with `user_id`."""
+        ...
+
+    async def store_read(self, conversation_id: uuid.UUID, user_id: uuid.UUID, seq: int) -> int:
+        """Move the read marker forward (never back); returns the marker now stored."""
+        ...

@@ -113,16 +113,26 @@ class Hub:
 
     def __init__(self) -> None:
         self._by_user: dict[uuid.UUID, set[LiveConnection]] = defaultdict(set)
+        self.on_first_connection: Callable[[uuid.UUID], None] | None = None
+        self.on_last_disconnect: Callable[[uuid.UUID], None] | None = None
 
     def add(self, connection: LiveConnection) -> None:
-        self._by_user[connection.user_id].add(connection)
+        connections = self._by_user[connection.user_id]
+        connections.add(connection)
+        if len(connections) == 1 and self.on_first_connection is not None:
+            self.on_first_connection(connection.user_id)
 
     def remove(self, connection: LiveConnection) -> None:
         connections = self._by_user.get(connection.user_id)
-        if connections is not None:
+        if connections is not None and connection in connections:
             connections.discard(connection)
             if not connections:
                 del self._by_user[connection.user_id]
+                if self.on_last_disconnect is not None:
+                    self.on_last_disconnect(connection.user_id)
+
+    def users(self) -> list[uuid.UUID]:
+        return list(self._by_user)
 
     def count_for(self, user_id: uuid.UUID) -> int:
         return len(self._by_user.get(user_id, ()))

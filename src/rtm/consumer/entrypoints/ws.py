@@ -105,13 +105,14 @@ class ConsumerSession:
                     }
                 ).decode()
             )
+            presence = asyncio.create_task(self._send_presence())
             closer = asyncio.create_task(self.closed.wait())
             await asyncio.wait({reader, writer, closer}, return_when=asyncio.FIRST_COMPLETED)
             closer.cancel()
         finally:
             self.hub.remove(self.connection)
             self.connection.cancel()
-            for task in (reader, expiry):
+            for task in (reader, expiry, presence):
                 task.cancel()
             if self.closing is not None:
                 if not self.outbox.overflowed:
@@ -119,6 +120,18 @@ class ConsumerSession:
                         await asyncio.wait_for(writer, 1.0)
                 await close_quietly(self.websocket, *self.closing)
             writer.cancel()
+
+    async def _send_presence(self) -> None:
+        """Tell a new connection which of its contacts are online right now."""
+        events = self.websocket.app.state.events
+        if events is None:
+            return
+        for contact in await events.online_contacts(self.claims.user_id):
+            self.connection.push(
+                orjson.dumps(
+                    {"type": "presence", "user_id": str(contact), "status": "online"}
+                ).decode()
+            )
 
     async def _expire(self) -> None:
         while True:
