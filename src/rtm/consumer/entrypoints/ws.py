@@ -218,10 +218,11 @@ async def consumer_socket(websocket: WebSocket) -> None:
     state = websocket.app.state
     settings: ConsumerSettings = state.settings
     hub: Hub = state.hub
-    if not origin_allowed(websocket.headers.get("origin"), settings.allowed_origins):
-        await websocket.close(code=CloseCode.POLICY, reason="origin not allowed")
-        return
     await websocket.accept()
+    if not origin_allowed(websocket.headers.get("origin"), settings.allowed_origins):
+        # accepted first so the browser sees close code 1008, not a bare HTTP 403
+        await close_quietly(websocket, CloseCode.POLICY, "origin not allowed")
+        return
     try:
         claims = await authenticate(websocket, state.verifier, settings.auth_timeout_s)
     except HandshakeFailed as failed:
