@@ -1,0 +1,1 @@
+"""Driven adapters of the producer: PostgreSQL (asyncpg) and NATS (nats-py)."""

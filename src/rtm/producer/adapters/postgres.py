@@ -1,0 +1,269 @@
+"""PostgreSQL adapters: the connection pool (started in the background) and the conversation
+repository over `messaging.conversations` / `messaging.members` (the producer's tables), reading
+`messaging.messages` and `messaging.conversation_heads` (the consumer's) for duplicates and
+`last_seq`.
+
+Outages are translated here, once, into `Unavailable`; every wait is bounded by `timeout`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import asyncpg
+
+from rtm.producer.domain.exceptions import Unavailable
+from rtm.producer.domain.model import (
+    Conversation,
+    ConversationKind,
+    CreateOutcome,
+    SendCheck,
+    StoredSend,
+)
+from rtm.shared.migrate import apply_migrations
+
+logger = logging.getLogger(__name__)
+
+_OUTAGES: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, cannot connect now
+    asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
+    asyncpg.InterfaceError,  # connection closed under us
+)
+
+
+async def _keep_session(_: asyncpg.Connection) -> None:
+    """Release a pooled connection without asyncpg's default reset query (a round trip per
+    release): we never leave session state behind (no LISTEN, SET, advisory locks or cursors),
+    and an open transaction is still rolled back by asyncpg itself."""
+
+
+class PostgresDatabase:
+    """The process's asyncpg pool, created by a background task that retries with capped
+    backoff, so that a database down at start makes the service not ready instead of dead.
+
+    Args:
+        dsn: libpq connection string.
+        pool_size: most connections.
+        timeout: connect, acquire and statement timeout, in seconds.
+        migrations_dir: when given, pending migrations are applied before the pool opens.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        pool_size: int,
+        timeout: float,
+        migrations_dir: Path | None = None,
+        max_backoff: float = 5.0,
+    ) -> None:
+        self._dsn = dsn
+        self._pool_size = pool_size
+        self.timeout = timeout
+        self._migrations_dir = migrations_dir
+        self._max_backoff = max_backoff
+        self._pool: asyncpg.Pool | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._last_error = "not connected yet"
+        self.ready = asyncio.Event()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._connect(), name="postgres-connect")
+
+    async def _connect(self) -> None:
+        delay = 0.2
+        while True:
+            try:
+                if self._migrations_dir is not None:
+                    await asyncio.to_thread(apply_migrations, self._dsn, self._migrations_dir)
+                self._pool = await asyncpg.create_pool(
+                    self._dsn,
+                    min_size=1,
+                    max_size=self._pool_size,
+                    timeout=self.timeout,
+                    command_timeout=self.timeout,
+                    reset=_keep_session,
+                )
+            except Exception as exc:  # any failure here means "not yet": retry
+                self._last_error = f"{type(exc).__name__}: {exc}"[:300]
+                logger.warning(
+                    "PostgreSQL not available (%s); retrying in %.1fs", self._last_error, delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._max_backoff)
+                continue
+            logger.info("connected to PostgreSQL")
+            self.ready.set()
+            return
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection; any outage while it is used becomes `Unavailable`."""
+        pool = self._pool
+        if pool is None:
+            raise Unavailable("the database is not connected yet")
+        try:
+            conn = await pool.acquire(timeout=self.timeout)
+        except Exception as exc:  # whatever stops us connecting (down, refusing, misconfigured)
+            raise Unavailable("the database is unavailable") from exc
+        try:
+            yield conn
+        except _OUTAGES as exc:
+            raise Unavailable("the database is unavailable") from exc
+        finally:
+            await pool.release(conn)
+
+    async def check(self) -> str | None:
+        """Readiness: None when a trivial query answers."""
+        if self._pool is None:
+            return self._last_error
+        try:
+            async with self.connection() as conn:
+                await conn.fetchval("SELECT 1")
+        except Unavailable as exc:
+            return f"{exc.message}: {exc.__cause__!r}"[:300]
+        return None
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._pool is not None:
+            try:
+                await asyncio.wait_for(self._pool.close(), self.timeout)
+            except TimeoutError:
+                self._pool.terminate()
+
+
+_CHECK_SEND = """
+SELECT EXISTS (
+           SELECT 1 FROM messaging.members WHERE conversation_id = $1 AND user_id = $2
+       ) AS is_member,
+       m.message_id, m.stream_seq, m.sent_at
+FROM (SELECT 1) AS one
+LEFT JOIN messaging.messages AS m ON m.sender_id = $2 AND m.client_msg_id = $3
+"""
+
+_GET = """
+SELECT c.id, c.kind, c.title, c.created_by, c.created_at,
+       COALESCE(h.last_seq, 0) AS last_seq,
+       ARRAY(SELECT user_id FROM messaging.members AS mb
+             WHERE mb.conversation_id = c.id ORDER BY user_id::text) AS members
+FROM messaging.conversations AS c
+LEFT JOIN messaging.conversation_heads AS h ON h.conversation_id = c.id
+WHERE c.id = $1
+"""
+
+_INSERT_CONVERSATION = """
+INSERT INTO messaging.conversations (id, kind, title, direct_key, created_by, created_at)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (direct_key) DO NOTHING
+RETURNING id
+"""
+
+_INSERT_MEMBERS = """
+INSERT INTO messaging.members (conversation_id, user_id, joined_at)
+SELECT $1, member, $3 FROM unnest($2::uuid[]) AS member
+ON CONFLICT DO NOTHING
+RETURNING user_id
+"""
+
+
+def _conversation(row: asyncpg.Record) -> Conversation:
+    return Conversation(
+        id=row["id"],
+        kind=ConversationKind(row["kind"]),
+        title=row["title"],
+        members=tuple(row["members"]),
+        created_by=row["created_by"],
+        created_at=row["created_at"],
+        last_seq=row["last_seq"],
+    )
+
+
+class PostgresConversationRepository:
+    """`ConversationRepository` on PostgreSQL. Writes commit before returning, so a created
+    conversation is visible to every service at once (read-your-writes)."""
+
+    def __init__(self, database: PostgresDatabase) -> None:
+        self._db = database
+
+    async def check_send(
+        self, conversation_id: uuid.UUID, sender_id: uuid.UUID, client_msg_id: uuid.UUID
+    ) -> SendCheck:
+        async with self._db.connection() as conn:
+            row = await conn.fetchrow(_CHECK_SEND, conversation_id, sender_id, client_msg_id)
+        assert row is not None  # SELECT FROM (SELECT 1) always yields one row
+        stored = None
+        if row["message_id"] is not None:
+            stored = StoredSend(row["message_id"], row["stream_seq"], row["sent_at"])
+        return SendCheck(is_member=row["is_member"], stored=stored)
+
+    async def is_member(self, conversation_id: uuid.UUID, user_id: uuid.UUID) -> bool:
+        async with self._db.connection() as conn:
+            found = await conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM messaging.members"
+                " WHERE conversation_id = $1 AND user_id = $2)",
+                conversation_id,
+                user_id,
+            )
+        return bool(found)
+
+    async def get(self, conversation_id: uuid.UUID) -> Conversation | None:
+        async with self._db.connection() as conn:
+            row = await conn.fetchrow(_GET, conversation_id)
+        return None if row is None else _conversation(row)
+
+    async def create(self, conversation: Conversation, direct_key: str | None) -> CreateOutcome:
+        c = conversation
+        async with self._db.connection() as conn, conn.transaction():
+            inserted = await conn.fetchval(
+                _INSERT_CONVERSATION,
+                c.id,
+                c.kind.value,
+                c.title,
+                direct_key,
+                c.created_by,
+                c.created_at,
+            )
+            if inserted is not None:
+                await conn.fetch(_INSERT_MEMBERS, c.id, list(c.members), c.created_at)
+                return CreateOutcome(conversation, created=True)
+            # The pair already has its direct conversation (the unique key waited for any
+            # concurrent creator to commit): return it, with whoever had left it back in.
+            existing = await conn.fetchval(
+                "SELECT id FROM messaging.conversations WHERE direct_key = $1", direct_key
+            )
+            rows = await conn.fetch(_INSERT_MEMBERS, existing, list(c.members), c.created_at)
+            restored = tuple(sorted((row["user_id"] for row in rows), key=str))
+            row = await conn.fetchrow(_GET, existing)
+        assert row is not None
+        return CreateOutcome(_conversation(row), created=False, restored=restored)
+
+    async def add_member(self, conversation_id: uuid.UUID, user_id: uuid.UUID) -> bool:
+        async with self._db.connection() as conn:
+            added = await conn.fetchval(
+                "INSERT INTO messaging.members (conversation_id, user_id) VALUES ($1, $2)"
+                " ON CONFLICT DO NOTHING RETURNING user_id",
+                conversation_id,
+                user_id,
+            )
+        return added is not None
+
+    async def remove_member(self, conversation_id: uuid.UUID, user_id: uuid.UUID) -> bool:
+        async with self._db.connection() as conn:
+            removed = await conn.fetchval(
+                "DELETE FROM messaging.members WHERE conversation_id = $1 AND user_id = $2"
+                " RETURNING user_id",
+                conversation_id,
+                user_id,
+            )
+        return removed is not None

@@ -1,0 +1,239 @@
+"""The producer's one composition root: settings in, a running service out.
+
+`build(settings)` wires adapters into services and services into the entrypoints, without I/O;
+the app's lifespan starts the background connectors (PostgreSQL, NATS, JWKS), which retry with
+capped backoff, so the process serves `/health/ready` (503, naming what is missing) while a
+dependency is down instead of crashing. `serve(settings)` runs it under uvicorn and, on SIGTERM,
+closes WebSockets with 1012 after acking their in-flight sends, then drains NATS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from types import FrameType
+
+import uvicorn
+from fastapi import FastAPI
+from nats.aio.msg import Msg
+
+from rtm.producer.adapters.nats import NatsBus
+from rtm.producer.adapters.postgres import PostgresConversationRepository, PostgresDatabase
+from rtm.producer.adapters.publishers import JetStreamMessagePublisher, NatsEventPublisher
+from rtm.producer.domain.limits import KeyedBuckets, RevokedSessions, Throttle
+from rtm.producer.entrypoints import http, ws
+from rtm.producer.entrypoints.connections import ConnectionRegistry
+from rtm.producer.entrypoints.deps import ProducerContext
+from rtm.producer.services import ConversationService, MessageService, SignalService
+from rtm.producer.settings import ProducerSettings
+from rtm.shared.clock import utcnow
+from rtm.shared.contract import SESSION_REVOKED, SessionRevoked
+from rtm.shared.health import Readiness
+from rtm.shared.http import create_http_app
+from rtm.shared.ids import new_id
+from rtm.shared.jetstream import stream_config
+from rtm.shared.tokens import TokenVerifier
+from rtm.shared.ws import CloseCode
+
+logger = logging.getLogger(__name__)
+
+VERSION = "1.0.0"
+# Auth's access tokens live 15 minutes: a revoked session is remembered a little longer.
+_REVOCATION_MEMORY_S = 20 * 60
+
+DESCRIPTION = """Everything a client **sends** (PROTOCOL.md §5).
+
+* `POST /v1/messages`, conversations and membership below (bearer access token from auth).
+* WebSocket `GET /v1/ws`: frames `send`, `typing`, `read`, `auth`, `ping`; answers `ack`,
+  `error` (with `ref`), `auth_ok`, `pong`. Authenticate with `Authorization: Bearer` on the
+  upgrade or a first `{"type":"auth","token":...}` frame within 10 s.
+"""
+
+
+@dataclass
+class Producer:
+    """A wired producer: the ASGI app plus the handles `serve` needs for a graceful stop."""
+
+    app: FastAPI
+    context: ProducerContext
+    bus: NatsBus
+    database: PostgresDatabase
+    verifier: TokenVerifier
+
+
+async def _fetch_jwks(verifier: TokenVerifier, max_backoff: float = 10.0) -> None:
+    """Fetch auth's keys until it answers (auth may start after us)."""
+    delay = 0.2
+    while not verifier.has_keys:
+        try:
+            await verifier.refresh()
+        except Exception as exc:  # auth not up yet: not ready until it is
+            logger.warning("JWKS not available (%s); retrying in %.1fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_backoff)
+    logger.info("JWKS fetched")
+
+
+def build(settings: ProducerSettings, *, verifier: TokenVerifier | None = None) -> Producer:
+    """Wire the producer from `settings` (no I/O until the app's lifespan starts)."""
+    verifier = verifier or TokenVerifier(settings.jwks_url, settings.token_issuer)
+    database = PostgresDatabase(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        timeout=settings.db_timeout_s,
+        migrations_dir=settings.migrations_dir if settings.migrate_on_start else None,
+    )
+    bus = NatsBus(
+        [url.strip() for url in settings.nats_url.split(",") if url.strip()],
+        stream=stream_config(),
+        timeout=settings.publish_timeout_s,
+        max_pending_publishes=settings.max_pending_publishes,
+        name=f"rtm-producer@{socket.gethostname()}",
+    )
+    repository = PostgresConversationRepository(database)
+    events = NatsEventPublisher(bus)
+    monotonic = time.monotonic
+    context = ProducerContext(
+        settings=settings,
+        messages=MessageService(
+            repository,
+            JetStreamMessagePublisher(
+                bus, partitions=settings.partitions, timeout=settings.publish_timeout_s
+            ),
+            max_body_chars=settings.max_body_chars,
+            now=utcnow,
+            new_id=new_id,
+        ),
+        conversations=ConversationService(
+            repository,
+            events,
+            max_group_members=settings.max_group_members,
+            max_title_chars=settings.max_title_chars,
+            now=utcnow,
+            new_id=new_id,
+        ),
+        signals=SignalService(
+            repository,
+            events,
+            typing_throttle=Throttle(settings.typing_interval_s, monotonic),
+            now=utcnow,
+        ),
+        verifier=verifier,
+        connections=ConnectionRegistry(settings.max_connections_per_user),
+        revoked=RevokedSessions(_REVOCATION_MEMORY_S, monotonic),
+        http_sends=KeyedBuckets(settings.rate_per_second, settings.rate_burst, monotonic),
+        monotonic=monotonic,
+    )
+
+    async def on_session_revoked(msg: Msg) -> None:
+        try:
+            event = SessionRevoked.decode(msg.data)
+        except (ValueError, KeyError, TypeError):
+            logger.warning("ignoring a malformed %s event", SESSION_REVOKED)
+            return
+        context.revoked.add(event.session_id)
+        context.connections.revoke_session(event.session_id)
+
+    bus.subscribe(SESSION_REVOKED, on_session_revoked)
+
+    readiness = Readiness()
+    readiness.add("nats", bus.check_connection)
+    readiness.add("jetstream", bus.check_stream)
+    readiness.add("postgres", database.check)
+    readiness.add("jwks", lambda: None if verifier.has_keys else "auth's signing keys not fetched")
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        database.start()
+        bus.start()
+        jwks = asyncio.create_task(_fetch_jwks(verifier), name="jwks-fetch")
+        try:
+            yield
+        finally:
+            await context.connections.close_all(
+                CloseCode.RESTARTING, "service restarting", settings.shutdown_timeout_s
+            )
+            jwks.cancel()
+            await asyncio.gather(jwks, return_exceptions=True)
+            await bus.close()
+            await database.close()
+
+    app = create_http_app(
+        title="rtm producer",
+        version=VERSION,
+        description=DESCRIPTION,
+        settings=settings,
+        readiness=readiness,
+        lifespan=lifespan,
+    )
+    app.state.producer = context
+    app.include_router(http.router)
+    app.include_router(ws.router)
+    return Producer(app, context, bus, database, verifier)
+
+
+def create_app(settings: ProducerSettings, *, verifier: TokenVerifier | None = None) -> FastAPI:
+    """The producer's ASGI app (for uvicorn, tests, or any ASGI server)."""
+    return build(settings, verifier=verifier).app
+
+
+class _GracefulServer(uvicorn.Server):
+    """uvicorn, but on shutdown our WebSockets are closed first, with 1012, after their
+    in-flight sends are acked (uvicorn alone would cut them with 1012 at once)."""
+
+    def __init__(self, config: uvicorn.Config, producer: Producer) -> None:
+        super().__init__(config)
+        self._producer = producer
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()  # stop accepting new connections first
+        settings = self._producer.context.settings
+        closed = await self._producer.context.connections.close_all(
+            CloseCode.RESTARTING, "service restarting", settings.shutdown_timeout_s
+        )
+        if not closed:
+            logger.warning(
+                "some WebSockets did not close within %.0fs", settings.shutdown_timeout_s
+            )
+        await super().shutdown(sockets)
+
+
+def server(settings: ProducerSettings) -> uvicorn.Server:
+    """A uvicorn server for the producer on `host:producer_port`, WebSockets by websockets'
+    sans-I/O backend with the frame limit of PROTOCOL.md §5 (larger frames close 1009)."""
+    producer = build(settings)
+    config = uvicorn.Config(
+        producer.app,
+        host=settings.host,
+        port=settings.producer_port,
+        ws="websockets-sansio",
+        ws_max_size=settings.max_frame_bytes,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=int(settings.shutdown_timeout_s) + 5,
+        server_header=False,
+    )
+    return _GracefulServer(config, producer)
+
+
+def _exit_ok(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
+def serve(settings: ProducerSettings) -> None:
+    """Run the producer until SIGTERM/SIGINT; returns after a graceful stop.
+
+    uvicorn handles SIGTERM itself while it runs, and re-raises it once it has shut down; the
+    handler installed here turns that (and a SIGTERM during start-up) into exit code 0.
+    """
+    logger.info("producer starting on http://%s:%d", settings.host, settings.producer_port)
+    signal.signal(signal.SIGTERM, _exit_ok)
+    server(settings).run()

@@ -1,0 +1,54 @@
+"""Errors of the producer's domain and services.
+
+Exception tree (every one carries the wire `ErrorCode` of PROTOCOL.md §7):
+
+    RtmError                       rtm.shared.errors
+      ProducerError                root of this package
+        ValidationFailed           validation_failed: a field is wrong (`field` names it)
+        Forbidden                  forbidden: not a member, or no such conversation (same answer)
+        RateLimited                rate_limited: retry after `retry_after_ms`
+        TooManyInFlight            too_many_in_flight: too many unacked sends on a connection
+        Unavailable                unavailable: NATS or PostgreSQL cannot take it now
+
+Entrypoints translate them once: to an HTTP status (`rtm.shared.errors.http_status`) or an error
+frame on the WebSocket.
+"""
+
+from __future__ import annotations
+
+from rtm.shared.errors import ErrorCode, RtmError
+
+
+class ProducerError(RtmError):
+    """Root of the producer's errors."""
+
+
+class ValidationFailed(ProducerError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(ErrorCode.VALIDATION_FAILED, message, field=field)
+
+
+class Forbidden(ProducerError):
+    """Deliberately the same for a conversation that exists and one that does not (no oracle)."""
+
+    def __init__(self, message: str = "no such conversation, or you are not a member") -> None:
+        super().__init__(ErrorCode.FORBIDDEN, message)
+
+
+class RateLimited(ProducerError):
+    def __init__(self, retry_after_ms: int, message: str = "rate limit exceeded") -> None:
+        super().__init__(ErrorCode.RATE_LIMITED, message, retry_after_ms=retry_after_ms)
+
+
+class TooManyInFlight(ProducerError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            ErrorCode.TOO_MANY_IN_FLIGHT, f"more than {limit} sends are waiting for their ack"
+        )
+
+
+class Unavailable(ProducerError):
+    """The bus or the database cannot take the request now; retry with the same client_msg_id."""
+
+    def __init__(self, message: str, retry_after_ms: int = 1000) -> None:
+        super().__init__(ErrorCode.UNAVAILABLE, message, retry_after_ms=retry_after_ms)

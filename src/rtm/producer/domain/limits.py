@@ -1,0 +1,151 @@
+"""Pure rate and abuse limits, driven by an injected monotonic clock (seconds).
+
+- `TokenBucket`: frames per second with bursts (PROTOCOL.md §5: 20/s, bursts of 40).
+- `KeyedBuckets`: one bucket per key (user) with a bounded number of keys, for HTTP sends.
+- `WindowCounter`: how many events in the last `window` seconds (protocol errors, floods).
+- `Throttle`: at most one event per key per interval (typing indicators).
+- `RevokedSessions`: sessions auth revoked, remembered until their tokens have expired anyway.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict, deque
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar, cast
+
+Now = Callable[[], float]
+K = TypeVar("K", bound=Hashable)
+
+
+class TokenBucket:
+    """`rate` tokens per second, at most `burst` saved up; each event takes one."""
+
+    def __init__(self, rate: float, burst: int, now: Now) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("rate must be positive and burst at least 1")
+        self._rate = rate
+        self._burst = float(burst)
+        self._now = now
+        self._tokens = float(burst)
+        self._updated = now()
+
+    def _refill(self) -> None:
+        moment = self._now()
+        elapsed = max(0.0, moment - self._updated)
+        self._tokens = min(self._burst, self._tokens + elapsed * self._rate)
+        self._updated = moment
+
+    def take(self) -> int | None:
+        """Take a token: None when allowed, else the milliseconds until one is available."""
+        self._refill()
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return None
+        return max(1, math.ceil((1.0 - self._tokens) / self._rate * 1000))
+
+    @property
+    def full(self) -> bool:
+        self._refill()
+        return self._tokens >= self._burst
+
+
+class KeyedBuckets(Generic[K]):
+    """A `TokenBucket` per key; the least recently used keys are forgotten past `max_keys`
+    (a forgotten key starts again with a full bucket, which only ever errs on the lenient side)."""
+
+    def __init__(self, rate: float, burst: int, now: Now, max_keys: int = 100_000) -> None:
+        self._rate = rate
+        self._burst = burst
+        self._now = now
+        self._max_keys = max_keys
+        self._buckets: OrderedDict[K, TokenBucket] = OrderedDict()
+
+    def take(self, key: K) -> int | None:
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = TokenBucket(self._rate, self._burst, self._now)
+            while len(self._buckets) > self._max_keys:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(key)
+        return bucket.take()
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+
+class WindowCounter:
+    """Counts events in a sliding window of `window` seconds; `exceeded` at `limit` events."""
+
+    def __init__(self, limit: int, window: float, now: Now) -> None:
+        self._limit = limit
+        self._window = window
+        self._now = now
+        self._events: deque[float] = deque()
+
+    def add(self) -> bool:
+        """Record one event; True when this makes `limit` events within the window."""
+        moment = self._now()
+        self._events.append(moment)
+        while self._events and self._events[0] <= moment - self._window:
+            self._events.popleft()
+        return len(self._events) >= self._limit
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+
+class Throttle(Generic[K]):
+    """At most one event per key every `interval` seconds; remembers at most `max_keys` keys."""
+
+    def __init__(self, interval: float, now: Now, max_keys: int = 100_000) -> None:
+        self._interval = interval
+        self._now = now
+        self._max_keys = max_keys
+        self._last: OrderedDict[K, float] = OrderedDict()
+
+    def ready(self, key: K) -> bool:
+        """Whether an event for `key` may happen now (does not record it)."""
+        last = self._last.get(key)
+        return last is None or self._now() - last >= self._interval
+
+    def forget(self, key: K) -> None:
+        self._last.pop(key, None)
+
+    def mark(self, key: K) -> None:
+        self._last[key] = self._now()
+        self._last.move_to_end(key)
+        while len(self._last) > self._max_keys:
+            self._last.popitem(last=False)
+
+
+class RevokedSessions(Generic[K]):
+    """Sessions whose tokens must be refused, each remembered for `ttl` seconds (longer than an
+    access token lives, after which its tokens fail on `exp` anyway)."""
+
+    def __init__(self, ttl: float, now: Now) -> None:
+        self._ttl = ttl
+        self._now = now
+        self._until: OrderedDict[K, float] = OrderedDict()
+
+    def add(self, session: K) -> None:
+        self._prune()
+        self._until[session] = self._now() + self._ttl
+        self._until.move_to_end(session)
+
+    def __contains__(self, session: object) -> bool:
+        until = self._until.get(cast(K, session))
+        return until is not None and until > self._now()
+
+    def _prune(self) -> None:
+        moment = self._now()
+        while self._until:
+            session, until = next(iter(self._until.items()))
+            if until > moment:
+                break
+            del self._until[session]
+
+    def __len__(self) -> int:
+        self._prune()
+        return len(self._until)

@@ -1,0 +1,1 @@
+"""Driving adapters of the producer: the HTTP API and the WebSocket."""

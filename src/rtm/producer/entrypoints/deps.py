@@ -1,0 +1,67 @@
+"""What the entrypoints need, and the FastAPI dependencies that hand it out.
+
+`ProducerContext` is built once by `rtm.producer.bootstrap` and stored on `app.state.producer`;
+routes receive it (and the caller's verified token claims) through the `Annotated` aliases here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
+
+from rtm.producer.domain.limits import KeyedBuckets, RevokedSessions
+from rtm.producer.entrypoints.connections import ConnectionRegistry
+from rtm.producer.services import ConversationService, MessageService, SignalService
+from rtm.producer.settings import ProducerSettings
+from rtm.shared.tokens import AccessClaims, TokenError, TokenVerifier
+
+
+@dataclass
+class ProducerContext:
+    """The services and per-process state the HTTP and WebSocket entrypoints drive."""
+
+    settings: ProducerSettings
+    messages: MessageService
+    conversations: ConversationService
+    signals: SignalService
+    verifier: TokenVerifier
+    connections: ConnectionRegistry
+    revoked: RevokedSessions[uuid.UUID]
+    http_sends: KeyedBuckets[uuid.UUID]
+    monotonic: Callable[[], float]
+
+    async def verify(self, token: str) -> AccessClaims:
+        """Verify an access token and refuse those of revoked sessions."""
+        claims = await self.verifier.verify(token)
+        if claims.session_id in self.revoked:
+            raise TokenError("session revoked")
+        return claims
+
+
+def get_context(connection: HTTPConnection) -> ProducerContext:
+    context: ProducerContext = connection.app.state.producer
+    return context
+
+
+Context = Annotated[ProducerContext, Depends(get_context)]
+
+_bearer = HTTPBearer(auto_error=False, description="an access token from auth")
+
+
+async def current_user(
+    context: Context,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> AccessClaims:
+    """The caller, from `Authorization: Bearer <access token>` (401 `unauthorized` otherwise)."""
+    if credentials is None or not credentials.credentials:
+        raise TokenError("missing bearer token")
+    return await context.verify(credentials.credentials)
+
+
+CurrentUser = Annotated[AccessClaims, Depends(current_user)]

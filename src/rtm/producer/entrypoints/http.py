@@ -1,0 +1,156 @@
+"""The producer's HTTP API (PROTOCOL.md §5): sending a message, creating conversations and
+changing membership. Errors are `RtmError`s, rendered by the shared error envelope."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request, Response
+from fastapi.routing import APIRoute
+
+from rtm.producer.domain.exceptions import RateLimited, ValidationFailed
+from rtm.producer.domain.model import ConversationKind, CreateConversation, SendMessage
+from rtm.producer.entrypoints.deps import Context, CurrentUser, get_context
+from rtm.producer.entrypoints.metrics import SENDS
+from rtm.producer.entrypoints.schemas import (
+    AckOut,
+    AddMemberBody,
+    ConversationOut,
+    CreateConversationBody,
+    SendMessageBody,
+)
+from rtm.shared.errors import ErrorCode, RtmError
+from rtm.shared.frames import parse_json
+from rtm.shared.http import error_responses
+
+
+async def check_json_body(request: Request, max_bytes: int) -> None:
+    """Hold HTTP bodies to the WebSocket's JSON rules before FastAPI parses them: duplicate keys
+    and NaN/Infinity are refused (FastAPI's parser accepts them), nesting bombs are `invalid_json`,
+    and bodies larger than a frame are refused."""
+    body = await request.body()  # cached: FastAPI reads the same bytes afterwards
+    if len(body) > max_bytes:
+        raise ValidationFailed("body", f"request body larger than {max_bytes} bytes")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RtmError(ErrorCode.INVALID_JSON, "body is not valid UTF-8") from exc
+    if text.strip():
+        parse_json(text)
+
+
+class StrictJsonRoute(APIRoute):
+    """A route whose JSON body passes `check_json_body` first."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def strict(request: Request) -> Response:
+            if request.method in ("POST", "PUT", "PATCH"):
+                await check_json_body(request, get_context(request).settings.max_frame_bytes)
+            return await handler(request)
+
+        return strict
+
+
+router = APIRouter(prefix="/v1", route_class=StrictJsonRoute)
+
+
+def _json(body: object, status_code: int) -> Response:
+    return Response(orjson.dumps(body), status_code=status_code, media_type="application/json")
+
+
+@router.post(
+    "/messages",
+    operation_id="send_message",
+    tags=["messages"],
+    status_code=202,
+    response_model=AckOut,
+    responses=error_responses(400, 401, 404, 422, 429, 503),
+)
+async def send_message(body: SendMessageBody, user: CurrentUser, context: Context) -> Response:
+    """Send a message; answered once JetStream has stored it.
+
+    Resending the same `client_msg_id` never creates a second message: the answer is the
+    original ack with `duplicate: true`, whatever the body. `404 forbidden` for a conversation
+    you are not a member of and for one that does not exist alike. `503 unavailable`: retry with
+    the same `client_msg_id`.
+    """
+    retry_after_ms = context.http_sends.take(user.user_id)
+    if retry_after_ms is not None:
+        raise RateLimited(retry_after_ms)
+    command = SendMessage(user.user_id, body.client_msg_id, body.conversation_id, body.body)
+    try:
+        ack = await context.messages.send(command)
+    except RtmError as exc:
+        SENDS.labels("http", exc.code.value).inc()
+        raise
+    SENDS.labels("http", "duplicate" if ack.duplicate else "accepted").inc()
+    return _json(ack.to_dict(), 202)
+
+
+@router.post(
+    "/conversations",
+    operation_id="create_conversation",
+    tags=["conversations"],
+    status_code=201,
+    response_model=ConversationOut,
+    responses={
+        200: {
+            "description": "the existing direct conversation of this pair",
+            "model": ConversationOut,
+        },
+        **error_responses(400, 401, 422, 503),
+    },
+)
+async def create_conversation(
+    body: CreateConversationBody, user: CurrentUser, context: Context
+) -> Response:
+    """Create a direct or group conversation; you are always a member.
+
+    A direct conversation has exactly two members and is unique per pair: asking for it again
+    answers 200 with the existing one. It is usable at once: sending to it succeeds immediately.
+    """
+    command = CreateConversation(
+        creator_id=user.user_id,
+        kind=ConversationKind(body.kind),
+        member_ids=tuple(body.member_ids),
+        title=body.title,
+    )
+    outcome = await context.conversations.create(command)
+    return _json(outcome.conversation.to_dict(), 201 if outcome.created else 200)
+
+
+@router.post(
+    "/conversations/{conversation_id}/members",
+    operation_id="add_conversation_member",
+    tags=["conversations"],
+    status_code=204,
+    response_class=Response,
+    responses=error_responses(400, 401, 404, 422, 503),
+)
+async def add_member(
+    conversation_id: uuid.UUID, body: AddMemberBody, user: CurrentUser, context: Context
+) -> Response:
+    """Add a member to a group you belong to (adding a member again changes nothing)."""
+    await context.conversations.add_member(user.user_id, conversation_id, body.user_id)
+    return Response(status_code=204)
+
+
+@router.delete(
+    "/conversations/{conversation_id}/members/{user_id}",
+    operation_id="remove_conversation_member",
+    tags=["conversations"],
+    status_code=204,
+    response_class=Response,
+    responses=error_responses(401, 404, 422, 503),
+)
+async def remove_member(
+    conversation_id: uuid.UUID, user_id: uuid.UUID, user: CurrentUser, context: Context
+) -> Response:
+    """Leave a conversation (your own user id), or remove another member from a group."""
+    await context.conversations.remove_member(user.user_id, conversation_id, user_id)
+    return Response(status_code=204)

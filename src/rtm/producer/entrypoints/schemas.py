@@ -1,0 +1,146 @@
+"""Pydantic models at the producer's edges: WebSocket frames and HTTP bodies (PROTOCOL.md §5).
+
+They check types and shapes only; the rules (body length, NUL, lone surrogates, member counts)
+live in the domain so that HTTP and WebSocket share them. Unknown extra fields are ignored, so
+clients may send additive extensions.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+_EXAMPLE_USER = "0195f3a0-7c1e-7b1a-9d0e-3a5b7c9d1e2f"
+_EXAMPLE_PEER = "0195f3a0-7c1e-7b1a-9d0e-3a5b7c9d1e30"
+_EXAMPLE_CONVERSATION = "0195f3a1-0a2b-7c3d-8e4f-5a6b7c8d9e0f"
+_EXAMPLE_CLIENT_MSG = "5b0e8c2a-1f3d-4e5a-9b7c-2d4f6a8c0e1b"
+
+
+class _Frame(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class SendFrame(_Frame):
+    type: Literal["send"]
+    client_msg_id: uuid.UUID
+    conversation_id: uuid.UUID
+    body: StrictStr
+
+
+class TypingFrame(_Frame):
+    type: Literal["typing"]
+    conversation_id: uuid.UUID
+
+
+class ReadFrame(_Frame):
+    type: Literal["read"]
+    conversation_id: uuid.UUID
+    seq: StrictInt
+
+
+class AuthFrame(_Frame):
+    type: Literal["auth"]
+    token: StrictStr
+
+
+class SendMessageBody(BaseModel):
+    """A message to send; resending the same `client_msg_id` is acked with `duplicate: true`."""
+
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                {
+                    "client_msg_id": _EXAMPLE_CLIENT_MSG,
+                    "conversation_id": _EXAMPLE_CONVERSATION,
+                    "body": "Hello!",
+                }
+            ]
+        },
+    )
+
+    client_msg_id: uuid.UUID = Field(description="the client's idempotency key for this send")
+    conversation_id: uuid.UUID
+    body: StrictStr = Field(description="1 to 4096 characters after trimming; no NUL")
+
+
+class AckOut(BaseModel):
+    """The ack of a send, sent once JetStream has stored it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "ack",
+                    "client_msg_id": _EXAMPLE_CLIENT_MSG,
+                    "message_id": "0195f3a2-5d6e-7f80-9a1b-2c3d4e5f6a7b",
+                    "stream_seq": 42,
+                    "duplicate": False,
+                    "accepted_at": "2026-11-24T01:34:49.123Z",
+                }
+            ]
+        }
+    )
+
+    type: Literal["ack"]
+    client_msg_id: uuid.UUID
+    message_id: uuid.UUID
+    stream_seq: int
+    duplicate: bool
+    accepted_at: str
+
+
+class CreateConversationBody(BaseModel):
+    """A new conversation; you are always a member. A direct one has exactly one other member."""
+
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                {"kind": "direct", "member_ids": [_EXAMPLE_PEER]},
+                {"kind": "group", "member_ids": [_EXAMPLE_PEER], "title": "Weekend plans"},
+            ]
+        },
+    )
+
+    kind: Literal["direct", "group"]
+    member_ids: list[uuid.UUID] = Field(max_length=10_000)
+    title: StrictStr | None = Field(None, description="at most 200 characters")
+
+
+class ConversationOut(BaseModel):
+    """A conversation (PROTOCOL.md §4)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": _EXAMPLE_CONVERSATION,
+                    "kind": "group",
+                    "title": "Weekend plans",
+                    "members": [_EXAMPLE_USER, _EXAMPLE_PEER],
+                    "created_at": "2026-11-24T01:34:49.123Z",
+                    "last_seq": 0,
+                }
+            ]
+        }
+    )
+
+    id: uuid.UUID
+    kind: Literal["direct", "group"]
+    title: str | None
+    members: list[uuid.UUID]
+    created_at: str
+    last_seq: int
+
+
+class AddMemberBody(BaseModel):
+    """The user to add to a group."""
+
+    model_config = ConfigDict(
+        extra="ignore", json_schema_extra={"examples": [{"user_id": _EXAMPLE_PEER}]}
+    )
+
+    user_id: uuid.UUID

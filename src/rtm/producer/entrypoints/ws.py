@@ -1,0 +1,323 @@
+"""The producer's WebSocket `GET /v1/ws` (PROTOCOL.md §5, §8).
+
+One `ProducerConnection` per socket, with these tasks:
+
+    reader      parses each frame, applies the limits, dispatches it (never blocks on a send)
+    pipeline    the connection's sends: checked concurrently, published and acked in order
+    writer      drains the bounded outbox (a slow reader is closed 4008, never buffered)
+    watchdog    closes 4505 when the token expires (an `auth` frame pushes that back)
+
+A bad frame gets an error frame and the connection stays open; only the close codes of §8 end
+it: 4501 after too many protocol errors, 4013 for a sustained flood, 4503 on revocation, 4505 on
+expiry, 1012 on shutdown (after in-flight sends are acked). Frames over the size limit (1009)
+and invalid UTF-8 (1007) are closed by the WebSocket layer (uvicorn) itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Coroutine
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocketDisconnect
+
+from rtm.producer.domain.limits import TokenBucket, WindowCounter
+from rtm.producer.domain.model import Ack, SendMessage
+from rtm.producer.domain.rules import validate_read_seq
+from rtm.producer.entrypoints.deps import ProducerContext, get_context
+from rtm.producer.entrypoints.metrics import FRAMES_REFUSED, SENDS, WS_CLOSES, WS_CONNECTIONS
+from rtm.producer.entrypoints.schemas import AuthFrame, ReadFrame, SendFrame, TypingFrame
+from rtm.producer.services import Result, SendPipeline, internal_error
+from rtm.shared.clock import utcnow
+from rtm.shared.errors import ErrorCode, RtmError
+from rtm.shared.frames import parse_frame, validate_frame
+from rtm.shared.tokens import AccessClaims, TokenError
+from rtm.shared.ws import (
+    CloseCode,
+    HandshakeFailed,
+    Outbox,
+    auth_ok,
+    authenticate,
+    close_quietly,
+    origin_allowed,
+)
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter()
+
+FRAME_TYPES = frozenset({"send", "typing", "read", "auth", "ping"})
+# Errors that say the client speaks the protocol wrong; 10 of them in 60 s close 4501.
+PROTOCOL_ERRORS = frozenset(
+    {
+        ErrorCode.INVALID_JSON,
+        ErrorCode.INVALID_MESSAGE,
+        ErrorCode.UNKNOWN_TYPE,
+        ErrorCode.VALIDATION_FAILED,
+    }
+)
+_PONG = orjson.dumps({"type": "pong"}).decode()
+_FLUSH_TIMEOUT = 2.0
+
+
+@router.websocket("/v1/ws")
+async def producer_socket(websocket: WebSocket) -> None:
+    """Send messages, typing indicators and read markers (PROTOCOL.md §5)."""
+    await ProducerConnection(websocket, get_context(websocket)).serve()
+
+
+def _ref_of(kind: str, frame: dict[str, Any]) -> str | None:
+    """The `ref` of errors about a frame: a send's client_msg_id as the client wrote it."""
+    ref = frame.get("client_msg_id") if kind == "send" else None
+    return ref[:100] if isinstance(ref, str) else None
+
+
+class ProducerConnection:
+    """One authenticated producer WebSocket (see the module docstring)."""
+
+    def __init__(self, websocket: WebSocket, context: ProducerContext) -> None:
+        self._ws = websocket
+        self._ctx = context
+        settings = context.settings
+        now = context.monotonic
+        self._bucket = TokenBucket(settings.rate_per_second, settings.rate_burst, now)
+        self._protocol_errors = WindowCounter(
+            settings.protocol_error_limit, settings.protocol_error_window_s, now
+        )
+        self._floods = WindowCounter(settings.flood_limit, settings.flood_window_s, now)
+        self._outbox = Outbox(websocket, settings.send_queue_bytes)
+        self._pipeline = SendPipeline(
+            context.messages, max_in_flight=settings.max_in_flight, on_result=self._send_result
+        )
+        self._close: tuple[CloseCode, str] | None = None
+        self._closing = asyncio.Event()
+        self._side_tasks: set[asyncio.Task[None]] = set()
+        self.user_id = uuid.UUID(int=0)
+        self.session_id = uuid.UUID(int=0)
+        self._claims: AccessClaims | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        await self._ws.accept()
+        settings = self._ctx.settings
+        if not origin_allowed(self._ws.headers.get("origin"), settings.allowed_origins):
+            await self._end(CloseCode.POLICY, "origin not allowed")
+            return
+        try:
+            claims = await authenticate(self._ws, self._ctx.verifier, settings.auth_timeout_s)
+        except HandshakeFailed as exc:
+            await self._end(exc.code, exc.reason)
+            return
+        except WebSocketDisconnect:
+            return
+        except RtmError as exc:  # JWKS unreachable: we cannot tell good tokens from bad now
+            await self._end(CloseCode.INTERNAL, exc.message)
+            return
+        if claims.session_id in self._ctx.revoked:
+            await self._end(CloseCode.SESSION_REVOKED, "session revoked")
+            return
+        self._adopt(claims)
+        registry = self._ctx.connections
+        if not registry.add(self):
+            if registry.closing:
+                await self._end(CloseCode.RESTARTING, "service restarting")
+            else:
+                await self._end(CloseCode.TOO_MANY_CONNECTIONS, "too many connections")
+            return
+        WS_CONNECTIONS.inc()
+        try:
+            await self._run()
+        finally:
+            registry.remove(self)
+            WS_CONNECTIONS.dec()
+
+    async def _end(self, code: CloseCode, reason: str) -> None:
+        WS_CLOSES.labels(code=str(int(code))).inc()
+        await close_quietly(self._ws, code, reason)
+
+    def request_close(self, code: CloseCode, reason: str) -> None:
+        """Ask the connection to close with `code`; the first request wins."""
+        if self._close is None:
+            self._close = (code, reason)
+            self._closing.set()
+
+    def _adopt(self, claims: AccessClaims) -> None:
+        self._claims = claims
+        self.user_id = claims.user_id
+        self.session_id = claims.session_id
+
+    async def _run(self) -> None:
+        self._pipeline.start()
+        writer = asyncio.create_task(self._outbox.run(), name="ws-writer")
+        reader = asyncio.create_task(self._read(), name="ws-reader")
+        watchdog = asyncio.create_task(self._watch_expiry(), name="ws-expiry")
+        closing = asyncio.create_task(self._closing.wait(), name="ws-closing")
+        peer_gone = False
+        try:
+            await asyncio.wait({reader, writer, closing}, return_when=asyncio.FIRST_COMPLETED)
+            if reader.done() and not reader.cancelled() and reader.exception() is not None:
+                error = reader.exception()
+                assert error is not None
+                internal_error(error, "reading a WebSocket")
+                self.request_close(CloseCode.INTERNAL, "internal error")
+            if self._outbox.overflowed:
+                self.request_close(CloseCode.SLOW_CONSUMER, "slow consumer")
+            peer_gone = self._close is None
+        finally:
+            for task in (reader, watchdog, closing):
+                task.cancel()
+            await asyncio.gather(reader, watchdog, closing, return_exceptions=True)
+            await self._finish(writer, peer_gone)
+
+    async def _finish(self, writer: asyncio.Task[None], peer_gone: bool) -> None:
+        code, reason = self._close or (CloseCode.NORMAL, "")
+        if code is CloseCode.RESTARTING and not peer_gone:
+            # Graceful shutdown: nothing new is read; ack what was already sent to us.
+            await self._pipeline.drain(self._ctx.settings.shutdown_timeout_s)
+        await self._pipeline.close()
+        for task in list(self._side_tasks):
+            task.cancel()
+        await asyncio.gather(*self._side_tasks, return_exceptions=True)
+        self._outbox.close()
+        if peer_gone or code is CloseCode.SLOW_CONSUMER:
+            writer.cancel()
+        flushed, _ = await asyncio.wait({writer}, timeout=_FLUSH_TIMEOUT)
+        if not flushed:
+            writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
+        if not peer_gone:
+            await self._end(code, reason)
+
+    async def _watch_expiry(self) -> None:
+        while self._claims is not None:
+            remaining = (self._claims.expires_at - utcnow()).total_seconds()
+            if remaining <= 0:
+                self.request_close(CloseCode.TOKEN_EXPIRED, "token expired")
+                return
+            await asyncio.sleep(remaining)
+
+    # -- inbound ---------------------------------------------------------------------------
+
+    async def _read(self) -> None:
+        while True:
+            try:
+                message = await self._ws.receive()
+            except WebSocketDisconnect:
+                return
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            if text is None:
+                if not self._limited(None):
+                    self._protocol_error(
+                        RtmError(ErrorCode.INVALID_MESSAGE, "binary frames are not supported"),
+                        None,
+                    )
+                continue
+            await self._on_text(text)
+
+    async def _on_text(self, text: str) -> None:
+        try:
+            kind, frame = parse_frame(text, FRAME_TYPES)
+        except RtmError as exc:
+            if not self._limited(None):
+                self._protocol_error(exc, None)
+            return
+        ref = _ref_of(kind, frame)
+        if self._limited(ref):
+            return
+        try:
+            await self._dispatch(kind, frame)
+        except RtmError as exc:
+            if exc.code in PROTOCOL_ERRORS:
+                self._protocol_error(exc, ref)
+            else:
+                self._error(exc, ref)
+
+    def _limited(self, ref: str | None) -> bool:
+        retry_after_ms = self._bucket.take()
+        if retry_after_ms is None:
+            return False
+        self._error(
+            RtmError(ErrorCode.RATE_LIMITED, "too many frames", retry_after_ms=retry_after_ms),
+            ref,
+        )
+        if self._floods.add():
+            self.request_close(CloseCode.FLOOD, "sustained flood")
+        return True
+
+    async def _dispatch(self, kind: str, frame: dict[str, Any]) -> None:
+        if kind == "ping":
+            self._emit_text(_PONG)
+        elif kind == "send":
+            send = validate_frame(SendFrame, frame)
+            command = self._ctx.messages.validate(
+                SendMessage(self.user_id, send.client_msg_id, send.conversation_id, send.body)
+            )
+            self._pipeline.submit(command)
+        elif kind == "typing":
+            typing = validate_frame(TypingFrame, frame)
+            self._spawn(self._ctx.signals.typing(self.user_id, typing.conversation_id))
+        elif kind == "read":
+            read = validate_frame(ReadFrame, frame)
+            validate_read_seq(read.seq)
+            self._spawn(self._ctx.signals.read(self.user_id, read.conversation_id, read.seq))
+        elif kind == "auth":
+            await self._reauthenticate(validate_frame(AuthFrame, frame).token)
+
+    async def _reauthenticate(self, token: str) -> None:
+        """A later `auth` frame replaces the token (refresh without reconnecting)."""
+        claims = await self._ctx.verify(token)
+        if claims.user_id != self.user_id:
+            raise TokenError("the token belongs to another user")
+        old_session = self.session_id
+        self._adopt(claims)
+        if claims.session_id != old_session:
+            self._ctx.connections.move_session(self, old_session)
+        self._emit_text(auth_ok(claims))
+
+    def _spawn(self, work: Coroutine[Any, Any, object]) -> None:
+        task = asyncio.create_task(self._side(work))
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
+    async def _side(self, work: Coroutine[Any, Any, object]) -> None:
+        try:
+            await work
+        except RtmError as exc:
+            self._error(exc, None)
+        except Exception as exc:
+            self._error(internal_error(exc, "handling a frame"), None)
+
+    # -- outbound --------------------------------------------------------------------------
+
+    def _send_result(self, command: SendMessage, result: Result) -> None:
+        ref = str(command.client_msg_id)
+        if isinstance(result, Ack):
+            SENDS.labels("ws", "duplicate" if result.duplicate else "accepted").inc()
+            self._emit(result.to_dict())
+        else:
+            SENDS.labels("ws", result.code.value).inc()
+            self._error(result, ref)
+
+    def _protocol_error(self, error: RtmError, ref: str | None) -> None:
+        self._error(error, ref)
+        if self._protocol_errors.add():
+            self.request_close(CloseCode.PROTOCOL_ERRORS, "too many protocol errors")
+
+    def _error(self, error: RtmError, ref: str | None) -> None:
+        FRAMES_REFUSED.labels(error.code.value).inc()
+        body = error.to_dict()
+        self._emit({"type": "error", "code": body.pop("code"), "ref": ref, **body})
+
+    def _emit(self, frame: dict[str, object]) -> None:
+        self._emit_text(orjson.dumps(frame).decode())
+
+    def _emit_text(self, text: str) -> None:
+        if not self._outbox.put(text) and self._outbox.overflowed:
+            self.request_close(CloseCode.SLOW_CONSUMER, "slow consumer")

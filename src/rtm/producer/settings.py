@@ -1,0 +1,77 @@
+"""Producer settings: environment variables with the `RTM_` prefix, or `.env`.
+
+Every limit of PROTOCOL.md §5 is a setting with the protocol's default. Names shared with the
+consumer (`max_frame_bytes`, `send_queue_bytes`, `auth_timeout_s`, `max_connections_per_user`)
+mean the same thing on both services, so one `.env` configures both alike.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from rtm.shared.settings import CommonSettings
+
+
+class ProducerSettings(CommonSettings):
+    """Everything the producer reads at start."""
+
+    producer_port: int = Field(8081, ge=0, le=65535, description="HTTP + WebSocket port")
+    auth_url: str = Field(
+        "http://127.0.0.1:8080", description="auth's HTTP front; JWKS at /.well-known/jwks.json"
+    )
+    token_issuer: str = Field("rtm-auth", description="the `iss` auth writes into access tokens")
+
+    # Message rules (PROTOCOL.md §5).
+    max_body_chars: int = Field(
+        4096, ge=1, le=1_000_000, description="longest message body, in characters after trimming"
+    )
+    max_frame_bytes: int = Field(
+        64 * 1024, ge=1024, description="largest inbound WebSocket frame (larger: close 1009)"
+    )
+
+    # Per-connection limits.
+    rate_per_second: float = Field(20.0, gt=0, description="frames per second per connection")
+    rate_burst: int = Field(40, ge=1, description="burst of frames a connection may send at once")
+    max_in_flight: int = Field(
+        64, ge=1, description="unacked sends per connection (more: too_many_in_flight)"
+    )
+    max_connections_per_user: int = Field(
+        10, ge=1, description="WebSockets per user on this instance (more: close 4504)"
+    )
+    auth_timeout_s: float = Field(10.0, gt=0, description="time allowed for the first auth frame")
+    protocol_error_limit: int = Field(
+        10, ge=1, description="protocol errors within the window that close a socket (4501)"
+    )
+    protocol_error_window_s: float = Field(60.0, gt=0, description="window of the limit above")
+    flood_limit: int = Field(
+        200, ge=1, description="rate-limited frames within the flood window that close 4013"
+    )
+    flood_window_s: float = Field(10.0, gt=0, description="window of the limit above")
+    send_queue_bytes: int = Field(
+        1 << 20, ge=1024, description="per-socket outbound queue; overflow closes 4008"
+    )
+    typing_interval_s: float = Field(
+        1.0, ge=0, description="least time between two typing events of a user in a conversation"
+    )
+
+    # Conversations.
+    max_group_members: int = Field(1000, ge=2, description="most members of a group")
+    max_title_chars: int = Field(200, ge=1, description="longest conversation title")
+
+    # Dependencies.
+    publish_timeout_s: float = Field(
+        2.0, gt=0, description="how long a send waits for JetStream's PubAck before `unavailable`"
+    )
+    db_timeout_s: float = Field(
+        2.0, gt=0, description="PostgreSQL connect, acquire and query timeout (`unavailable`)"
+    )
+    max_pending_publishes: int = Field(
+        20_000, ge=1, description="JetStream publishes awaiting their PubAck, process-wide"
+    )
+    shutdown_timeout_s: float = Field(
+        10.0, gt=0, description="graceful shutdown: time to finish in-flight sends"
+    )
+
+    @property
+    def jwks_url(self) -> str:
+        return self.auth_url.rstrip("/") + "/.well-known/jwks.json"

@@ -1,0 +1,197 @@
+"""Hand-written fakes of the producer's ports, for unit tests (no mocks, no I/O)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+
+from rtm.producer.domain.exceptions import Unavailable
+from rtm.producer.domain.model import (
+    Conversation,
+    ConversationChanged,
+    CreateOutcome,
+    Receipt,
+    SendCheck,
+    StoredSend,
+)
+from rtm.shared.contract import AcceptedMessage, msg_id_header
+
+
+@dataclass
+class FakeClock:
+    """Both clocks the producer uses, moved by hand: `monotonic()` seconds and `now()`."""
+
+    seconds: float = 1000.0
+    start: datetime = field(default_factory=lambda: datetime(2026, 11, 24, 1, 2, 3, tzinfo=UTC))
+
+    def monotonic(self) -> float:
+        return self.seconds
+
+    def now(self) -> datetime:
+        return self.start + timedelta(seconds=self.seconds)
+
+    def advance(self, seconds: float) -> None:
+        self.seconds += seconds
+
+
+class InMemoryConversationRepository:
+    """`ConversationRepository` in dicts, with the stored messages the consumer would write."""
+
+    def __init__(self) -> None:
+        self.conversations: dict[uuid.UUID, Conversation] = {}
+        self.direct_keys: dict[str, uuid.UUID] = {}
+        self.stored: dict[tuple[uuid.UUID, uuid.UUID], StoredSend] = {}
+        self.down = False
+        self.calls = 0
+        self.gate: asyncio.Event | None = None  # when set, check_send waits for it
+
+    def _touch(self) -> None:
+        self.calls += 1
+        if self.down:
+            raise Unavailable("the database is unavailable")
+
+    def add(self, conversation: Conversation) -> Conversation:
+        self.conversations[conversation.id] = conversation
+        return conversation
+
+    async def check_send(
+        self, conversation_id: uuid.UUID, sender_id: uuid.UUID, client_msg_id: uuid.UUID
+    ) -> SendCheck:
+        self._touch()
+        if self.gate is not None:
+            await self.gate.wait()
+        conversation = self.conversations.get(conversation_id)
+        is_member = conversation is not None and conversation.has_member(sender_id)
+        return SendCheck(is_member, self.stored.get((sender_id, client_msg_id)))
+
+    async def is_member(self, conversation_id: uuid.UUID, user_id: uuid.UUID) -> bool:
+        self._touch()
+        conversation = self.conversations.get(conversation_id)
+        return conversation is not None and conversation.has_member(user_id)
+
+    async def get(self, conversation_id: uuid.UUID) -> Conversation | None:
+        self._touch()
+        return self.conversations.get(conversation_id)
+
+    async def create(self, conversation: Conversation, direct_key: str | None) -> CreateOutcome:
+        self._touch()
+        if direct_key is not None and direct_key in self.direct_keys:
+            existing = self.conversations[self.direct_keys[direct_key]]
+            restored = tuple(m for m in conversation.members if m not in existing.members)
+            if restored:
+                members = tuple(sorted({*existing.members, *restored}, key=str))
+                existing = self.add(replace(existing, members=members))
+            return CreateOutcome(existing, created=False, restored=restored)
+        if direct_key is not None:
+            self.direct_keys[direct_key] = conversation.id
+        self.add(conversation)
+        return CreateOutcome(conversation, created=True)
+
+    async def add_member(self, conversation_id: uuid.UUID, user_id: uuid.UUID) -> bool:
+        self._touch()
+        conversation = self.conversations[conversation_id]
+        if conversation.has_member(user_id):
+            return False
+        members = tuple(sorted({*conversation.members, user_id}, key=str))
+        self.add(replace(conversation, members=members))
+        return True
+
+    async def remove_member(self, conversation_id: uuid.UUID, user_id: uuid.UUID) -> bool:
+        self._touch()
+        conversation = self.conversations[conversation_id]
+        if not conversation.has_member(user_id):
+            return False
+        members = tuple(m for m in conversation.members if m != user_id)
+        self.add(replace(conversation, members=members))
+        return True
+
+
+class FakePending:
+    def __init__(self, future: asyncio.Future[Receipt]) -> None:
+        self._future = future
+
+    async def receipt(self) -> Receipt:
+        return await self._future
+
+
+class FakeMessagePublisher:
+    """`MessagePublisher` that behaves like a JetStream stream with an unbounded duplicate
+    window: it records submissions in order and dedupes by `Nats-Msg-Id`. With `hold` set,
+    PubAcks wait until `release()` (to test pipelining and ordering)."""
+
+    def __init__(self) -> None:
+        self.stream: list[AcceptedMessage] = []  # stream_seq = index + 1
+        self.msg_ids: dict[str, int] = {}
+        self.submitted: list[AcceptedMessage] = []
+        self.down = False
+        self.fail_receipts = False
+        self.hold = False
+        self._held: list[tuple[asyncio.Future[Receipt], Receipt]] = []
+
+    async def submit(self, message: AcceptedMessage) -> FakePending:
+        if self.down:
+            raise Unavailable("the message bus is not connected")
+        self.submitted.append(message)
+        msg_id = msg_id_header(message.sender_id, message.client_msg_id)
+        if msg_id in self.msg_ids:
+            receipt = Receipt(self.msg_ids[msg_id], duplicate=True)
+        else:
+            self.stream.append(message)
+            self.msg_ids[msg_id] = len(self.stream)
+            receipt = Receipt(len(self.stream), duplicate=False)
+        future: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
+        if self.fail_receipts:
+            future.set_exception(Unavailable("the message bus did not confirm in time"))
+        elif self.hold:
+            self._held.append((future, receipt))
+        else:
+            future.set_result(receipt)
+        return FakePending(future)
+
+    def release(self) -> None:
+        held, self._held = self._held, []
+        for future, receipt in held:
+            if not future.done():
+                future.set_result(receipt)
+
+    async def original(self, stream_seq: int) -> AcceptedMessage:
+        if self.down:
+            raise Unavailable("the message bus is not connected")
+        return self.stream[stream_seq - 1]
+
+
+@dataclass(frozen=True)
+class Published:
+    kind: str
+    conversation_id: uuid.UUID
+    user_id: uuid.UUID | None = None
+    seq: int | None = None
+
+
+class FakeEventPublisher:
+    """`EventPublisher` that records what it was asked to publish."""
+
+    def __init__(self) -> None:
+        self.changes: list[ConversationChanged] = []
+        self.signals: list[Published] = []
+        self.down = False
+
+    def _check(self) -> None:
+        if self.down:
+            raise Unavailable("the message bus is not connected")
+
+    async def conversation_changed(self, event: ConversationChanged) -> None:
+        self._check()
+        self.changes.append(event)
+
+    async def typing(self, conversation_id: uuid.UUID, user_id: uuid.UUID, at: datetime) -> None:
+        self._check()
+        self.signals.append(Published("typing", conversation_id, user_id))
+
+    async def read(
+        self, conversation_id: uuid.UUID, user_id: uuid.UUID, seq: int, at: datetime
+    ) -> None:
+        self._check()
+        self.signals.append(Published("read", conversation_id, user_id, seq))

@@ -1,0 +1,143 @@
+"""The send path over fakes: membership, duplicates (stored and in the stream), outages."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from rtm.producer.domain.exceptions import Forbidden, Unavailable, ValidationFailed
+from rtm.producer.domain.model import (
+    Ack,
+    Conversation,
+    ConversationKind,
+    SendMessage,
+    StoredSend,
+)
+from rtm.producer.services import MessageService
+from tests.support.producer_fakes import (
+    FakeClock,
+    FakeMessagePublisher,
+    InMemoryConversationRepository,
+)
+
+
+class World:
+    def __init__(self) -> None:
+        self.clock = FakeClock()
+        self.repository = InMemoryConversationRepository()
+        self.publisher = FakeMessagePublisher()
+        self.service = MessageService(
+            self.repository,
+            self.publisher,
+            max_body_chars=4096,
+            now=self.clock.now,
+            new_id=uuid.uuid4,
+        )
+        self.alice, self.bob, self.eve = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        self.conversation = self.repository.add(
+            Conversation(
+                uuid.uuid4(),
+                ConversationKind.DIRECT,
+                None,
+                (self.alice, self.bob),
+                self.alice,
+                self.clock.now(),
+            )
+        )
+
+    def send(
+        self,
+        body: str = "hi",
+        sender: uuid.UUID | None = None,
+        client_msg_id: uuid.UUID | None = None,
+        conversation: uuid.UUID | None = None,
+    ) -> SendMessage:
+        return SendMessage(
+            sender or self.alice,
+            client_msg_id or uuid.uuid4(),
+            conversation or self.conversation.id,
+            body,
+        )
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+async def test_member_send_is_published_and_acked_with_its_stream_seq(world: World) -> None:
+    command = world.send("  hello  ")
+    ack = await world.service.send(command)
+    assert ack.duplicate is False
+    assert ack.stream_seq == 1
+    assert ack.client_msg_id == command.client_msg_id
+    [published] = world.publisher.stream
+    assert published.message_id == ack.message_id
+    assert published.body == "hello"
+    assert published.sender_id == world.alice
+    assert published.accepted_at == ack.accepted_at == world.clock.now()
+
+
+async def test_non_member_and_missing_conversation_get_the_same_forbidden(world: World) -> None:
+    """No oracle: an existing conversation and a missing one answer alike."""
+    with pytest.raises(Forbidden) as existing:
+        await world.service.send(world.send(sender=world.eve))
+    with pytest.raises(Forbidden) as missing:
+        await world.service.send(world.send(conversation=uuid.uuid4()))
+    assert existing.value.to_dict() == missing.value.to_dict()
+    assert world.publisher.submitted == []
+
+
+async def test_resend_within_the_stream_window_acks_the_original(world: World) -> None:
+    """JetStream says duplicate: the ack carries the original message id, whatever the body."""
+    first = await world.service.send(world.send("one", client_msg_id=(key := uuid.uuid4())))
+    again = await world.service.send(world.send("two", client_msg_id=key))
+    assert again == Ack(key, first.message_id, first.stream_seq, True, first.accepted_at)
+    assert len(world.publisher.stream) == 1
+
+
+async def test_resend_of_a_stored_message_is_answered_from_the_database(world: World) -> None:
+    """After the JetStream window PostgreSQL decides: no publish at all."""
+    key = uuid.uuid4()
+    stored = StoredSend(uuid.uuid4(), 77, world.clock.start)
+    world.repository.stored[(world.alice, key)] = stored
+    ack = await world.service.send(world.send(client_msg_id=key))
+    assert ack == Ack(key, stored.message_id, 77, True, stored.accepted_at)
+    assert world.publisher.submitted == []
+
+
+async def test_stored_duplicate_wins_even_after_leaving_the_conversation(world: World) -> None:
+    """The answer to a retry does not change because membership changed since."""
+    key = uuid.uuid4()
+    world.repository.stored[(world.eve, key)] = StoredSend(uuid.uuid4(), 5, world.clock.start)
+    ack = await world.service.send(world.send(sender=world.eve, client_msg_id=key))
+    assert ack.duplicate
+
+
+async def test_invalid_body_is_refused_before_any_io(world: World) -> None:
+    with pytest.raises(ValidationFailed):
+        await world.service.send(world.send("\x00"))
+    assert world.repository.calls == 0
+
+
+@pytest.mark.parametrize("outage", ["database", "bus", "pubacks"])
+async def test_outages_answer_unavailable_and_never_ack(world: World, outage: str) -> None:
+    if outage == "database":
+        world.repository.down = True
+    elif outage == "bus":
+        world.publisher.down = True
+    else:
+        world.publisher.fail_receipts = True
+    with pytest.raises(Unavailable) as caught:
+        await world.service.send(world.send())
+    assert caught.value.retry_after_ms is not None
+
+
+async def test_prepare_then_submit_then_complete_is_the_same_as_send(world: World) -> None:
+    command = world.service.validate(world.send())
+    prepared = await world.service.prepare(command)
+    assert not isinstance(prepared, Ack)
+    pending = await world.service.submit(prepared)
+    ack = await world.service.complete(prepared, pending)
+    assert ack.message_id == prepared.message_id

@@ -1,0 +1,135 @@
+"""A connection's pipeline: concurrent checks, publishes and acks in submission order."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from rtm.producer.domain.exceptions import TooManyInFlight
+from rtm.producer.domain.model import Ack, Conversation, ConversationKind, SendMessage
+from rtm.producer.services import MessageService, Result, SendPipeline
+from rtm.shared.errors import ErrorCode
+from tests.support.producer_fakes import (
+    FakeClock,
+    FakeMessagePublisher,
+    InMemoryConversationRepository,
+)
+
+
+class Harness:
+    def __init__(self, max_in_flight: int = 64) -> None:
+        clock = FakeClock()
+        self.repository = InMemoryConversationRepository()
+        self.publisher = FakeMessagePublisher()
+        self.service = MessageService(
+            self.repository,
+            self.publisher,
+            max_body_chars=4096,
+            now=clock.now,
+            new_id=uuid.uuid4,
+        )
+        self.user = uuid.uuid4()
+        self.conversation = self.repository.add(
+            Conversation(
+                uuid.uuid4(), ConversationKind.GROUP, "t", (self.user,), self.user, clock.now()
+            )
+        ).id
+        self.results: list[tuple[SendMessage, Result]] = []
+        self.pipeline = SendPipeline(
+            self.service,
+            max_in_flight=max_in_flight,
+            on_result=lambda command, result: self.results.append((command, result)),
+        )
+
+    def command(self, conversation: uuid.UUID | None = None) -> SendMessage:
+        return SendMessage(self.user, uuid.uuid4(), conversation or self.conversation, "hi")
+
+
+@pytest.fixture
+async def harness() -> Harness:
+    return Harness()
+
+
+async def test_sends_are_published_and_acked_in_submission_order(harness: Harness) -> None:
+    harness.pipeline.start()
+    commands = [harness.command() for _ in range(50)]
+    for command in commands:
+        harness.pipeline.submit(command)
+    assert await harness.pipeline.drain(5)
+    await harness.pipeline.close()
+    assert [m.client_msg_id for m in harness.publisher.stream] == [
+        c.client_msg_id for c in commands
+    ]
+    assert [c for c, _ in harness.results] == commands
+    seqs = [r.stream_seq for _, r in harness.results if isinstance(r, Ack)]
+    assert seqs == list(range(1, 51))
+
+
+async def test_pubacks_are_awaited_concurrently(harness: Harness) -> None:
+    """Every send is published before the first PubAck arrives: one round trip, not fifty."""
+    harness.publisher.hold = True
+    harness.pipeline.start()
+    for _ in range(10):
+        harness.pipeline.submit(harness.command())
+    for _ in range(100):
+        await asyncio.sleep(0)
+    assert len(harness.publisher.submitted) == 10
+    assert harness.results == []
+    assert harness.pipeline.in_flight == 10
+    harness.publisher.release()
+    assert await harness.pipeline.drain(5)
+    await harness.pipeline.close()
+    assert len(harness.results) == 10
+
+
+async def test_a_failed_send_does_not_stop_or_reorder_the_others(harness: Harness) -> None:
+    harness.pipeline.start()
+    good1, bad, good2 = harness.command(), harness.command(uuid.uuid4()), harness.command()
+    for command in (good1, bad, good2):
+        harness.pipeline.submit(command)
+    assert await harness.pipeline.drain(5)
+    await harness.pipeline.close()
+    assert [c for c, _ in harness.results] == [good1, bad, good2]
+    error = harness.results[1][1]
+    assert not isinstance(error, Ack)
+    assert error.code is ErrorCode.FORBIDDEN
+    assert isinstance(harness.results[2][1], Ack)
+
+
+async def test_in_flight_limit_refuses_the_extra_send() -> None:
+    harness = Harness(max_in_flight=3)
+    harness.publisher.hold = True
+    harness.pipeline.start()
+    for _ in range(3):
+        harness.pipeline.submit(harness.command())
+    with pytest.raises(TooManyInFlight) as caught:
+        harness.pipeline.submit(harness.command())
+    assert caught.value.code is ErrorCode.TOO_MANY_IN_FLIGHT
+    harness.publisher.release()
+    for _ in range(100):
+        await asyncio.sleep(0)
+    harness.publisher.release()
+    assert await harness.pipeline.drain(5)
+    harness.pipeline.submit(harness.command())  # room again
+    harness.publisher.release()
+    await harness.pipeline.close()
+
+
+async def test_drain_times_out_while_pubacks_are_missing(harness: Harness) -> None:
+    harness.publisher.hold = True
+    harness.pipeline.start()
+    harness.pipeline.submit(harness.command())
+    assert not await harness.pipeline.drain(0.05)
+    await harness.pipeline.close()
+    assert harness.results == []
+
+
+async def test_close_cancels_pending_checks_quietly(harness: Harness) -> None:
+    harness.repository.gate = asyncio.Event()
+    harness.pipeline.start()
+    harness.pipeline.submit(harness.command())
+    await asyncio.sleep(0)
+    await harness.pipeline.close()
+    assert harness.results == []
