@@ -1,0 +1,279 @@
+"""Composition root of the auth process: builds every part from `AuthSettings` and runs them.
+
+Start order is chosen so that auth never dies of a missing dependency: the gRPC and HTTP servers
+listen at once (answering UNAVAILABLE / 503 and reporting not ready), while background tasks
+connect to PostgreSQL (applying migrations, loading or creating the signing key) and to NATS,
+retrying with backoff. Once up, the loops keep the signing keys fresh, relay revocation events
+NATS missed, and keep gRPC health in line with readiness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Awaitable, Callable, Generator
+from datetime import datetime, timedelta
+
+import psycopg
+import uvicorn
+from fastapi import FastAPI
+
+from rtm.auth.database import CONNECTION_ERRORS, Database
+from rtm.auth.events import NatsBus, RevocationPublisher
+from rtm.auth.exceptions import Unavailable
+from rtm.auth.http import create_app
+from rtm.auth.keyring import KeyRing
+from rtm.auth.keys import KeyCipher
+from rtm.auth.passwords import Argon2Parameters, PasswordHasher
+from rtm.auth.server import HealthReporter, bind, create_grpc_server
+from rtm.auth.service import AuthPolicy, AuthService
+from rtm.auth.servicer import AuthServicer
+from rtm.auth.settings import AuthSettings
+from rtm.auth.store import PostgresAuthStore
+from rtm.auth.store_keys import PostgresKeyStore, PostgresThrottleStore
+from rtm.auth.throttle import ThrottlePolicy
+from rtm.shared.clock import utcnow
+from rtm.shared.health import Readiness
+from rtm.shared.migrate import apply_migrations
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+# What PostgreSQL (and psycopg, for migrations) raise while the server is down or starting.
+STARTUP_ERRORS: tuple[type[BaseException], ...] = (
+    *CONNECTION_ERRORS,
+    Unavailable,
+    psycopg.OperationalError,
+)
+
+
+def policy_from(settings: AuthSettings) -> AuthPolicy:
+    window = timedelta(seconds=settings.throttle_window_seconds)
+    base = timedelta(milliseconds=settings.throttle_base_delay_ms)
+    longest = timedelta(seconds=settings.throttle_max_delay_seconds)
+    return AuthPolicy(
+        issuer=settings.token_issuer,
+        access_ttl=timedelta(seconds=settings.access_token_ttl_seconds),
+        refresh_ttl=timedelta(seconds=settings.refresh_token_ttl_seconds),
+        leeway=timedelta(seconds=settings.token_leeway_seconds),
+        account_throttle=ThrottlePolicy(settings.throttle_account_free_failures, base, longest,
+                                        window),
+        address_throttle=ThrottlePolicy(settings.throttle_address_free_failures, base, longest,
+                                        window),
+        search_default_limit=settings.search_default_limit,
+        search_max_limit=settings.search_max_limit,
+    )  # fmt: skip
+
+
+class _EmbeddedUvicorn(uvicorn.Server):
+    """uvicorn inside our event loop: signals are the process's business, not uvicorn's."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+class AuthRuntime:
+    """Every long-lived part of one auth process, started and stopped together.
+
+    Args:
+        settings: the configuration.
+        clock: the current time (tests move it).
+    """
+
+    def __init__(self, settings: AuthSettings, *, clock: Clock = utcnow) -> None:
+        self.settings = settings
+        self.db = Database(settings.database_url, pool_size=settings.db_pool_size)
+        self.store = PostgresAuthStore(self.db)
+        self.key_store = PostgresKeyStore(self.db)
+        self.keys = KeyRing(
+            self.key_store,
+            KeyCipher(settings.key_secret.get_secret_value()),
+            clock,
+            access_ttl=timedelta(seconds=settings.access_token_ttl_seconds),
+            leeway=timedelta(seconds=settings.token_leeway_seconds),
+            publish_lead=timedelta(seconds=settings.key_publish_lead_seconds),
+            rotation_interval=(
+                timedelta(days=settings.key_rotation_days) if settings.key_rotation_days else None
+            ),
+        )
+        self.hasher = PasswordHasher(
+            Argon2Parameters(
+                settings.argon2_memory_kib, settings.argon2_time_cost, settings.argon2_parallelism
+            ),
+            workers=settings.hash_workers,
+        )
+        self.bus = NatsBus(
+            [url.strip() for url in settings.nats_url.split(",") if url.strip()],
+            bucket=settings.revoked_sessions_bucket,
+            bucket_ttl_s=settings.access_token_ttl_seconds + settings.token_leeway_seconds,
+        )
+        self.publisher = RevocationPublisher(self.bus, self.store)
+        self.service = AuthService(
+            store=self.store,
+            throttle=PostgresThrottleStore(self.db),
+            keys=self.keys,
+            hasher=self.hasher,
+            notifier=self.publisher,
+            policy=policy_from(settings),
+            clock=clock,
+        )
+        self.readiness = Readiness()
+        self.readiness.add("postgres", self.db.ping)
+        self.readiness.add("signing_keys", self._keys_check)
+        self.readiness.add("nats", self._nats_check)
+        self.http_app: FastAPI = create_app(
+            self.service, settings=settings, readiness=self.readiness
+        )
+        self.grpc_server, self._health = create_grpc_server(
+            AuthServicer(self.service), max_message_bytes=settings.grpc_max_message_bytes
+        )
+        self.health = HealthReporter(self._health, self._serving, settings.health_interval_seconds)
+        self.grpc_port = 0
+        self.http_port = 0
+        self._clock = clock
+        self._uvicorn: _EmbeddedUvicorn | None = None
+        self._http_task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._db_ready = asyncio.Event()
+
+    async def start(self, *, serve_http: bool = True) -> None:
+        """Listen on both ports and start connecting; returns once the servers listen."""
+        self.grpc_port = bind(self.grpc_server, self.settings.host, self.settings.grpc_port)
+        await self.health.check_once()
+        await self.grpc_server.start()
+        logger.info("gRPC listening on %s:%s", self.settings.host, self.grpc_port)
+        self._spawn(self._connect_database(), "postgres")
+        self._spawn(
+            self.bus.connect_forever(max_backoff=self.settings.reconnect_max_backoff_seconds),
+            "nats",
+        )
+        self._spawn(self._loop(self.health.check_once, self.settings.health_interval_seconds,
+                               needs_db=False), "health")  # fmt: skip
+        self._spawn(self._loop(self.keys.maintain, self.settings.key_reload_seconds), "keys")
+        self._spawn(self._loop(self.publisher.relay_once, self.settings.relay_interval_seconds),
+                    "relay")  # fmt: skip
+        self._spawn(self._loop(self._purge, 3600.0), "purge")
+        if serve_http:
+            await self._start_http()
+
+    async def wait_ready(self, timeout: float = 30.0) -> None:
+        """Until PostgreSQL is connected and a signing key loaded (tests, the runner)."""
+        await asyncio.wait_for(self._db_ready.wait(), timeout)
+
+    async def stop(self) -> None:
+        """Stop taking requests, finish in-flight ones, then close connections."""
+        await self._health.enter_graceful_shutdown()
+        if self._uvicorn is not None:
+            self._uvicorn.should_exit = True
+        await self.grpc_server.stop(grace=5.0)
+        if self._http_task is not None:  # uvicorn finishes its in-flight requests first
+            await asyncio.wait([self._http_task], timeout=6.0)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.publisher.drain()
+        await self.bus.close()
+        await self.db.close()
+        self.hasher.close()
+        logger.info("auth stopped")
+
+    async def _start_http(self) -> None:
+        # We bind the socket ourselves: a port in use is then an OSError here, not uvicorn's
+        # sys.exit(1) from inside a task, and port 0 (tests) tells us the port it got.
+        family = socket.AF_INET6 if ":" in self.settings.host else socket.AF_INET
+        # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on sockets that say TCP, and
+        # without it every response waits ~40 ms for the client's delayed ACK (Nagle).
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.settings.host, self.settings.http_port))
+        except OSError:
+            sock.close()
+            raise
+        self.http_port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            self.http_app,
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            proxy_headers=bool(self.settings.trusted_proxies),
+            forwarded_allow_ips=self.settings.trusted_proxies or None,
+            timeout_graceful_shutdown=5,
+        )
+        self._uvicorn = _EmbeddedUvicorn(config)
+        self._spawn(self._uvicorn.serve(sockets=[sock]), "http")
+        http_task = self._http_task = self._tasks[-1]
+        # uvicorn offers a flag, not an event, for "listening": poll it briefly.
+        while not self._uvicorn.started and not http_task.done():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        if http_task.done():
+            http_task.result()  # re-raises why it could not start
+        logger.info("HTTP listening on %s:%s", self.settings.host, self.http_port)
+
+    async def _connect_database(self) -> None:
+        delay = min(0.2, self.settings.reconnect_max_backoff_seconds)
+        while True:
+            try:
+                if self.settings.migrate_on_start:
+                    await asyncio.to_thread(
+                        apply_migrations, self.settings.database_url, self.settings.migrations_dir
+                    )
+                await self.db.connect()
+                await self.keys.ensure()
+                await self.hasher.warm_up()
+                break
+            except STARTUP_ERRORS as exc:
+                logger.warning("PostgreSQL not ready (%s: %s); retrying in %.1fs",
+                               type(exc).__name__, exc, delay)  # fmt: skip
+            except Exception:  # a failed migration or a bad key secret: say why, keep trying
+                logger.exception("cannot start on PostgreSQL; retrying in %.1fs", delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.settings.reconnect_max_backoff_seconds)
+        self._db_ready.set()
+        await self.health.check_once()
+        logger.info("PostgreSQL connected; signing key %s", self.keys.signing_key().kid)
+
+    async def _loop(
+        self, step: Callable[[], Awaitable[object]], interval: float, *, needs_db: bool = True
+    ) -> None:
+        if needs_db:
+            await self._db_ready.wait()
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await step()
+            except Unavailable as exc:
+                logger.warning("%s skipped: %s", getattr(step, "__name__", step), exc)
+            except Exception:  # a background loop must outlive one bad pass
+                logger.exception("background step %s failed", getattr(step, "__name__", step))
+
+    async def _purge(self) -> None:
+        now = self._clock()
+        await self.store.purge(now=now, throttle_window_s=self.settings.throttle_window_seconds)
+        await self.key_store.purge(now=now)
+
+    async def _serving(self) -> bool:
+        return self.keys.loaded and await self.db.ping() is None
+
+    def _keys_check(self) -> str | None:
+        return None if self.keys.loaded else "no signing key loaded"
+
+    def _nats_check(self) -> str | None:
+        return None if self.bus.connected else "not connected to NATS"
+
+    def _spawn(self, work: Awaitable[None], name: str) -> None:
+        self._tasks.append(asyncio.ensure_future(work))
+        self._tasks[-1].set_name(f"auth-{name}")
+
+
+async def serve(settings: AuthSettings, stop: asyncio.Event) -> None:
+    """Run auth until `stop` is set, then shut down cleanly."""
+    runtime = AuthRuntime(settings)
+    try:
+        await runtime.start()  # OSError when a port is taken: still stop what did start
+        await stop.wait()
+    finally:
+        await runtime.stop()

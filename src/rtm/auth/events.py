@@ -1,0 +1,162 @@
+"""Session revocations on NATS: the event producers and consumers act on within seconds.
+
+Each ended session is announced twice:
+
+* core NATS `rtm.events.session.revoked` (`SessionRevoked`): live processes close the session's
+  WebSockets (4503) and refuse its tokens;
+* JetStream key-value bucket `rtm_revoked_sessions` (key: session id, value: the same event,
+  max age: the access-token lifetime): a process that starts later, or missed the core message
+  while disconnected, reads the still-relevant revocations from there.
+
+The revocation itself is committed in PostgreSQL first; the event is best effort at that moment
+and the row stays `revocation_published = false` until both sends succeed. A relay loop retries
+those rows, so a NATS outage delays revocation events but never loses them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import nats
+from nats.aio.client import Client as NatsClient
+from nats.errors import Error as NatsError
+from nats.js.api import KeyValueConfig
+from nats.js.errors import BucketNotFoundError
+from nats.js.kv import KeyValue
+
+from rtm.auth.exceptions import Unavailable
+from rtm.auth.ports import RevocationOutbox
+from rtm.shared.contract import SESSION_REVOKED, SessionRevoked
+
+logger = logging.getLogger(__name__)
+
+DELIVERY_ERRORS: tuple[type[BaseException], ...] = (Unavailable, NatsError, TimeoutError, OSError)
+
+
+class NatsBus:
+    """The process's NATS connection. `connect_forever` returns once connected; from then on
+    nats-py reconnects by itself (forever), buffering publishes meanwhile.
+
+    Args:
+        servers: NATS URLs.
+        bucket: the revoked-sessions KV bucket.
+        bucket_ttl_s: how long a revocation stays in the bucket (the access-token lifetime).
+    """
+
+    def __init__(self, servers: list[str], *, bucket: str, bucket_ttl_s: float) -> None:
+        self._servers = servers
+        self._bucket = bucket
+        self._bucket_ttl_s = bucket_ttl_s
+        self._nc: NatsClient | None = None
+        self._kv: KeyValue | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._nc is not None and self._nc.is_connected
+
+    async def connect_forever(self, *, max_backoff: float = 5.0) -> None:
+        delay = min(0.2, max_backoff)
+        while self._nc is None:
+            try:
+                self._nc = await nats.connect(
+                    servers=self._servers,
+                    name="rtm-auth",
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=1,
+                    connect_timeout=2,
+                    error_cb=self._on_error,
+                    disconnected_cb=self._on_disconnected,
+                    reconnected_cb=self._on_reconnected,
+                )
+            except DELIVERY_ERRORS as exc:
+                logger.warning("NATS not reachable (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, max_backoff)
+        logger.info("connected to NATS")
+
+    async def publish_revocation(self, event: SessionRevoked) -> None:
+        """Core publish (flushed: the server has it) then the KV entry. Raises on failure."""
+        nc = self._nc
+        if nc is None or not nc.is_connected:
+            raise Unavailable("NATS not connected")
+        payload = event.encode()
+        await nc.publish(SESSION_REVOKED, payload)
+        await nc.flush(timeout=2)
+        kv = await self._bucket_handle(nc)
+        await kv.put(str(event.session_id), payload)
+
+    async def _bucket_handle(self, nc: NatsClient) -> KeyValue:
+        if self._kv is None:
+            js = nc.jetstream(timeout=2)
+            try:
+                self._kv = await js.key_value(self._bucket)
+            except BucketNotFoundError:
+                self._kv = await js.create_key_value(
+                    KeyValueConfig(bucket=self._bucket, history=1, ttl=self._bucket_ttl_s)
+                )
+        return self._kv
+
+    async def close(self) -> None:
+        if self._nc is not None:
+            nc, self._nc = self._nc, None
+            try:
+                await asyncio.wait_for(nc.close(), 5.0)
+            except DELIVERY_ERRORS as exc:
+                logger.warning("closing NATS: %s", exc)
+
+    async def _on_error(self, exc: Exception) -> None:
+        logger.warning("NATS error: %s", exc)
+
+    async def _on_disconnected(self) -> None:
+        logger.warning("NATS disconnected; reconnecting")
+
+    async def _on_reconnected(self) -> None:
+        logger.info("NATS reconnected")
+
+
+class RevocationPublisher:
+    """`RevocationNotifier` that sends in the background and marks delivered rows.
+
+    Args:
+        bus: where events go.
+        outbox: where undelivered revocations are found and marked delivered.
+    """
+
+    def __init__(self, bus: NatsBus, outbox: RevocationOutbox) -> None:
+        self._bus = bus
+        self._outbox = outbox
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def notify(self, event: SessionRevoked) -> None:
+        task = asyncio.get_running_loop().create_task(self._deliver(event))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def relay_once(self) -> int:
+        """Deliver what earlier attempts could not; returns how many were delivered."""
+        delivered = 0
+        for event in await self._outbox.unpublished_revocations():
+            if not await self._deliver(event):
+                break
+            delivered += 1
+        return delivered
+
+    async def drain(self) -> None:
+        """Wait for in-flight sends (shutdown)."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=5.0)
+
+    async def _deliver(self, event: SessionRevoked) -> bool:
+        try:
+            await self._bus.publish_revocation(event)
+            await self._outbox.mark_revocation_published(event.session_id)
+        except DELIVERY_ERRORS as exc:
+            logger.warning(
+                "revocation of session %s not delivered yet (%s); will retry",
+                event.session_id,
+                exc,
+            )
+            return False
+        return True

@@ -1,0 +1,175 @@
+"""HTTP JSON front of auth (PROTOCOL.md §3) for browsers, on `rtm.shared.http`'s base app.
+
+The routes call the same `AuthService` as the gRPC servicer; `RtmError`s raised by it become the
+protocol's error envelope in the shared app's one handler (401, 404, 409, 422, 429 with
+`Retry-After`, 503). Route docstrings are the API documentation at `/v1/swagger`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from rtm.auth.model import ClientInfo
+from rtm.auth.schemas import (
+    GrantOut,
+    JwksOut,
+    LoginBody,
+    LogoutBody,
+    RefreshBody,
+    RegisterBody,
+    SessionOut,
+    SessionsOut,
+    UserOut,
+    UsersOut,
+)
+from rtm.auth.service import AuthService
+from rtm.shared.health import Readiness
+from rtm.shared.http import Lifespan, create_http_app, error_responses
+from rtm.shared.settings import CommonSettings
+from rtm.shared.tokens import AccessClaims
+
+_bearer_scheme = HTTPBearer(auto_error=False, description="an access token from /v1/auth/login")
+
+
+def _service(request: Request) -> AuthService:
+    service: AuthService = request.app.state.auth_service
+    return service
+
+
+def _client(request: Request) -> ClientInfo:
+    return ClientInfo(
+        address=request.client.host if request.client else None,
+        user_agent=request.headers.get("user-agent"),
+    )
+
+
+Service = Annotated[AuthService, Depends(_service)]
+Client = Annotated[ClientInfo, Depends(_client)]
+BearerHeader = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer_scheme)]
+
+
+async def _caller(service: Service, credentials: BearerHeader) -> AccessClaims:
+    return await service.authenticate(credentials.credentials if credentials else None)
+
+
+Caller = Annotated[AccessClaims, Depends(_caller)]
+
+auth_router = APIRouter(prefix="/v1/auth", tags=["auth"])
+users_router = APIRouter(prefix="/v1/users", tags=["users"])
+jwks_router = APIRouter(tags=["keys"])
+
+
+@auth_router.post(
+    "/register",
+    status_code=status.HTTP_201_CREATED,
+    operation_id="register",
+    responses=error_responses(409, 422),
+)
+async def register(body: RegisterBody, service: Service) -> UserOut:
+    """Create an account. The username is stored normalised (NFKC + casefold)."""
+    return UserOut.of(await service.register(body.username, body.password, body.display_name))
+
+
+@auth_router.post("/login", operation_id="login", responses=error_responses(401, 422, 429))
+async def login(body: LoginBody, service: Service, client: Client) -> GrantOut:
+    """Start a session. Unknown user and wrong password get the same 401; repeated failures get
+    429 with `retry_after_ms`."""
+    return GrantOut.of(await service.login(body.username, body.password, client))
+
+
+@auth_router.post("/refresh", operation_id="refresh", responses=error_responses(401, 422))
+async def refresh(body: RefreshBody, service: Service, client: Client) -> GrantOut:
+    """Trade a refresh token for new tokens. The old refresh token is spent: presenting it again
+    ends the whole session."""
+    return GrantOut.of(await service.refresh(body.refresh_token, client))
+
+
+@auth_router.post(
+    "/logout",
+    status_code=status.HTTP_204_NO_CONTENT,
+    operation_id="logout",
+    responses=error_responses(401, 422),
+)
+async def logout(
+    service: Service, credentials: BearerHeader, body: LogoutBody | None = None
+) -> Response:
+    """End the session of `refresh_token`, or else of the bearer token."""
+    await service.logout(
+        refresh_token=body.refresh_token if body else None,
+        access_token=credentials.credentials if credentials else None,
+    )
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@auth_router.get("/me", operation_id="me", responses=error_responses(401))
+async def me(service: Service, caller: Caller) -> UserOut:
+    """The caller's account."""
+    return UserOut.of(await service.get_user(caller, None))
+
+
+@auth_router.get("/sessions", operation_id="list_sessions", responses=error_responses(401))
+async def list_sessions(service: Service, caller: Caller) -> SessionsOut:
+    """The caller's live sessions, newest first."""
+    return SessionsOut(sessions=[SessionOut.of(v) for v in await service.list_sessions(caller)])
+
+
+@auth_router.delete(
+    "/sessions/{session_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    operation_id="revoke_session",
+    responses=error_responses(401, 404, 422),
+)
+async def revoke_session(session_id: uuid.UUID, service: Service, caller: Caller) -> Response:
+    """End one of the caller's sessions; its sockets close with 4503 within seconds."""
+    await service.revoke_session(caller, session_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@users_router.get("", operation_id="search_users", responses=error_responses(401, 422))
+async def search_users(
+    service: Service,
+    caller: Caller,
+    q: Annotated[str, Query(max_length=256, description="username prefix")],
+    limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
+) -> UsersOut:
+    """Users whose (normalised) username starts with `q`, by username."""
+    return UsersOut(users=[UserOut.of(u) for u in await service.search_users(caller, q, limit)])
+
+
+@users_router.get("/{user_id}", operation_id="get_user", responses=error_responses(401, 404, 422))
+async def get_user(user_id: uuid.UUID, service: Service, caller: Caller) -> UserOut:
+    """One user by id."""
+    return UserOut.of(await service.get_user(caller, user_id))
+
+
+@jwks_router.get("/.well-known/jwks.json", operation_id="jwks")
+async def jwks(service: Service, response: Response) -> JwksOut:
+    """The public keys that verify access tokens (cache briefly; refetch on an unknown `kid`)."""
+    response.headers["Cache-Control"] = "public, max-age=60"
+    return JwksOut.model_validate(service.jwks())
+
+
+def create_app(
+    service: AuthService,
+    *,
+    settings: CommonSettings,
+    readiness: Readiness,
+    lifespan: Lifespan = None,
+) -> FastAPI:
+    """The auth HTTP app around an already built `AuthService`."""
+    app = create_http_app(
+        title="rtm auth",
+        version="1.0.0",
+        description="Accounts, sessions and tokens of rtm (PROTOCOL.md §3).",
+        settings=settings,
+        readiness=readiness,
+        lifespan=lifespan,
+    )
+    app.state.auth_service = service
+    for router in (auth_router, users_router, jwks_router):
+        app.include_router(router)
+    return app

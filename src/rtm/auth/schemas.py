@@ -1,0 +1,126 @@
+"""HTTP bodies of the auth front (pydantic lives here, at the edge, not in the domain).
+
+Limits here are shape limits that keep absurd input away from the service; the rules that matter
+(username charset, password bytes) are enforced once, in `rtm.auth.model`, for both entrypoints.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
+
+from rtm.auth.model import Grant, User
+from rtm.auth.service import SessionView
+from rtm.shared.clock import format_time
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(strict=True)
+
+
+class RegisterBody(_Body):
+    username: str = Field(max_length=256, examples=["alice"])
+    password: str = Field(max_length=4096, description="8-1024 bytes of UTF-8")
+    display_name: str | None = Field(None, max_length=256, examples=["Alice"])
+
+
+class LoginBody(_Body):
+    username: str = Field(max_length=256, examples=["alice"])
+    password: str = Field(max_length=4096)
+
+
+class RefreshBody(_Body):
+    refresh_token: str = Field(max_length=1024)
+
+
+class LogoutBody(_Body):
+    refresh_token: str | None = Field(None, max_length=1024)
+
+
+class _Out(BaseModel):
+    @field_serializer("*", when_used="json")
+    def _times(self, value: object) -> object:
+        """Times in the protocol's one format (RFC 3339, UTC, milliseconds)."""
+        return format_time(value) if isinstance(value, datetime) else value
+
+
+class UserOut(_Out):
+    id: uuid.UUID
+    username: str
+    display_name: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, user: User) -> UserOut:
+        return cls(
+            id=user.id,
+            username=user.username,
+            display_name=user.display_name,
+            created_at=user.created_at,
+        )
+
+
+class GrantOut(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 - a scheme name, not a secret
+    expires_in: int = Field(description="seconds until the access token expires")
+    session_id: uuid.UUID
+    user: UserOut
+
+    @classmethod
+    def of(cls, grant: Grant) -> GrantOut:
+        return cls(
+            access_token=grant.access_token,
+            refresh_token=grant.refresh_token,
+            expires_in=grant.expires_in,
+            session_id=grant.session_id,
+            user=UserOut.of(grant.user),
+        )
+
+
+class SessionOut(_Out):
+    id: uuid.UUID
+    created_at: datetime
+    last_used_at: datetime
+    expires_at: datetime
+    user_agent: str | None
+    ip: str | None
+    current: bool = Field(description="the session of the token that made this request")
+
+    @classmethod
+    def of(cls, view: SessionView) -> SessionOut:
+        session = view.session
+        return cls(
+            id=session.id,
+            created_at=session.created_at,
+            last_used_at=session.last_used_at,
+            expires_at=session.expires_at,
+            user_agent=session.user_agent,
+            ip=session.ip,
+            current=view.current,
+        )
+
+
+class SessionsOut(BaseModel):
+    sessions: list[SessionOut]
+
+
+class UsersOut(BaseModel):
+    users: list[UserOut]
+
+
+class JwkOut(BaseModel):
+    kty: str
+    crv: str
+    x: str
+    kid: str
+    alg: str
+    use: str
+
+
+class JwksOut(BaseModel):
+    keys: list[JwkOut]

@@ -1,0 +1,326 @@
+"""The auth application service: every use case, shared by the gRPC servicer and the HTTP front.
+
+One implementation, two entrypoints: `rtm.auth.servicer` and `rtm.auth.http` only translate
+their transport to these calls and `AuthError`/`TokenError` back to status codes.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import jwt
+
+from rtm.auth.exceptions import (
+    InvalidCredentials,
+    InvalidInput,
+    InvalidRefreshToken,
+    NotFound,
+    Throttled,
+    Unavailable,
+)
+from rtm.auth.keyring import KeyRing
+from rtm.auth.model import (
+    PASSWORD_MAX_BYTES,
+    ClientInfo,
+    Grant,
+    RevokeReason,
+    RotateOutcome,
+    Session,
+    User,
+    login_username,
+    normalise_username,
+    password_size,
+    search_prefix,
+    validate_display_name,
+    validate_password,
+    validate_username,
+)
+from rtm.auth.passwords import PasswordHasher
+from rtm.auth.ports import AuthStore, RevocationNotifier, ThrottleStore
+from rtm.auth.throttle import (
+    ThrottlePolicy,
+    account_key,
+    address_key,
+    retry_after,
+    to_milliseconds,
+)
+from rtm.auth.tokens import (
+    AccessTokenSigner,
+    canonical_signature,
+    hash_refresh_token,
+    new_refresh_token,
+    plausible_refresh_token,
+)
+from rtm.shared.contract import SessionRevoked
+from rtm.shared.ids import new_id
+from rtm.shared.tokens import AccessClaims, TokenError, TokenExpired, decode_access_token
+
+logger = logging.getLogger(__name__)
+
+MAX_TOKEN_CHARS = 8192
+
+
+@dataclass(frozen=True, slots=True)
+class AuthPolicy:
+    """The limits the service enforces (built from `AuthSettings` by the composition root)."""
+
+    issuer: str
+    access_ttl: timedelta
+    refresh_ttl: timedelta
+    leeway: timedelta
+    account_throttle: ThrottlePolicy
+    address_throttle: ThrottlePolicy
+    search_default_limit: int = 20
+    search_max_limit: int = 50
+
+
+@dataclass(frozen=True, slots=True)
+class SessionView:
+    """A session as its user sees it, marked when it is the caller's own."""
+
+    session: Session
+    current: bool
+
+
+class AuthService:
+    """Use cases of auth. Every method raises `AuthError` or `TokenError` (never a driver
+    error): callers map those to their transport.
+
+    Args:
+        store: users, sessions, refresh tokens.
+        throttle: failed-login records.
+        keys: signing keys.
+        hasher: argon2id, off the event loop.
+        notifier: tells the other services a session ended.
+        policy: lifetimes and limits.
+        clock: the current time (tests move it).
+    """
+
+    def __init__(
+        self,
+        *,
+        store: AuthStore,
+        throttle: ThrottleStore,
+        keys: KeyRing,
+        hasher: PasswordHasher,
+        notifier: RevocationNotifier,
+        policy: AuthPolicy,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._store = store
+        self._throttle = throttle
+        self._keys = keys
+        self._hasher = hasher
+        self._notifier = notifier
+        self._policy = policy
+        self._clock = clock
+        self._signer = AccessTokenSigner(policy.issuer, policy.access_ttl)
+
+    async def register(self, username: str, password: str, display_name: str | None) -> User:
+        name = validate_username(username)
+        validate_password(password)
+        display = validate_display_name(display_name, default=name)
+        password_hash = await self._hasher.hash(password)
+        user = User(id=new_id(), username=name, display_name=display, created_at=self._clock())
+        await self._store.create_user(user, password_hash)
+        logger.info("registered user %s", user.id)
+        return user
+
+    async def login(self, username: str, password: str, client: ClientInfo) -> Grant:
+        """Unknown user and wrong password cost one argon2 verify each and get one answer."""
+        if password_size(password) > PASSWORD_MAX_BYTES:
+            raise InvalidInput("password", f"must be at most {PASSWORD_MAX_BYTES} bytes")
+        name = login_username(username)
+        keys = [account_key(name or normalise_username(username))]
+        if client.address:
+            keys.append(address_key(client.address))
+        await self._check_throttle(keys)
+        credentials = await self._store.credentials(name) if name else None
+        ok = await self._hasher.verify(credentials.password_hash if credentials else None, password)
+        if not ok or credentials is None:
+            window = max(p.window for p in (self._policy.account_throttle,
+                                            self._policy.address_throttle))  # fmt: skip
+            await self._throttle.record_failure(
+                keys, now=self._clock(), window_s=window.total_seconds()
+            )
+            raise InvalidCredentials()
+        await self._throttle.clear(keys[0])
+        if self._hasher.needs_rehash(credentials.password_hash):
+            await self._store.set_password_hash(
+                credentials.user.id, await self._hasher.hash(password)
+            )
+        return await self._open_session(credentials.user, client)
+
+    async def refresh(self, refresh_token: str, client: ClientInfo) -> Grant:
+        """Spend a refresh token for new tokens; a spent one coming back ends its session."""
+        if not plausible_refresh_token(refresh_token):
+            raise InvalidRefreshToken()
+        signing_key = self._keys.signing_key()
+        now = self._clock()
+        fresh = new_refresh_token()
+        rotation = await self._store.rotate_refresh_token(
+            hash_refresh_token(refresh_token),
+            hash_refresh_token(fresh),
+            now=now,
+            expires_at=now + self._policy.refresh_ttl,
+            client=client,
+        )
+        if rotation.outcome is RotateOutcome.REUSED and rotation.session is not None:
+            logger.warning("refresh token reuse: session %s revoked", rotation.session.id)
+            self._notify(rotation.session)
+        if rotation.outcome is not RotateOutcome.ROTATED:
+            raise InvalidRefreshToken()
+        assert rotation.session is not None
+        assert rotation.user is not None
+        access = self._signer.sign(
+            kid=signing_key.kid,
+            key=signing_key.private_key,
+            user_id=rotation.user.id,
+            session_id=rotation.session.id,
+            now=now,
+        )
+        return self._grant(access.token, fresh, rotation.session.id, rotation.user)
+
+    async def logout(self, *, refresh_token: str | None, access_token: str | None) -> None:
+        """End the refresh token's session, else the bearer's. Ending an ended one is fine."""
+        now = self._clock()
+        if refresh_token:
+            if not plausible_refresh_token(refresh_token):
+                raise InvalidRefreshToken()
+            found = await self._store.revoke_by_refresh_token(
+                hash_refresh_token(refresh_token), now=now, reason=RevokeReason.LOGOUT
+            )
+            if found is None:
+                raise InvalidRefreshToken()
+            session, revoked_now = found
+            if revoked_now:
+                self._notify(session)
+            return
+        claims = await self.authenticate(access_token)
+        revoked = await self._store.revoke_session(
+            claims.session_id, claims.user_id, now=now, reason=RevokeReason.LOGOUT
+        )
+        if revoked:
+            self._notify_ids(claims.session_id, claims.user_id)
+
+    async def authenticate(self, access_token: str | None) -> AccessClaims:
+        """A valid access token of a live session of a live user, or `TokenError`."""
+        if not access_token or len(access_token) > MAX_TOKEN_CHARS:
+            raise TokenError("missing or oversized token")
+        if not canonical_signature(access_token):
+            raise TokenError()
+        try:
+            kid = jwt.get_unverified_header(access_token).get("kid")
+        except jwt.PyJWTError as exc:
+            raise TokenError() from exc
+        public_key = self._keys.public_key(kid) if isinstance(kid, str) else None
+        if public_key is None:
+            raise TokenError("unknown signing key")
+        claims = decode_access_token(
+            access_token,
+            public_key,
+            issuer=self._policy.issuer,
+            leeway=self._policy.leeway.total_seconds(),
+        )
+        if claims.expires_at + self._policy.leeway <= self._clock():
+            raise TokenExpired()  # by our clock too (the one that signed it)
+        live = await self._store.session_is_live(
+            claims.session_id, claims.user_id, now=self._clock()
+        )
+        if not live:
+            raise TokenError("session ended")
+        return claims
+
+    async def get_user(self, caller: AccessClaims, user_id: uuid.UUID | None) -> User:
+        user = await self._store.user(user_id or caller.user_id)
+        if user is None:
+            raise NotFound("user")
+        return user
+
+    async def search_users(self, caller: AccessClaims, query: str, limit: int | None) -> list[User]:
+        if limit is None or limit == 0:
+            limit = self._policy.search_default_limit
+        if not 1 <= limit <= self._policy.search_max_limit:
+            raise InvalidInput("limit", f"must be 1-{self._policy.search_max_limit}")
+        prefix = search_prefix(query)
+        if prefix is None:
+            return []
+        return list(await self._store.search_users(prefix, limit))
+
+    async def list_sessions(self, caller: AccessClaims) -> list[SessionView]:
+        sessions: Sequence[Session] = await self._store.live_sessions(
+            caller.user_id, now=self._clock()
+        )
+        return [SessionView(s, current=s.id == caller.session_id) for s in sessions]
+
+    async def revoke_session(self, caller: AccessClaims, session_id: uuid.UUID) -> None:
+        """Another user's session is NOT_FOUND, like a missing one (no oracle)."""
+        revoked = await self._store.revoke_session(
+            session_id, caller.user_id, now=self._clock(), reason=RevokeReason.REVOKED
+        )
+        if revoked is None:
+            raise NotFound("session")
+        if revoked:
+            self._notify_ids(session_id, caller.user_id)
+
+    def jwks(self) -> dict[str, list[dict[str, str]]]:
+        """Unavailable (not an empty set) before the keys are loaded: a verifier caching an
+        empty JWKS would refuse every token until its next refresh."""
+        if not self._keys.loaded:
+            raise Unavailable("signing keys not loaded yet")
+        return self._keys.jwks()
+
+    async def _check_throttle(self, keys: list[str]) -> None:
+        records = await self._throttle.records(keys)
+        now = self._clock()
+        waits = [
+            retry_after(records.get(key), now, policy)
+            for key, policy in zip(
+                keys, (self._policy.account_throttle, self._policy.address_throttle), strict=False
+            )
+        ]
+        longest = max((wait for wait in waits if wait is not None), default=None)
+        if longest is not None:
+            raise Throttled(to_milliseconds(longest))
+
+    async def _open_session(self, user: User, client: ClientInfo) -> Grant:
+        signing_key = self._keys.signing_key()  # before any write: no session without a token
+        now = self._clock()
+        session = Session(
+            id=new_id(),
+            user_id=user.id,
+            created_at=now,
+            last_used_at=now,
+            expires_at=now + self._policy.refresh_ttl,
+            user_agent=(client.user_agent or None) and client.user_agent[:256],
+            ip=client.address,
+        )
+        refresh_token = new_refresh_token()
+        await self._store.create_session(session, hash_refresh_token(refresh_token))
+        access = self._signer.sign(
+            kid=signing_key.kid,
+            key=signing_key.private_key,
+            user_id=user.id,
+            session_id=session.id,
+            now=now,
+        )
+        return self._grant(access.token, refresh_token, session.id, user)
+
+    def _grant(self, access: str, refresh: str, session_id: uuid.UUID, user: User) -> Grant:
+        return Grant(
+            access_token=access,
+            refresh_token=refresh,
+            expires_in=int(self._policy.access_ttl.total_seconds()),
+            session_id=session_id,
+            user=user,
+        )
+
+    def _notify(self, session: Session) -> None:
+        self._notify_ids(session.id, session.user_id)
+
+    def _notify_ids(self, session_id: uuid.UUID, user_id: uuid.UUID) -> None:
+        self._notifier.notify(SessionRevoked(session_id=session_id, user_id=user_id))

@@ -1,0 +1,243 @@
+"""AuthService use cases on in-memory fakes: the rules, independent of gRPC, HTTP and SQL."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from rtm.auth.exceptions import (
+    InvalidCredentials,
+    InvalidInput,
+    InvalidRefreshToken,
+    NotFound,
+    Throttled,
+    UsernameTaken,
+)
+from rtm.auth.model import ClientInfo, RevokeReason
+from rtm.auth.passwords import PasswordHasher
+from rtm.shared.tokens import TokenError, TokenExpired
+from tests.unit.auth.fakes import FAST_ARGON2, ServiceKit, service_kit
+
+CLIENT = ClientInfo(address="192.0.2.7", user_agent="pytest")
+
+
+async def signed_up(kit: ServiceKit, name: str = "alice", password: str = "password-1") -> None:
+    await kit.service.register(name, password, None)
+
+
+async def test_register_normalises_and_refuses_a_taken_name(kit: ServiceKit) -> None:
+    user = await kit.service.register("Alice", "password-1", "Alice A.")
+    assert (user.username, user.display_name) == ("alice", "Alice A.")
+    with pytest.raises(UsernameTaken):
+        await kit.service.register("\uff21LICE", "password-2", None)
+
+
+async def test_register_validates_every_field(kit: ServiceKit) -> None:
+    for args, field in [(("ab", "password-1", None), "username"),
+                        (("alice", "short", None), "password"),
+                        (("alice", "password-1", " "), "display_name")]:  # fmt: skip
+        with pytest.raises(InvalidInput) as caught:
+            await kit.service.register(*args)
+        assert caught.value.field == field
+
+
+async def test_login_returns_tokens_the_service_then_accepts(kit: ServiceKit) -> None:
+    await signed_up(kit)
+    grant = await kit.service.login("ALICE", "password-1", CLIENT)
+    claims = await kit.service.authenticate(grant.access_token)
+    assert claims.user_id == grant.user.id
+    assert claims.session_id == grant.session_id
+    assert grant.expires_in == 15 * 60
+
+
+async def test_unknown_user_and_wrong_password_get_one_answer_for_one_hash(kit: ServiceKit) -> None:
+    """Same exception, same message, and each path runs exactly one argon2 verification."""
+
+    class CountingHasher(PasswordHasher):
+        verifications = 0
+
+        async def verify(self, password_hash: str | None, password: str) -> bool:
+            CountingHasher.verifications += 1
+            return await super().verify(password_hash, password)
+
+    counting = await service_kit(hasher=CountingHasher(FAST_ARGON2))
+    try:
+        await signed_up(counting)
+        answers = []
+        for name in ("alice", "nobody", "not a valid name"):
+            before = CountingHasher.verifications
+            with pytest.raises(InvalidCredentials) as caught:
+                await counting.service.login(name, "wrong-password", CLIENT)
+            answers.append((caught.value.code, caught.value.message))
+            assert CountingHasher.verifications == before + 1
+        assert len(set(answers)) == 1
+    finally:
+        counting.hasher.close()
+
+
+async def test_login_rehashes_when_parameters_changed(kit: ServiceKit) -> None:
+    old = PasswordHasher(FAST_ARGON2.__class__(32, 1, 1))
+    try:
+        user = await kit.service.register("alice", "password-1", None)
+        await kit.store.set_password_hash(user.id, await old.hash("password-1"))
+        await kit.service.login("alice", "password-1", CLIENT)
+        assert not kit.hasher.needs_rehash(kit.store.users[user.id][1])
+    finally:
+        old.close()
+
+
+async def test_failures_are_throttled_then_allowed_after_the_delay(kit: ServiceKit) -> None:
+    await signed_up(kit)
+    for _ in range(5):
+        with pytest.raises(InvalidCredentials):
+            await kit.service.login("alice", "wrong-password", CLIENT)
+    with pytest.raises(Throttled) as caught:
+        await kit.service.login("alice", "password-1", CLIENT)  # even the right password waits
+    assert caught.value.retry_after_ms == 1000
+    kit.clock.advance(seconds=1)
+    await kit.service.login("alice", "password-1", CLIENT)
+    assert "user:alice" not in kit.throttle.rows  # success clears the account's record
+
+
+async def test_one_address_guessing_many_accounts_is_throttled(kit: ServiceKit) -> None:
+    for n in range(20):
+        with pytest.raises(InvalidCredentials):
+            await kit.service.login(f"user{n}", "wrong-password", CLIENT)
+    with pytest.raises(Throttled):
+        await kit.service.login("user99", "wrong-password", CLIENT)
+    other_address = ClientInfo(address="198.51.100.1")
+    with pytest.raises(InvalidCredentials):
+        await kit.service.login("user99", "wrong-password", other_address)
+
+
+async def test_refresh_rotates_and_the_old_token_is_spent(kit: ServiceKit) -> None:
+    await signed_up(kit)
+    first = await kit.service.login("alice", "password-1", CLIENT)
+    second = await kit.service.refresh(first.refresh_token, CLIENT)
+    assert second.refresh_token != first.refresh_token
+    assert second.session_id == first.session_id
+    third = await kit.service.refresh(second.refresh_token, CLIENT)
+    assert third.session_id == first.session_id
+
+
+async def test_reusing_a_spent_refresh_token_revokes_the_session(kit: ServiceKit) -> None:
+    await signed_up(kit)
+    first = await kit.service.login("alice", "password-1", CLIENT)
+    second = await kit.service.refresh(first.refresh_token, CLIENT)
+    with pytest.raises(InvalidRefreshToken):
+        await kit.service.refresh(first.refresh_token, CLIENT)
+    assert kit.store.revoked_reason(first.session_id) is RevokeReason.REFRESH_REUSE
+    assert [e.session_id for e in kit.notifier.events] == [first.session_id]
+    with pytest.raises(InvalidRefreshToken):
+        await kit.service.refresh(second.refresh_token, CLIENT)  # the whole family is dead
+    with pytest.raises(TokenError):
+        await kit.service.authenticate(second.access_token)
+
+
+async def test_refresh_refuses_garbage_and_expired_tokens(kit: ServiceKit) -> None:
+    await signed_up(kit)
+    grant = await kit.service.login("alice", "password-1", CLIENT)
+    for bad in ["", "nonsense", "rtmr_" + "A" * 43, grant.access_token]:
+        with pytest.raises(InvalidRefreshToken):
+            await kit.service.refresh(bad, CLIENT)
+    kit.clock.advance(days=31)
+    with pytest.raises(InvalidRefreshToken):
+        await kit.service.refresh(grant.refresh_token, CLIENT)
+
+
+async def test_logout_by_refresh_token_or_bearer_ends_the_session(kit: ServiceKit) -> None:
+    await signed_up(kit)
+    one = await kit.service.login("alice", "password-1", CLIENT)
+    two = await kit.service.login("alice", "password-1", CLIENT)
+    await kit.service.logout(refresh_token=one.refresh_token, access_token=None)
+    await kit.service.logout(refresh_token=None, access_token=two.access_token)
+    for grant in (one, two):
+        with pytest.raises(TokenError):
+            await kit.service.authenticate(grant.access_token)
+    assert {e.session_id for e in kit.notifier.events} == {one.session_id, two.session_id}
+    await kit.service.logout(refresh_token=one.refresh_token, access_token=None)  # idempotent
+    assert len(kit.notifier.events) == 2
+    with pytest.raises(TokenError):
+        await kit.service.logout(refresh_token=None, access_token=None)
+
+
+async def test_sessions_are_listed_and_revocable_by_their_user_only(kit: ServiceKit) -> None:
+    await signed_up(kit)
+    await signed_up(kit, "bob")
+    alice1 = await kit.service.login("alice", "password-1", CLIENT)
+    kit.clock.advance(seconds=1)
+    alice2 = await kit.service.login("alice", "password-1", CLIENT)
+    bob = await kit.service.login("bob", "password-1", CLIENT)
+    caller = await kit.service.authenticate(alice2.access_token)
+    views = await kit.service.list_sessions(caller)
+    assert [(v.session.id, v.current) for v in views] == [
+        (alice2.session_id, True),
+        (alice1.session_id, False),
+    ]
+    with pytest.raises(NotFound):
+        await kit.service.revoke_session(caller, bob.session_id)  # not hers: "not found"
+    with pytest.raises(NotFound):
+        await kit.service.revoke_session(caller, uuid.uuid4())
+    await kit.service.revoke_session(caller, alice1.session_id)
+    assert [v.session.id for v in await kit.service.list_sessions(caller)] == [alice2.session_id]
+    assert kit.notifier.events[-1].session_id == alice1.session_id
+
+
+async def test_users_are_found_by_id_and_prefix_but_not_when_deleted(kit: ServiceKit) -> None:
+    for name in ("alice", "alicia", "bob"):
+        await signed_up(kit, name)
+    grant = await kit.service.login("bob", "password-1", CLIENT)
+    caller = await kit.service.authenticate(grant.access_token)
+    assert [u.username for u in await kit.service.search_users(caller, "ALI", None)] == [
+        "alice",
+        "alicia",
+    ]
+    assert [u.username for u in await kit.service.search_users(caller, "ali", 1)] == ["alice"]
+    assert await kit.service.search_users(caller, "a b", None) == []
+    with pytest.raises(InvalidInput):
+        await kit.service.search_users(caller, "ali", 51)
+    alice = (await kit.service.search_users(caller, "alice", None))[0]
+    assert await kit.service.get_user(caller, alice.id) == alice
+    assert (await kit.service.get_user(caller, None)).username == "bob"
+    kit.store.deleted.add(alice.id)
+    with pytest.raises(NotFound):
+        await kit.service.get_user(caller, alice.id)
+
+
+async def test_tokens_of_deleted_users_and_expired_tokens_are_refused(kit: ServiceKit) -> None:
+    await signed_up(kit)
+    grant = await kit.service.login("alice", "password-1", CLIENT)
+    kit.clock.advance(minutes=16)
+    with pytest.raises(TokenExpired):
+        await kit.service.authenticate(grant.access_token)
+    fresh = await kit.service.refresh(grant.refresh_token, CLIENT)
+    kit.store.deleted.add(fresh.user.id)
+    with pytest.raises(TokenError):
+        await kit.service.authenticate(fresh.access_token)
+    with pytest.raises(InvalidCredentials):
+        await kit.service.login("alice", "password-1", CLIENT)
+
+
+async def test_concurrent_refreshes_of_one_token_have_one_winner(kit: ServiceKit) -> None:
+    await signed_up(kit)
+    grant = await kit.service.login("alice", "password-1", CLIENT)
+    outcomes = await asyncio.gather(
+        *(kit.service.refresh(grant.refresh_token, CLIENT) for _ in range(20)),
+        return_exceptions=True,
+    )
+    assert sum(not isinstance(o, BaseException) for o in outcomes) == 1
+    assert all(isinstance(o, InvalidRefreshToken) for o in outcomes if isinstance(o, BaseException))
+
+
+async def test_a_token_respelled_in_its_signatures_spare_bits_is_refused(kit: ServiceKit) -> None:
+    """The shared verifier decodes both spellings to one signature; auth accepts only one."""
+    await signed_up(kit)
+    token = (await kit.service.login("alice", "password-1", CLIENT)).access_token
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet.index(token[-1])
+    respelled = token[:-1] + alphabet[last ^ 1]  # an Ed25519 signature leaves 2 spare bits
+    with pytest.raises(TokenError):
+        await kit.service.authenticate(respelled)
+    assert (await kit.service.authenticate(token)).user_id is not None
