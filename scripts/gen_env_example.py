@@ -34,24 +34,24 @@ def env_name(name: str, info: FieldInfo, prefix: str) -> str:
 
 
 def default_of(info: FieldInfo) -> str:
-    if info.default is not PydanticUndefined:
-        value = info.default
-    elif info.default_factory is not None:
-        return "(computed)"
+    if info.default is PydanticUndefined:
+        return "(computed)" if info.default_factory is not None else ""
+    return show(info.default)
+
+
+def show(value: object) -> str:
+    """A default as it would be written in .env (secrets and None as empty)."""
+    if value is None or hasattr(value, "get_secret_value"):
+        text = ""
+    elif isinstance(value, bool):
+        text = str(value).lower()
+    elif isinstance(value, list):
+        text = ",".join(str(v) for v in value)
+    elif isinstance(value, Path) and value.is_absolute():
+        text = "(repository)/" + value.name
     else:
-        return ""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, list):
-        return ",".join(str(v) for v in value)
-    if isinstance(value, Path):
-        return "(repository)/" + value.name if value.is_absolute() else str(value)
-    secret = getattr(value, "get_secret_value", None)
-    if secret is not None:
-        return ""
-    return str(value)
+        text = str(value)
+    return text
 
 
 def render() -> str:

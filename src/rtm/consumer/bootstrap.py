@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
-from rtm.consumer.adapters.fanout import NatsFanout, decode_delivery
+from rtm.consumer.adapters.fanout import NatsFanout
 from rtm.consumer.adapters.jetstream_source import JetStreamPartitionSources
 from rtm.consumer.adapters.leases import KvPartitionLeases
 from rtm.consumer.adapters.postgres_queries import (
@@ -27,6 +27,7 @@ from rtm.consumer.adapters.postgres_queries import (
     PostgresMessageQueries,
 )
 from rtm.consumer.adapters.postgres_store import PostgresMessageStore
+from rtm.consumer.domain.delivery import decode_delivery
 from rtm.consumer.entrypoints import http, ws
 from rtm.consumer.entrypoints.events import LiveEvents
 from rtm.consumer.entrypoints.hub import Hub

@@ -118,3 +118,25 @@ class ConversationDirectory(Protocol):
     async def store_read(self, conversation_id: uuid.UUID, user_id: uuid.UUID, seq: int) -> int:
         """Move the read marker forward (never back); returns the marker now stored."""
         ...
+
+
+class PartitionLeases(Protocol):
+    """Leases on partitions: at most one live holder each, expiring unless renewed."""
+
+    async def setup(self) -> None: ...
+
+    async def try_acquire(self, partition: int) -> int | None:
+        """The lease's revision when we got it, None when someone else holds it."""
+        ...
+
+    async def renew(self, partition: int, revision: int) -> int | None:
+        """The new revision, or None when the lease is no longer ours."""
+        ...
+
+    async def release(self, partition: int, revision: int) -> None: ...
+
+    async def heartbeat(self) -> int:
+        """Say we are alive; returns how many instances are alive."""
+        ...
+
+    async def leave(self) -> None: ...

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import orjson
 
-from rtm.consumer.adapters.fanout import LiveDelivery, message_frame
+from rtm.consumer.domain.delivery import LiveDelivery, message_frame
 from rtm.consumer.services import ReadService, Recovery
 from rtm.shared.ws import CloseCode, Outbox
 

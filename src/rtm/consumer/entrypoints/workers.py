@@ -16,9 +16,8 @@ import math
 import random
 from dataclasses import dataclass, field
 
-from rtm.consumer.adapters.leases import KvPartitionLeases
 from rtm.consumer.domain.exceptions import OffsetMoved
-from rtm.consumer.domain.ports import Fanout, MessageStore, PartitionSources
+from rtm.consumer.domain.ports import Fanout, MessageStore, PartitionLeases, PartitionSources
 from rtm.consumer.services import PartitionWorker
 
 logger = logging.getLogger(__name__)
@@ -38,7 +37,7 @@ class PartitionManager:
         self,
         *,
         partitions: int,
-        leases: KvPartitionLeases,
+        leases: PartitionLeases,
         sources: PartitionSources,
         store: MessageStore,
         fanout: Fanout,
