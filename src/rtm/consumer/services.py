@@ -48,8 +48,8 @@ class PartitionWorker:
         self._batch_size = batch_size
         self._fetch_timeout = fetch_timeout
 
-    async def step(self) -> int:
-        """Process one batch; returns how many deliveries it covered (0 when idle).
+    async def step(self) -> BatchOutcome:
+        """Process one batch (an empty outcome when idle).
 
         Raises `OffsetMoved` when another worker committed, `OutOfOrder` when the source handed
         over something other than the continuation of our offset, and store/transport errors as
@@ -57,7 +57,7 @@ class PartitionWorker:
         """
         deliveries = await self._source.next_batch(self._batch_size, self._fetch_timeout)
         if not deliveries:
-            return 0
+            return BatchOutcome(0, 0, 0)
         stale = [d for d in deliveries if d.stream_seq <= self.offset]
         fresh = [d for d in deliveries if d.stream_seq > self.offset]
         if any(b.stream_seq <= a.stream_seq for a, b in itertools.pairwise(fresh)):
@@ -70,9 +70,18 @@ class PartitionWorker:
             await self._source.ack(deliveries)
             if batch.messages:
                 await self._fanout.publish(batch)
-        else:
-            await self._source.ack(stale)
-        return len(deliveries)
+            return BatchOutcome(len(deliveries), len(batch.messages), batch.skipped)
+        await self._source.ack(stale)
+        return BatchOutcome(len(deliveries), 0, len(stale))
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    """What one step did: deliveries taken from the source, messages stored, ones skipped."""
+
+    delivered: int
+    stored: int
+    skipped: int
 
 
 class OutOfOrder(Exception):

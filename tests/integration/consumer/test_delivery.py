@@ -13,6 +13,7 @@ from nats.aio.client import Client as NatsClient
 
 from tests.integration.consumer.conftest import publish
 from tests.support.db import create_conversation, stored_messages
+from tests.support.metrics import sample
 from tests.support.tokens import TokenFactory
 
 
@@ -31,6 +32,8 @@ async def test_a_published_message_is_stored_with_seq_1_and_delivered_live(
     alice, bob = uuid.uuid4(), uuid.uuid4()
     conversation = await create_conversation(database_url, [alice, bob], kind="direct")
     headers = {"Authorization": f"Bearer {tokens.token(bob)}"}
+    async with httpx.AsyncClient() as client:
+        before = (await client.get(f"http://{consumer}/metrics")).text
     async with websockets.connect(f"ws://{consumer}/v1/ws", additional_headers=headers) as ws:
         ready = await next_frame(ws, "ready")
         assert ready["user_id"] == str(bob)
@@ -49,6 +52,13 @@ async def test_a_published_message_is_stored_with_seq_1_and_delivered_live(
         ).json()
     assert [m["body"] for m in page["messages"]] == ["hello bob"]
     assert page["has_more"] is False
+    async with httpx.AsyncClient() as client:
+        metrics = (await client.get(f"http://{consumer}/metrics")).text
+    for name in (
+        "rtm_consumer_messages_stored_total",
+        "rtm_consumer_delivery_latency_seconds_count",
+    ):
+        assert sample(metrics, name) == sample(before, name) + 1, name
 
 
 async def test_redelivered_duplicates_are_stored_once(

@@ -44,6 +44,10 @@ class JetStreamPartitionSource:
             assert isinstance(message, Msg)
             await message.ack()
 
+    async def lag(self) -> tuple[int, int]:
+        info = await self._subscription.consumer_info()
+        return int(info.num_pending or 0), int(info.num_redelivered or 0)
+
     async def close(self) -> None:
         with contextlib.suppress(Exception):
             await self._subscription.unsubscribe()

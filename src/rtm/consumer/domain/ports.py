@@ -80,6 +80,10 @@ class PartitionSource(Protocol):
 
     async def ack(self, deliveries: Sequence[Delivery]) -> None: ...
 
+    async def lag(self) -> tuple[int, int]:
+        """(messages not yet delivered, messages redelivered) — for metrics."""
+        ...
+
     async def close(self) -> None: ...
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from collections.abc import Callable
 import orjson
 
 from rtm.consumer.domain.delivery import LiveDelivery, message_frame
+from rtm.consumer.entrypoints import metrics
 from rtm.consumer.services import ReadService, Recovery
 from rtm.shared.ws import CloseCode, Outbox
 
@@ -47,6 +49,8 @@ class LiveConnection:
 
     def push(self, frame: str) -> None:
         if not self._outbox.put(frame):
+            if self._outbox.overflowed:
+                metrics.SLOW_CONSUMER_CLOSES.inc()
             self.close(CloseCode.SLOW_CONSUMER, "send queue full: reconnect and resume")
 
     def offer(self, conversation_id: uuid.UUID, seq: int, frame: str) -> None:
@@ -151,6 +155,9 @@ class Hub:
                     text = delivery.frame.decode()
                 connection.offer(delivery.conversation_id, delivery.seq, text)
                 delivered += 1
+        if delivered:
+            metrics.MESSAGES_DELIVERED.inc(delivered)
+            metrics.DELIVERY_LATENCY.observe(max(0.0, time.time() - delivery.sent_at_ms / 1000))
         return delivered
 
     def send_to_users(self, user_ids: list[uuid.UUID], payload: dict[str, object]) -> None:

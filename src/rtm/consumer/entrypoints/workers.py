@@ -14,13 +14,16 @@ import contextlib
 import logging
 import math
 import random
+import time
 from dataclasses import dataclass, field
 
 from rtm.consumer.domain.exceptions import OffsetMoved
 from rtm.consumer.domain.ports import Fanout, MessageStore, PartitionLeases, PartitionSources
+from rtm.consumer.entrypoints import metrics
 from rtm.consumer.services import PartitionWorker
 
 logger = logging.getLogger(__name__)
+LAG_REPORT_S = 5.0
 
 
 @dataclass
@@ -99,6 +102,7 @@ class PartitionManager:
             partition = max(self._owned)
             logger.info("handing partition %s back (fair share is %s)", partition, share)
             await self._drop(partition)
+        metrics.PARTITIONS_OWNED.set(len(self._owned))
 
     async def _drop(self, partition: int, *, release: bool = True) -> None:
         owned = self._owned.pop(partition)
@@ -125,14 +129,28 @@ class PartitionManager:
                     fetch_timeout=self._fetch_timeout,
                 )
                 backoff = 0.1
+                reported = 0.0
                 while True:
-                    if await worker.step():
+                    if time.monotonic() - reported > LAG_REPORT_S:
+                        reported = time.monotonic()
+                        pending, redelivered = await source.lag()
+                        metrics.JETSTREAM_PENDING.labels(str(partition)).set(pending)
+                        metrics.JETSTREAM_REDELIVERED.labels(str(partition)).set(redelivered)
+                    began = time.perf_counter()
+                    outcome = await worker.step()
+                    if outcome.delivered:
                         self.stored_batches += 1
+                        metrics.BATCH_SECONDS.observe(time.perf_counter() - began)
+                        metrics.BATCH_SIZE.observe(outcome.delivered)
+                        metrics.MESSAGES_STORED.inc(outcome.stored)
+                        metrics.MESSAGES_SKIPPED.inc(outcome.skipped)
             except asyncio.CancelledError:
                 raise
             except OffsetMoved as exc:
+                metrics.WORKER_RESTARTS.labels("offset_moved").inc()
                 logger.warning("%s; restarting from the committed offset", exc)
             except Exception as exc:
+                metrics.WORKER_RESTARTS.labels("error").inc()
                 logger.warning(
                     "partition %s worker failed: %s; retrying in %.1fs", partition, exc, backoff
                 )

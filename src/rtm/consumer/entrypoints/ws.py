@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr
 from starlette.websockets import WebSocketDisconnect
 
 from rtm.consumer.domain.exceptions import ConversationNotVisible
+from rtm.consumer.entrypoints import metrics
 from rtm.consumer.entrypoints.hub import Hub, LiveConnection
 from rtm.consumer.services import ReadService
 from rtm.consumer.settings import ConsumerSettings
@@ -86,11 +87,13 @@ class ConsumerSession:
     def request_close(self, code: int, reason: str) -> None:
         """Close from anywhere (hub, overflow, revocation) without awaiting."""
         if self.closing is None:
+            metrics.WS_CLOSES.labels(str(code)).inc()
             self.closing = (code, reason)
             self.outbox.close()
             self.closed.set()
 
     async def run(self) -> None:
+        metrics.WS_CONNECTIONS.inc()
         self.hub.add(self.connection)
         writer = asyncio.create_task(self.outbox.run())
         reader = asyncio.create_task(self._read_loop())
@@ -110,6 +113,7 @@ class ConsumerSession:
             await asyncio.wait({reader, writer, closer}, return_when=asyncio.FIRST_COMPLETED)
             closer.cancel()
         finally:
+            metrics.WS_CONNECTIONS.dec()
             self.hub.remove(self.connection)
             self.connection.cancel()
             for task in (reader, expiry, presence):
@@ -165,12 +169,14 @@ class ConsumerSession:
     def _protocol_error(self, error: RtmError, ref: str | None = None) -> None:
         now = time.monotonic()
         self.errors = [t for t in self.errors if now - t < PROTOCOL_ERROR_WINDOW_S] + [now]
+        metrics.ERRORS.labels(error.code.value).inc()
         self.connection.push(error_frame(error, ref))
         if len(self.errors) >= PROTOCOL_ERROR_LIMIT:
             self.request_close(CloseCode.PROTOCOL_ERRORS, "too many protocol errors")
 
     async def _handle(self, text: str) -> None:
         kind, obj = parse_frame(text, FRAME_TYPES)
+        metrics.FRAMES_IN.labels(kind).inc()
         if kind == "ping":
             self.connection.push('{"type":"pong"}')
         elif kind == "auth":

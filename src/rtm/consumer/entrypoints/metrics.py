@@ -1,0 +1,52 @@
+"""Prometheus metrics of the consumer (exposed by the shared `/metrics` route)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+WS_CONNECTIONS = Gauge("rtm_consumer_ws_connections", "Open, authenticated WebSocket connections")
+WS_CLOSES = Counter(
+    "rtm_consumer_ws_closes_total", "WebSocket connections closed by the server", ["code"]
+)
+FRAMES_IN = Counter("rtm_consumer_frames_in_total", "Frames received from clients", ["type"])
+ERRORS = Counter("rtm_consumer_errors_total", "Error frames sent, by code", ["code"])
+MESSAGES_STORED = Counter("rtm_consumer_messages_stored_total", "Messages stored in PostgreSQL")
+MESSAGES_SKIPPED = Counter(
+    "rtm_consumer_messages_skipped_total",
+    "Deliveries not stored (duplicates, unknown conversation)",
+)
+MESSAGES_DELIVERED = Counter(
+    "rtm_consumer_messages_delivered_total", "Message frames queued to local sockets"
+)
+BATCH_SIZE = Histogram(
+    "rtm_consumer_db_batch_size",
+    "JetStream deliveries per stored batch",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000),
+)
+BATCH_SECONDS = Histogram(
+    "rtm_consumer_db_batch_seconds",
+    "Time to store one batch (transaction) and ack it",
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5),
+)
+DELIVERY_LATENCY = Histogram(
+    "rtm_consumer_delivery_latency_seconds",
+    "From the producer accepting a message to this instance queueing it to sockets",
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10),
+)
+PARTITIONS_OWNED = Gauge("rtm_consumer_partitions_owned", "Partitions this instance processes")
+WORKER_RESTARTS = Counter(
+    "rtm_consumer_partition_restarts_total",
+    "Partition workers restarted from the offset",
+    ["reason"],
+)
+JETSTREAM_PENDING = Gauge(
+    "rtm_consumer_jetstream_pending",
+    "Messages not yet delivered, per owned partition",
+    ["partition"],
+)
+JETSTREAM_REDELIVERED = Gauge(
+    "rtm_consumer_jetstream_redelivered", "Messages redelivered, per owned partition", ["partition"]
+)
+SLOW_CONSUMER_CLOSES = Counter(
+    "rtm_consumer_slow_consumer_closes_total", "Sockets closed 4008 for a full send queue"
+)
