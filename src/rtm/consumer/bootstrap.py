@@ -40,7 +40,7 @@ from rtm.shared.health import Readiness
 from rtm.shared.http import create_http_app
 from rtm.shared.jetstream import ensure_stream
 from rtm.shared.migrate import apply_migrations
-from rtm.shared.revocation import RevokedSessions
+from rtm.shared.revocation import RevokedSessions, load_revoked
 from rtm.shared.tokens import TokenVerifier
 from rtm.shared.ws import CloseCode
 
@@ -79,6 +79,8 @@ class ConsumerRuntime:
         self.stream_ok = True
         await self.nc.subscribe(f"{DELIVER_SUBJECT_PREFIX}.>", cb=self._on_delivery)
         await self.nc.subscribe(SESSION_REVOKED, cb=self._on_revoked)
+        known = await load_revoked(js, self.app.state.revoked)
+        logger.info("%s revoked sessions known at start", known)
         events = LiveEvents(
             self.nc,
             self.hub,

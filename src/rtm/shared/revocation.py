@@ -9,6 +9,9 @@ from __future__ import annotations
 import time
 import uuid
 
+from nats.js import JetStreamContext
+from nats.js.errors import BucketNotFoundError, NoKeysError
+
 
 class RevokedSessions:
     """An expiring set of revoked session ids."""
@@ -29,3 +32,26 @@ class RevokedSessions:
     def _forget_expired(self) -> None:
         now = time.monotonic()
         self._until = {sid: t for sid, t in self._until.items() if t > now}
+
+
+REVOKED_SESSIONS_BUCKET = "rtm_revoked_sessions"
+
+
+async def load_revoked(
+    js: JetStreamContext, revoked: RevokedSessions, bucket: str = REVOKED_SESSIONS_BUCKET
+) -> int:
+    """Learn revocations made before we started (auth keeps them in a KV bucket for one
+    access-token lifetime); returns how many. A missing bucket means none yet."""
+    try:
+        kv = await js.key_value(bucket)
+        keys = await kv.keys()
+    except (BucketNotFoundError, NoKeysError):
+        return 0
+    count = 0
+    for key in keys:
+        try:
+            revoked.add(uuid.UUID(key))
+        except ValueError:
+            continue
+        count += 1
+    return count
