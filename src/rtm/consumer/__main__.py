@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+from types import FrameType
+
 import uvicorn
 
 from rtm.consumer.bootstrap import create_app
@@ -9,7 +12,13 @@ from rtm.consumer.settings import ConsumerSettings
 from rtm.shared.logging import setup_logging
 
 
+def _exit_ok(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
 def main() -> None:
+    """Serve until SIGTERM/SIGINT. uvicorn shuts down gracefully on SIGTERM, then re-raises it;
+    the handler installed here turns that re-raise into a clean exit code 0."""
     settings = ConsumerSettings()
     setup_logging("consumer", settings.log_level, settings.log_format)
     config = uvicorn.Config(
@@ -25,6 +34,7 @@ def main() -> None:
         timeout_graceful_shutdown=10,
         lifespan="on",
     )
+    signal.signal(signal.SIGTERM, _exit_ok)
     uvicorn.Server(config).run()
 
 

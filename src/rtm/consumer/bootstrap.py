@@ -28,7 +28,7 @@ from rtm.consumer.adapters.postgres_queries import (
 )
 from rtm.consumer.adapters.postgres_store import PostgresMessageStore
 from rtm.consumer.domain.delivery import decode_delivery
-from rtm.consumer.entrypoints import http, ws
+from rtm.consumer.entrypoints import asyncapi, http, ws
 from rtm.consumer.entrypoints.events import LiveEvents
 from rtm.consumer.entrypoints.hub import Hub
 from rtm.consumer.entrypoints.workers import PartitionManager
@@ -58,6 +58,7 @@ class ConsumerRuntime:
         self.nc: NatsClient | None = None
         self.manager: PartitionManager | None = None
         self.stream_ok = False
+        self.started = False
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -101,6 +102,7 @@ class ConsumerRuntime:
             fetch_timeout=settings.fetch_timeout_s,
         )
         self._tasks.append(asyncio.create_task(self.manager.run(), name="partition-manager"))
+        self.started = True
         logger.info("consumer %s ready", settings.instance_id)
 
     async def _on_delivery(self, msg: Msg) -> None:
@@ -141,7 +143,25 @@ class ConsumerRuntime:
         return None
 
     async def stop(self) -> None:
-        """Graceful: stop workers (releasing leases), drain NATS, close the pool."""
+        """Graceful within `shutdown_timeout_s`: stop workers (the current batch commits or rolls
+        back as a whole; leases are released), drain NATS, close the pool. A dependency that is
+        down cannot hold the exit up: past the bound, connections are closed hard."""
+        try:
+            await asyncio.wait_for(self._stop_gracefully(), self.settings.shutdown_timeout_s)
+        except TimeoutError:
+            logger.warning(
+                "graceful stop took over %.0fs; closing connections",
+                self.settings.shutdown_timeout_s,
+            )
+            if self.manager is not None:
+                self.manager.abort()
+            if self.nc is not None and not self.nc.is_closed:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.nc.close(), 1.0)
+            if self.pool is not None:
+                self.pool.terminate()
+
+    async def _stop_gracefully(self) -> None:
         for task in self._tasks:
             task.cancel()
         if self.manager is not None:
@@ -165,6 +185,7 @@ def create_app(settings: ConsumerSettings) -> FastAPI:
         readiness.add("nats", runtime.readiness_nats)
         readiness.add("jetstream", runtime.readiness_stream)
         readiness.add("postgres", runtime.readiness_postgres)
+        readiness.add("startup", lambda: None if runtime.started else "still starting")
         readiness.add("jwks", lambda: None if verifier.has_keys else "no keys fetched yet")
         starting = asyncio.create_task(runtime.start(), name="consumer-start")
         jwks = asyncio.create_task(retry_forever("auth JWKS", verifier.refresh, cap=3.0))
@@ -194,4 +215,5 @@ def create_app(settings: ConsumerSettings) -> FastAPI:
     app.state.revoked = RevokedSessions()
     app.include_router(http.router)
     app.include_router(ws.router)
+    app.include_router(asyncapi.router)
     return app

@@ -41,6 +41,9 @@ class ConsumerSettings(CommonSettings):
     presence_interval_s: float = Field(
         5.0, gt=0, description="presence heartbeat; offline after 3 missed beats"
     )
+    shutdown_timeout_s: float = Field(
+        8.0, gt=0, description="bound on the graceful stop after SIGTERM"
+    )
     history_default_limit: int = Field(50, ge=1, le=200)
     history_max_limit: int = Field(200, ge=1, le=1000)
 

@@ -27,7 +27,7 @@ from rtm.producer.adapters.nats import NatsBus
 from rtm.producer.adapters.postgres import PostgresConversationRepository, PostgresDatabase
 from rtm.producer.adapters.publishers import JetStreamMessagePublisher, NatsEventPublisher
 from rtm.producer.domain.limits import KeyedBuckets, RevokedSessions, Throttle
-from rtm.producer.entrypoints import http, ws
+from rtm.producer.entrypoints import asyncapi, http, ws
 from rtm.producer.entrypoints.connections import ConnectionRegistry
 from rtm.producer.entrypoints.deps import ProducerContext
 from rtm.producer.services import ConversationService, MessageService, SignalService
@@ -175,6 +175,7 @@ def build(settings: ProducerSettings, *, verifier: TokenVerifier | None = None) 
     app.state.producer = context
     app.include_router(http.router)
     app.include_router(ws.router)
+    app.include_router(asyncapi.router)
     return Producer(app, context, bus, database, verifier)
 
 

@@ -20,6 +20,12 @@ from nats.aio.msg import Msg
 from rtm.consumer.domain.ports import ConversationDirectory
 from rtm.consumer.domain.presence import PresenceTracker
 from rtm.consumer.entrypoints.hub import Hub
+from rtm.consumer.entrypoints.schemas import (
+    conversation_frame,
+    presence_frame,
+    read_frame,
+    typing_frame,
+)
 from rtm.shared.contract import (
     CONVERSATION_EVENTS,
     PRESENCE_EVENTS,
@@ -84,37 +90,19 @@ class LiveEvents:
         event = ConversationEvent.decode(msg.data)
         audience = list(dict.fromkeys([*event.conversation.members, *event.user_ids]))
         self._hub.send_to_users(
-            audience,
-            {
-                "type": "conversation",
-                "event": event.event,
-                "conversation": event.conversation.to_dict(),
-            },
+            audience, conversation_frame(event.event, event.conversation.to_dict())
         )
 
     async def _on_typing(self, msg: Msg) -> None:
         event = TypingEvent.decode(msg.data)
         members = await self._local_members(event.conversation_id, exclude=event.user_id)
-        self._hub.send_to_users(
-            members,
-            {
-                "type": "typing",
-                "conversation_id": str(event.conversation_id),
-                "user_id": str(event.user_id),
-            },
-        )
+        self._hub.send_to_users(members, typing_frame(event.conversation_id, event.user_id))
 
     async def _on_read(self, msg: Msg) -> None:
         event = ReadEvent.decode(msg.data)
         members = await self._local_members(event.conversation_id)
         self._hub.send_to_users(
-            members,
-            {
-                "type": "read",
-                "conversation_id": str(event.conversation_id),
-                "user_id": str(event.user_id),
-                "seq": event.seq,
-            },
+            members, read_frame(event.conversation_id, event.user_id, event.seq)
         )
 
     async def _store_read(self, msg: Msg) -> None:
@@ -145,9 +133,7 @@ class LiveEvents:
         if not self._hub.connection_count:
             return
         contacts = [c for c in await self._directory.contacts(user) if self._hub.count_for(c)]
-        self._hub.send_to_users(
-            contacts, {"type": "presence", "user_id": str(user), "status": status}
-        )
+        self._hub.send_to_users(contacts, presence_frame(user, status))
 
     def _user_online(self, user: uuid.UUID) -> None:
         self._publish(PresenceEvent(self._instance, "online", (user,)))

@@ -24,6 +24,7 @@ from rtm.consumer.services import PartitionWorker
 
 logger = logging.getLogger(__name__)
 LAG_REPORT_S = 5.0
+STOP_STEP_S = 2.0  # bound on each step of a graceful stop (a dead NATS must not hold it up)
 
 
 @dataclass
@@ -107,10 +108,17 @@ class PartitionManager:
     async def _drop(self, partition: int, *, release: bool = True) -> None:
         owned = self._owned.pop(partition)
         owned.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await owned.task
+        # wait() rather than awaiting the task: our own cancellation must not be swallowed
+        await asyncio.wait({owned.task}, timeout=STOP_STEP_S)
         if release:
-            await self._leases.release(partition, owned.revision)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._leases.release(partition, owned.revision), STOP_STEP_S)
+
+    def abort(self) -> None:
+        """Cancel every worker at once (a stop that ran out of time)."""
+        for owned in self._owned.values():
+            owned.task.cancel()
+        self._owned.clear()
 
     async def _work(self, partition: int) -> None:
         backoff = 0.1
@@ -165,4 +173,5 @@ class PartitionManager:
         whole), release the leases so the other instances take over at once."""
         for partition in list(self._owned):
             await self._drop(partition)
-        await self._leases.leave()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._leases.leave(), STOP_STEP_S)

@@ -6,22 +6,29 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
-from typing import Any
 
 import orjson
 from fastapi import APIRouter, WebSocket
-from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr
 from starlette.websockets import WebSocketDisconnect
 
 from rtm.consumer.domain.exceptions import ConversationNotVisible
 from rtm.consumer.entrypoints import metrics
 from rtm.consumer.entrypoints.hub import Hub, LiveConnection
+from rtm.consumer.entrypoints.schemas import (
+    AuthFrame,
+    PingFrame,
+    ResumeFrame,
+    error_frame,
+    presence_frame,
+    ready_frame,
+    resumed_entry,
+    resumed_frame,
+)
 from rtm.consumer.services import ReadService
 from rtm.consumer.settings import ConsumerSettings
-from rtm.shared.clock import format_time, utcnow
+from rtm.shared.clock import utcnow
 from rtm.shared.errors import ErrorCode, RtmError
-from rtm.shared.frames import parse_frame, validate_frame
+from rtm.shared.frames import PONG, parse_frame, validate_frame
 from rtm.shared.tokens import AccessClaims, TokenError, TokenVerifier
 from rtm.shared.ws import (
     CloseCode,
@@ -40,22 +47,6 @@ router = APIRouter()
 FRAME_TYPES = {"auth", "ping", "resume"}
 PROTOCOL_ERROR_LIMIT = 10
 PROTOCOL_ERROR_WINDOW_S = 60.0
-
-
-class AuthFrame(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    type: StrictStr
-    token: StrictStr
-
-
-class ResumeFrame(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    type: StrictStr
-    cursors: dict[uuid.UUID, StrictInt]
-
-
-def error_frame(error: RtmError, ref: str | None = None) -> str:
-    return orjson.dumps({"type": "error", "ref": ref, **error.to_dict()}).decode()
 
 
 class ConsumerSession:
@@ -99,15 +90,7 @@ class ConsumerSession:
         reader = asyncio.create_task(self._read_loop())
         expiry = asyncio.create_task(self._expire())
         try:
-            self.connection.push(
-                orjson.dumps(
-                    {
-                        "type": "ready",
-                        "user_id": str(self.claims.user_id),
-                        "server_time": format_time(utcnow()),
-                    }
-                ).decode()
-            )
+            self.connection.push(orjson.dumps(ready_frame(self.claims.user_id, utcnow())).decode())
             presence = asyncio.create_task(self._send_presence())
             closer = asyncio.create_task(self.closed.wait())
             await asyncio.wait({reader, writer, closer}, return_when=asyncio.FIRST_COMPLETED)
@@ -131,11 +114,7 @@ class ConsumerSession:
         if events is None:
             return
         for contact in await events.online_contacts(self.claims.user_id):
-            self.connection.push(
-                orjson.dumps(
-                    {"type": "presence", "user_id": str(contact), "status": "online"}
-                ).decode()
-            )
+            self.connection.push(orjson.dumps(presence_frame(contact, "online")).decode())
 
     async def _expire(self) -> None:
         while True:
@@ -178,7 +157,8 @@ class ConsumerSession:
         kind, obj = parse_frame(text, FRAME_TYPES)
         metrics.FRAMES_IN.labels(kind).inc()
         if kind == "ping":
-            self.connection.push('{"type":"pong"}')
+            validate_frame(PingFrame, obj)
+            self.connection.push(PONG)
         elif kind == "auth":
             frame = validate_frame(AuthFrame, obj)
             try:
@@ -195,7 +175,7 @@ class ConsumerSession:
             await self._resume(validate_frame(ResumeFrame, obj))
 
     async def _resume(self, frame: ResumeFrame) -> None:
-        report: dict[str, Any] = {}
+        report: dict[str, dict[str, object]] = {}
         for conversation_id, cursor in frame.cursors.items():
             if cursor < 0:
                 raise RtmError(
@@ -206,17 +186,12 @@ class ConsumerSession:
             try:
                 recovery = await self.connection.catch_up(conversation_id, cursor)
             except ConversationNotVisible:
-                report[str(conversation_id)] = {
-                    "last_seq": cursor,
-                    "recovered": False,
-                    "error": ErrorCode.FORBIDDEN.value,
-                }
+                report[str(conversation_id)] = resumed_entry(
+                    cursor, False, error=ErrorCode.FORBIDDEN
+                )
                 continue
-            report[str(conversation_id)] = {
-                "last_seq": recovery.last_seq,
-                "recovered": recovery.recovered,
-            }
-        self.connection.push(orjson.dumps({"type": "resumed", "conversations": report}).decode())
+            report[str(conversation_id)] = resumed_entry(recovery.last_seq, recovery.recovered)
+        self.connection.push(orjson.dumps(resumed_frame(report)).decode())
 
 
 @router.websocket("/v1/ws")

@@ -3,6 +3,11 @@
 They check types and shapes only; the rules (body length, NUL, lone surrogates, member counts)
 live in the domain so that HTTP and WebSocket share them. Unknown extra fields are ignored, so
 clients may send additive extensions.
+
+WebSocket frames in: `SendFrame`, `TypingFrame`, `ReadFrame`, `AuthFrame`, `PingFrame`; out:
+`AckOut` (`Ack.to_dict()`), `ErrorFrame` (`error_frame`), `AuthOkFrame`, `PongFrame`. The AsyncAPI
+document (`entrypoints/asyncapi.py`) is generated from these models, and a unit test checks what
+the builders emit against them.
 """
 
 from __future__ import annotations
@@ -11,6 +16,26 @@ import uuid
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+from rtm.shared.errors import RtmError
+from rtm.shared.frames import AuthFrame, AuthOkFrame, ErrorFrame, PingFrame, PongFrame
+
+__all__ = [
+    "AckOut",
+    "AddMemberBody",
+    "AuthFrame",
+    "AuthOkFrame",
+    "ConversationOut",
+    "CreateConversationBody",
+    "ErrorFrame",
+    "PingFrame",
+    "PongFrame",
+    "ReadFrame",
+    "SendFrame",
+    "SendMessageBody",
+    "TypingFrame",
+    "error_frame",
+]
 
 _EXAMPLE_USER = "0195f3a0-7c1e-7b1a-9d0e-3a5b7c9d1e2f"
 _EXAMPLE_PEER = "0195f3a0-7c1e-7b1a-9d0e-3a5b7c9d1e30"
@@ -23,26 +48,59 @@ class _Frame(BaseModel):
 
 
 class SendFrame(_Frame):
+    """Send a message. Acked once JetStream has stored it; resending the same `client_msg_id`
+    never creates a second message (the ack says `duplicate: true`, with the original id)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "send",
+                    "client_msg_id": _EXAMPLE_CLIENT_MSG,
+                    "conversation_id": _EXAMPLE_CONVERSATION,
+                    "body": "Hello!",
+                }
+            ]
+        }
+    )
+
     type: Literal["send"]
-    client_msg_id: uuid.UUID
+    client_msg_id: uuid.UUID = Field(description="the client's idempotency key for this send")
     conversation_id: uuid.UUID
-    body: StrictStr
+    body: StrictStr = Field(description="1 to 4096 characters after trimming; no NUL")
 
 
 class TypingFrame(_Frame):
+    """The sender is typing: ephemeral, not stored, forwarded to the conversation's members."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"type": "typing", "conversation_id": _EXAMPLE_CONVERSATION}]
+        }
+    )
+
     type: Literal["typing"]
     conversation_id: uuid.UUID
 
 
 class ReadFrame(_Frame):
+    """The sender has read the conversation up to `seq` (stored; a marker never moves back)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"type": "read", "conversation_id": _EXAMPLE_CONVERSATION, "seq": 42}]
+        }
+    )
+
     type: Literal["read"]
     conversation_id: uuid.UUID
-    seq: StrictInt
+    seq: StrictInt = Field(description="a message seq, 0 to 2^63-1")
 
 
-class AuthFrame(_Frame):
-    type: Literal["auth"]
-    token: StrictStr
+def error_frame(error: RtmError, ref: str | None) -> dict[str, object]:
+    """The `error` frame (`ErrorFrame`) for `error`; `ref` is the send's `client_msg_id`."""
+    body = error.to_dict()
+    return {"type": "error", "code": body.pop("code"), "ref": ref, **body}
 
 
 class SendMessageBody(BaseModel):

@@ -30,11 +30,18 @@ from rtm.producer.domain.model import Ack, SendMessage
 from rtm.producer.domain.rules import validate_read_seq
 from rtm.producer.entrypoints.deps import ProducerContext, get_context
 from rtm.producer.entrypoints.metrics import FRAMES_REFUSED, SENDS, WS_CLOSES, WS_CONNECTIONS
-from rtm.producer.entrypoints.schemas import AuthFrame, ReadFrame, SendFrame, TypingFrame
+from rtm.producer.entrypoints.schemas import (
+    AuthFrame,
+    PingFrame,
+    ReadFrame,
+    SendFrame,
+    TypingFrame,
+    error_frame,
+)
 from rtm.producer.services import Result, SendPipeline, internal_error
 from rtm.shared.clock import utcnow
 from rtm.shared.errors import ErrorCode, RtmError
-from rtm.shared.frames import parse_frame, validate_frame
+from rtm.shared.frames import PONG, parse_frame, validate_frame
 from rtm.shared.tokens import AccessClaims, TokenError
 from rtm.shared.ws import (
     CloseCode,
@@ -60,7 +67,6 @@ PROTOCOL_ERRORS = frozenset(
         ErrorCode.VALIDATION_FAILED,
     }
 )
-_PONG = orjson.dumps({"type": "pong"}).decode()
 _FLUSH_TIMEOUT = 2.0
 
 
@@ -253,7 +259,8 @@ class ProducerConnection:
 
     async def _dispatch(self, kind: str, frame: dict[str, Any]) -> None:
         if kind == "ping":
-            self._emit_text(_PONG)
+            validate_frame(PingFrame, frame)
+            self._emit_text(PONG)
         elif kind == "send":
             send = validate_frame(SendFrame, frame)
             command = self._ctx.messages.validate(
@@ -312,8 +319,7 @@ class ProducerConnection:
 
     def _error(self, error: RtmError, ref: str | None) -> None:
         FRAMES_REFUSED.labels(error.code.value).inc()
-        body = error.to_dict()
-        self._emit({"type": "error", "code": body.pop("code"), "ref": ref, **body})
+        self._emit(error_frame(error, ref))
 
     def _emit(self, frame: dict[str, object]) -> None:
         self._emit_text(orjson.dumps(frame).decode())

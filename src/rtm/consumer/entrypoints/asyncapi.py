@@ -1,0 +1,110 @@
+"""The consumer's AsyncAPI document (`GET /v1/asyncapi.json`) and its page (`GET /v1/asyncapi`).
+
+The document is generated from the models in `schemas.py`: those that validate the frames `ws.py`
+reads, and those the outbound frames are checked against, with this deployment's limits in its
+description.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+
+from rtm.consumer.entrypoints.schemas import (
+    AuthFrame,
+    AuthOkFrame,
+    ConversationFrame,
+    ErrorFrame,
+    MessageFrame,
+    PingFrame,
+    PongFrame,
+    PresenceFrame,
+    ReadFrame,
+    ReadyFrame,
+    ResumedFrame,
+    ResumeFrame,
+    TypingFrame,
+)
+from rtm.consumer.settings import ConsumerSettings
+from rtm.shared.asyncapi import FrameDoc, asyncapi_document
+from rtm.shared.asyncapi_http import asyncapi_router
+
+TITLE = "rtm consumer"
+
+RECEIVES = (
+    FrameDoc(
+        AuthFrame,
+        "Authenticate, or refresh the token",
+        "First frame, when the upgrade request had no `Authorization` header (answered by "
+        "`auth_ok`, then `ready`); later, to replace the token before it expires. A bad or "
+        "expired token closes the connection (4500 / 4505), as does a token of another user.",
+        replies=("auth_ok", "error"),
+    ),
+    FrameDoc(
+        ResumeFrame,
+        "Catch up after a reconnect",
+        "Sends every message with a `seq` above each cursor, in order, then `resumed`, and "
+        "continues live with no gap and no duplicate at the seam.",
+        replies=("message", "resumed", "error"),
+    ),
+    FrameDoc(PingFrame, "Keepalive", replies=("pong",)),
+)
+
+SENDS = (
+    FrameDoc(ReadyFrame, "Authenticated; live events follow"),
+    FrameDoc(MessageFrame, "A message in one of your conversations"),
+    FrameDoc(ResumedFrame, "A `resume` is complete"),
+    FrameDoc(TypingFrame, "Someone is typing"),
+    FrameDoc(ReadFrame, "A read marker moved"),
+    FrameDoc(PresenceFrame, "A contact came online or went offline"),
+    FrameDoc(ConversationFrame, "A conversation was created or its members changed"),
+    FrameDoc(ErrorFrame, "A frame was refused; the connection stays open"),
+    FrameDoc(AuthOkFrame, "The token of an `auth` frame is accepted"),
+    FrameDoc(PongFrame, "The answer to `ping`"),
+)
+
+
+def describe(settings: ConsumerSettings) -> str:
+    """What a client must know beyond the frames, with this deployment's limits."""
+    return f"""Everything a client **receives** (PROTOCOL.md §6): after authentication, `ready`,
+then live events for every conversation the user belongs to. Send on the producer's WebSocket.
+
+Authenticate with `Authorization: Bearer <access token>` on the upgrade request or, from a
+browser, a first frame `{{"type":"auth","token":"..."}}` within {settings.auth_timeout_s:g} s.
+A connection closes 4505 when its token expires, unless an `auth` frame replaced it.
+
+Within one connection, a conversation's `message` frames arrive with strictly increasing `seq`
+and no gap. After a reconnect, send `resume` with the last `seq` seen per conversation; past
+{settings.max_recovery} missing messages in a conversation none are sent
+(`"recovered": false`): page the history over HTTP instead.
+
+## Limits
+* a frame is at most {settings.max_frame_bytes} bytes (else close 1009)
+* a client that lets more than {settings.send_queue_bytes} bytes queue up is closed 4008:
+  reconnect and `resume`
+* at most {settings.max_connections_per_user} connections per user (else close 4504)
+"""
+
+
+def document(
+    settings: ConsumerSettings, *, version: str, host: str, protocol: str = "ws"
+) -> dict[str, Any]:
+    """The consumer's AsyncAPI 3.0 document, its server `protocol://host`."""
+    return asyncapi_document(
+        title=f"{TITLE} WebSocket",
+        version=version,
+        description=describe(settings),
+        host=host,
+        protocol=protocol,
+        receives=RECEIVES,
+        sends=SENDS,
+    )
+
+
+def _for_request(request: Request, *, host: str, protocol: str) -> dict[str, Any]:
+    settings: ConsumerSettings = request.app.state.settings
+    return document(settings, version=request.app.version, host=host, protocol=protocol)
+
+
+router = asyncapi_router(_for_request, title=TITLE)

@@ -1,0 +1,266 @@
+"""The frames of the consumer's WebSocket `/v1/ws` (PROTOCOL.md §6): a pydantic model for each.
+
+Inbound (`AuthFrame`, `PingFrame`, `ResumeFrame`), the models validate what clients send.
+Outbound, they describe what the consumer sends, and the functions below build those frames
+(as plain dicts, encoded with orjson where they are sent; a `message` frame comes from
+`rtm.consumer.domain.delivery.message_frame`, `auth_ok` from `rtm.shared.ws.auth_ok`). The AsyncAPI
+document (`entrypoints/asyncapi.py`) is generated from the models, and a unit test checks what
+each builder emits against its model, so neither can drift from the wire.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic.config import JsonDict
+from pydantic.json_schema import SkipJsonSchema
+
+from rtm.shared.clock import format_time
+from rtm.shared.errors import ErrorCode, RtmError
+from rtm.shared.frames import (
+    AuthFrame,
+    AuthOkFrame,
+    ErrorFrame,
+    FrameModel,
+    PingFrame,
+    PongFrame,
+    absent_unless_set,
+)
+
+__all__ = [
+    "AuthFrame",
+    "AuthOkFrame",
+    "ConversationFrame",
+    "ConversationState",
+    "ErrorFrame",
+    "MessageFrame",
+    "PingFrame",
+    "PongFrame",
+    "PresenceFrame",
+    "ReadFrame",
+    "ReadyFrame",
+    "ResumeFrame",
+    "ResumedConversation",
+    "ResumedFrame",
+    "TypingFrame",
+    "conversation_frame",
+    "error_frame",
+    "presence_frame",
+    "read_frame",
+    "ready_frame",
+    "resumed_entry",
+    "resumed_frame",
+    "typing_frame",
+]
+
+_USER = "0195f3a0-7c1e-7b1a-9d0e-3a5b7c9d1e2f"
+_PEER = "0195f3a0-7c1e-7b1a-9d0e-3a5b7c9d1e30"
+_CONVERSATION = "0195f3a1-0a2b-7c3d-8e4f-5a6b7c8d9e0f"
+_TIME = "2026-11-24T01:34:49.123Z"
+
+
+def _examples(*examples: JsonDict) -> ConfigDict:
+    return ConfigDict(json_schema_extra={"examples": list(examples)})
+
+
+# -- inbound ---------------------------------------------------------------------------------
+
+
+class ResumeFrame(FrameModel):
+    """Catch up after a reconnect: every message after each cursor, in seq order, then `resumed`;
+    live delivery continues with no gap and no duplicate at the seam."""
+
+    model_config = _examples({"type": "resume", "cursors": {_CONVERSATION: 41}})
+
+    type: Literal["resume"]
+    cursors: dict[uuid.UUID, StrictInt] = Field(
+        description="conversation id -> the last seq the client has seen (0: from the start)"
+    )
+
+
+# -- outbound --------------------------------------------------------------------------------
+
+
+class ReadyFrame(BaseModel):
+    """Authenticated: live events for every conversation of the user follow."""
+
+    model_config = _examples({"type": "ready", "user_id": _USER, "server_time": _TIME})
+
+    type: Literal["ready"]
+    user_id: uuid.UUID
+    server_time: StrictStr = Field(description="RFC 3339 UTC with milliseconds")
+
+
+class MessageFrame(BaseModel):
+    """A stored message (PROTOCOL.md §4). Per conversation, on one connection, `seq` strictly
+    increases with no gap."""
+
+    model_config = _examples(
+        {
+            "type": "message",
+            "message_id": "0195f3a2-5d6e-7f80-9a1b-2c3d4e5f6a7b",
+            "conversation_id": _CONVERSATION,
+            "seq": 42,
+            "sender_id": _PEER,
+            "body": "Hello!",
+            "client_msg_id": "5b0e8c2a-1f3d-4e5a-9b7c-2d4f6a8c0e1b",
+            "sent_at": _TIME,
+        }
+    )
+
+    type: Literal["message"]
+    message_id: uuid.UUID
+    conversation_id: uuid.UUID
+    seq: StrictInt = Field(ge=1, description="position in the conversation, dense from 1")
+    sender_id: uuid.UUID
+    body: StrictStr
+    client_msg_id: uuid.UUID
+    sent_at: StrictStr = Field(description="when the producer accepted it (RFC 3339 UTC)")
+
+
+class ResumedConversation(BaseModel):
+    """How a `resume` went for one conversation."""
+
+    last_seq: StrictInt = Field(description="the last seq sent (or the cursor, if none was)")
+    recovered: StrictBool = Field(
+        description="false: more than `max_recovery` were missing and none were sent (page the "
+        "history over HTTP), or the conversation is not visible (`error`)"
+    )
+    error: Literal["forbidden"] | SkipJsonSchema[None] = absent_unless_set(
+        "`forbidden`: not a member, or no such conversation"
+    )
+
+
+class ResumedFrame(BaseModel):
+    """Sent after the messages a `resume` asked for."""
+
+    model_config = _examples(
+        {"type": "resumed", "conversations": {_CONVERSATION: {"last_seq": 42, "recovered": True}}}
+    )
+
+    type: Literal["resumed"]
+    conversations: dict[uuid.UUID, ResumedConversation]
+
+
+class TypingFrame(BaseModel):
+    """Another member is typing in a conversation (ephemeral)."""
+
+    model_config = _examples({"type": "typing", "conversation_id": _CONVERSATION, "user_id": _PEER})
+
+    type: Literal["typing"]
+    conversation_id: uuid.UUID
+    user_id: uuid.UUID
+
+
+class ReadFrame(BaseModel):
+    """A member's read marker moved (yours too, from your other devices)."""
+
+    model_config = _examples(
+        {"type": "read", "conversation_id": _CONVERSATION, "user_id": _PEER, "seq": 42}
+    )
+
+    type: Literal["read"]
+    conversation_id: uuid.UUID
+    user_id: uuid.UUID
+    seq: StrictInt = Field(ge=0)
+
+
+class PresenceFrame(BaseModel):
+    """A user who shares a conversation with you came online or went offline."""
+
+    model_config = _examples({"type": "presence", "user_id": _PEER, "status": "online"})
+
+    type: Literal["presence"]
+    user_id: uuid.UUID
+    status: Literal["online", "offline"]
+
+
+class ConversationState(BaseModel):
+    """A conversation (PROTOCOL.md §4) as it is after the change."""
+
+    id: uuid.UUID
+    kind: Literal["direct", "group"]
+    title: StrictStr | None
+    members: list[uuid.UUID]
+    created_at: StrictStr = Field(description="RFC 3339 UTC with milliseconds")
+    last_seq: StrictInt = Field(ge=0)
+
+
+class ConversationFrame(BaseModel):
+    """A conversation you are (or were, for `member_removed` of yourself) a member of changed."""
+
+    model_config = _examples(
+        {
+            "type": "conversation",
+            "event": "member_added",
+            "conversation": {
+                "id": _CONVERSATION,
+                "kind": "group",
+                "title": "Weekend plans",
+                "members": [_USER, _PEER],
+                "created_at": _TIME,
+                "last_seq": 42,
+            },
+        }
+    )
+
+    type: Literal["conversation"]
+    event: Literal["created", "member_added", "member_removed"]
+    conversation: ConversationState
+
+
+# -- builders of the outbound frames ---------------------------------------------------------
+
+
+def ready_frame(user_id: uuid.UUID, server_time: datetime) -> dict[str, object]:
+    """`ReadyFrame`."""
+    return {"type": "ready", "user_id": str(user_id), "server_time": format_time(server_time)}
+
+
+def resumed_entry(
+    last_seq: int, recovered: bool, *, error: ErrorCode | None = None
+) -> dict[str, object]:
+    """One conversation's `ResumedConversation`."""
+    entry: dict[str, object] = {"last_seq": last_seq, "recovered": recovered}
+    if error is not None:
+        entry["error"] = error.value
+    return entry
+
+
+def resumed_frame(conversations: dict[str, dict[str, object]]) -> dict[str, object]:
+    """`ResumedFrame`, from `resumed_entry`s by conversation id."""
+    return {"type": "resumed", "conversations": conversations}
+
+
+def typing_frame(conversation_id: uuid.UUID, user_id: uuid.UUID) -> dict[str, object]:
+    """`TypingFrame`."""
+    return {"type": "typing", "conversation_id": str(conversation_id), "user_id": str(user_id)}
+
+
+def read_frame(conversation_id: uuid.UUID, user_id: uuid.UUID, seq: int) -> dict[str, object]:
+    """`ReadFrame`."""
+    return {
+        "type": "read",
+        "conversation_id": str(conversation_id),
+        "user_id": str(user_id),
+        "seq": seq,
+    }
+
+
+def presence_frame(user_id: uuid.UUID, status: str) -> dict[str, object]:
+    """`PresenceFrame`; `status` is `online` or `offline`."""
+    return {"type": "presence", "user_id": str(user_id), "status": status}
+
+
+def conversation_frame(event: str, conversation: dict[str, object]) -> dict[str, object]:
+    """`ConversationFrame`; `conversation` is `ConversationSnapshot.to_dict()`."""
+    return {"type": "conversation", "event": event, "conversation": conversation}
+
+
+def error_frame(error: RtmError, ref: str | None = None) -> str:
+    """`ErrorFrame`, encoded."""
+    return orjson.dumps({"type": "error", "ref": ref, **error.to_dict()}).decode()
