@@ -146,6 +146,7 @@ class LocalSystem:
             self._system = self._call(self._build_and_start())
         except BaseException:
             self._shutdown_loop()
+            _print_log_tails(self.settings.data_dir / "logs")  # before cleanup deletes them
             if self._cleanup and self._failed is not None:
                 with contextlib.suppress(AlreadyRunningError):  # another runner's data: keep it
                     self._failed.remove_data()
@@ -279,3 +280,11 @@ class LocalSystem:
     def wait_ready(self, names: Sequence[str] | None = None, timeout: float = 30.0) -> None:
         """Block until the named processes (default: all) are ready; raises `NotReadyError`."""
         self._call(self._started().wait_ready(names, timeout), timeout=timeout + 5)
+
+
+def _print_log_tails(folder: Path, lines: int = 30) -> None:
+    """Show why a start failed: the end of every process's log, on stderr."""
+    for log in sorted(folder.glob("*.log")) if folder.is_dir() else []:
+        tail = log.read_text(errors="replace").splitlines()[-lines:]
+        print(f"--- last {len(tail)} lines of {log.name} ---", file=sys.stderr)
+        print("\n".join(tail), file=sys.stderr)
