@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from rtm.producer.domain.exceptions import Unavailable
+from rtm.producer.domain.membership import CheckEvent, Cooldown, MembershipCache
 from rtm.producer.domain.model import (
     Conversation,
     ConversationChanged,
@@ -16,6 +17,7 @@ from rtm.producer.domain.model import (
     SendCheck,
     StoredSend,
 )
+from rtm.producer.services.membership import MembershipService
 from rtm.shared.contract import AcceptedMessage, msg_id_header
 
 
@@ -37,7 +39,11 @@ class FakeClock:
 
 
 class InMemoryConversationRepository:
-    """`ConversationRepository` in dicts, with the stored messages the consumer would write."""
+    """`ConversationRepository` in dicts, with the stored messages the consumer would write.
+
+    `down` makes every call raise `Unavailable`; a `gate` makes reads wait for it, and a read
+    given a `timeout` raises `Unavailable` past it (as the adapter does). `reads` names the
+    read methods called, in order."""
 
     def __init__(self) -> None:
         self.conversations: dict[uuid.UUID, Conversation] = {}
@@ -45,31 +51,56 @@ class InMemoryConversationRepository:
         self.stored: dict[tuple[uuid.UUID, uuid.UUID], StoredSend] = {}
         self.down = False
         self.calls = 0
-        self.gate: asyncio.Event | None = None  # when set, check_send waits for it
+        self.reads: list[str] = []
+        self.timeouts: list[float | None] = []
+        self.gate: asyncio.Event | None = None  # when set, reads wait for it
 
     def _touch(self) -> None:
         self.calls += 1
         if self.down:
             raise Unavailable("the database is unavailable")
 
+    async def _read(self, name: str, timeout: float | None) -> None:
+        self.reads.append(name)
+        self.timeouts.append(timeout)
+        self._touch()
+        if self.gate is not None:
+            try:
+                await asyncio.wait_for(self.gate.wait(), timeout)
+            except TimeoutError as exc:
+                raise Unavailable("the database did not answer in time") from exc
+
+    def _members(self, conversation_id: uuid.UUID) -> frozenset[uuid.UUID] | None:
+        conversation = self.conversations.get(conversation_id)
+        return None if conversation is None else frozenset(conversation.members)
+
     def add(self, conversation: Conversation) -> Conversation:
         self.conversations[conversation.id] = conversation
         return conversation
 
     async def check_send(
-        self, conversation_id: uuid.UUID, sender_id: uuid.UUID, client_msg_id: uuid.UUID
+        self,
+        conversation_id: uuid.UUID,
+        sender_id: uuid.UUID,
+        client_msg_id: uuid.UUID,
+        *,
+        timeout: float | None = None,
     ) -> SendCheck:
-        self._touch()
-        if self.gate is not None:
-            await self.gate.wait()
-        conversation = self.conversations.get(conversation_id)
-        is_member = conversation is not None and conversation.has_member(sender_id)
-        return SendCheck(is_member, self.stored.get((sender_id, client_msg_id)))
+        await self._read("check_send", timeout)
+        members = self._members(conversation_id)
+        return SendCheck(members, self.stored.get((sender_id, client_msg_id)))
 
-    async def is_member(self, conversation_id: uuid.UUID, user_id: uuid.UUID) -> bool:
-        self._touch()
-        conversation = self.conversations.get(conversation_id)
-        return conversation is not None and conversation.has_member(user_id)
+    async def stored_send(
+        self, sender_id: uuid.UUID, client_msg_id: uuid.UUID, *, timeout: float | None = None
+    ) -> StoredSend | None:
+        await self._read("stored_send", timeout)
+        return self.stored.get((sender_id, client_msg_id))
+
+    async def members(
+        self, conversation_id: uuid.UUID, *, timeout: float | None = None
+    ) -> frozenset[uuid.UUID] | None:
+        await self._read("members", timeout)
+        return self._members(conversation_id)
 
     async def get(self, conversation_id: uuid.UUID) -> Conversation | None:
         self._touch()
@@ -106,6 +137,34 @@ class InMemoryConversationRepository:
         members = tuple(m for m in conversation.members if m != user_id)
         self.add(replace(conversation, members=members))
         return True
+
+
+class Observed(list[CheckEvent]):
+    """What a `MembershipService` observed, in order (it is its `observe` callback)."""
+
+    def __call__(self, event: CheckEvent) -> None:
+        self.append(event)
+
+
+def membership_for(
+    repository: InMemoryConversationRepository,
+    clock: FakeClock,
+    *,
+    ttl: float = 30.0,
+    stale_for: float = 900.0,
+    max_members: int = 100_000,
+    cooldown: float = 1.0,
+    lookup_timeout: float = 0.5,
+    observed: Observed | None = None,
+) -> MembershipService:
+    """A `MembershipService` over `repository`, on `clock`, with the production defaults."""
+    return MembershipService(
+        repository,
+        MembershipCache(ttl=ttl, stale_for=stale_for, max_members=max_members, now=clock.monotonic),
+        Cooldown(cooldown, clock.monotonic),
+        lookup_timeout=lookup_timeout,
+        observe=observed if observed is not None else Observed(),
+    )
 
 
 class FakePending:

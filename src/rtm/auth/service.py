@@ -23,6 +23,7 @@ from rtm.auth.exceptions import (
     Unavailable,
 )
 from rtm.auth.keyring import KeyRing
+from rtm.auth.metrics import LOGINS, REFRESHES, REGISTRATIONS, REVOCATIONS
 from rtm.auth.model import (
     PASSWORD_MAX_BYTES,
     ClientInfo,
@@ -56,6 +57,7 @@ from rtm.auth.tokens import (
     plausible_refresh_token,
 )
 from rtm.shared.contract import SessionRevoked
+from rtm.shared.errors import ErrorCode, RtmError
 from rtm.shared.ids import new_id
 from rtm.shared.tokens import AccessClaims, TokenError, TokenExpired, decode_access_token
 
@@ -121,6 +123,19 @@ class AuthService:
         self._signer = AccessTokenSigner(policy.issuer, policy.access_ttl)
 
     async def register(self, username: str, password: str, display_name: str | None) -> User:
+        try:
+            user = await self._register(username, password, display_name)
+        except RtmError as exc:
+            outcome = {
+                ErrorCode.ALREADY_EXISTS: "username_taken",
+                ErrorCode.VALIDATION_FAILED: "invalid",
+            }.get(exc.code, "error")
+            REGISTRATIONS.labels(outcome).inc()
+            raise
+        REGISTRATIONS.labels("success").inc()
+        return user
+
+    async def _register(self, username: str, password: str, display_name: str | None) -> User:
         name = validate_username(username)
         validate_password(password)
         display = validate_display_name(display_name, default=name)
@@ -132,6 +147,20 @@ class AuthService:
 
     async def login(self, username: str, password: str, client: ClientInfo) -> Grant:
         """Unknown user and wrong password cost one argon2 verify each and get one answer."""
+        try:
+            grant = await self._login(username, password, client)
+        except RtmError as exc:
+            outcome = {
+                ErrorCode.UNAUTHORIZED: "failure",
+                ErrorCode.VALIDATION_FAILED: "failure",
+                ErrorCode.RATE_LIMITED: "throttled",
+            }.get(exc.code, "error")
+            LOGINS.labels(outcome).inc()
+            raise
+        LOGINS.labels("success").inc()
+        return grant
+
+    async def _login(self, username: str, password: str, client: ClientInfo) -> Grant:
         if password_size(password) > PASSWORD_MAX_BYTES:
             raise InvalidInput("password", f"must be at most {PASSWORD_MAX_BYTES} bytes")
         name = login_username(username)
@@ -157,7 +186,18 @@ class AuthService:
 
     async def refresh(self, refresh_token: str, client: ClientInfo) -> Grant:
         """Spend a refresh token for new tokens; a spent one coming back ends its session."""
+        try:
+            grant = await self._refresh(refresh_token, client)
+        except RtmError as exc:
+            if exc.code is not ErrorCode.UNAUTHORIZED:  # reuse and invalid counted below
+                REFRESHES.labels("error").inc()
+            raise
+        REFRESHES.labels("rotated").inc()
+        return grant
+
+    async def _refresh(self, refresh_token: str, client: ClientInfo) -> Grant:
         if not plausible_refresh_token(refresh_token):
+            REFRESHES.labels("invalid").inc()
             raise InvalidRefreshToken()
         signing_key = self._keys.signing_key()
         now = self._clock()
@@ -171,8 +211,11 @@ class AuthService:
         )
         if rotation.outcome is RotateOutcome.REUSED and rotation.session is not None:
             logger.warning("refresh token reuse: session %s revoked", rotation.session.id)
+            REVOCATIONS.labels(RevokeReason.REFRESH_REUSE.value).inc()
             self._notify(rotation.session)
         if rotation.outcome is not RotateOutcome.ROTATED:
+            reused = rotation.outcome is RotateOutcome.REUSED
+            REFRESHES.labels("reuse_detected" if reused else "invalid").inc()
             raise InvalidRefreshToken()
         assert rotation.session is not None
         assert rotation.user is not None
@@ -198,6 +241,7 @@ class AuthService:
                 raise InvalidRefreshToken()
             session, revoked_now = found
             if revoked_now:
+                REVOCATIONS.labels(RevokeReason.LOGOUT.value).inc()
                 self._notify(session)
             return
         claims = await self.authenticate(access_token)
@@ -205,6 +249,7 @@ class AuthService:
             claims.session_id, claims.user_id, now=now, reason=RevokeReason.LOGOUT
         )
         if revoked:
+            REVOCATIONS.labels(RevokeReason.LOGOUT.value).inc()
             self._notify_ids(claims.session_id, claims.user_id)
 
     async def authenticate(self, access_token: str | None) -> AccessClaims:
@@ -265,6 +310,7 @@ class AuthService:
         if revoked is None:
             raise NotFound("session")
         if revoked:
+            REVOCATIONS.labels(RevokeReason.REVOKED.value).inc()
             self._notify_ids(session_id, caller.user_id)
 
     def jwks(self) -> dict[str, list[dict[str, str]]]:

@@ -3,8 +3,11 @@
 `build(settings)` wires adapters into services and services into the entrypoints, without I/O;
 the app's lifespan starts the background connectors (PostgreSQL, NATS, JWKS), which retry with
 capped backoff, so the process serves `/health/ready` (503, naming what is missing) while a
-dependency is down instead of crashing. `serve(settings)` runs it under uvicorn and, on SIGTERM,
-closes WebSockets with 1012 after acking their in-flight sends, then drains NATS.
+dependency is down instead of crashing. PostgreSQL counts for readiness only until it has been
+reached once: after that, an outage leaves the producer ready, serving sends to the
+conversations its membership cache knows (docs/architecture.md, "The message path").
+`serve(settings)` runs it under uvicorn and, on SIGTERM, closes WebSockets with 1012 after
+acking their in-flight sends, then drains NATS.
 """
 
 from __future__ import annotations
@@ -27,13 +30,25 @@ from rtm.producer.adapters.nats import NatsBus
 from rtm.producer.adapters.postgres import PostgresConversationRepository, PostgresDatabase
 from rtm.producer.adapters.publishers import JetStreamMessagePublisher, NatsEventPublisher
 from rtm.producer.domain.limits import KeyedBuckets, RevokedSessions, Throttle
+from rtm.producer.domain.membership import Cooldown, MembershipCache
 from rtm.producer.entrypoints import asyncapi, http, ws
 from rtm.producer.entrypoints.connections import ConnectionRegistry
 from rtm.producer.entrypoints.deps import ProducerContext
-from rtm.producer.services import ConversationService, MessageService, SignalService
+from rtm.producer.entrypoints.metrics import observe_check
+from rtm.producer.services import (
+    ConversationService,
+    MembershipService,
+    MessageService,
+    SignalService,
+)
 from rtm.producer.settings import ProducerSettings
 from rtm.shared.clock import utcnow
-from rtm.shared.contract import SESSION_REVOKED, SessionRevoked
+from rtm.shared.contract import (
+    CONVERSATION_EVENTS,
+    SESSION_REVOKED,
+    ConversationEvent,
+    SessionRevoked,
+)
 from rtm.shared.health import Readiness
 from rtm.shared.http import create_http_app
 from rtm.shared.ids import new_id
@@ -99,10 +114,22 @@ def build(settings: ProducerSettings, *, verifier: TokenVerifier | None = None) 
     repository = PostgresConversationRepository(database)
     events = NatsEventPublisher(bus)
     monotonic = time.monotonic
+    membership = MembershipService(
+        repository,
+        MembershipCache(
+            ttl=settings.membership_cache_ttl_s,
+            stale_for=settings.membership_stale_s,
+            max_members=settings.membership_cache_members,
+            now=monotonic,
+        ),
+        Cooldown(settings.db_outage_cooldown_s, monotonic),
+        lookup_timeout=settings.db_lookup_timeout_s,
+        observe=observe_check,
+    )
     context = ProducerContext(
         settings=settings,
         messages=MessageService(
-            repository,
+            membership,
             JetStreamMessagePublisher(
                 bus, partitions=settings.partitions, timeout=settings.publish_timeout_s
             ),
@@ -113,13 +140,14 @@ def build(settings: ProducerSettings, *, verifier: TokenVerifier | None = None) 
         conversations=ConversationService(
             repository,
             events,
+            membership,
             max_group_members=settings.max_group_members,
             max_title_chars=settings.max_title_chars,
             now=utcnow,
             new_id=new_id,
         ),
         signals=SignalService(
-            repository,
+            membership,
             events,
             typing_throttle=Throttle(settings.typing_interval_s, monotonic),
             now=utcnow,
@@ -140,12 +168,27 @@ def build(settings: ProducerSettings, *, verifier: TokenVerifier | None = None) 
         context.revoked.add(event.session_id)
         context.connections.revoke_session(event.session_id)
 
+    async def on_conversation_changed(msg: Msg) -> None:
+        try:
+            event = ConversationEvent.decode(msg.data)
+        except (ValueError, KeyError, TypeError):
+            logger.warning("ignoring a malformed %s event", CONVERSATION_EVENTS)
+            return
+        membership.invalidate(event.conversation.id)
+
     bus.subscribe(SESSION_REVOKED, on_session_revoked)
+    bus.subscribe(CONVERSATION_EVENTS, on_conversation_changed)
+    bus.on_reconnect(membership.expire_all)
+
+    async def check_postgres() -> str | None:
+        # Once reached, an outage no longer makes us unready: sends to known conversations go
+        # on (the reason is logged, and counted by rtm_producer_membership_checks_total).
+        return None if database.ready.is_set() else await database.check()
 
     readiness = Readiness()
     readiness.add("nats", bus.check_connection)
     readiness.add("jetstream", bus.check_stream)
-    readiness.add("postgres", database.check)
+    readiness.add("postgres", check_postgres)
     readiness.add("jwks", lambda: None if verifier.has_keys else "auth's signing keys not fetched")
 
     @asynccontextmanager

@@ -65,6 +65,31 @@ class ProducerSettings(CommonSettings):
     db_timeout_s: float = Field(
         2.0, gt=0, description="PostgreSQL connect, acquire and query timeout (`unavailable`)"
     )
+    db_lookup_timeout_s: float = Field(
+        0.5,
+        gt=0,
+        description="how long a send waits for PostgreSQL when it has a fallback (cached "
+        "membership; JetStream's dedup for the 'already stored?' lookup)",
+    )
+    db_outage_cooldown_s: float = Field(
+        1.0,
+        ge=0,
+        description="after a failed PostgreSQL read, how long reads that have a fallback skip it",
+    )
+
+    # Membership cache (sends keep working for known conversations while PostgreSQL is down).
+    membership_cache_ttl_s: float = Field(
+        30.0, gt=0, description="how long a cached membership is trusted without PostgreSQL"
+    )
+    membership_stale_s: float = Field(
+        900.0,
+        ge=0,
+        description="how long past its TTL a cached membership still serves while PostgreSQL "
+        "is unreachable (0: never)",
+    )
+    membership_cache_members: int = Field(
+        500_000, ge=1, description="member ids the membership cache holds at most, all together"
+    )
     max_pending_publishes: int = Field(
         20_000, ge=1, description="JetStream publishes awaiting their PubAck, process-wide"
     )

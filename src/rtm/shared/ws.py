@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections import deque
+from collections.abc import Callable
 from enum import IntEnum
 
 import orjson
@@ -73,13 +75,18 @@ def origin_allowed(origin: str | None, allowed: list[str]) -> bool:
 
 
 async def authenticate(
-    websocket: WebSocket, verifier: TokenVerifier, timeout: float
+    websocket: WebSocket,
+    verifier: TokenVerifier,
+    timeout: float,
+    revoked: Callable[[uuid.UUID], bool] = lambda _: False,
 ) -> AccessClaims:
-    """Authenticate an accepted WebSocket; raises `HandshakeFailed` with the close code to use."""
+    """Authenticate an accepted WebSocket; raises `HandshakeFailed` with the close code to use.
+
+    A token of a session in `revoked` is refused with 4503 before any `auth_ok` is sent."""
     token = bearer_token(websocket.headers.get("authorization"))
     if token is not None:
         try:
-            return await verifier.verify(token)
+            return _unless_revoked(await verifier.verify(token), revoked)
         except TokenError as exc:
             raise HandshakeFailed(close_code_for(exc), exc.message) from exc
     try:
@@ -96,10 +103,16 @@ async def authenticate(
     if kind != "auth" or not isinstance(token, str):
         raise HandshakeFailed(CloseCode.INVALID_TOKEN, "expected an auth frame")
     try:
-        claims = await verifier.verify(token)
+        claims = _unless_revoked(await verifier.verify(token), revoked)
     except TokenError as exc:
         raise HandshakeFailed(close_code_for(exc), exc.message) from exc
     await websocket.send_text(auth_ok(claims))
+    return claims
+
+
+def _unless_revoked(claims: AccessClaims, revoked: Callable[[uuid.UUID], bool]) -> AccessClaims:
+    if revoked(claims.session_id):
+        raise HandshakeFailed(CloseCode.SESSION_REVOKED, "session revoked")
     return claims
 
 

@@ -124,20 +124,38 @@ async def test_stopped_nats_is_unavailable_at_once_and_recovers(
             assert (await ws.recv())["type"] == "ack"
 
 
-async def test_database_outage_is_unavailable_and_recovers(
+async def test_database_outage_keeps_known_conversations_open_and_recovers(
     database_url: str,
     nats_url: str,
     auth_url: str,
     new_user: NewUser,
     pg_server: EmbeddedPostgres,
 ) -> None:
-    """Connections killed and refused: `unavailable`, not ready; back when PostgreSQL is."""
+    """Connections killed and refused: a conversation this producer knows keeps taking sends
+    (JetStream dedups resends), one it never saw and conversation commands are `unavailable`,
+    and the producer stays ready; once PostgreSQL is back, everything is served again."""
     name = database_url.rsplit("/", 1)[1]
     settings = settings_for(database_url, nats_url, auth_url)
     async with running(create_app(settings)) as base:
         await wait_ready(base)
         alice, bob = new_user(), new_user()
-        conversation = (await create_conversation(base, alice, "direct", bob))["id"]
+        known = (await create_conversation(base, alice, "direct", bob))["id"]
+        unseen = str(uuid.uuid4())  # made by another producer: never seen by this one
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(
+                "INSERT INTO messaging.conversations (id, kind, title, created_by, created_at)"
+                " VALUES (%s, 'group', 't', %s, now())",
+                (unseen, alice.id),
+            )
+            conn.execute(
+                "INSERT INTO messaging.members (conversation_id, user_id) VALUES (%s, %s)",
+                (unseen, alice.id),
+            )
+
+        def send(conversation: str, key: str | None = None) -> dict[str, str]:
+            body = {"conversation_id": conversation, "body": "x"}
+            return {"client_msg_id": key or str(uuid.uuid4()), **body}
+
         with psycopg.connect(pg_server.admin_url, autocommit=True) as admin:
             admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
             admin.execute(
@@ -145,24 +163,35 @@ async def test_database_outage_is_unavailable_and_recovers(
             )
             try:
                 async with httpx.AsyncClient(base_url=f"http://{base}") as http:
-                    for _ in range(2):  # the first may meet a killed pooled connection
+                    key = str(uuid.uuid4())
+                    acks = []
+                    for _ in range(2):  # the first meets a killed pooled connection
                         response = await http.post(
-                            "/v1/messages",
-                            headers=alice.headers,
-                            json={
-                                "client_msg_id": str(uuid.uuid4()),
-                                "conversation_id": conversation,
-                                "body": "x",
-                            },
+                            "/v1/messages", headers=alice.headers, json=send(known, key)
                         )
-                        assert response.status_code == 503, response.text
-                        assert response.json()["error"]["code"] == "unavailable"
-                await expect_ready_failing(base, "postgres")
+                        assert response.status_code == 202, response.text
+                        acks.append(response.json())
+                    assert [a["duplicate"] for a in acks] == [False, True]
+                    assert acks[0]["message_id"] == acks[1]["message_id"]
+                    refused = await http.post(
+                        "/v1/messages", headers=alice.headers, json=send(unseen)
+                    )
+                    assert refused.status_code == 503, refused.text
+                    assert refused.json()["error"]["code"] == "unavailable"
+                    created = await http.post(
+                        "/v1/conversations",
+                        headers=alice.headers,
+                        json={"kind": "group", "member_ids": [], "title": "x"},
+                    )
+                    assert created.status_code == 503, created.text
+                status, body = await readiness(base)
+                assert status == 200, body
             finally:
                 admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-        await wait_ready(base)
         async with open_socket(base, alice) as ws:
-            await ws.send_message(conversation)
+            await ws.send_message(unseen)
+            assert (await ws.recv())["type"] == "ack"
+            await ws.send_message(known)
             assert (await ws.recv())["type"] == "ack"
 
 

@@ -94,7 +94,7 @@ async def test_concurrent_creations_of_one_pair_yield_one_conversation(
     assert len({o.conversation.id for o in outcomes}) == 1
 
 
-async def test_check_send_reports_membership_and_stored_duplicates_in_one_query(
+async def test_check_send_reports_members_and_stored_duplicates_in_one_query(
     repository: PostgresConversationRepository, database_url: str
 ) -> None:
     a, b, stranger = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
@@ -115,17 +115,33 @@ async def test_check_send_reports_membership_and_stored_duplicates_in_one_query(
     finally:
         await conn.close()
     member = await repository.check_send(group.id, a, uuid.uuid4())
-    assert (member.is_member, member.stored) == (True, None)
+    assert (member.members, member.stored) == (frozenset({a, b}), None)
+    assert member.is_member(a)
     outsider = await repository.check_send(group.id, stranger, uuid.uuid4())
+    assert not outsider.is_member(stranger)
     missing = await repository.check_send(uuid.uuid4(), a, uuid.uuid4())
-    assert outsider == missing
-    assert not outsider.is_member
-    stored = await repository.check_send(group.id, a, client)
+    assert (missing.members, missing.stored) == (None, None)
+    assert not missing.is_member(a)
+    stored = await repository.check_send(group.id, a, client, timeout=0.5)
     assert stored.stored is not None
     assert (stored.stored.message_id, stored.stored.stream_seq) == (message, 7)
     assert stored.stored.accepted_at == NOW
     other_sender = await repository.check_send(group.id, b, client)
     assert other_sender.stored is None
+    assert await repository.stored_send(a, client, timeout=0.5) == stored.stored
+    assert await repository.stored_send(b, client) is None
+
+
+async def test_members_of_a_conversation_everyone_left_is_empty_not_missing(
+    repository: PostgresConversationRepository,
+) -> None:
+    a = uuid.uuid4()
+    group = conversation(ConversationKind.GROUP, a)
+    await repository.create(group, None)
+    assert await repository.members(group.id) == frozenset({a})
+    await repository.remove_member(group.id, a)
+    assert await repository.members(group.id, timeout=0.5) == frozenset()
+    assert await repository.members(uuid.uuid4()) is None
 
 
 async def test_membership_changes_are_idempotent(
@@ -134,13 +150,13 @@ async def test_membership_changes_are_idempotent(
     a, b = uuid.uuid4(), uuid.uuid4()
     group = conversation(ConversationKind.GROUP, a)
     await repository.create(group, None)
-    assert not await repository.is_member(group.id, b)
+    assert await repository.members(group.id) == frozenset({a})
     assert await repository.add_member(group.id, b)
     assert not await repository.add_member(group.id, b)
-    assert await repository.is_member(group.id, b)
+    assert await repository.members(group.id) == frozenset({a, b})
     assert await repository.remove_member(group.id, b)
     assert not await repository.remove_member(group.id, b)
-    assert not await repository.is_member(uuid.uuid4(), a)
+    assert await repository.members(group.id) == frozenset({a})
 
 
 async def test_unreachable_database_is_unavailable_not_a_crash() -> None:
@@ -152,6 +168,28 @@ async def test_unreachable_database_is_unavailable_not_a_crash() -> None:
         await asyncio.sleep(0.3)
         assert await database.check() is not None
         with pytest.raises(Unavailable):
-            await PostgresConversationRepository(database).is_member(uuid.uuid4(), uuid.uuid4())
+            await PostgresConversationRepository(database).members(uuid.uuid4())
     finally:
         await database.close()
+
+
+async def test_a_read_given_a_timeout_is_unavailable_past_it_and_the_pool_survives(
+    repository: PostgresConversationRepository, database_url: str
+) -> None:
+    """The short lookup of the send path: PostgreSQL blocked (a table lock) costs `timeout`."""
+    a = uuid.uuid4()
+    group = conversation(ConversationKind.GROUP, a)
+    await repository.create(group, None)
+    locker = await asyncpg.connect(database_url)
+    try:
+        async with locker.transaction():
+            await locker.execute("LOCK TABLE messaging.messages IN ACCESS EXCLUSIVE MODE")
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            with pytest.raises(Unavailable):
+                await repository.stored_send(a, uuid.uuid4(), timeout=0.2)
+            assert loop.time() - started < 1.0
+    finally:
+        await locker.close()
+    assert await repository.stored_send(a, uuid.uuid4(), timeout=0.5) is None
+    assert await repository.members(group.id) == frozenset({a})

@@ -13,6 +13,7 @@ from tests.support.producer_fakes import (
     FakeClock,
     FakeEventPublisher,
     InMemoryConversationRepository,
+    membership_for,
 )
 
 
@@ -24,6 +25,7 @@ class World:
         self.service = ConversationService(
             self.repository,
             self.events,
+            membership_for(self.repository, self.clock),
             max_group_members=max_group_members,
             max_title_chars=200,
             now=self.clock.now,

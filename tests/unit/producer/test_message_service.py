@@ -19,6 +19,7 @@ from tests.support.producer_fakes import (
     FakeClock,
     FakeMessagePublisher,
     InMemoryConversationRepository,
+    membership_for,
 )
 
 
@@ -28,7 +29,7 @@ class World:
         self.repository = InMemoryConversationRepository()
         self.publisher = FakeMessagePublisher()
         self.service = MessageService(
-            self.repository,
+            membership_for(self.repository, self.clock),
             self.publisher,
             max_body_chars=4096,
             now=self.clock.now,

@@ -15,6 +15,7 @@ from tests.support.producer_fakes import (
     FakeClock,
     FakeMessagePublisher,
     InMemoryConversationRepository,
+    membership_for,
 )
 
 
@@ -24,7 +25,7 @@ class Harness:
         self.repository = InMemoryConversationRepository()
         self.publisher = FakeMessagePublisher()
         self.service = MessageService(
-            self.repository,
+            membership_for(self.repository, clock),
             self.publisher,
             max_body_chars=4096,
             now=clock.now,

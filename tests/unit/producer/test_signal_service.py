@@ -16,6 +16,7 @@ from tests.support.producer_fakes import (
     FakeEventPublisher,
     InMemoryConversationRepository,
     Published,
+    membership_for,
 )
 
 
@@ -24,8 +25,9 @@ class World:
         self.clock = FakeClock()
         self.repository = InMemoryConversationRepository()
         self.events = FakeEventPublisher()
+        self.membership = membership_for(self.repository, self.clock)
         self.service = SignalService(
-            self.repository,
+            self.membership,
             self.events,
             typing_throttle=Throttle(1.0, self.clock.monotonic),
             now=self.clock.now,
@@ -98,4 +100,5 @@ async def test_a_refused_typing_does_not_throttle_a_later_allowed_one(world: Wor
             world.clock.now(),
         )
     )
+    world.membership.invalidate(world.conversation)  # the member_added event
     assert await world.service.typing(world.stranger, world.conversation)

@@ -5,6 +5,10 @@ makes the service not ready instead of dead; nats-py then reconnects by itself, 
 ensured again after every reconnect (a nats-server restarted on an empty data folder lost it).
 While disconnected, publishes fail fast with `Unavailable` instead of queueing in nats-py's
 reconnect buffer: an answer of `unavailable` must never be followed by a silent store.
+
+The connection is made with `no_echo`: our subscriptions never receive what this process
+published (our own conversation events would otherwise invalidate the membership cache entries
+our writes just filled).
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ class NatsBus:
         self._replies: dict[str, asyncio.Future[Msg]] = {}
         self._next_token = 0
         self._subscriptions: list[tuple[str, Handler]] = []
+        self._on_reconnect: list[Callable[[], None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
         self._last_error_log = 0.0
@@ -70,6 +75,10 @@ class NatsBus:
     def subscribe(self, subject: str, handler: Handler) -> None:
         """Register a core NATS subscription, made once connected (and kept across reconnects)."""
         self._subscriptions.append((subject, handler))
+
+    def on_reconnect(self, callback: Callable[[], None]) -> None:
+        """Call `callback` after every reconnect (core NATS events sent meanwhile are lost)."""
+        self._on_reconnect.append(callback)
 
     def start(self) -> None:
         self._spawn(self._connect(), "nats-connect")
@@ -91,6 +100,11 @@ class NatsBus:
 
     async def _on_reconnected(self) -> None:
         logger.info("reconnected to NATS")
+        for callback in self._on_reconnect:
+            try:
+                callback()
+            except Exception:  # a broken hook must not stop the stream check below
+                logger.exception("reconnect hook failed")
         self._spawn(self._ensure_stream(), "nats-ensure-stream")
 
     async def _connect(self) -> None:
@@ -98,6 +112,7 @@ class NatsBus:
             servers=self._servers,
             name=self._name,
             allow_reconnect=True,
+            no_echo=True,
             max_reconnect_attempts=-1,
             reconnect_time_wait=1,
             connect_timeout=2,

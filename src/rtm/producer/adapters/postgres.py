@@ -105,13 +105,14 @@ class PostgresDatabase:
             return
 
     @asynccontextmanager
-    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
-        """A pooled connection; any outage while it is used becomes `Unavailable`."""
+    async def connection(self, timeout: float | None = None) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection, acquired within `timeout` (default: the database timeout);
+        any outage while it is used becomes `Unavailable`."""
         pool = self._pool
         if pool is None:
             raise Unavailable("the database is not connected yet")
         try:
-            conn = await pool.acquire(timeout=self.timeout)
+            conn = await pool.acquire(timeout=timeout or self.timeout)
         except Exception as exc:  # whatever stops us connecting (down, refusing, misconfigured)
             raise Unavailable("the database is unavailable") from exc
         try:
@@ -144,12 +145,24 @@ class PostgresDatabase:
 
 
 _CHECK_SEND = """
-SELECT EXISTS (
-           SELECT 1 FROM messaging.members WHERE conversation_id = $1 AND user_id = $2
-       ) AS is_member,
+SELECT c.id IS NOT NULL AS found,
+       ARRAY(SELECT user_id FROM messaging.members WHERE conversation_id = $1) AS members,
        m.message_id, m.stream_seq, m.sent_at
 FROM (SELECT 1) AS one
+LEFT JOIN messaging.conversations AS c ON c.id = $1
 LEFT JOIN messaging.messages AS m ON m.sender_id = $2 AND m.client_msg_id = $3
+"""
+
+_STORED_SEND = """
+SELECT message_id, stream_seq, sent_at FROM messaging.messages
+WHERE sender_id = $1 AND client_msg_id = $2
+"""
+
+_MEMBERS = """
+SELECT c.id IS NOT NULL AS found,
+       ARRAY(SELECT user_id FROM messaging.members WHERE conversation_id = $1) AS members
+FROM (SELECT 1) AS one
+LEFT JOIN messaging.conversations AS c ON c.id = $1
 """
 
 _GET = """
@@ -177,6 +190,10 @@ RETURNING user_id
 """
 
 
+def _members(row: asyncpg.Record) -> frozenset[uuid.UUID] | None:
+    return frozenset(row["members"]) if row["found"] else None
+
+
 def _conversation(row: asyncpg.Record) -> Conversation:
     return Conversation(
         id=row["id"],
@@ -197,25 +214,41 @@ class PostgresConversationRepository:
         self._db = database
 
     async def check_send(
-        self, conversation_id: uuid.UUID, sender_id: uuid.UUID, client_msg_id: uuid.UUID
+        self,
+        conversation_id: uuid.UUID,
+        sender_id: uuid.UUID,
+        client_msg_id: uuid.UUID,
+        *,
+        timeout: float | None = None,
     ) -> SendCheck:
-        async with self._db.connection() as conn:
-            row = await conn.fetchrow(_CHECK_SEND, conversation_id, sender_id, client_msg_id)
+        async with self._db.connection(timeout) as conn:
+            row = await conn.fetchrow(
+                _CHECK_SEND, conversation_id, sender_id, client_msg_id, timeout=timeout
+            )
         assert row is not None  # SELECT FROM (SELECT 1) always yields one row
         stored = None
         if row["message_id"] is not None:
             stored = StoredSend(row["message_id"], row["stream_seq"], row["sent_at"])
-        return SendCheck(is_member=row["is_member"], stored=stored)
+        return SendCheck(members=_members(row), stored=stored)
 
-    async def is_member(self, conversation_id: uuid.UUID, user_id: uuid.UUID) -> bool:
-        async with self._db.connection() as conn:
-            found = await conn.fetchval(
-                "SELECT EXISTS (SELECT 1 FROM messaging.members"
-                " WHERE conversation_id = $1 AND user_id = $2)",
-                conversation_id,
-                user_id,
-            )
-        return bool(found)
+    async def stored_send(
+        self, sender_id: uuid.UUID, client_msg_id: uuid.UUID, *, timeout: float | None = None
+    ) -> StoredSend | None:
+        async with self._db.connection(timeout) as conn:
+            row = await conn.fetchrow(_STORED_SEND, sender_id, client_msg_id, timeout=timeout)
+        return (
+            None
+            if row is None
+            else StoredSend(row["message_id"], row["stream_seq"], row["sent_at"])
+        )
+
+    async def members(
+        self, conversation_id: uuid.UUID, *, timeout: float | None = None
+    ) -> frozenset[uuid.UUID] | None:
+        async with self._db.connection(timeout) as conn:
+            row = await conn.fetchrow(_MEMBERS, conversation_id, timeout=timeout)
+        assert row is not None
+        return _members(row)
 
     async def get(self, conversation_id: uuid.UUID) -> Conversation | None:
         async with self._db.connection() as conn:

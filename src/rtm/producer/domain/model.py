@@ -105,10 +105,14 @@ class StoredSend:
 
 @dataclass(frozen=True, slots=True)
 class SendCheck:
-    """Membership of the sender and any stored copy of the send: one database round trip."""
+    """The conversation's members (None: no such conversation) and any stored copy of the
+    send: one database round trip."""
 
-    is_member: bool
+    members: frozenset[uuid.UUID] | None
     stored: StoredSend | None
+
+    def is_member(self, user_id: uuid.UUID) -> bool:
+        return self.members is not None and user_id in self.members
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from rtm.producer.domain.model import (
     CreateOutcome,
     Receipt,
     SendCheck,
+    StoredSend,
 )
 from rtm.shared.contract import AcceptedMessage
 
@@ -25,14 +26,30 @@ class ConversationRepository(Protocol):
     """Conversations and membership (the producer owns these writes)."""
 
     async def check_send(
-        self, conversation_id: uuid.UUID, sender_id: uuid.UUID, client_msg_id: uuid.UUID
+        self,
+        conversation_id: uuid.UUID,
+        sender_id: uuid.UUID,
+        client_msg_id: uuid.UUID,
+        *,
+        timeout: float | None = None,
     ) -> SendCheck:
-        """Whether the sender is a member, and any stored message with the same
-        (sender, client_msg_id) in any conversation; one round trip."""
+        """The conversation's members, and any stored message with the same
+        (sender, client_msg_id) in any conversation; one round trip.
+
+        Every read here takes `timeout` (seconds; None: the adapter's own database timeout)
+        and raises `Unavailable` past it."""
         ...
 
-    async def is_member(self, conversation_id: uuid.UUID, user_id: uuid.UUID) -> bool:
-        """False for a missing conversation too."""
+    async def stored_send(
+        self, sender_id: uuid.UUID, client_msg_id: uuid.UUID, *, timeout: float | None = None
+    ) -> StoredSend | None:
+        """The stored message with this (sender, client_msg_id), in any conversation."""
+        ...
+
+    async def members(
+        self, conversation_id: uuid.UUID, *, timeout: float | None = None
+    ) -> frozenset[uuid.UUID] | None:
+        """The conversation's current members; None for a missing conversation."""
         ...
 
     async def get(self, conversation_id: uuid.UUID) -> Conversation | None:

@@ -3,18 +3,26 @@ changing membership. Errors are `RtmError`s, rendered by the shared error envelo
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
 from rtm.producer.domain.exceptions import RateLimited, ValidationFailed
 from rtm.producer.domain.model import ConversationKind, CreateConversation, SendMessage
 from rtm.producer.entrypoints.deps import Context, CurrentUser, get_context
-from rtm.producer.entrypoints.metrics import SENDS
+from rtm.producer.entrypoints.metrics import (
+    ACK_LATENCY,
+    ERRORS,
+    MESSAGES_PUBLISHED,
+    RATE_LIMITED,
+    SENDS,
+)
 from rtm.producer.entrypoints.schemas import (
     AckOut,
     AddMemberBody,
@@ -43,15 +51,22 @@ async def check_json_body(request: Request, max_bytes: int) -> None:
 
 
 class StrictJsonRoute(APIRoute):
-    """A route whose JSON body passes `check_json_body` first."""
+    """A route whose JSON body passes `check_json_body` first, and whose errors are counted."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def strict(request: Request) -> Response:
-            if request.method in ("POST", "PUT", "PATCH"):
-                await check_json_body(request, get_context(request).settings.max_frame_bytes)
-            return await handler(request)
+            try:
+                if request.method in ("POST", "PUT", "PATCH"):
+                    await check_json_body(request, get_context(request).settings.max_frame_bytes)
+                return await handler(request)
+            except RtmError as exc:
+                ERRORS.labels("http", exc.code.value).inc()
+                raise
+            except RequestValidationError:  # the shared handler answers it (mostly 422)
+                ERRORS.labels("http", ErrorCode.VALIDATION_FAILED.value).inc()
+                raise
 
         return strict
 
@@ -79,8 +94,10 @@ async def send_message(body: SendMessageBody, user: CurrentUser, context: Contex
     you are not a member of and for one that does not exist alike. `503 unavailable`: retry with
     the same `client_msg_id`.
     """
+    received = time.monotonic()
     retry_after_ms = context.http_sends.take(user.user_id)
     if retry_after_ms is not None:
+        RATE_LIMITED.labels("http").inc()
         raise RateLimited(retry_after_ms)
     command = SendMessage(user.user_id, body.client_msg_id, body.conversation_id, body.body)
     try:
@@ -89,7 +106,11 @@ async def send_message(body: SendMessageBody, user: CurrentUser, context: Contex
         SENDS.labels("http", exc.code.value).inc()
         raise
     SENDS.labels("http", "duplicate" if ack.duplicate else "accepted").inc()
-    return _json(ack.to_dict(), 202)
+    if not ack.duplicate:
+        MESSAGES_PUBLISHED.labels("http").inc()
+    response = _json(ack.to_dict(), 202)
+    ACK_LATENCY.labels("http").observe(time.monotonic() - received)
+    return response
 
 
 @router.post(

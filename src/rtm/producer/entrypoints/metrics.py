@@ -1,8 +1,14 @@
-"""Prometheus metrics of the producer (exposed by the shared `/metrics` route)."""
+"""Prometheus metrics of the producer (exposed by the shared `/metrics` route).
+
+Labels take only values we choose (transports, frame types we know, error codes), never what a
+client wrote, so the number of series stays bounded.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
+
+from rtm.producer.domain.membership import CheckEvent
 
 SENDS = Counter(
     "rtm_producer_sends_total",
@@ -16,3 +22,59 @@ WS_CONNECTIONS = Gauge("rtm_producer_ws_connections", "Open, authenticated WebSo
 WS_CLOSES = Counter(
     "rtm_producer_ws_closes_total", "WebSocket connections closed by the server", ["code"]
 )
+ACK_LATENCY = Histogram(
+    "rtm_producer_ack_latency_seconds",
+    "From a send received (frame read, or HTTP request handled) to its ack sent",
+    ["transport"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+MESSAGES_PUBLISHED = Counter(
+    "rtm_producer_messages_published_total",
+    "Messages JetStream stored for the first time (acks that are not duplicates)",
+    ["transport"],
+)
+RATE_LIMITED = Counter(
+    "rtm_producer_rate_limited_total",
+    "Frames (WebSocket) or sends (HTTP) refused by a rate limit",
+    ["transport"],
+)
+IN_FLIGHT_REFUSED = Counter(
+    "rtm_producer_in_flight_refusals_total",
+    "Sends refused because their connection had too many waiting for an ack",
+)
+FRAMES_IN = Counter(
+    "rtm_producer_frames_in_total",
+    "WebSocket frames received, by type (`invalid`: unparseable or unknown, `binary`)",
+    ["type"],
+)
+ERRORS = Counter(
+    "rtm_producer_errors_total",
+    "Errors answered to clients, by transport and error code",
+    ["transport", "code"],
+)
+MEMBERSHIP_CHECKS = Counter(
+    "rtm_producer_membership_checks_total",
+    "Membership lookups: hit (fresh cache), miss (read from PostgreSQL, or tried), stale "
+    "(PostgreSQL unreachable: an expired cache entry used)",
+    ["result"],
+)
+STORED_CHECKS_SKIPPED = Counter(
+    "rtm_producer_stored_checks_skipped_total",
+    "Sends accepted without PostgreSQL's 'already stored?' lookup (PostgreSQL unreachable): "
+    "duplicates rest on JetStream's Nats-Msg-Id window",
+)
+
+_MEMBERSHIP_RESULTS = {
+    CheckEvent.CACHE_HIT: MEMBERSHIP_CHECKS.labels("hit"),
+    CheckEvent.CACHE_MISS: MEMBERSHIP_CHECKS.labels("miss"),
+    CheckEvent.CACHE_STALE: MEMBERSHIP_CHECKS.labels("stale"),
+}
+
+
+def observe_check(event: CheckEvent) -> None:
+    """What the membership service observed, as counters."""
+    counter = _MEMBERSHIP_RESULTS.get(event)
+    if counter is not None:
+        counter.inc()
+    elif event is CheckEvent.STORED_CHECK_SKIPPED:
+        STORED_CHECKS_SKIPPED.inc()

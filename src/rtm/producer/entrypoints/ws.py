@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections import deque
 from collections.abc import Coroutine
 from typing import Any
 
@@ -25,11 +26,23 @@ import orjson
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
+from rtm.producer.domain.exceptions import TooManyInFlight
 from rtm.producer.domain.limits import TokenBucket, WindowCounter
 from rtm.producer.domain.model import Ack, SendMessage
 from rtm.producer.domain.rules import validate_read_seq
 from rtm.producer.entrypoints.deps import ProducerContext, get_context
-from rtm.producer.entrypoints.metrics import FRAMES_REFUSED, SENDS, WS_CLOSES, WS_CONNECTIONS
+from rtm.producer.entrypoints.metrics import (
+    ACK_LATENCY,
+    ERRORS,
+    FRAMES_IN,
+    FRAMES_REFUSED,
+    IN_FLIGHT_REFUSED,
+    MESSAGES_PUBLISHED,
+    RATE_LIMITED,
+    SENDS,
+    WS_CLOSES,
+    WS_CONNECTIONS,
+)
 from rtm.producer.entrypoints.schemas import (
     AuthFrame,
     PingFrame,
@@ -99,6 +112,8 @@ class ProducerConnection:
         self._pipeline = SendPipeline(
             context.messages, max_in_flight=settings.max_in_flight, on_result=self._send_result
         )
+        # When each send still in the pipeline was read: its answers come in the same order.
+        self._received: deque[float] = deque()
         self._close: tuple[CloseCode, str] | None = None
         self._closing = asyncio.Event()
         self._side_tasks: set[asyncio.Task[None]] = set()
@@ -115,7 +130,12 @@ class ProducerConnection:
             await self._end(CloseCode.POLICY, "origin not allowed")
             return
         try:
-            claims = await authenticate(self._ws, self._ctx.verifier, settings.auth_timeout_s)
+            claims = await authenticate(
+                self._ws,
+                self._ctx.verifier,
+                settings.auth_timeout_s,
+                revoked=self._ctx.revoked.__contains__,
+            )
         except HandshakeFailed as exc:
             await self._end(exc.code, exc.reason)
             return
@@ -123,9 +143,6 @@ class ProducerConnection:
             return
         except RtmError as exc:  # JWKS unreachable: we cannot tell good tokens from bad now
             await self._end(CloseCode.INTERNAL, exc.message)
-            return
-        if claims.session_id in self._ctx.revoked:
-            await self._end(CloseCode.SESSION_REVOKED, "session revoked")
             return
         self._adopt(claims)
         registry = self._ctx.connections
@@ -217,28 +234,32 @@ class ProducerConnection:
                 return
             if message["type"] == "websocket.disconnect":
                 return
+            received = self._ctx.monotonic()
             text = message.get("text")
             if text is None:
+                FRAMES_IN.labels("binary").inc()
                 if not self._limited(None):
                     self._protocol_error(
                         RtmError(ErrorCode.INVALID_MESSAGE, "binary frames are not supported"),
                         None,
                     )
                 continue
-            await self._on_text(text)
+            await self._on_text(text, received)
 
-    async def _on_text(self, text: str) -> None:
+    async def _on_text(self, text: str, received: float) -> None:
         try:
             kind, frame = parse_frame(text, FRAME_TYPES)
         except RtmError as exc:
+            FRAMES_IN.labels("invalid").inc()
             if not self._limited(None):
                 self._protocol_error(exc, None)
             return
+        FRAMES_IN.labels(kind).inc()
         ref = _ref_of(kind, frame)
         if self._limited(ref):
             return
         try:
-            await self._dispatch(kind, frame)
+            await self._dispatch(kind, frame, received)
         except RtmError as exc:
             if exc.code in PROTOCOL_ERRORS:
                 self._protocol_error(exc, ref)
@@ -249,6 +270,7 @@ class ProducerConnection:
         retry_after_ms = self._bucket.take()
         if retry_after_ms is None:
             return False
+        RATE_LIMITED.labels("ws").inc()
         self._error(
             RtmError(ErrorCode.RATE_LIMITED, "too many frames", retry_after_ms=retry_after_ms),
             ref,
@@ -257,7 +279,7 @@ class ProducerConnection:
             self.request_close(CloseCode.FLOOD, "sustained flood")
         return True
 
-    async def _dispatch(self, kind: str, frame: dict[str, Any]) -> None:
+    async def _dispatch(self, kind: str, frame: dict[str, Any], received: float) -> None:
         if kind == "ping":
             validate_frame(PingFrame, frame)
             self._emit_text(PONG)
@@ -266,7 +288,12 @@ class ProducerConnection:
             command = self._ctx.messages.validate(
                 SendMessage(self.user_id, send.client_msg_id, send.conversation_id, send.body)
             )
-            self._pipeline.submit(command)
+            try:
+                self._pipeline.submit(command)
+            except TooManyInFlight:
+                IN_FLIGHT_REFUSED.inc()
+                raise
+            self._received.append(received)
         elif kind == "typing":
             typing = validate_frame(TypingFrame, frame)
             self._spawn(self._ctx.signals.typing(self.user_id, typing.conversation_id))
@@ -305,9 +332,14 @@ class ProducerConnection:
 
     def _send_result(self, command: SendMessage, result: Result) -> None:
         ref = str(command.client_msg_id)
+        received = self._received.popleft() if self._received else None
         if isinstance(result, Ack):
             SENDS.labels("ws", "duplicate" if result.duplicate else "accepted").inc()
+            if not result.duplicate:
+                MESSAGES_PUBLISHED.labels("ws").inc()
             self._emit(result.to_dict())
+            if received is not None:
+                ACK_LATENCY.labels("ws").observe(self._ctx.monotonic() - received)
         else:
             SENDS.labels("ws", result.code.value).inc()
             self._error(result, ref)
@@ -319,6 +351,7 @@ class ProducerConnection:
 
     def _error(self, error: RtmError, ref: str | None) -> None:
         FRAMES_REFUSED.labels(error.code.value).inc()
+        ERRORS.labels("ws", error.code.value).inc()
         self._emit(error_frame(error, ref))
 
     def _emit(self, frame: dict[str, object]) -> None:

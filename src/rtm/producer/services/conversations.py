@@ -18,6 +18,7 @@ from rtm.producer.domain.model import (
 )
 from rtm.producer.domain.ports import ConversationRepository, EventPublisher
 from rtm.producer.domain.rules import direct_key, plan_members, validate_title
+from rtm.producer.services.membership import MembershipService
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +28,8 @@ class ConversationService:
 
     The database is the source of truth and is written first: a conversation is usable as soon
     as a command returns. The event that follows is best effort (core NATS): if NATS is down the
-    change stands and a warning is logged.
+    change stands and a warning is logged. Every write also updates this producer's membership
+    cache at once (other producers learn it from the event, or from their cache's TTL).
 
     Rules: the creator is always a member; a direct conversation has exactly two members and is
     unique per pair (creating it again returns it, re-adding whichever of the pair had left);
@@ -39,6 +41,7 @@ class ConversationService:
         self,
         repository: ConversationRepository,
         events: EventPublisher,
+        membership: MembershipService,
         *,
         max_group_members: int,
         max_title_chars: int,
@@ -47,6 +50,7 @@ class ConversationService:
     ) -> None:
         self._repository = repository
         self._events = events
+        self._membership = membership
         self._max_group_members = max_group_members
         self._max_title_chars = max_title_chars
         self._now = now
@@ -65,7 +69,10 @@ class ConversationService:
             created_at=self._now(),
         )
         key = direct_key(members) if command.kind is ConversationKind.DIRECT else None
+        token = self._membership.token()
         outcome = await self._repository.create(conversation, key)
+        created = outcome.conversation
+        self._membership.remember(created.id, frozenset(created.members), token)
         if outcome.created:
             await self._announce(ChangeKind.CREATED, outcome.conversation, members)
         elif outcome.restored:
@@ -92,6 +99,7 @@ class ConversationService:
                 "user_id", f"a group has at most {self._max_group_members} members"
             )
         if await self._repository.add_member(conversation_id, user_id):
+            self._membership.invalidate(conversation_id)
             await self._announce_current(ChangeKind.MEMBER_ADDED, conversation, user_id)
 
     async def remove_member(
@@ -105,6 +113,7 @@ class ConversationService:
         if not conversation.has_member(user_id):
             return
         if await self._repository.remove_member(conversation_id, user_id):
+            self._membership.invalidate(conversation_id)
             await self._announce_current(ChangeKind.MEMBER_REMOVED, conversation, user_id)
 
     async def _announce_current(

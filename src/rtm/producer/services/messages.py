@@ -9,8 +9,9 @@ from datetime import datetime
 
 from rtm.producer.domain.exceptions import Forbidden
 from rtm.producer.domain.model import Ack, SendMessage
-from rtm.producer.domain.ports import ConversationRepository, MessagePublisher, PendingPublish
+from rtm.producer.domain.ports import MessagePublisher, PendingPublish
 from rtm.producer.domain.rules import validate_body
+from rtm.producer.services.membership import MembershipService
 from rtm.shared.contract import AcceptedMessage
 
 logger = logging.getLogger(__name__)
@@ -24,9 +25,11 @@ def _to_millis(moment: datetime) -> datetime:
 class MessageService:
     """The send path, in three steps so that a connection can pipeline its sends:
 
-    1. `prepare` (concurrent): membership and the stored-duplicate lookup, one database round
-       trip. Returns the `Ack` of an earlier identical send (PostgreSQL decides duplicates after
-       the JetStream window), or the `AcceptedMessage` to publish.
+    1. `prepare` (concurrent): membership (cached, see `MembershipService`) and the
+       stored-duplicate lookup, at most one database round trip. Returns the `Ack` of an earlier
+       identical send (PostgreSQL decides duplicates after the JetStream window), or the
+       `AcceptedMessage` to publish. While PostgreSQL is unreachable, a conversation with cached
+       membership is still served and duplicates rest on JetStream's `Nats-Msg-Id` window.
     2. `submit` (in the connection's order): hand it to JetStream.
     3. `complete`: wait for the PubAck; for a duplicate `Nats-Msg-Id`, fetch the original to ack
        with its `message_id`.
@@ -34,7 +37,7 @@ class MessageService:
     `send` runs the three in a row (HTTP).
 
     Args:
-        repository: membership and stored sends.
+        membership: membership and stored sends.
         publisher: the JetStream publisher.
         max_body_chars: the body limit after trimming.
         now: the clock (`accepted_at`).
@@ -43,14 +46,14 @@ class MessageService:
 
     def __init__(
         self,
-        repository: ConversationRepository,
+        membership: MembershipService,
         publisher: MessagePublisher,
         *,
         max_body_chars: int,
         now: Callable[[], datetime],
         new_id: Callable[[], uuid.UUID],
     ) -> None:
-        self._repository = repository
+        self._membership = membership
         self._publisher = publisher
         self._max_body_chars = max_body_chars
         self._now = now
@@ -67,9 +70,7 @@ class MessageService:
     async def prepare(self, command: SendMessage) -> Ack | AcceptedMessage:
         """Check a validated command: an `Ack` for a send already stored, else the message to
         publish. Raises `Forbidden` (not a member, or no such conversation) or `Unavailable`."""
-        check = await self._repository.check_send(
-            command.conversation_id, command.sender_id, command.client_msg_id
-        )
+        check = await self._membership.check_send(command)
         if check.stored is not None:
             stored = check.stored
             return Ack(
@@ -79,7 +80,7 @@ class MessageService:
                 duplicate=True,
                 accepted_at=stored.accepted_at,
             )
-        if not check.is_member:
+        if not check.is_member(command.sender_id):
             raise Forbidden()
         return AcceptedMessage(
             message_id=self._new_id(),

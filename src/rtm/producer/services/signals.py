@@ -8,8 +8,9 @@ from datetime import datetime
 
 from rtm.producer.domain.exceptions import Forbidden
 from rtm.producer.domain.limits import Throttle
-from rtm.producer.domain.ports import ConversationRepository, EventPublisher
+from rtm.producer.domain.ports import EventPublisher
 from rtm.producer.domain.rules import validate_read_seq
+from rtm.producer.services.membership import MembershipService
 
 
 class SignalService:
@@ -18,7 +19,8 @@ class SignalService:
     for the consumer to store (monotonically) and fan out.
 
     Args:
-        repository: membership.
+        membership: membership (cached; a known conversation still works while PostgreSQL is
+            unreachable).
         events: the core NATS event publisher.
         typing_throttle: at most one typing event per key per interval.
         now: the clock (`at` of events).
@@ -26,13 +28,13 @@ class SignalService:
 
     def __init__(
         self,
-        repository: ConversationRepository,
+        membership: MembershipService,
         events: EventPublisher,
         *,
         typing_throttle: Throttle[tuple[uuid.UUID, uuid.UUID]],
         now: Callable[[], datetime],
     ) -> None:
-        self._repository = repository
+        self._membership = membership
         self._events = events
         self._typing = typing_throttle
         self._now = now
@@ -43,7 +45,7 @@ class SignalService:
         if not self._typing.ready(key):
             return False
         self._typing.mark(key)  # before awaiting: concurrent frames must not all pass
-        if not await self._repository.is_member(conversation_id, user_id):
+        if not await self._membership.is_member(conversation_id, user_id):
             self._typing.forget(key)
             raise Forbidden()
         await self._events.typing(conversation_id, user_id, self._now())
@@ -52,6 +54,6 @@ class SignalService:
     async def read(self, user_id: uuid.UUID, conversation_id: uuid.UUID, seq: int) -> None:
         """Announce that `user_id` has read up to `seq` (the consumer keeps the highest)."""
         validate_read_seq(seq)
-        if not await self._repository.is_member(conversation_id, user_id):
+        if not await self._membership.is_member(conversation_id, user_id):
             raise Forbidden()
         await self._events.read(conversation_id, user_id, seq, self._now())
