@@ -17,6 +17,7 @@ import logging
 import signal
 import socket
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from rtm.producer.services import (
 )
 from rtm.producer.settings import ProducerSettings
 from rtm.shared.clock import utcnow
+from rtm.shared.connect import retry_forever
 from rtm.shared.contract import (
     CONVERSATION_EVENTS,
     SESSION_REVOKED,
@@ -53,6 +55,7 @@ from rtm.shared.health import Readiness
 from rtm.shared.http import create_http_app
 from rtm.shared.ids import new_id
 from rtm.shared.jetstream import stream_config
+from rtm.shared.revocation import load_revoked
 from rtm.shared.tokens import TokenVerifier
 from rtm.shared.ws import CloseCode
 
@@ -195,7 +198,7 @@ def build(settings: ProducerSettings, *, verifier: TokenVerifier | None = None) 
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         database.start()
         bus.start()
-        jwks = asyncio.create_task(_fetch_jwks(verifier), name="jwks-fetch")
+        jwks = asyncio.create_task(_start_up(bus, verifier, context.revoked), name="start-up")
         try:
             yield
         finally:
@@ -281,3 +284,23 @@ def serve(settings: ProducerSettings) -> None:
     logger.info("producer starting on http://%s:%d", settings.host, settings.producer_port)
     signal.signal(signal.SIGTERM, _exit_ok)
     server(settings).run()
+
+
+async def _start_up(
+    bus: NatsBus, verifier: TokenVerifier, revoked: RevokedSessions[uuid.UUID]
+) -> None:
+    """Background start-up work that waits for auth and NATS: JWKS, then known revocations."""
+    await asyncio.gather(_fetch_jwks(verifier), _load_revocations(bus, revoked))
+
+
+async def _load_revocations(bus: NatsBus, revoked: RevokedSessions[uuid.UUID]) -> None:
+    """Learn the revocations auth made before we started (its KV bucket keeps them for one
+    access-token lifetime); later ones arrive as events."""
+
+    async def attempt() -> int:
+        if not bus.connected:
+            raise ConnectionError("NATS not connected yet")
+        return await load_revoked(bus.js, revoked)
+
+    known = await retry_forever("revoked sessions", attempt)
+    logger.info("%s revoked sessions known at start", known)

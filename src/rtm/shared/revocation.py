@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Protocol
 
 from nats.js import JetStreamContext
 from nats.js.errors import BucketNotFoundError, NoKeysError
@@ -37,8 +38,12 @@ class RevokedSessions:
 REVOKED_SESSIONS_BUCKET = "rtm_revoked_sessions"
 
 
+class RevocationSink(Protocol):
+    def add(self, session_id: uuid.UUID) -> None: ...
+
+
 async def load_revoked(
-    js: JetStreamContext, revoked: RevokedSessions, bucket: str = REVOKED_SESSIONS_BUCKET
+    js: JetStreamContext, revoked: RevocationSink, bucket: str = REVOKED_SESSIONS_BUCKET
 ) -> int:
     """Learn revocations made before we started (auth keeps them in a KV bucket for one
     access-token lifetime); returns how many. A missing bucket means none yet."""
