@@ -3,8 +3,10 @@
 Given what clients were acked and what the database holds, it lists every violation: an acked
 message missing or stored twice, a conversation whose seqs are not dense from 1, a conversation
 whose seq order differs from JetStream acceptance order, and a sender whose messages were stored
-out of the order they were acked. It is itself tested on hand-made histories
-(tests/unit/test_checker.py).
+out of the order they were acked. A send the client had to retry (it got no ack, or an error,
+and sent the same client_msg_id again) is exempt from the sender-order check, as PROTOCOL.md §4
+allows ("unless one of them failed and was retried"): it must still be stored exactly once. The
+checker is itself tested on hand-made histories (tests/unit/test_checker.py).
 """
 
 from __future__ import annotations
@@ -17,11 +19,15 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class Acked:
-    """A send the producer acked, in the order the sender saw the acks."""
+    """A send the producer acked, in the order the sender saw the acks.
+
+    `retried`: the client sent it more than once before its ack (exempt from sender order).
+    """
 
     conversation_id: uuid.UUID
     sender_id: uuid.UUID
     client_msg_id: uuid.UUID
+    retried: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +68,7 @@ def check_history(acked: Iterable[Acked], stored: Iterable[Stored]) -> list[str]
     last_seen: dict[tuple[uuid.UUID, uuid.UUID], int] = {}
     for a in acked:
         where = position.get((a.sender_id, a.client_msg_id))
-        if where is None or where[0] != a.conversation_id:
+        if a.retried or where is None or where[0] != a.conversation_id:
             continue
         key = (a.sender_id, a.conversation_id)
         if key in last_seen and where[1] < last_seen[key]:

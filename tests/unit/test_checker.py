@@ -47,3 +47,20 @@ def test_a_gap_in_seq_is_reported() -> None:
     acked, stored = good()
     stored[3] = Stored(CONV, 6, ALICE, IDS[3], 13)
     assert any("not dense" in p for p in check_history(acked, stored))
+
+
+def test_a_retried_message_may_be_stored_out_of_sender_order_but_not_twice() -> None:
+    acked = [
+        Acked(CONV, ALICE, IDS[1]),
+        Acked(CONV, ALICE, IDS[0], retried=True),
+        Acked(CONV, ALICE, IDS[2]),
+    ]
+    stored = [Stored(CONV, n + 1, ALICE, i, 10 + n) for n, i in enumerate(IDS[:3])]
+    assert check_history(acked, stored) == []
+    assert any("stored 2 times" in p for p in check_history(acked, [*stored, stored[0]]))
+
+
+def test_an_unretried_message_out_of_sender_order_is_still_reported() -> None:
+    acked = [Acked(CONV, ALICE, IDS[1]), Acked(CONV, ALICE, IDS[0]), Acked(CONV, ALICE, IDS[2])]
+    stored = [Stored(CONV, n + 1, ALICE, i, 10 + n) for n, i in enumerate(IDS[:3])]
+    assert any("sender order" in p for p in check_history(acked, stored))

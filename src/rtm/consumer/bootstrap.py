@@ -94,7 +94,7 @@ class ConsumerRuntime:
         self.manager = PartitionManager(
             partitions=settings.partitions,
             leases=KvPartitionLeases(js, settings.instance_id, settings.lease_ttl_s),
-            sources=JetStreamPartitionSources(js, ack_wait=settings.ack_wait_s),
+            sources=JetStreamPartitionSources(js, ack_wait=settings.ack_wait_s, nc=self.nc),
             store=PostgresMessageStore(self.pool),
             fanout=NatsFanout(self.nc),
             lease_ttl=settings.lease_ttl_s,
@@ -112,6 +112,9 @@ class ConsumerRuntime:
             logger.error("dropping malformed delivery on %s", msg.subject)
             return
         self.hub.deliver(delivery)
+        # Let the sockets' writers run: a burst of deliveries arrives without any suspension
+        # point in between, and would otherwise pile up in fast readers' queues too (4008).
+        await asyncio.sleep(0)
 
     async def _on_revoked(self, msg: Msg) -> None:
         try:

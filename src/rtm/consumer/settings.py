@@ -30,6 +30,12 @@ class ConsumerSettings(CommonSettings):
     max_recovery: int = Field(
         1000, ge=1, description="most messages `resume` sends per conversation"
     )
+    resume_grace_s: float = Field(
+        1.0,
+        ge=0,
+        description="a new socket holds live messages until its first `resume`, at most this "
+        "long (so none is pushed past the client's cursor); 0: no hold",
+    )
     send_queue_bytes: int = Field(
         1 << 20, ge=1024, description="per-socket queue; overflow closes 4008"
     )

@@ -4,6 +4,14 @@ When a worker takes a partition it re-creates the partition's durable consumer t
 after the offset committed in PostgreSQL. The consumer then delivers that partition's messages in
 stream order; the committed offset, not the consumer's ack state, is the source of truth, so a new
 owner never skips messages an old owner had fetched but not stored.
+
+A pull consumer does not resend a message it delivered until `ack_wait` has passed, so a delivery
+that never reached us (lost with a connection to a nats-server that was killed, or handed out by a
+restarted server whose state says it was sent) would let later messages through first: the
+worker would store them, move the offset past the missing one and later drop it as already
+processed. So a source refuses to go on (`DeliveryGap`) when a delivery's consumer sequence is
+not the one after the last it handed over, or when the NATS connection has reconnected since it
+was opened; the worker then restarts from the committed offset, on a fresh durable consumer.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ import contextlib
 from collections.abc import Sequence
 
 import nats.errors
+from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -25,17 +34,52 @@ def durable_name(partition: int) -> str:
     return f"rtm-p{partition}"
 
 
-class JetStreamPartitionSource:
-    """Batches of one partition from its durable pull consumer."""
+class DeliveryGap(Exception):
+    """The source cannot vouch that nothing was skipped: restart from the committed offset."""
 
-    def __init__(self, subscription: JetStreamContext.PullSubscription) -> None:
+
+def _reconnects(nc: NatsClient | None) -> int:
+    return int(nc.stats["reconnects"]) if nc is not None else 0
+
+
+class JetStreamPartitionSource:
+    """Batches of one partition from its durable pull consumer.
+
+    Args:
+        subscription: bound to the partition's durable consumer.
+        delivered: the consumer sequence the durable consumer had delivered when created.
+        nc: the connection, to notice reconnects (None: not checked).
+        reconnects: `nc`'s reconnect count before the durable consumer was created.
+    """
+
+    def __init__(
+        self,
+        subscription: JetStreamContext.PullSubscription,
+        *,
+        delivered: int = 0,
+        nc: NatsClient | None = None,
+        reconnects: int = 0,
+    ) -> None:
         self._subscription = subscription
+        self._delivered = delivered
+        self._nc = nc
+        self._reconnects = reconnects
 
     async def next_batch(self, max_messages: int, timeout: float) -> list[Delivery]:
         try:
             messages: list[Msg] = await self._subscription.fetch(max_messages, timeout=timeout)
         except nats.errors.TimeoutError:
-            return []
+            messages = []
+        if _reconnects(self._nc) != self._reconnects:
+            raise DeliveryGap("NATS reconnected: deliveries may have been lost")
+        for message in messages:
+            sequence = message.metadata.sequence.consumer
+            if sequence != self._delivered + 1:
+                raise DeliveryGap(
+                    f"consumer sequence {sequence} after {self._delivered}: a delivery was "
+                    "lost or repeated"
+                )
+            self._delivered = sequence
         return [Delivery(m.metadata.sequence.stream, m.data, m) for m in messages]
 
     async def ack(self, deliveries: Sequence[Delivery]) -> None:
@@ -56,9 +100,12 @@ class JetStreamPartitionSource:
 class JetStreamPartitionSources:
     """Opens partition sources on the RTM_MESSAGES stream."""
 
-    def __init__(self, js: JetStreamContext, *, ack_wait: float = 30.0) -> None:
+    def __init__(
+        self, js: JetStreamContext, *, ack_wait: float = 30.0, nc: NatsClient | None = None
+    ) -> None:
         self._js = js
         self._ack_wait = ack_wait
+        self._nc = nc
 
     async def open(self, partition: int, after_stream_seq: int) -> JetStreamPartitionSource:
         name = durable_name(partition)
@@ -72,7 +119,8 @@ class JetStreamPartitionSources:
             if after_stream_seq > 0
             else {"deliver_policy": DeliverPolicy.ALL}
         )
-        await self._js.add_consumer(
+        reconnects = _reconnects(self._nc)
+        info = await self._js.add_consumer(
             STREAM,
             ConsumerConfig(
                 durable_name=name,
@@ -85,4 +133,9 @@ class JetStreamPartitionSources:
             ),
         )
         subscription = await self._js.pull_subscribe_bind(durable=name, stream=STREAM)
-        return JetStreamPartitionSource(subscription)
+        return JetStreamPartitionSource(
+            subscription,
+            delivered=info.delivered.consumer_seq if info.delivered is not None else 0,
+            nc=self._nc,
+            reconnects=reconnects,  # a reconnect while opening counts too
+        )

@@ -34,7 +34,10 @@ async def _claims(
     token = bearer_token(request.headers.get("authorization"))
     if token is None:
         raise TokenError("missing bearer token")
-    return await verifier.verify(token)
+    claims = await verifier.verify(token)
+    if request.app.state.revoked.is_revoked(claims.session_id):
+        raise TokenError("session revoked")
+    return claims
 
 
 Claims = Annotated[AccessClaims, Depends(_claims)]

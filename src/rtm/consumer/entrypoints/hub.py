@@ -4,6 +4,12 @@ The `Hub` maps users to their open connections. Each `LiveConnection` keeps, per
 the last seq it delivered, so a client sees a conversation's messages with strictly increasing
 seq and no gap: a duplicate is dropped, and a gap (a fan-out lost, or a resume seam) is filled
 from PostgreSQL before later live messages, which wait in a buffer meanwhile.
+
+A new connection holds its live messages until its first `resume` has been handled (or
+`resume_grace_s` has passed without one): a message pushed before the resume would set the
+connection's position past the client's cursor, and the messages in between could then never be
+sent without breaking "strictly increasing seq". Held messages are merged into the resume's
+catch-up, or delivered in order when the hold ends.
 """
 
 from __future__ import annotations
@@ -45,6 +51,8 @@ class LiveConnection:
         self.close = close
         self._last: dict[uuid.UUID, int] = {}
         self._filling: dict[uuid.UUID, list[tuple[int, str]]] = {}
+        # Live messages held until the first resume (None once the hold has ended).
+        self._held: dict[uuid.UUID, list[tuple[int, str]]] | None = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     def push(self, frame: str) -> None:
@@ -60,6 +68,9 @@ class LiveConnection:
             buffer.append((seq, frame))
             return
         last = self._last.get(conversation_id)
+        if self._held is not None and last is None:
+            self._held.setdefault(conversation_id, []).append((seq, frame))
+            return
         if last is not None and seq <= last:
             return
         if last is not None and seq > last + 1:
@@ -83,7 +94,8 @@ class LiveConnection:
     ) -> Recovery:
         """Send everything after `after` from the store, then what arrived live meanwhile."""
         if not already_filling:
-            self._filling.setdefault(conversation_id, [])
+            held = self._held.pop(conversation_id, []) if self._held is not None else []
+            self._filling.setdefault(conversation_id, []).extend(held)
         try:
             recovery = await self._reads.recover(self.user_id, conversation_id, after)
             last = max(after, self._last.get(conversation_id, after))
@@ -106,6 +118,18 @@ class LiveConnection:
         for seq, frame in later:  # still behind a gap: offer() fills it again
             self.offer(conversation_id, seq, frame)
         return recovery
+
+    def last_sent(self, conversation_id: uuid.UUID) -> int:
+        """The last seq of the conversation this connection has been sent (0: none)."""
+        return self._last.get(conversation_id, 0)
+
+    def end_hold(self) -> None:
+        """Stop holding live messages (after the first resume, or its grace period): deliver
+        the held ones of conversations the resume did not cover, in seq order."""
+        held, self._held = self._held, None
+        for conversation_id, frames in (held or {}).items():
+            for seq, frame in sorted(frames):
+                self.offer(conversation_id, seq, frame)
 
     def cancel(self) -> None:
         for task in list(self._tasks):

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 
 import orjson
 from fastapi import APIRouter, WebSocket
@@ -74,6 +75,8 @@ class ConsumerSession:
         self.connection = LiveConnection(
             claims.user_id, claims.session_id, self.outbox, reads, self.request_close
         )
+        if settings.resume_grace_s <= 0:
+            self.connection.end_hold()
 
     def request_close(self, code: int, reason: str) -> None:
         """Close from anywhere (hub, overflow, revocation) without awaiting."""
@@ -89,6 +92,7 @@ class ConsumerSession:
         writer = asyncio.create_task(self.outbox.run())
         reader = asyncio.create_task(self._read_loop())
         expiry = asyncio.create_task(self._expire())
+        hold = asyncio.create_task(self._end_hold_after(self.settings.resume_grace_s))
         try:
             self.connection.push(orjson.dumps(ready_frame(self.claims.user_id, utcnow())).decode())
             presence = asyncio.create_task(self._send_presence())
@@ -99,7 +103,7 @@ class ConsumerSession:
             metrics.WS_CONNECTIONS.dec()
             self.hub.remove(self.connection)
             self.connection.cancel()
-            for task in (reader, expiry, presence):
+            for task in (reader, expiry, presence, hold):
                 task.cancel()
             if self.closing is not None:
                 if not self.outbox.overflowed:
@@ -115,6 +119,11 @@ class ConsumerSession:
             return
         for contact in await events.online_contacts(self.claims.user_id):
             self.connection.push(orjson.dumps(presence_frame(contact, "online")).decode())
+
+    async def _end_hold_after(self, grace: float) -> None:
+        """Live messages wait for the client's first `resume`, but no longer than `grace`."""
+        await asyncio.sleep(grace)
+        self.connection.end_hold()
 
     async def _expire(self) -> None:
         while True:
@@ -169,6 +178,9 @@ class ConsumerSession:
             if claims.user_id != self.claims.user_id:
                 self.request_close(CloseCode.INVALID_TOKEN, "token is for another user")
                 return
+            if self.websocket.app.state.revoked.is_revoked(claims.session_id):
+                self.request_close(CloseCode.SESSION_REVOKED, "session revoked")
+                return
             self.claims = claims
             self.connection.push(auth_ok(claims))
         else:
@@ -176,6 +188,7 @@ class ConsumerSession:
 
     async def _resume(self, frame: ResumeFrame) -> None:
         report: dict[str, dict[str, object]] = {}
+        recovered: list[tuple[uuid.UUID, bool]] = []
         for conversation_id, cursor in frame.cursors.items():
             if cursor < 0:
                 raise RtmError(
@@ -190,8 +203,14 @@ class ConsumerSession:
                     cursor, False, error=ErrorCode.FORBIDDEN
                 )
                 continue
-            report[str(conversation_id)] = resumed_entry(recovery.last_seq, recovery.recovered)
+            recovered.append((conversation_id, recovery.recovered))
+        # `last_seq`: what the connection has been sent by now, as live messages of the
+        # conversations resumed first kept flowing while the later ones were read.
+        for conversation_id, done in recovered:
+            last = max(self.connection.last_sent(conversation_id), frame.cursors[conversation_id])
+            report[str(conversation_id)] = resumed_entry(last, done)
         self.connection.push(orjson.dumps(resumed_frame(report)).decode())
+        self.connection.end_hold()
 
 
 @router.websocket("/v1/ws")
@@ -205,7 +224,9 @@ async def consumer_socket(websocket: WebSocket) -> None:
         await close_quietly(websocket, CloseCode.POLICY, "origin not allowed")
         return
     try:
-        claims = await authenticate(websocket, state.verifier, settings.auth_timeout_s)
+        claims = await authenticate(
+            websocket, state.verifier, settings.auth_timeout_s, revoked=state.revoked.is_revoked
+        )
     except HandshakeFailed as failed:
         await close_quietly(websocket, failed.code, failed.reason)
         return
@@ -213,9 +234,6 @@ async def consumer_socket(websocket: WebSocket) -> None:
         return
     except RtmError as error:  # JWKS unavailable
         await close_quietly(websocket, CloseCode.INTERNAL, error.message)
-        return
-    if state.revoked.is_revoked(claims.session_id):
-        await close_quietly(websocket, CloseCode.SESSION_REVOKED, "session revoked")
         return
     if hub.count_for(claims.user_id) >= settings.max_connections_per_user:
         await close_quietly(websocket, CloseCode.TOO_MANY_CONNECTIONS, "too many connections")
