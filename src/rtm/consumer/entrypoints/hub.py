@@ -54,11 +54,12 @@ class LiveConnection:
         # Live messages held until the first resume (None once the hold has ended).
         self._held: dict[uuid.UUID, list[tuple[int, str]]] | None = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._cut_off = False
 
     def push(self, frame: str) -> None:
-        if not self._outbox.put(frame):
-            if self._outbox.overflowed:
-                metrics.SLOW_CONSUMER_CLOSES.inc()
+        if not self._outbox.put(frame) and self._outbox.overflowed and not self._cut_off:
+            self._cut_off = True  # count and close once; later pushes just find it closed
+            metrics.SLOW_CONSUMER_CLOSES.inc()
             self.close(CloseCode.SLOW_CONSUMER, "send queue full: reconnect and resume")
 
     def offer(self, conversation_id: uuid.UUID, seq: int, frame: str) -> None:

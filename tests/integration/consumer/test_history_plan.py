@@ -1,0 +1,79 @@
+"""History pages are served from the (conversation_id, seq) index, never a table scan."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import asyncpg
+import pytest
+
+from rtm.consumer.adapters.postgres_queries import PostgresMessageQueries
+from tests.support.db import create_conversation
+
+
+class RecordingPool:
+    """Runs queries on the real pool and keeps them, so the test can EXPLAIN the exact SQL."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self.queries: list[tuple[str, tuple[Any, ...]]] = []
+
+    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        self.queries.append((sql, args))
+        return list(await self.pool.fetch(sql, *args))
+
+
+def plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    nodes = [plan]
+    for child in plan.get("Plans", []):
+        nodes += plan_nodes(child)
+    return nodes
+
+
+@pytest.mark.parametrize(
+    "paging",
+    [{}, {"before_seq": 800}, {"after_seq": 300}],
+    ids=["newest", "before_seq", "after_seq"],
+)
+async def test_every_history_page_is_an_index_range_scan(
+    database_url: str, paging: dict[str, int]
+) -> None:
+    members = [uuid.uuid4(), uuid.uuid4()]
+    conversations = [await create_conversation(database_url, members) for _ in range(10)]
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+    assert pool is not None
+    try:
+        async with pool.acquire() as conn:
+            await conn.execute(
+                "INSERT INTO messaging.messages (message_id, conversation_id, seq, sender_id,"
+                " client_msg_id, body, sent_at, stream_seq)"
+                " SELECT gen_random_uuid(), c, s, $2, gen_random_uuid(), 'body', now(), s"
+                " FROM unnest($1::uuid[]) AS c, generate_series(1, 1000) AS s",
+                conversations,
+                members[0],
+            )
+            await conn.execute("ANALYZE messaging.messages")
+        recording = RecordingPool(pool)
+        queries = PostgresMessageQueries(recording)  # type: ignore[arg-type]
+        page = await queries.page(
+            conversations[3],
+            before_seq=paging.get("before_seq"),
+            after_seq=paging.get("after_seq"),
+            limit=50,
+        )
+        assert len(page.messages) == 50
+        sql, args = recording.queries[-1]
+        async with pool.acquire() as conn:
+            raw = await conn.fetchval(f"EXPLAIN (FORMAT JSON) {sql}", *args)
+    finally:
+        await pool.close()
+    nodes = plan_nodes(json.loads(raw)[0]["Plan"])
+    kinds = {node["Node Type"] for node in nodes}
+    assert "Seq Scan" not in kinds, kinds
+    assert any(
+        node["Node Type"] in ("Index Scan", "Index Only Scan", "Index Scan Backward")
+        and node.get("Index Name") == "messages_conversation_seq"
+        for node in nodes
+    ), nodes
