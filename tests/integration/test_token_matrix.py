@@ -1,11 +1,12 @@
 """Token matrix of producer and consumer: every WebSocket frame type and every HTTP route that
 needs a bearer token refuses every bad access token (PROTOCOL.md §3, issue 3).
 
-Bad tokens, all for the same real user (a member of real conversations, so an accepted token
-would visibly do something): none, malformed, expired, not yet valid, `alg: none`, HS256 keyed
-with the public key, wrong `aud`, wrong `iss`, a refresh token used as access token, the token of
-a revoked session (revoked by a `SessionRevoked` event on NATS, as auth publishes it), a `typ`
-other than `at+jwt`, an unknown `kid`, and another key using the known `kid`.
+Bad tokens, all for a real user (a member of real conversations, so an accepted token would
+visibly do something): none, malformed, expired, not yet valid, `alg: none`, HS256 keyed with the
+public key, wrong `aud`, wrong `iss`, a refresh token used as access token, the token of a revoked
+session (revoked by a `SessionRevoked` event on NATS, as auth publishes it), the token of a
+deleted user, a `typ` other than `at+jwt`, an unknown `kid`, and another key using the known
+`kid`.
 
 Expected: WebSocket handshakes close 4500 (4505 when expired, 4503 when revoked) without any
 frame (no `auth_ok`, `ack`, `pong`, `ready`, `resumed`) and nothing reaches NATS; a later `auth`
@@ -13,9 +14,11 @@ frame on an open connection is refused (producer: `error` frame, consumer: close
 answered `auth_ok`; HTTP answers 401 with the error envelope, code `unauthorized`. Each shape
 has a control case with a valid token that must be accepted, so the matrix can fail.
 
-"Deleted user" is not a variant here: auth has no deletion path (only `auth.users.deleted_at`,
-set by hand, which publishes nothing), so producer and consumer, verifying locally, accept such a
-token until it expires unless its session is revoked; the revoked-session case covers that path.
+The deleted user is the victim's friend: an account of a real auth service (on the module's
+database and NATS) with a live session, whose token both services accept until the account is
+deleted through auth's `delete_user`; the `SessionRevoked` events auth then publishes must make
+both refuse it within 5 s (producer and consumer verify tokens locally: revocations are all they
+learn). Its tokens are signed with the matrix's key for that real session.
 
 One producer, one consumer, one nats-server and one database serve the whole module.
 """
@@ -30,7 +33,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +51,8 @@ from nats.aio.msg import Msg
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
+from rtm.auth.bootstrap import AuthRuntime
+from rtm.auth.model import ClientInfo
 from rtm.auth.tokens import new_refresh_token
 from rtm.consumer import bootstrap as consumer_bootstrap
 from rtm.consumer.entrypoints import ws as consumer_ws
@@ -67,6 +72,7 @@ from rtm.shared.contract import (
 )
 from rtm.shared.migrate import apply_migrations
 from rtm.shared.settings import REPO_ROOT
+from tests.integration.auth.conftest import make_settings
 from tests.integration.auth.test_auth_token_matrix import b64, unsigned
 from tests.integration.consumer.conftest import wait_ready as consumer_ready
 from tests.integration.producer.conftest import settings_for
@@ -78,11 +84,11 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 BAD = [
     "no_token", "malformed", "expired", "not_yet_valid", "alg_none", "hs256_public_key",
-    "wrong_aud", "wrong_iss", "refresh_as_access", "revoked_session", "wrong_typ",
-    "unknown_kid", "same_kid_other_key",
+    "wrong_aud", "wrong_iss", "refresh_as_access", "revoked_session", "deleted_user",
+    "wrong_typ", "unknown_kid", "same_kid_other_key",
 ]  # fmt: skip
 # The close code of a refused handshake: 4505 says "refresh and retry", 4503 "log in again".
-CLOSE_CODE = {"expired": 4505, "revoked_session": 4503}
+CLOSE_CODE = {"expired": 4505, "revoked_session": 4503, "deleted_user": 4503}
 PRODUCER_ACTIONS = ["send", "typing", "read", "ping"]
 CONSUMER_ACTIONS = ["ping", "resume"]
 # How the bad token is presented: on the upgrade request, or as the first `auth` frame.
@@ -90,6 +96,7 @@ TRANSPORTS = ["header", "auth_frame"]
 # What a service answers to an action once authenticated (None: nothing, only a NATS event).
 PRODUCER_REPLY = {"send": "ack", "typing": None, "read": None, "ping": "pong"}
 CONSUMER_REPLY = {"ping": "pong", "resume": "resumed"}
+CLIENT = ClientInfo(address="192.0.2.1", user_agent="token-matrix")
 OBSERVED_SUBJECTS = [f"{MESSAGE_SUBJECT_PREFIX}.>", TYPING_EVENTS, READ_EVENTS, CONVERSATION_EVENTS]
 
 
@@ -136,13 +143,18 @@ class System:
     user: uuid.UUID  # the victim: every token below claims to be this user
     session: uuid.UUID  # a live session of the user
     revoked: uuid.UUID  # a revoked session of the user
-    friend: uuid.UUID
+    friend: uuid.UUID  # a member of `direct` and `group`: the deleted user
+    friend_session: uuid.UUID  # the friend's session before the deletion
     bystander: uuid.UUID  # a member of `group`, the target of the member-removal attempts
     direct: uuid.UUID  # direct conversation user + friend
     group: uuid.UUID  # group of user, friend, bystander
 
     def valid(self, **claims: Any) -> str:
         return self.tokens.token(self.user, self.session, **claims)
+
+    def claimant(self, kind: str) -> uuid.UUID:
+        """The user a bad token of `kind` claims to be."""
+        return self.friend if kind == "deleted_user" else self.user
 
     @property
     def headers(self) -> dict[str, str]:
@@ -184,11 +196,24 @@ def jwks_url(tokens: TokenFactory) -> Iterator[str]:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def auth(
+    database_url_for_module: str, nats_for_module: EmbeddedNats
+) -> AsyncIterator[AuthRuntime]:
+    """Auth on the module's database and NATS: the deleted user's account and its deletion."""
+    runtime = AuthRuntime(make_settings(database_url_for_module, nats_for_module.url))
+    await runtime.start(serve_http=False)
+    await runtime.wait_ready()
+    yield runtime
+    await runtime.stop()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def system(
     database_url_for_module: str,
     nats_for_module: EmbeddedNats,
     jwks_url: str,
     tokens: TokenFactory,
+    auth: AuthRuntime,
 ) -> AsyncIterator[System]:
     producer_settings = settings_for(database_url_for_module, nats_for_module.url, jwks_url)
     consumer_settings = ConsumerSettings(
@@ -212,15 +237,18 @@ async def system(
         running(consumer_app) as consumer,
     ):
         await asyncio.gather(producer_ready(producer), consumer_ready(consumer))
-        user, friend, bystander = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        user, bystander = uuid.uuid4(), uuid.uuid4()
         session, revoked = uuid.uuid4(), uuid.uuid4()
+        friend = (await auth.service.register("friend", "password-1", None)).id
+        friend_session = (await auth.service.login("friend", "password-1", CLIENT)).session_id
         headers = bearer(tokens.token(user, session))
         direct = await create_conversation(producer, headers, "direct", friend)
         group = await create_conversation(producer, headers, "group", friend, bystander)
         await revoke(client, producer, consumer, tokens.token(user, revoked), revoked, user)
+        await delete(auth, producer, consumer, tokens.token(friend, friend_session), friend)
         yield System(
             tokens, producer, consumer, producer_app, consumer_app, observer,
-            user, session, revoked, friend, bystander, direct, group,
+            user, session, revoked, friend, friend_session, bystander, direct, group,
         )  # fmt: skip
     await client.close()
 
@@ -247,12 +275,56 @@ async def revoke(
     user: uuid.UUID,
 ) -> None:
     """Publish auth's `SessionRevoked` until both services refuse the session's token (4503)."""
-    deadline = time.monotonic() + 10
+
+    async def publish() -> None:
+        await client.publish(SESSION_REVOKED, SessionRevoked(session, user).encode())
+        await client.flush()
+
+    await until_refused(producer, consumer, token, within=10, before_each_try=publish)
+
+
+async def delete(
+    auth: AuthRuntime, producer: str, consumer: str, token: str, user: uuid.UUID
+) -> None:
+    """Delete the user through auth while `token` holds an accepted socket on each service: the
+    revocations auth publishes close both (4503) and make new handshakes fail (4503) within 5 s."""
+    async with connected(producer, bearer(token)) as one, connected(consumer, bearer(token)) as two:
+        async with asyncio.timeout(5):
+            for ws in (one, two):
+                await ws.send(json.dumps({"type": "ping"}))
+                while json.loads(await ws.recv())["type"] != "pong":
+                    pass
+        deletion = await auth.service.delete_user(user)
+        assert len(deletion.revoked) == 1
+        async with asyncio.timeout(5):
+            assert [await close_code(one), await close_code(two)] == [4503, 4503]
+    await until_refused(producer, consumer, token, within=5)
+
+
+async def close_code(ws: ClientConnection) -> int | None:
+    """Read until the server closes the connection; the code it closed with."""
+    try:
+        while True:
+            await ws.recv()
+    except ConnectionClosed as closed:
+        return closed.rcvd.code if closed.rcvd else None
+
+
+async def until_refused(
+    producer: str,
+    consumer: str,
+    token: str,
+    *,
+    within: float,
+    before_each_try: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Until both services close a handshake with `token` 4503."""
+    deadline = time.monotonic() + within
     pending = {producer, consumer}
     while pending:
         assert time.monotonic() < deadline, f"revocation not applied by {pending}"
-        await client.publish(SESSION_REVOKED, SessionRevoked(session, user).encode())
-        await client.flush()
+        if before_each_try is not None:
+            await before_each_try()
         for base in list(pending):
             outcome = await converse(base, bearer(token), [{"type": "ping"}], until="pong")
             if outcome.close_code == 4503:
@@ -294,6 +366,8 @@ def bad_token(kind: str, system: System) -> str | None:
         return new_refresh_token()
     if kind == "revoked_session":
         return factory.token(user, system.revoked)
+    if kind == "deleted_user":
+        return factory.token(system.friend, system.friend_session)
     if kind == "wrong_typ":
         return jwt.encode(
             claims, factory.key, algorithm="EdDSA", headers={"kid": factory.kid, "typ": "JWT"}
@@ -403,7 +477,7 @@ async def test_producer_socket_refuses(
     outcome = await converse(system.producer, headers, frames)
     assert outcome.frames == []
     assert outcome.close_code == CLOSE_CODE.get(kind, 4500)
-    assert await system.observer.about(system.user, since) == []
+    assert await system.observer.about(system.claimant(kind), since) == []
 
 
 @pytest.mark.parametrize("kind", BAD)
@@ -460,10 +534,12 @@ async def test_consumer_socket_control_accepts_a_valid_token(
         assert "error" not in outcome.frames[-1]["conversations"][str(system.direct)]
 
 
-# A later `auth` frame on an open connection replaces its token: a bad one must not.
+# A later `auth` frame on an open connection replaces its token: a bad one must not. (A deleted
+# user has no open connection left to send one on: `delete` checks that the deletion closed them.)
+LATER_BAD = [kind for kind in BAD if kind != "deleted_user"]
 
 
-@pytest.mark.parametrize("kind", BAD)
+@pytest.mark.parametrize("kind", LATER_BAD)
 async def test_producer_refuses_a_bad_token_in_a_later_auth_frame(
     system: System, kind: str
 ) -> None:
@@ -476,7 +552,7 @@ async def test_producer_refuses_a_bad_token_in_a_later_auth_frame(
     assert error["code"] == ("validation_failed" if kind == "no_token" else "unauthorized")
 
 
-@pytest.mark.parametrize("kind", BAD)
+@pytest.mark.parametrize("kind", LATER_BAD)
 async def test_consumer_refuses_a_bad_token_in_a_later_auth_frame(
     system: System, kind: str
 ) -> None:
@@ -570,7 +646,7 @@ async def test_producer_http_refuses(system: System, route: str, kind: str) -> N
         system.producer, PRODUCER_ROUTES[route], system, headers, system.bystander
     )
     assert_unauthorized(response)
-    assert await system.observer.about(system.user, since) == []
+    assert await system.observer.about(system.claimant(kind), since) == []
 
 
 @pytest.mark.parametrize("kind", BAD)

@@ -60,21 +60,35 @@ class NatsBus:
         delay = min(0.2, max_backoff)
         while self._nc is None:
             try:
-                self._nc = await nats.connect(
-                    servers=self._servers,
-                    name="rtm-auth",
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=1,
-                    connect_timeout=2,
-                    error_cb=self._on_error,
-                    disconnected_cb=self._on_disconnected,
-                    reconnected_cb=self._on_reconnected,
-                )
+                self._nc = await self._connect(max_reconnect_attempts=-1)
             except DELIVERY_ERRORS as exc:
                 logger.warning("NATS not reachable (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, max_backoff)
         logger.info("connected to NATS")
+
+    async def connect_briefly(self) -> bool:
+        """Two quick attempts, for a short-lived command that must not wait for NATS (the
+        connection it makes gives up soon after a disconnect, too): whether it connected."""
+        if self._nc is None:
+            try:
+                self._nc = await self._connect(max_reconnect_attempts=1)
+            except DELIVERY_ERRORS as exc:
+                logger.warning("NATS not reachable (%s)", exc)
+                return False
+        return True
+
+    async def _connect(self, *, max_reconnect_attempts: int) -> NatsClient:
+        return await nats.connect(
+            servers=self._servers,
+            name="rtm-auth",
+            max_reconnect_attempts=max_reconnect_attempts,
+            reconnect_time_wait=1,
+            connect_timeout=2,
+            error_cb=self._on_error,
+            disconnected_cb=self._on_disconnected,
+            reconnected_cb=self._on_reconnected,
+        )
 
     async def publish_revocation(self, event: SessionRevoked) -> None:
         """Core publish (flushed: the server has it) then the KV entry. Raises on failure."""
@@ -110,7 +124,8 @@ class NatsBus:
         logger.warning("NATS error: %s", exc)
 
     async def _on_disconnected(self) -> None:
-        logger.warning("NATS disconnected; reconnecting")
+        if self._nc is not None:  # not our own close()
+            logger.warning("NATS disconnected; reconnecting")
 
     async def _on_reconnected(self) -> None:
         logger.info("NATS reconnected")

@@ -111,6 +111,19 @@ async def me(service: Service, caller: Caller) -> UserOut:
     return UserOut.of(await service.get_user(caller, None))
 
 
+@auth_router.delete(
+    "/me",
+    status_code=status.HTTP_204_NO_CONTENT,
+    operation_id="delete_me",
+    responses=error_responses(401),
+)
+async def delete_me(service: Service, caller: Caller) -> Response:
+    """Delete the caller's account for good: every session ends (sockets close with 4503 within
+    seconds), logging in is refused like an unknown user, and the username stays taken."""
+    await service.delete_user(caller.user_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
 @auth_router.get("/sessions", operation_id="list_sessions", responses=error_responses(401))
 async def list_sessions(service: Service, caller: Caller) -> SessionsOut:
     """The caller's live sessions, newest first."""
@@ -146,7 +159,7 @@ async def get_user(user_id: uuid.UUID, service: Service, caller: Caller) -> User
     return UserOut.of(await service.get_user(caller, user_id))
 
 
-@jwks_router.get("/.well-known/jwks.json", operation_id="jwks")
+@jwks_router.get("/.well-known/jwks.json", operation_id="jwks", responses=error_responses(503))
 async def jwks(service: Service, response: Response) -> JwksOut:
     """The public keys that verify access tokens (cache briefly; refetch on an unknown `kid`)."""
     response.headers["Cache-Control"] = "public, max-age=60"

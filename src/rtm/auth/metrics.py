@@ -26,7 +26,8 @@ REFRESHES = Counter(
 )
 REVOCATIONS = Counter(
     "rtm_auth_revocations_total",
-    "Sessions ended, by reason: logout, revoked (by its user), refresh_reuse",
+    "Sessions ended, by reason: logout, revoked (by its user, or its account deleted), "
+    "refresh_reuse",
     ["reason"],
 )
 

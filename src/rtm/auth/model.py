@@ -70,6 +70,15 @@ class Grant:
     user: User
 
 
+@dataclass(frozen=True, slots=True)
+class Deletion:
+    """What deleting an account did (deleting is idempotent)."""
+
+    user: User
+    newly_deleted: bool  # False: it was deleted already
+    revoked: tuple[Session, ...]  # the live sessions this call ended
+
+
 class RevokeReason(StrEnum):
     LOGOUT = "logout"
     REVOKED = "revoked"

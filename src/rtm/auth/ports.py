@@ -16,6 +16,7 @@ from typing import Protocol
 from rtm.auth.model import (
     ClientInfo,
     Credentials,
+    Deletion,
     RevokeReason,
     Rotation,
     Session,
@@ -42,8 +43,20 @@ class AuthStore(Protocol):
     async def search_users(self, prefix: str, limit: int) -> Sequence[User]:
         """Live users whose username starts with `prefix`, by username."""
 
-    async def create_session(self, session: Session, refresh_hash: bytes) -> None:
-        """Store a new session and its first refresh token (expiring with the session)."""
+    async def find_user_id(self, username: str) -> uuid.UUID | None:
+        """The id of the user with this normalised name, deleted or not."""
+
+    async def delete_user(
+        self, user_id: uuid.UUID, *, now: datetime, reason: RevokeReason
+    ) -> Deletion | None:
+        """In one transaction: mark the user deleted (an earlier deletion stands) and end each of
+        their live sessions as `revoke_session` does (so the revocation outbox relays them).
+        None: no such user."""
+
+    async def create_session(self, session: Session, refresh_hash: bytes) -> bool:
+        """Store a new session and its first refresh token (expiring with the session). False,
+        storing nothing, when the user is deleted: serialised with `delete_user`, so a login
+        racing a deletion either opens a session the deletion then ends, or none."""
 
     async def rotate_refresh_token(
         self,

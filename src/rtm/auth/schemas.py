@@ -21,23 +21,44 @@ class _Body(BaseModel):
     model_config = ConfigDict(strict=True)
 
 
+_EXAMPLE_REFRESH = "rtmr_6QmJ0b3bq0H2Zk9cXo1v3w8yR5tN7uLpA4sD2fG1hJk"
+
+
 class RegisterBody(_Body):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"username": "alice", "password": "correct horse battery", "display_name": "Alice"}
+            ]
+        }
+    )
+
     username: str = Field(max_length=256, examples=["alice"])
     password: str = Field(max_length=4096, description="8-1024 bytes of UTF-8")
     display_name: str | None = Field(None, max_length=256, examples=["Alice"])
 
 
 class LoginBody(_Body):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"username": "alice", "password": "correct horse battery"}]}
+    )
+
     username: str = Field(max_length=256, examples=["alice"])
     password: str = Field(max_length=4096)
 
 
 class RefreshBody(_Body):
-    refresh_token: str = Field(max_length=1024)
+    model_config = ConfigDict(json_schema_extra={"examples": [{"refresh_token": _EXAMPLE_REFRESH}]})
+
+    refresh_token: str = Field(max_length=1024, description="from login or the last refresh")
 
 
 class LogoutBody(_Body):
-    refresh_token: str | None = Field(None, max_length=1024)
+    model_config = ConfigDict(json_schema_extra={"examples": [{"refresh_token": _EXAMPLE_REFRESH}]})
+
+    refresh_token: str | None = Field(
+        None, max_length=1024, description="the session to end; none: the bearer token's"
+    )
 
 
 class _Out(BaseModel):

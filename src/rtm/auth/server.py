@@ -1,5 +1,7 @@
 """The gRPC server: AuthService, `grpc.health.v1.Health` and server reflection on one port.
 
+Each call gets a correlation id, logged as `cid` on every line logged while it is served: the
+client's `x-request-id` metadata when it is a sane token, else a fresh one (`RequestIdInterceptor`).
 Health reports NOT_SERVING (for "" and for `rtm.auth.v1.AuthService`) whenever the readiness
 probe fails (PostgreSQL unreachable, no signing key yet); `HealthReporter` re-checks it every few
 seconds. Requests larger than `max_message_bytes` are refused by gRPC itself with
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -19,6 +22,7 @@ from grpc_reflection.v1alpha import reflection
 
 from rtm.auth.proto import auth_pb2, auth_pb2_grpc
 from rtm.auth.servicer import AuthServicer
+from rtm.shared.logging import bind_log_context, correlation_id
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +63,31 @@ class HealthReporter:
             await asyncio.sleep(self._interval)
 
 
+if TYPE_CHECKING:  # generic in the type stubs only
+    _ServerInterceptor = grpc.aio.ServerInterceptor[Any, Any]
+else:
+    _ServerInterceptor = grpc.aio.ServerInterceptor
+
+
+class RequestIdInterceptor(_ServerInterceptor):
+    """Binds the call's correlation id (`cid`) to the logging context. gRPC runs each call's
+    interceptors and handler in one fresh context, so the binding ends with the call."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        offered = None
+        for key, value in handler_call_details.invocation_metadata or ():
+            if key == "x-request-id" and isinstance(value, str):
+                offered = value
+        bind_log_context(cid=correlation_id(offered))
+        return await continuation(handler_call_details)
+
+
 def create_grpc_server(
     servicer: AuthServicer,
     *,
@@ -66,11 +95,12 @@ def create_grpc_server(
 ) -> tuple[grpc.aio.Server, HealthServicer]:
     """A server with our services registered (not bound, not started)."""
     server = grpc.aio.server(
+        interceptors=[RequestIdInterceptor()],
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", 4 * 1024 * 1024),
             ("grpc.so_reuseport", 0),
-        ]
+        ],
     )
     auth_pb2_grpc.add_AuthServiceServicer_to_server(servicer, server)
     health = HealthServicer()

@@ -6,6 +6,7 @@ their transport to these calls and `AuthError`/`TokenError` back to status codes
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -27,6 +28,7 @@ from rtm.auth.metrics import LOGINS, REFRESHES, REGISTRATIONS, REVOCATIONS
 from rtm.auth.model import (
     PASSWORD_MAX_BYTES,
     ClientInfo,
+    Deletion,
     Grant,
     RevokeReason,
     RotateOutcome,
@@ -313,6 +315,37 @@ class AuthService:
             REVOCATIONS.labels(RevokeReason.REVOKED.value).inc()
             self._notify_ids(session_id, caller.user_id)
 
+    async def delete_user(self, user_id: uuid.UUID) -> Deletion:
+        """Delete the account for good, in one transaction: `deleted_at` is set and every live
+        session ends like a revoked one (its refresh tokens die with it, and `SessionRevoked`
+        reaches NATS, so producer and consumer refuse its access tokens within seconds).
+
+        Logging in is then refused like an unknown user; the username stays taken. Deleting a
+        deleted account again is fine (`newly_deleted` False). NotFound: no such user."""
+        deletion = await self._store.delete_user(
+            user_id, now=self._clock(), reason=RevokeReason.REVOKED
+        )
+        if deletion is None:
+            raise NotFound("user")
+        for session in deletion.revoked:
+            REVOCATIONS.labels(RevokeReason.REVOKED.value).inc()
+            self._notify(session)
+        if deletion.newly_deleted:
+            logger.info("deleted user %s (%d sessions revoked)", user_id, len(deletion.revoked))
+        return deletion
+
+    async def user_id_of(self, reference: str) -> uuid.UUID:
+        """The id `reference` names: a user id (hyphenated form) or a username, deleted users
+        included (so that deleting again is harmless). NotFound when no user has that name."""
+        if len(reference) == 36:  # longer than any username: no ambiguity
+            with contextlib.suppress(ValueError):
+                return uuid.UUID(reference)
+        name = login_username(reference)
+        user_id = await self._store.find_user_id(name) if name else None
+        if user_id is None:
+            raise NotFound("user")
+        return user_id
+
     def jwks(self) -> dict[str, list[dict[str, str]]]:
         """Unavailable (not an empty set) before the keys are loaded: a verifier caching an
         empty JWKS would refuse every token until its next refresh."""
@@ -346,7 +379,8 @@ class AuthService:
             ip=client.address,
         )
         refresh_token = new_refresh_token()
-        await self._store.create_session(session, hash_refresh_token(refresh_token))
+        if not await self._store.create_session(session, hash_refresh_token(refresh_token)):
+            raise InvalidCredentials()  # deleted since its credentials were read
         access = self._signer.sign(
             kid=signing_key.kid,
             key=signing_key.private_key,

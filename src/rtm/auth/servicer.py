@@ -2,7 +2,7 @@
 
 Each RPC converts its request to a call of `AuthService` and the result to its response; errors
 are translated once, in `_translated`: an `RtmError` becomes its status code (PROTOCOL.md §3),
-anything else is logged with a correlation id and answered INTERNAL, never UNKNOWN.
+anything else is logged with the call's correlation id and answered INTERNAL, never UNKNOWN.
 Authenticated RPCs read `authorization: Bearer <token>` from the call metadata.
 """
 
@@ -25,6 +25,7 @@ from rtm.auth.proto import auth_pb2_grpc as pb_grpc
 from rtm.auth.service import AuthService
 from rtm.shared.errors import ErrorCode, RtmError
 from rtm.shared.ids import new_id
+from rtm.shared.logging import context_field
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def _translated(method: Method[Req, Resp]) -> Method[Req, Resp]:
                 metadata = (("retry-after-ms", str(exc.retry_after_ms)),)
             await context.abort(STATUS[exc.code], exc.message, metadata)
         except Exception:  # last resort: log it, answer INTERNAL rather than UNKNOWN
-            correlation = str(new_id())
+            correlation = context_field("cid") or str(new_id())
             logger.exception("unhandled error in %s", method.__name__, extra={"cid": correlation})
             await context.abort(
                 grpc.StatusCode.INTERNAL, f"internal error; correlation id {correlation}"

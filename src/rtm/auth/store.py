@@ -19,6 +19,7 @@ from rtm.auth.exceptions import UsernameTaken
 from rtm.auth.model import (
     ClientInfo,
     Credentials,
+    Deletion,
     RevokeReason,
     RotateOutcome,
     Rotation,
@@ -107,8 +108,49 @@ class PostgresAuthStore:
             )
         return [_user(row) for row in rows]
 
-    async def create_session(self, session: Session, refresh_hash: bytes) -> None:
+    async def find_user_id(self, username: str) -> uuid.UUID | None:
+        async with self._db.connection() as conn:
+            found: uuid.UUID | None = await conn.fetchval(
+                "SELECT id FROM auth.users WHERE username = $1", username
+            )
+        return found
+
+    async def delete_user(
+        self, user_id: uuid.UUID, *, now: datetime, reason: RevokeReason
+    ) -> Deletion | None:
         async with self._db.connection() as conn, conn.transaction():
+            # FOR UPDATE waits for logins holding the row (create_session) and makes later ones
+            # see the deletion; the sessions those logins opened are visible to the next query.
+            row = await conn.fetchrow(
+                "SELECT id, username, display_name, created_at, deleted_at FROM auth.users"
+                " WHERE id = $1 FOR UPDATE",
+                user_id,
+            )
+            if row is None:
+                return None
+            if row["deleted_at"] is None:
+                await conn.execute(
+                    "UPDATE auth.users SET deleted_at = $2 WHERE id = $1", user_id, now
+                )
+            live = await conn.fetch(
+                "SELECT id FROM auth.sessions"
+                " WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2",
+                user_id,
+                now,
+            )
+            revoked = [await self._revoke(conn, r["id"], now, reason) for r in live]
+        return Deletion(
+            _user(row), row["deleted_at"] is None, tuple(s for s in revoked if s is not None)
+        )
+
+    async def create_session(self, session: Session, refresh_hash: bytes) -> bool:
+        async with self._db.connection() as conn, conn.transaction():
+            live = await conn.fetchval(
+                "SELECT 1 FROM auth.users WHERE id = $1 AND deleted_at IS NULL FOR SHARE",
+                session.user_id,
+            )  # a running delete_user holds the row: wait for it, then see the deletion
+            if live is None:
+                return False
             await conn.execute(
                 "INSERT INTO auth.sessions (id, user_id, created_at, last_used_at, expires_at,"
                 " user_agent, ip) VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -120,6 +162,7 @@ class PostgresAuthStore:
                 " VALUES ($1, $2, $3, $4)",
                 refresh_hash, session.id, session.created_at, session.expires_at,
             )  # fmt: skip
+        return True
 
     async def rotate_refresh_token(
         self,

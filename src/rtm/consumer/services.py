@@ -66,6 +66,8 @@ class PartitionWorker:
             pending = [p for p in (_decode(d) for d in fresh) if p is not None]
             new_offset = fresh[-1].stream_seq
             batch = await self._store.store_batch(self.partition, self.offset, new_offset, pending)
+            if batch.skipped:
+                _log_skipped(pending, batch.messages)
             self.offset = new_offset
             await self._source.ack(deliveries)
             if batch.messages:
@@ -89,6 +91,24 @@ class OutOfOrder(Exception):
 
     def __init__(self, partition: int, seqs: list[int]) -> None:
         super().__init__(f"partition {partition}: out-of-order batch {seqs[:5]}...")
+
+
+def _log_skipped(pending: list[Pending], stored: list[StoredMessage]) -> None:
+    """One line per message of a batch that was not stored: a redelivered duplicate of a stored
+    send, or a message to a conversation that does not exist (ids only, never the body)."""
+    kept = {message.message_id for message in stored}
+    for item in pending:
+        message = item.message
+        if message.message_id not in kept:
+            logger.info(
+                "not stored: a duplicate, or its conversation does not exist",
+                extra={
+                    "message_id": message.message_id,
+                    "client_msg_id": message.client_msg_id,
+                    "conversation_id": message.conversation_id,
+                    "stream_seq": item.stream_seq,
+                },
+            )
 
 
 def _decode(delivery: Delivery) -> Pending | None:

@@ -2,9 +2,11 @@
 
 It gives each service the same operational surface (PROTOCOL.md §2): `/health`, `/health/live`,
 `/health/ready`, `/metrics`, Swagger UI at `/v1/swagger` served from local assets (works offline),
-the OpenAPI document at `/v1/openapi.json`, CORS for `allowed_origins`, and one error envelope
+the OpenAPI document at `/v1/openapi.json`, CORS for `allowed_origins`, one error envelope
 `{"error": {"code", "message", "field"?}}` for every failure, including FastAPI's own validation
-errors and unparseable JSON.
+errors and unparseable JSON, and a correlation id per request: the client's `X-Request-Id` when
+it is a sane token, else a fresh one, echoed in the response's `X-Request-Id`, logged as `cid`
+on every line logged while the request is handled, and named by an internal error's message.
 """
 
 from __future__ import annotations
@@ -21,16 +23,55 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rtm.shared.errors import ErrorCode, RtmError, http_status
 from rtm.shared.health import Readiness
-from rtm.shared.ids import new_id
+from rtm.shared.logging import correlation_id, log_context
 from rtm.shared.settings import CommonSettings
 
 logger = logging.getLogger(__name__)
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[Any]] | None
+
+REQUEST_ID_HEADER = "X-Request-Id"
+# Where the request's id is kept in the ASGI scope, for the internal-error handler: Starlette runs
+# it outside every middleware, after `RequestIdMiddleware` has left the request.
+_SCOPE_KEY = "rtm.request_id"
+
+
+class RequestIdMiddleware:
+    """Gives each HTTP request its correlation id (see the module docstring). WebSockets pass
+    through: their handlers set a per-connection id (`rtm.shared.ws.connection_log_context`)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = correlation_id(Headers(scope=scope).get(REQUEST_ID_HEADER))
+        scope[_SCOPE_KEY] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+            await send(message)
+
+        with log_context(cid=request_id):
+            await self.app(scope, receive, send_with_id)
+
+
+def request_id(request: Request) -> str:
+    """The correlation id of `request` (a fresh one outside `RequestIdMiddleware`)."""
+    found = request.scope.get(_SCOPE_KEY)
+    if not isinstance(found, str):
+        found = request.scope[_SCOPE_KEY] = correlation_id(None)
+    return found
+
 
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -111,13 +152,15 @@ async def _on_http_error(_: Request, exc: Exception) -> Response:
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
-    correlation = str(new_id())
+    correlation = request_id(request)
     logger.exception(
         "unhandled error on %s %s", request.method, request.url.path, extra={"cid": correlation}
     )
-    return error_response(
+    response = error_response(
         RtmError(ErrorCode.INTERNAL, f"internal error; correlation id {correlation}")
     )
+    response.headers[REQUEST_ID_HEADER] = correlation
+    return response
 
 
 def create_http_app(
@@ -146,7 +189,9 @@ def create_http_app(
         allow_credentials="*" not in origins,
         allow_methods=["*"],
         allow_headers=["*"],
+        expose_headers=[REQUEST_ID_HEADER],
     )
+    app.add_middleware(RequestIdMiddleware)  # added last: outermost, so CORS answers carry it
     app.add_exception_handler(RtmError, _on_rtm_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)

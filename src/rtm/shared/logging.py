@@ -1,19 +1,72 @@
 """Process-wide logging: JSON lines when not on a terminal, readable text when on one.
 
-One line per event. Callers pass a correlation id through `extra={"cid": ...}`; it is printed
-when present. Message bodies and secrets never go into INFO lines.
+One line per event. Correlation: while an HTTP request is handled its id is `cid` (the
+`X-Request-Id` the client sent when it is a sane token, else a fresh one; see
+`rtm.shared.http`), on a WebSocket the connection's id is `conn` (`rtm.shared.ws`), and on a gRPC
+call `cid` again (auth's interceptor). They live in a context variable (`log_context`) that
+`ContextFilter`, installed by `setup_logging`, copies onto every record; fields passed with
+`extra=` (such as `message_id`, `client_msg_id`) win. Message bodies and secrets never go into
+INFO lines.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Literal
+
+from rtm.shared.ids import new_id
 
 LogFormat = Literal["auto", "json", "text"]
 
 _RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+_SANE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_CONTEXT: ContextVar[Mapping[str, str] | None] = ContextVar("rtm_log_context", default=None)
+
+
+def correlation_id(offered: str | None) -> str:
+    """`offered` (a client's `X-Request-Id`) when it is a sane token (at most 64 characters of
+    `[A-Za-z0-9._-]`), else a fresh id: what a client sends is never logged unchecked."""
+    if offered is not None and _SANE_ID.fullmatch(offered):
+        return offered
+    return str(new_id())
+
+
+@contextmanager
+def log_context(**fields: str) -> Iterator[None]:
+    """Add `fields` (e.g. `cid=...`, `conn=...`) to every record logged inside the block, in
+    this task and in the tasks it starts."""
+    token = _CONTEXT.set({**(_CONTEXT.get() or {}), **fields})
+    try:
+        yield
+    finally:
+        _CONTEXT.reset(token)
+
+
+def bind_log_context(**fields: str) -> None:
+    """Add `fields` to the current context until it ends, for a unit of work that has a context
+    of its own and no block to wrap (a gRPC call: its interceptors and handler share one)."""
+    _CONTEXT.set({**(_CONTEXT.get() or {}), **fields})
+
+
+def context_field(name: str) -> str | None:
+    """The current value of a `log_context` field (None outside any)."""
+    return (_CONTEXT.get() or {}).get(name)
+
+
+class ContextFilter(logging.Filter):
+    """Copies the `log_context` fields onto each record (an `extra=` of the same name wins)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key, value in (_CONTEXT.get() or {}).items():
+            if not hasattr(record, key):
+                setattr(record, key, value)
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -60,6 +113,7 @@ def setup_logging(service: str, level: str = "INFO", fmt: LogFormat = "auto") ->
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(service) if use_json else TextFormatter(service))
+    handler.addFilter(ContextFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -2,7 +2,8 @@
 and a bounded outbound queue (PROTOCOL.md §3, §8).
 
 The handshake accepts either `Authorization: Bearer` on the upgrade request or, for browsers, a
-first frame `{"type":"auth","token":...}` within `timeout` seconds.
+first frame `{"type":"auth","token":...}` within `timeout` seconds. Each connection has an id,
+logged as `conn` on every line logged while it is served (`connection_log_context`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import contextlib
 import logging
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from enum import IntEnum
 
 import orjson
@@ -20,6 +21,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from rtm.shared.errors import RtmError
 from rtm.shared.frames import parse_frame
+from rtm.shared.logging import correlation_id, log_context
 from rtm.shared.tokens import AccessClaims, TokenError, TokenExpired, TokenVerifier
 
 logger = logging.getLogger(__name__)
@@ -53,6 +55,15 @@ class HandshakeFailed(Exception):
         super().__init__(reason)
         self.code = code
         self.reason = reason
+
+
+@contextlib.contextmanager
+def connection_log_context(websocket: WebSocket) -> Iterator[str]:
+    """Serve a connection inside this block: every line logged meanwhile, by it and by the tasks
+    it starts, carries `conn`, the upgrade request's sane `X-Request-Id` or a fresh id."""
+    conn = correlation_id(websocket.headers.get("x-request-id"))
+    with log_context(conn=conn):
+        yield conn
 
 
 def bearer_token(authorization: str | None) -> str | None:

@@ -157,8 +157,8 @@ async def test_jwks_is_public_and_cacheable(http: httpx.AsyncClient, runtime: Au
 async def test_docs_health_and_operation_ids(http: httpx.AsyncClient) -> None:
     spec = (await http.get("/v1/openapi.json")).json()
     operations = {op["operationId"] for path in spec["paths"].values() for op in path.values()}
-    assert {"register", "login", "refresh", "logout", "me", "list_sessions", "revoke_session",
-            "search_users", "get_user", "jwks"} <= operations  # fmt: skip
+    assert {"register", "login", "refresh", "logout", "me", "delete_me", "list_sessions",
+            "revoke_session", "search_users", "get_user", "jwks"} <= operations  # fmt: skip
     assert (await http.get("/v1/swagger")).status_code == 200
     assert (await http.get("/health")).json() == {"status": "ok"}
     ready = await http.get("/health/ready")

@@ -111,6 +111,7 @@ HTTP_ROUTES = [
     ("DELETE", f"/v1/auth/sessions/{uuid.uuid4()}"),
     ("GET", "/v1/users?q=v"),
     ("GET", f"/v1/users/{uuid.uuid4()}"),
+    ("DELETE", "/v1/auth/me"),  # an accepted bad token would delete the victim's account
 ]
 
 

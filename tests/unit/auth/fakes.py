@@ -18,6 +18,7 @@ from rtm.auth.keys import KeyCipher
 from rtm.auth.model import (
     ClientInfo,
     Credentials,
+    Deletion,
     RevokeReason,
     RotateOutcome,
     Rotation,
@@ -98,9 +99,32 @@ class InMemoryAuthStore:
         )
         return [u for u in users if u.username.startswith(prefix)][:limit]
 
-    async def create_session(self, session: Session, refresh_hash: bytes) -> None:
+    async def find_user_id(self, username: str) -> uuid.UUID | None:
+        return next((u.id for u, _ in self.users.values() if u.username == username), None)
+
+    async def delete_user(
+        self, user_id: uuid.UUID, *, now: datetime, reason: RevokeReason
+    ) -> Deletion | None:
+        found = self.users.get(user_id)
+        if found is None:
+            return None
+        newly_deleted = user_id not in self.deleted
+        self.deleted.add(user_id)
+        revoked = tuple(
+            row.session
+            for row in self.sessions.values()
+            if row.session.user_id == user_id
+            and row.session.expires_at > now
+            and self._revoke(row, now, reason)
+        )
+        return Deletion(found[0], newly_deleted, revoked)
+
+    async def create_session(self, session: Session, refresh_hash: bytes) -> bool:
+        if session.user_id not in self.users or session.user_id in self.deleted:
+            return False
         self.sessions[session.id] = _SessionRow(session)
         self.tokens[refresh_hash] = _TokenRow(session.id, session.expires_at)
+        return True
 
     async def rotate_refresh_token(
         self,

@@ -241,3 +241,105 @@ async def test_a_token_respelled_in_its_signatures_spare_bits_is_refused(kit: Se
     with pytest.raises(TokenError):
         await kit.service.authenticate(respelled)
     assert (await kit.service.authenticate(token)).user_id is not None
+
+
+# -- deleting an account ----------------------------------------------------------------------
+
+
+async def test_deleting_a_user_ends_every_live_session_and_refuses_them_everything(
+    kit: ServiceKit,
+) -> None:
+    await signed_up(kit)
+    await signed_up(kit, "bob")
+    one = await kit.service.login("alice", "password-1", CLIENT)
+    two = await kit.service.login("alice", "password-1", CLIENT)
+    ended = await kit.service.login("alice", "password-1", CLIENT)
+    await kit.service.logout(refresh_token=ended.refresh_token, access_token=None)
+    bob = await kit.service.login("bob", "password-1", CLIENT)
+    before = len(kit.notifier.events)
+
+    deletion = await kit.service.delete_user(one.user.id)
+
+    assert deletion.newly_deleted
+    assert {s.id for s in deletion.revoked} == {one.session_id, two.session_id}
+    # one SessionRevoked per session it ended, like logout and RevokeSession send
+    announced = [(e.session_id, e.user_id) for e in kit.notifier.events[before:]]
+    assert sorted(announced) == sorted(
+        [(one.session_id, one.user.id), (two.session_id, one.user.id)]
+    )
+    unpublished = {e.session_id for e in await kit.store.unpublished_revocations()}
+    assert {one.session_id, two.session_id} <= unpublished  # the relay's work list, too
+    for session in (one.session_id, two.session_id):
+        assert kit.store.revoked_reason(session) is RevokeReason.REVOKED
+    for grant in (one, two):
+        with pytest.raises(TokenError):
+            await kit.service.authenticate(grant.access_token)
+        with pytest.raises(InvalidRefreshToken):
+            await kit.service.refresh(grant.refresh_token, CLIENT)
+    await kit.service.authenticate(bob.access_token)  # others are untouched
+
+
+async def test_a_deleted_user_logs_in_like_an_unknown_one_and_keeps_the_name_taken(
+    kit: ServiceKit,
+) -> None:
+    await signed_up(kit)
+    grant = await kit.service.login("alice", "password-1", CLIENT)
+    await kit.service.delete_user(grant.user.id)
+    answers = []
+    for name, password in (("alice", "password-1"), ("nobody", "password-1")):
+        with pytest.raises(InvalidCredentials) as caught:
+            await kit.service.login(name, password, CLIENT)
+        answers.append((caught.value.code, caught.value.message))
+    assert answers[0] == answers[1]
+    with pytest.raises(UsernameTaken):
+        await kit.service.register("ALICE", "password-2", None)
+    await signed_up(kit, "carol")
+    carol = await kit.service.login("carol", "password-1", CLIENT)
+    caller = await kit.service.authenticate(carol.access_token)
+    with pytest.raises(NotFound):
+        await kit.service.get_user(caller, grant.user.id)
+    assert await kit.service.search_users(caller, "alice", None) == []
+
+
+async def test_deleting_is_idempotent_and_an_unknown_user_is_not_found(kit: ServiceKit) -> None:
+    await signed_up(kit)
+    grant = await kit.service.login("alice", "password-1", CLIENT)
+    await kit.service.delete_user(grant.user.id)
+    events = list(kit.notifier.events)
+    again = await kit.service.delete_user(grant.user.id)
+    assert (again.newly_deleted, again.revoked, again.user.id) == (False, (), grant.user.id)
+    assert kit.notifier.events == events  # nothing announced twice
+    with pytest.raises(NotFound):
+        await kit.service.delete_user(uuid.uuid4())
+
+
+async def test_a_login_racing_the_deletion_opens_no_session(kit: ServiceKit) -> None:
+    """The deletion lands between the password check and the new session: no session."""
+    await signed_up(kit)
+    user_id = await kit.service.user_id_of("alice")
+
+    class DeletingHasher(PasswordHasher):
+        async def verify(self, password_hash: str | None, password: str) -> bool:
+            ok = await super().verify(password_hash, password)
+            await racing.service.delete_user(user_id)
+            return ok
+
+    racing = await service_kit(hasher=DeletingHasher(FAST_ARGON2))
+    racing.store.users.update(kit.store.users)
+    try:
+        with pytest.raises(InvalidCredentials):
+            await racing.service.login("alice", "password-1", CLIENT)
+        assert racing.store.sessions == {}
+    finally:
+        racing.hasher.close()
+
+
+async def test_users_are_named_by_username_or_id_deleted_ones_included(kit: ServiceKit) -> None:
+    user = await kit.service.register("Alice", "password-1", None)
+    assert await kit.service.user_id_of("ALICE") == user.id
+    assert await kit.service.user_id_of(str(user.id)) == user.id
+    await kit.service.delete_user(user.id)
+    assert await kit.service.user_id_of("alice") == user.id
+    for unknown in ("nobody", "not a name", user.id.hex):  # 32 hex digits: a username, not an id
+        with pytest.raises(NotFound):
+            await kit.service.user_id_of(unknown)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -140,3 +141,23 @@ def test_the_delivery_codec_round_trips() -> None:
     assert b'"seq":7' in live.frame
     with pytest.raises(ValueError, match="malformed"):
         decode_delivery(b"no header")
+
+
+async def test_a_message_not_stored_is_logged_with_its_ids_and_without_its_body(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    first = delivery(1)
+    again = AcceptedMessage.decode(first.payload)
+    resent = AcceptedMessage(uuid.uuid4(), CONV, ALICE, again.client_msg_id, "private words", NOW)
+    source = FakeSource([[first], [Delivery(2, resent.encode(), token=2)]])
+    store, fanout = InMemoryMessageStore(source.log), FakeFanout()
+    runner = worker(source, store, fanout)
+    await runner.step()
+    outcome = await runner.step()
+    assert (outcome.stored, outcome.skipped) == (0, 1)
+    [line] = [r for r in caplog.records if r.getMessage().startswith("not stored")]
+    assert getattr(line, "message_id", None) == resent.message_id
+    assert getattr(line, "client_msg_id", None) == resent.client_msg_id
+    assert getattr(line, "stream_seq", None) == 2
+    assert "private words" not in str(line.__dict__)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 import pytest
@@ -142,3 +143,35 @@ async def test_prepare_then_submit_then_complete_is_the_same_as_send(world: Worl
     pending = await world.service.submit(prepared)
     ack = await world.service.complete(prepared, pending)
     assert ack.message_id == prepared.message_id
+
+
+@pytest.mark.parametrize(("outage", "level"), [("bus", logging.DEBUG), ("pubacks", logging.INFO)])
+async def test_a_failed_publish_is_logged_with_the_ids_and_without_the_body(
+    world: World, caplog: pytest.LogCaptureFixture, outage: str, level: int
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    world.publisher.down = outage == "bus"
+    world.publisher.fail_receipts = outage == "pubacks"
+    command = world.send("secret words")
+    with pytest.raises(Unavailable):
+        await world.service.send(command)
+    [line] = [r for r in caplog.records if r.getMessage().startswith("publish failed")]
+    assert line.levelno == level
+    assert getattr(line, "client_msg_id", None) == command.client_msg_id
+    assert isinstance(getattr(line, "message_id", None), uuid.UUID)
+    assert getattr(line, "code", None) == "unavailable"
+    assert "secret words" not in str(line.__dict__)
+
+
+async def test_a_duplicate_is_logged_at_debug_with_the_original_id(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    first = await world.service.send(world.send(client_msg_id=(key := uuid.uuid4())))
+    await world.service.send(world.send(client_msg_id=key))
+    [line] = [r for r in caplog.records if r.getMessage().startswith("duplicate send")]
+    assert line.levelno == logging.DEBUG
+    assert (getattr(line, "message_id", None), getattr(line, "client_msg_id", None)) == (
+        first.message_id,
+        key,
+    )

@@ -134,3 +134,23 @@ async def test_close_cancels_pending_checks_quietly(harness: Harness) -> None:
     await asyncio.sleep(0)
     await harness.pipeline.close()
     assert harness.results == []
+
+
+async def test_a_bug_while_sending_is_logged_with_the_send_and_its_correlation_id(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(_: object) -> object:
+        raise RuntimeError("bug")
+
+    harness.publisher.submit = broken  # type: ignore[method-assign, assignment]
+    harness.pipeline.start()
+    command = harness.command()
+    harness.pipeline.submit(command)
+    assert await harness.pipeline.drain(5)
+    await harness.pipeline.close()
+    [(_, error)] = harness.results
+    assert not isinstance(error, Ack)
+    assert error.code is ErrorCode.INTERNAL
+    [line] = [r for r in caplog.records if r.getMessage() == "unexpected error while sending"]
+    assert getattr(line, "client_msg_id", None) == command.client_msg_id
+    assert error.message.endswith(str(getattr(line, "cid", None)))

@@ -39,6 +39,7 @@ from rtm.shared.ws import (
     authenticate,
     close_code_for,
     close_quietly,
+    connection_log_context,
     origin_allowed,
 )
 
@@ -215,6 +216,12 @@ class ConsumerSession:
 
 @router.websocket("/v1/ws")
 async def consumer_socket(websocket: WebSocket) -> None:
+    """Live events and `resume` (PROTOCOL.md §6)."""
+    with connection_log_context(websocket):
+        await _serve(websocket)
+
+
+async def _serve(websocket: WebSocket) -> None:
     state = websocket.app.state
     settings: ConsumerSettings = state.settings
     hub: Hub = state.hub

@@ -63,6 +63,7 @@ from rtm.shared.ws import (
     auth_ok,
     authenticate,
     close_quietly,
+    connection_log_context,
     origin_allowed,
 )
 
@@ -86,7 +87,8 @@ _FLUSH_TIMEOUT = 2.0
 @router.websocket("/v1/ws")
 async def producer_socket(websocket: WebSocket) -> None:
     """Send messages, typing indicators and read markers (PROTOCOL.md §5)."""
-    await ProducerConnection(websocket, get_context(websocket)).serve()
+    with connection_log_context(websocket):
+        await ProducerConnection(websocket, get_context(websocket)).serve()
 
 
 def _ref_of(kind: str, frame: dict[str, Any]) -> str | None:

@@ -13,8 +13,26 @@ from rtm.producer.domain.ports import MessagePublisher, PendingPublish
 from rtm.producer.domain.rules import validate_body
 from rtm.producer.services.membership import MembershipService
 from rtm.shared.contract import AcceptedMessage
+from rtm.shared.errors import RtmError
 
 logger = logging.getLogger(__name__)
+
+
+def _publish_failed(message: AcceptedMessage, error: RtmError, level: int) -> None:
+    """One line per send JetStream did not confirm (the client is answered `unavailable` and
+    resends with the same `client_msg_id`); ids only, never the body. A send refused before it
+    reached the bus is DEBUG: while NATS is down that is every send, and the outage is logged
+    once already; one handed over and never confirmed is INFO (it may be stored after all)."""
+    logger.log(
+        level,
+        "publish failed: %s",
+        error.message,
+        extra={
+            "code": error.code.value,
+            "message_id": message.message_id,
+            "client_msg_id": message.client_msg_id,
+        },
+    )
 
 
 def _to_millis(moment: datetime) -> datetime:
@@ -73,6 +91,10 @@ class MessageService:
         check = await self._membership.check_send(command)
         if check.stored is not None:
             stored = check.stored
+            logger.debug(
+                "duplicate send: already stored",
+                extra={"message_id": stored.message_id, "client_msg_id": command.client_msg_id},
+            )
             return Ack(
                 client_msg_id=command.client_msg_id,
                 message_id=stored.message_id,
@@ -92,11 +114,19 @@ class MessageService:
         )
 
     async def submit(self, message: AcceptedMessage) -> PendingPublish:
-        return await self._publisher.submit(message)
+        try:
+            return await self._publisher.submit(message)
+        except RtmError as exc:
+            _publish_failed(message, exc, logging.DEBUG)
+            raise
 
     async def complete(self, message: AcceptedMessage, pending: PendingPublish) -> Ack:
         """The ack once JetStream has stored `message` (or had stored the same send before)."""
-        receipt = await pending.receipt()
+        try:
+            receipt = await pending.receipt()
+        except RtmError as exc:
+            _publish_failed(message, exc, logging.INFO)
+            raise
         if not receipt.duplicate:
             return Ack(
                 client_msg_id=message.client_msg_id,
@@ -106,6 +136,10 @@ class MessageService:
                 accepted_at=message.accepted_at,
             )
         original = await self._publisher.original(receipt.stream_seq)
+        logger.debug(
+            "duplicate send: JetStream had it",
+            extra={"message_id": original.message_id, "client_msg_id": message.client_msg_id},
+        )
         return Ack(
             client_msg_id=message.client_msg_id,
             message_id=original.message_id,

@@ -53,10 +53,13 @@ class _Publishing:
     pending: PendingPublish
 
 
-def internal_error(exc: BaseException, what: str) -> RtmError:
-    """A bug: logged with a correlation id that the client's error message repeats."""
+def internal_error(exc: BaseException, what: str, **fields: object) -> RtmError:
+    """A bug: logged with a correlation id that the client's error message repeats, and with
+    `fields` (the ids of the message concerned, say)."""
     correlation = str(new_id())
-    logger.error("unexpected error while %s", what, exc_info=exc, extra={"cid": correlation})
+    logger.error(
+        "unexpected error while %s", what, exc_info=exc, extra={"cid": correlation, **fields}
+    )
     return RtmError(ErrorCode.INTERNAL, f"internal error; correlation id {correlation}")
 
 
@@ -116,7 +119,8 @@ class SendPipeline:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self._published.put_nowait(_Answered(entry.command, internal_error(exc, "sending")))
+                error = internal_error(exc, "sending", client_msg_id=entry.command.client_msg_id)
+                self._published.put_nowait(_Answered(entry.command, error))
             else:
                 self._published.put_nowait(_Publishing(entry.command, outcome, pending))
 
@@ -134,7 +138,12 @@ class SendPipeline:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    result = internal_error(exc, "waiting for a PubAck")
+                    result = internal_error(
+                        exc,
+                        "waiting for a PubAck",
+                        message_id=item.message.message_id,
+                        client_msg_id=item.command.client_msg_id,
+                    )
             self._in_flight -= 1
             if self._in_flight == 0:
                 self._idle.set()

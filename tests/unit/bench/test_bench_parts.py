@@ -1,0 +1,122 @@
+"""The pure parts of `rtm bench`: percentiles, /proc parsing, metrics deltas, tables, arguments."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from rtm.bench import metrics, procstat
+from rtm.bench.cli import _parser, options_from
+from rtm.bench.errors import BenchError
+from rtm.bench.procstat import Usage, Watched
+from rtm.bench.report import Row, merge_usage, results_table
+from rtm.bench.scenarios import SCENARIOS, shape_for
+from rtm.bench.stats import percentile, summarize
+from rtm.bench.target import require_loopback
+
+
+def test_percentiles_are_nearest_rank() -> None:
+    ordered = [float(v) for v in range(1, 101)]
+    assert percentile(ordered, 50) == 50
+    assert percentile(ordered, 99) == 99
+    assert percentile(ordered, 99.9) == 100
+    summary = summarize(reversed(ordered))
+    assert summary is not None
+    assert (summary.count, summary.p50, summary.max, summary.mean) == (100, 50, 100, 50.5)
+    assert summarize([]) is None
+
+
+def test_own_process_has_cpu_time_and_memory() -> None:
+    me = Watched("me", os.getpid())
+    assert procstat.cpu_seconds(me) > 0
+    assert procstat.memory_bytes(me) > 1_000_000
+    tree = Watched("me", os.getpid(), tree=True)
+    assert procstat.cpu_seconds(tree) >= procstat.cpu_seconds(me) - 0.05
+    window = procstat.Window([me]).start()
+    sum(range(200_000))
+    usage = window.stop()["me"]
+    assert usage.cpu_s >= 0
+    assert usage.mem_peak >= usage.mem_end > 0
+
+
+def test_a_gone_process_reads_as_nothing() -> None:
+    gone = Watched("gone", 2**22 + 12345)
+    assert procstat.read_stat(gone.pid) is None
+    assert procstat.rss_bytes(gone.pid) == 0
+
+
+def test_metrics_deltas_explain_a_window() -> None:
+    before = metrics.parse(
+        'rtm_producer_ack_latency_seconds_sum{transport="ws"} 1.0\n'
+        'rtm_producer_ack_latency_seconds_count{transport="ws"} 100\n'
+        "rtm_consumer_db_batch_size_sum 50\nrtm_consumer_db_batch_size_count 10\n"
+        "rtm_consumer_db_batch_seconds_sum 0.1\nrtm_consumer_db_batch_seconds_count 10\n"
+    )
+    after = metrics.parse(
+        'rtm_producer_ack_latency_seconds_sum{transport="ws"} 3.0\n'
+        'rtm_producer_ack_latency_seconds_sum{transport="http"} 0.0\n'
+        'rtm_producer_ack_latency_seconds_count{transport="ws"} 300\n'
+        "rtm_consumer_db_batch_size_sum 250\nrtm_consumer_db_batch_size_count 30\n"
+        "rtm_consumer_db_batch_seconds_sum 0.3\nrtm_consumer_db_batch_seconds_count 30\n"
+        'rtm_consumer_partition_restarts_total{reason="error"} 2\n'
+    )
+    figures, line = metrics.explain(before, after)
+    assert figures["producer_ack_mean_ms"] == pytest.approx(10.0)
+    assert figures["consumer_batch_mean"] == pytest.approx(10.0)
+    assert figures["consumer_batch_mean_ms"] == pytest.approx(10.0)
+    assert figures["partition_restarts"] == 2
+    assert "producer ack mean 10.0 ms" in line
+
+
+def test_usage_of_several_consumers_and_workers_is_summed() -> None:
+    merged = merge_usage(
+        {
+            "consumer-1": Usage(1.0, 100, 0),
+            "consumer-2": Usage(2.0, 200, 0),
+            "loadgen-0": Usage(0.5, 10, 0),
+            "loadgen-1": Usage(0.5, 10, 0),
+        }
+    )
+    assert merged["consumer"].cpu_s == 3.0
+    assert merged["loadgen"].mem_peak == 20
+
+
+def test_results_table_shows_every_row() -> None:
+    rows = [Row("rooms", "rooms", "10 receivers", offered=100, ingest=99.0, lost=0, duplicated=0)]
+    text = results_table(rows, markdown=True)
+    assert text.splitlines()[2].startswith("| rooms | 10 receivers | 100 | 99 |")
+
+
+def test_arguments_choose_scenarios_and_scale() -> None:
+    options = options_from(_parser().parse_args([]))
+    assert options.scenarios == list(SCENARIOS)
+    assert options.ramping()
+    assert options.idle_count == 10_000
+    options = options_from(_parser().parse_args(["rooms", "--rate", "500", "--connections", "100"]))
+    assert options.scenarios == ["rooms"]
+    assert not options.ramping()
+    assert options.idle_count == 1000
+    rooms = shape_for("rooms", options)
+    assert (rooms.groups, rooms.size, rooms.senders) == (10, 10, 10)
+    fanout = shape_for("fanout", options)
+    assert (fanout.groups, fanout.size, fanout.senders) == (1, 100, 20)
+    with pytest.raises(BenchError):
+        options_from(_parser().parse_args(["everything"]))
+
+
+def test_traffic_goes_to_loopback_only() -> None:
+    assert require_loopback("http://127.0.0.1:8080/") == "http://127.0.0.1:8080"
+    assert require_loopback("ws://localhost:1") == "ws://localhost:1"
+    for url in ("http://10.0.0.1:8080", "http://example.com", "http://192.168.1.2"):
+        with pytest.raises(BenchError):
+            require_loopback(url)
+
+
+def test_a_step_is_split_in_whole_messages_that_add_up() -> None:
+    from rtm.bench.pool import split
+
+    assert split(25, [10, 10]) == [13, 12] or split(25, [10, 10]) == [12, 13]
+    assert sum(split(1001, [3, 7, 11])) == 1001
+    assert split(5, [0, 4]) == [0, 5]
+    assert split(3, [0, 0]) == [0, 0]
