@@ -102,6 +102,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "arguments", nargs=argparse.REMAINDER, help="passed on, e.g. `rtm serve auth rotate-key`"
     )
+    commands.add_parser(
+        "bench",
+        help="measure throughput, latency and footprint (rtm bench --help)",
+        add_help=False,
+    )
     status = commands.add_parser("status", help="show what a running `rtm up` supervises")
     status.add_argument("--data-dir", type=Path, metavar="DIR", help="data and logs [.rtm]")
     status.add_argument("--json", action="store_true", help="print the raw status document")
@@ -209,7 +214,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `rtm` command; returns the exit status."""
     from rtm.local.errors import RunnerError
 
-    args = _parser().parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    if given[:1] == ["bench"]:  # its own parser: `rtm bench --help` lists its options
+        from rtm.bench.__main__ import main as bench_main
+
+        return bench_main(given[1:])
+    args = _parser().parse_args(given)
     try:
         return _run(args)
     except ValidationError as exc:
