@@ -79,8 +79,11 @@ async def test_websocket_metrics_count_frames_errors_acks_and_cache_lookups(
             # Both conversations were created here: their memberships are cached.
             ws_("membership_checks_total", result="hit"),
             ws_("membership_checks_total", result="miss"),
+            ws_("frames_out_total", type="ack"),
+            ws_("frames_out_total", type="error"),
+            ws_("frames_out_total", type="pong"),
         ]
-        assert await deltas(base, series, talk) == [1, 3, 1, 2, 2, 1, 1, 2, 3, 0]
+        assert await deltas(base, series, talk) == [1, 3, 1, 2, 2, 1, 1, 2, 3, 0, 2, 2, 1]
 
 
 async def test_rate_limits_and_in_flight_refusals_are_counted(

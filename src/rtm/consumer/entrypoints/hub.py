@@ -56,7 +56,9 @@ class LiveConnection:
         self._tasks: set[asyncio.Task[None]] = set()
         self._cut_off = False
 
-    def push(self, frame: str) -> None:
+    def push(self, frame: str, kind: str = "message") -> None:
+        """Queue one frame of type `kind` (counted by type in rtm_consumer_frames_out_total)."""
+        metrics.FRAMES_OUT.labels(kind).inc()
         if not self._outbox.put(frame) and self._outbox.overflowed and not self._cut_off:
             self._cut_off = True  # count and close once; later pushes just find it closed
             metrics.SLOW_CONSUMER_CLOSES.inc()
@@ -192,7 +194,7 @@ class Hub:
             for connection in self._by_user.get(user_id, ()):
                 if text is None:
                     text = orjson.dumps(payload).decode()
-                connection.push(text)
+                connection.push(text, str(payload["type"]))
 
     def close_session(self, session_id: uuid.UUID, code: int, reason: str) -> int:
         closed = 0

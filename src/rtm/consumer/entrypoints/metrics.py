@@ -9,6 +9,7 @@ WS_CLOSES = Counter(
     "rtm_consumer_ws_closes_total", "WebSocket connections closed by the server", ["code"]
 )
 FRAMES_IN = Counter("rtm_consumer_frames_in_total", "Frames received from clients", ["type"])
+FRAMES_OUT = Counter("rtm_consumer_frames_out_total", "Frames queued to clients", ["type"])
 ERRORS = Counter("rtm_consumer_errors_total", "Error frames sent, by code", ["code"])
 MESSAGES_STORED = Counter("rtm_consumer_messages_stored_total", "Messages stored in PostgreSQL")
 MESSAGES_SKIPPED = Counter(

@@ -95,7 +95,9 @@ class ConsumerSession:
         expiry = asyncio.create_task(self._expire())
         hold = asyncio.create_task(self._end_hold_after(self.settings.resume_grace_s))
         try:
-            self.connection.push(orjson.dumps(ready_frame(self.claims.user_id, utcnow())).decode())
+            self.connection.push(
+                orjson.dumps(ready_frame(self.claims.user_id, utcnow())).decode(), "ready"
+            )
             presence = asyncio.create_task(self._send_presence())
             closer = asyncio.create_task(self.closed.wait())
             await asyncio.wait({reader, writer, closer}, return_when=asyncio.FIRST_COMPLETED)
@@ -119,7 +121,9 @@ class ConsumerSession:
         if events is None:
             return
         for contact in await events.online_contacts(self.claims.user_id):
-            self.connection.push(orjson.dumps(presence_frame(contact, "online")).decode())
+            self.connection.push(
+                orjson.dumps(presence_frame(contact, "online")).decode(), "presence"
+            )
 
     async def _end_hold_after(self, grace: float) -> None:
         """Live messages wait for the client's first `resume`, but no longer than `grace`."""
@@ -159,7 +163,7 @@ class ConsumerSession:
         now = time.monotonic()
         self.errors = [t for t in self.errors if now - t < PROTOCOL_ERROR_WINDOW_S] + [now]
         metrics.ERRORS.labels(error.code.value).inc()
-        self.connection.push(error_frame(error, ref))
+        self.connection.push(error_frame(error, ref), "error")
         if len(self.errors) >= PROTOCOL_ERROR_LIMIT:
             self.request_close(CloseCode.PROTOCOL_ERRORS, "too many protocol errors")
 
@@ -168,7 +172,7 @@ class ConsumerSession:
         metrics.FRAMES_IN.labels(kind).inc()
         if kind == "ping":
             validate_frame(PingFrame, obj)
-            self.connection.push(PONG)
+            self.connection.push(PONG, "pong")
         elif kind == "auth":
             frame = validate_frame(AuthFrame, obj)
             try:
@@ -183,7 +187,7 @@ class ConsumerSession:
                 self.request_close(CloseCode.SESSION_REVOKED, "session revoked")
                 return
             self.claims = claims
-            self.connection.push(auth_ok(claims))
+            self.connection.push(auth_ok(claims), "auth_ok")
         else:
             await self._resume(validate_frame(ResumeFrame, obj))
 
@@ -210,7 +214,7 @@ class ConsumerSession:
         for conversation_id, done in recovered:
             last = max(self.connection.last_sent(conversation_id), frame.cursors[conversation_id])
             report[str(conversation_id)] = resumed_entry(last, done)
-        self.connection.push(orjson.dumps(resumed_frame(report)).decode())
+        self.connection.push(orjson.dumps(resumed_frame(report)).decode(), "resumed")
         self.connection.end_hold()
 
 

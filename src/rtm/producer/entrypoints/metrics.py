@@ -15,6 +15,7 @@ SENDS = Counter(
     "Sends answered, by outcome: accepted, duplicate, or the error code",
     ["transport", "outcome"],
 )
+FRAMES_OUT = Counter("rtm_producer_frames_out_total", "Frames queued to clients", ["type"])
 FRAMES_REFUSED = Counter(
     "rtm_producer_frames_refused_total", "WebSocket frames answered with an error", ["code"]
 )

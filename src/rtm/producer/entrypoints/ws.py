@@ -35,6 +35,7 @@ from rtm.producer.entrypoints.metrics import (
     ACK_LATENCY,
     ERRORS,
     FRAMES_IN,
+    FRAMES_OUT,
     FRAMES_REFUSED,
     IN_FLIGHT_REFUSED,
     MESSAGES_PUBLISHED,
@@ -284,7 +285,7 @@ class ProducerConnection:
     async def _dispatch(self, kind: str, frame: dict[str, Any], received: float) -> None:
         if kind == "ping":
             validate_frame(PingFrame, frame)
-            self._emit_text(PONG)
+            self._emit_text(PONG, "pong")
         elif kind == "send":
             send = validate_frame(SendFrame, frame)
             command = self._ctx.messages.validate(
@@ -315,7 +316,7 @@ class ProducerConnection:
         self._adopt(claims)
         if claims.session_id != old_session:
             self._ctx.connections.move_session(self, old_session)
-        self._emit_text(auth_ok(claims))
+        self._emit_text(auth_ok(claims), "auth_ok")
 
     def _spawn(self, work: Coroutine[Any, Any, object]) -> None:
         task = asyncio.create_task(self._side(work))
@@ -357,8 +358,9 @@ class ProducerConnection:
         self._emit(error_frame(error, ref))
 
     def _emit(self, frame: dict[str, object]) -> None:
-        self._emit_text(orjson.dumps(frame).decode())
+        self._emit_text(orjson.dumps(frame).decode(), str(frame.get("type")))
 
-    def _emit_text(self, text: str) -> None:
+    def _emit_text(self, text: str, kind: str) -> None:
+        FRAMES_OUT.labels(kind).inc()
         if not self._outbox.put(text) and self._outbox.overflowed:
             self.request_close(CloseCode.SLOW_CONSUMER, "slow consumer")
