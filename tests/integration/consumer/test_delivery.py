@@ -60,9 +60,10 @@ async def test_a_published_message_is_stored_with_seq_1_and_delivered_live(
     ):
         assert sample(metrics, name) == sample(before, name) + 1, name
     out = {"type": "message"}
-    assert sample(metrics, "rtm_consumer_frames_out_total", out) == sample(
-        before, "rtm_consumer_frames_out_total", out
-    ) + 1
+    assert (
+        sample(metrics, "rtm_consumer_frames_out_total", out)
+        == sample(before, "rtm_consumer_frames_out_total", out) + 1
+    )
 
 
 async def test_redelivered_duplicates_are_stored_once(
