@@ -195,7 +195,7 @@ class WorkerPool:
         """Frames other than messages the receivers got so far (from the last progress)."""
         return sum(m.progress.other for m in self.group.members if m.progress is not None)
 
-    async def settle(self, quiet: float = 2.0, limit: float = 30.0) -> tuple[int, float]:
+    async def settle(self, quiet: float = 1.0, limit: float = 30.0) -> tuple[int, float]:
         """Wait until the receivers get no other frames (presence…) for `quiet` s, at most
         `limit` s; returns how many arrived meanwhile and how long it took."""
         began = time.monotonic()

@@ -18,6 +18,7 @@ import nats
 import pytest
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
+from nats.js.errors import KeyNotFoundError
 
 from rtm.auth.__main__ import main
 from rtm.auth.bootstrap import AuthRuntime
@@ -49,8 +50,14 @@ class Revocations:
             assert time.monotonic() < deadline, f"announced only {self.seen}"
             await asyncio.sleep(0.02)
         kv = await self.client.jetstream().key_value("rtm_revoked_sessions")
-        for event in expected:
-            entry = await kv.get(str(event.session_id))
+        for event in expected:  # the KV put follows the core publish
+            while True:
+                try:
+                    entry = await kv.get(str(event.session_id))
+                    break
+                except KeyNotFoundError:
+                    assert time.monotonic() < deadline, f"{event} not in the bucket"
+                    await asyncio.sleep(0.02)
             assert SessionRevoked.decode(entry.value or b"") == event
 
 

@@ -49,7 +49,14 @@ async def test_logout_and_revocation_publish_session_revoked(db_url: str, nats_u
         }
         assert {e.user_id for e in events} == {uuid.UUID(one.user.id)}
         kv = await nc.jetstream().key_value("rtm_revoked_sessions")
-        entry = await kv.get(one.session_id)
+        for _ in range(100):  # the KV put follows the core publish: it may not be there yet
+            try:
+                entry = await kv.get(one.session_id)
+                break
+            except nats.js.errors.NotFoundError:
+                await asyncio.sleep(0.05)
+        else:
+            pytest.fail("revocation not in the KV bucket")
         assert SessionRevoked.decode(entry.value or b"").session_id == uuid.UUID(one.session_id)
         status = await kv.status()
         assert status.ttl == pytest.approx(905, abs=1)  # access TTL + leeway

@@ -68,7 +68,7 @@ class JetStreamPartitionSource:
     async def next_batch(self, max_messages: int, timeout: float) -> list[Delivery]:
         try:
             messages: list[Msg] = await self._subscription.fetch(max_messages, timeout=timeout)
-        except nats.errors.TimeoutError:
+        except (nats.errors.TimeoutError, TimeoutError):  # nats-py raises either when idle
             messages = []
         if _reconnects(self._nc) != self._reconnects:
             raise DeliveryGap("NATS reconnected: deliveries may have been lost")

@@ -160,7 +160,7 @@ class PartitionManager:
             except Exception as exc:
                 metrics.WORKER_RESTARTS.labels("error").inc()
                 logger.warning(
-                    "partition %s worker failed: %s; retrying in %.1fs", partition, exc, backoff
+                    "partition %s worker failed: %r; retrying in %.1fs", partition, exc, backoff
                 )
                 await asyncio.sleep(backoff + random.uniform(0, backoff / 2))  # noqa: S311
                 backoff = min(backoff * 2, 5.0)
