@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from rtm.producer.domain.model import (
     SendCheck,
     StoredSend,
 )
+from rtm.shared.coalesce import Coalescer
 from rtm.shared.migrate import apply_migrations
 
 logger = logging.getLogger(__name__)
@@ -153,9 +154,10 @@ LEFT JOIN messaging.conversations AS c ON c.id = $1
 LEFT JOIN messaging.messages AS m ON m.sender_id = $2 AND m.client_msg_id = $3
 """
 
-_STORED_SEND = """
-SELECT message_id, stream_seq, sent_at FROM messaging.messages
-WHERE sender_id = $1 AND client_msg_id = $2
+_STORED_SENDS = """
+SELECT m.sender_id, m.client_msg_id, m.message_id, m.stream_seq, m.sent_at
+FROM unnest($1::uuid[], $2::uuid[]) AS k(sender_id, client_msg_id)
+JOIN messaging.messages AS m USING (sender_id, client_msg_id)
 """
 
 _MEMBERS = """
@@ -212,6 +214,9 @@ class PostgresConversationRepository:
 
     def __init__(self, database: PostgresDatabase) -> None:
         self._db = database
+        self._stored_sends: Coalescer[tuple[uuid.UUID, uuid.UUID], StoredSend] = Coalescer(
+            self._stored_sends_now
+        )
 
     async def check_send(
         self,
@@ -234,13 +239,25 @@ class PostgresConversationRepository:
     async def stored_send(
         self, sender_id: uuid.UUID, client_msg_id: uuid.UUID, *, timeout: float | None = None
     ) -> StoredSend | None:
+        """Every send asks this: the lookups of one loop turn share one query (`Coalescer`)."""
+        return await self._stored_sends.get((sender_id, client_msg_id), timeout)
+
+    async def _stored_sends_now(
+        self, keys: Sequence[tuple[uuid.UUID, uuid.UUID]], timeout: float | None
+    ) -> dict[tuple[uuid.UUID, uuid.UUID], StoredSend]:
         async with self._db.connection(timeout) as conn:
-            row = await conn.fetchrow(_STORED_SEND, sender_id, client_msg_id, timeout=timeout)
-        return (
-            None
-            if row is None
-            else StoredSend(row["message_id"], row["stream_seq"], row["sent_at"])
-        )
+            rows = await conn.fetch(
+                _STORED_SENDS,
+                [sender for sender, _ in keys],
+                [client_msg_id for _, client_msg_id in keys],
+                timeout=timeout,
+            )
+        return {
+            (row["sender_id"], row["client_msg_id"]): StoredSend(
+                row["message_id"], row["stream_seq"], row["sent_at"]
+            )
+            for row in rows
+        }
 
     async def members(
         self, conversation_id: uuid.UUID, *, timeout: float | None = None
