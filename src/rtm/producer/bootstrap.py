@@ -56,6 +56,7 @@ from rtm.shared.http import create_http_app
 from rtm.shared.ids import new_id
 from rtm.shared.jetstream import stream_config
 from rtm.shared.revocation import load_revoked
+from rtm.shared.runtime import tune_gc
 from rtm.shared.tokens import TokenVerifier
 from rtm.shared.ws import CloseCode
 
@@ -283,7 +284,9 @@ def serve(settings: ProducerSettings) -> None:
     """
     logger.info("producer starting on http://%s:%d", settings.host, settings.producer_port)
     signal.signal(signal.SIGTERM, _exit_ok)
-    server(settings).run()
+    producer_server = server(settings)
+    tune_gc()
+    producer_server.run()
 
 
 async def _start_up(
