@@ -30,7 +30,7 @@ from tests.integration.auth.conftest import make_settings
 from tests.integration.consumer.conftest import wait_ready as consumer_ready
 from tests.integration.producer.conftest import PARTITIONS, settings_for
 from tests.integration.producer.conftest import wait_ready as producer_ready
-from tests.support.asgi import running
+from tests.support.asgi import running, running_consumer
 
 
 @dataclass
@@ -70,7 +70,7 @@ async def system(
                 fetch_timeout_s=0.2,
             )
         )
-        async with running(producer) as producer_base, running(consumer) as consumer_base:
+        async with running(producer) as producer_base, running_consumer(consumer) as consumer_base:
             await producer_ready(producer_base)
             await consumer_ready(consumer_base)
             yield Urls(auth_url, f"http://{producer_base}", f"http://{consumer_base}")

@@ -77,7 +77,7 @@ from tests.integration.auth.test_auth_token_matrix import b64, unsigned
 from tests.integration.consumer.conftest import wait_ready as consumer_ready
 from tests.integration.producer.conftest import settings_for
 from tests.integration.producer.conftest import wait_ready as producer_ready
-from tests.support.asgi import running
+from tests.support.asgi import running, running_consumer
 from tests.support.tokens import TokenFactory, serve_jwks
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -234,7 +234,7 @@ async def system(
         await client.subscribe(subject, cb=observer.on_message)
     async with (
         running(producer_app, ws_max_size=producer_settings.max_frame_bytes) as producer,
-        running(consumer_app) as consumer,
+        running_consumer(consumer_app) as consumer,
     ):
         await asyncio.gather(producer_ready(producer), consumer_ready(consumer))
         user, bystander = uuid.uuid4(), uuid.uuid4()

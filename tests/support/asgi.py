@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import uvicorn
 
+from rtm.consumer.entrypoints.ws import ws_protocol
+
 
 @asynccontextmanager
-async def running(app: Any, *, ws_max_size: int = 64 * 1024) -> AsyncIterator[str]:
+async def running(
+    app: Any, *, ws_max_size: int = 64 * 1024, ws: Any = "websockets-sansio"
+) -> AsyncIterator[str]:
     """Serve `app` on 127.0.0.1:<free port>; yields `host:port`; shuts down gracefully."""
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
         port=0,
-        ws="websockets-sansio",
+        ws=ws,
         ws_max_size=ws_max_size,
         log_config=None,
         lifespan="on",
@@ -35,3 +39,8 @@ async def running(app: Any, *, ws_max_size: int = 64 * 1024) -> AsyncIterator[st
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 15)
+
+
+def running_consumer(app: Any) -> AbstractAsyncContextManager[str]:
+    """A consumer app served as `rtm-consumer` serves it: `/v1/ws` on picows."""
+    return running(app, ws=ws_protocol(app, app.state.settings))

@@ -8,8 +8,10 @@ from types import FrameType
 import uvicorn
 
 from rtm.consumer.bootstrap import create_app
+from rtm.consumer.entrypoints.ws import ws_protocol
 from rtm.consumer.settings import ConsumerSettings
 from rtm.shared.logging import setup_logging
+from rtm.shared.runtime import tune_gc
 
 
 def _exit_ok(signum: int, frame: FrameType | None) -> None:
@@ -21,20 +23,19 @@ def main() -> None:
     the handler installed here turns that re-raise into a clean exit code 0."""
     settings = ConsumerSettings()
     setup_logging("consumer", settings.log_level, settings.log_format)
+    app = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.consumer_port,
-        ws="websockets-sansio",
-        ws_max_size=settings.max_frame_bytes,
-        ws_ping_interval=20.0,
-        ws_ping_timeout=20.0,
+        ws=ws_protocol(app, settings),
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
         lifespan="on",
     )
     signal.signal(signal.SIGTERM, _exit_ok)
+    tune_gc()
     uvicorn.Server(config).run()
 
 

@@ -13,11 +13,12 @@ import contextlib
 import logging
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from enum import IntEnum
+from typing import Any, Protocol, runtime_checkable
 
 import orjson
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocketDisconnect
 
 from rtm.shared.errors import RtmError
 from rtm.shared.frames import parse_frame
@@ -48,6 +49,36 @@ class CloseCode(IntEnum):
     TOKEN_EXPIRED = 4505
 
 
+class ServerSocket(Protocol):
+    """The part of Starlette's `WebSocket` the endpoints use; `rtm.shared.fastws.PicowsSocket`
+    offers the same over picows."""
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def app(self) -> Any: ...
+
+    async def accept(self) -> None: ...
+
+    async def receive(self) -> Mapping[str, Any]: ...
+
+    async def receive_text(self) -> str: ...
+
+    async def send_text(self, data: str) -> None: ...
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None: ...
+
+
+@runtime_checkable
+class DirectSocket(Protocol):
+    """A socket that can write a frame synchronously and tell how much it still buffers."""
+
+    def send_now(self, text: str) -> bool: ...
+
+    def buffered_bytes(self) -> int: ...
+
+
 class HandshakeFailed(Exception):
     """The connection must be closed with `code` before it is authenticated."""
 
@@ -58,7 +89,7 @@ class HandshakeFailed(Exception):
 
 
 @contextlib.contextmanager
-def connection_log_context(websocket: WebSocket) -> Iterator[str]:
+def connection_log_context(websocket: ServerSocket) -> Iterator[str]:
     """Serve a connection inside this block: every line logged meanwhile, by it and by the tasks
     it starts, carries `conn`, the upgrade request's sane `X-Request-Id` or a fresh id."""
     conn = correlation_id(websocket.headers.get("x-request-id"))
@@ -86,7 +117,7 @@ def origin_allowed(origin: str | None, allowed: list[str]) -> bool:
 
 
 async def authenticate(
-    websocket: WebSocket,
+    websocket: ServerSocket,
     verifier: TokenVerifier,
     timeout: float,
     revoked: Callable[[uuid.UUID], bool] = lambda _: False,
@@ -136,10 +167,15 @@ class Outbox:
 
     A slow reader must never slow others: `put` never waits, and returns False once more than
     `limit_bytes` are queued, so the caller closes the connection (4008) instead of buffering.
+
+    On a `DirectSocket` (picows) `put` writes at once, with no task switch, and the queue is the
+    socket's own write buffer: the limit applies to it.
     """
 
-    def __init__(self, websocket: WebSocket, limit_bytes: int) -> None:
+    def __init__(self, websocket: ServerSocket, limit_bytes: int) -> None:
         self._websocket = websocket
+        self._direct = websocket if isinstance(websocket, DirectSocket) else None
+        self.direct = self._direct is not None
         self._limit = limit_bytes
         self._queue: deque[str] = deque()
         self._queued_bytes = 0
@@ -151,15 +187,25 @@ class Outbox:
         if self._closed:
             return False
         size = len(frame)
+        if self._direct is not None:
+            if self._direct.buffered_bytes() + size > self._limit:
+                return self._overflow()
+            if not self._direct.send_now(frame):
+                self.close()
+                return False
+            return True
         if self._queued_bytes + size > self._limit:
-            self.overflowed = True
-            self._closed = True
-            self._wakeup.set()
-            return False
+            return self._overflow()
         self._queue.append(frame)
         self._queued_bytes += size
         self._wakeup.set()
         return True
+
+    def _overflow(self) -> bool:
+        self.overflowed = True
+        self._closed = True
+        self._wakeup.set()
+        return False
 
     def close(self) -> None:
         self._closed = True
@@ -181,7 +227,7 @@ class Outbox:
             return
 
 
-async def close_quietly(websocket: WebSocket, code: int, reason: str = "") -> None:
+async def close_quietly(websocket: ServerSocket, code: int, reason: str = "") -> None:
     """Close, ignoring a peer that is already gone."""
     with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
         await websocket.close(code=code, reason=reason[:120])

@@ -16,7 +16,7 @@ from rtm.consumer.bootstrap import create_app
 from rtm.consumer.settings import ConsumerSettings
 from rtm.shared.contract import AcceptedMessage, message_subject, msg_id_header, partition_of
 from rtm.shared.jetstream import ensure_stream
-from tests.support.asgi import running
+from tests.support.asgi import running_consumer
 from tests.support.tokens import TokenFactory, serve_jwks
 
 PARTITIONS = 4
@@ -62,7 +62,7 @@ async def wait_ready(base: str, timeout: float = 20.0) -> None:
 @pytest.fixture
 async def consumer(consumer_settings: ConsumerSettings) -> AsyncIterator[str]:
     """A running consumer; yields its `host:port`."""
-    async with running(create_app(consumer_settings)) as base:
+    async with running_consumer(create_app(consumer_settings)) as base:
         await wait_ready(base)
         yield base
 

@@ -10,7 +10,7 @@ from nats.aio.client import Client as NatsClient
 from rtm.consumer.bootstrap import create_app
 from rtm.consumer.settings import ConsumerSettings
 from tests.integration.consumer.conftest import publish, wait_ready
-from tests.support.asgi import running
+from tests.support.asgi import running_consumer
 from tests.support.checker import Acked, Stored, check_history
 from tests.support.db import create_conversation, stored_messages
 
@@ -37,9 +37,9 @@ async def test_two_instances_split_partitions_and_survive_one_stopping(
         manager = app.state.runtime.manager  # type: ignore[attr-defined]
         return list(manager.owned) if manager else []
 
-    async with running(first_app) as first_base:
+    async with running_consumer(first_app) as first_base:
         await wait_ready(first_base)
-        async with running(second_app) as second_base:
+        async with running_consumer(second_app) as second_base:
             await wait_ready(second_base)
             for _ in range(100):  # the fair share is 2 each once both heartbeat
                 if len(owned(first_app)) == 2 and len(owned(second_app)) == 2:

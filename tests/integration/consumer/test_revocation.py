@@ -18,7 +18,7 @@ from rtm.shared.revocation import REVOKED_SESSIONS_BUCKET
 from tests.integration.consumer.conftest import wait_ready
 from tests.integration.consumer.test_delivery import next_frame
 from tests.integration.consumer.test_ws_protocol import closed_with
-from tests.support.asgi import running
+from tests.support.asgi import running_consumer
 from tests.support.tokens import TokenFactory
 
 
@@ -55,7 +55,7 @@ async def test_revocations_made_before_start_are_loaded_from_the_kv_bucket(
     )
     await kv.put(str(session), SessionRevoked(session, user).encode())
     await client.close()
-    async with running(create_app(consumer_settings)) as base:
+    async with running_consumer(create_app(consumer_settings)) as base:
         await wait_ready(base)
         headers = {"Authorization": f"Bearer {tokens.token(user, session)}"}
         async with websockets.connect(f"ws://{base}/v1/ws", additional_headers=headers) as ws:

@@ -17,7 +17,7 @@ from rtm.consumer.bootstrap import create_app
 from rtm.consumer.settings import ConsumerSettings
 from tests.integration.consumer.conftest import publish, wait_ready
 from tests.integration.consumer.test_delivery import next_frame
-from tests.support.asgi import running
+from tests.support.asgi import running_consumer
 from tests.support.db import create_conversation
 from tests.support.tokens import TokenFactory
 
@@ -27,7 +27,7 @@ async def small_queue_consumer(consumer_settings: ConsumerSettings) -> AsyncIter
     settings = consumer_settings.model_copy(
         update={"send_queue_bytes": 64 * 1024, "resume_grace_s": 0}
     )
-    async with running(create_app(settings)) as base:
+    async with running_consumer(create_app(settings)) as base:
         await wait_ready(base)
         yield base
 

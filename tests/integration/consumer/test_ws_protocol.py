@@ -15,7 +15,7 @@ from rtm.consumer.bootstrap import create_app
 from rtm.consumer.settings import ConsumerSettings
 from tests.integration.consumer.conftest import wait_ready
 from tests.integration.consumer.test_delivery import next_frame
-from tests.support.asgi import running
+from tests.support.asgi import running_consumer
 from tests.support.tokens import TokenFactory
 
 
@@ -28,7 +28,7 @@ async def strict_consumer(consumer_settings: ConsumerSettings) -> AsyncIterator[
             "allowed_origins": ["https://app.example"],
         }
     )
-    async with running(create_app(settings)) as base:
+    async with running_consumer(create_app(settings)) as base:
         await wait_ready(base)
         yield base
 

@@ -9,7 +9,8 @@ import time
 import uuid
 
 import orjson
-from fastapi import APIRouter, WebSocket
+import picows
+from fastapi import APIRouter, FastAPI, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
 from rtm.consumer.domain.exceptions import ConversationNotVisible
@@ -29,12 +30,14 @@ from rtm.consumer.services import ReadService
 from rtm.consumer.settings import ConsumerSettings
 from rtm.shared.clock import utcnow
 from rtm.shared.errors import ErrorCode, RtmError
+from rtm.shared.fastws import PicowsSocket, picows_protocol
 from rtm.shared.frames import PONG, parse_frame, validate_frame
 from rtm.shared.tokens import AccessClaims, TokenError, TokenVerifier
 from rtm.shared.ws import (
     CloseCode,
     HandshakeFailed,
     Outbox,
+    ServerSocket,
     auth_ok,
     authenticate,
     close_code_for,
@@ -56,7 +59,7 @@ class ConsumerSession:
 
     def __init__(
         self,
-        websocket: WebSocket,
+        websocket: ServerSocket,
         claims: AccessClaims,
         hub: Hub,
         reads: ReadService,
@@ -73,6 +76,7 @@ class ConsumerSession:
         self.closing: tuple[int, str] | None = None
         self.closed = asyncio.Event()
         self.errors: list[float] = []
+        self._expiry: asyncio.TimerHandle | None = None
         self.connection = LiveConnection(
             claims.user_id, claims.session_id, self.outbox, reads, self.request_close
         )
@@ -90,30 +94,40 @@ class ConsumerSession:
     async def run(self) -> None:
         metrics.WS_CONNECTIONS.inc()
         self.hub.add(self.connection)
-        writer = asyncio.create_task(self.outbox.run())
+        loop = asyncio.get_running_loop()
+        # Timers, not tasks: an idle connection should cost as little memory as possible.
+        hold = loop.call_later(self.settings.resume_grace_s, self.connection.end_hold)
+        self._expiry = loop.call_later(0, self._check_expiry)
+        # A direct (picows) outbox writes from `put`; only the ASGI one needs its writer task.
+        writer = None if self.outbox.direct else asyncio.create_task(self.outbox.run())
         reader = asyncio.create_task(self._read_loop())
-        expiry = asyncio.create_task(self._expire())
-        hold = asyncio.create_task(self._end_hold_after(self.settings.resume_grace_s))
+        presence: asyncio.Task[None] | None = None
         try:
             self.connection.push(
                 orjson.dumps(ready_frame(self.claims.user_id, utcnow())).decode(), "ready"
             )
             presence = asyncio.create_task(self._send_presence())
             closer = asyncio.create_task(self.closed.wait())
-            await asyncio.wait({reader, writer, closer}, return_when=asyncio.FIRST_COMPLETED)
+            watched = {reader, closer} if writer is None else {reader, writer, closer}
+            await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
             closer.cancel()
         finally:
             metrics.WS_CONNECTIONS.dec()
             self.hub.remove(self.connection)
             self.connection.cancel()
-            for task in (reader, expiry, presence, hold):
-                task.cancel()
+            hold.cancel()
+            if self._expiry is not None:
+                self._expiry.cancel()
+            for task in (reader, presence):
+                if task is not None:
+                    task.cancel()
             if self.closing is not None:
-                if not self.outbox.overflowed:
+                if writer is not None and not self.outbox.overflowed:
                     with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(writer, 1.0)
                 await close_quietly(self.websocket, *self.closing)
-            writer.cancel()
+            if writer is not None:
+                writer.cancel()
 
     async def _send_presence(self) -> None:
         """Tell a new connection which of its contacts are online right now."""
@@ -125,18 +139,13 @@ class ConsumerSession:
                 orjson.dumps(presence_frame(contact, "online")).decode(), "presence"
             )
 
-    async def _end_hold_after(self, grace: float) -> None:
-        """Live messages wait for the client's first `resume`, but no longer than `grace`."""
-        await asyncio.sleep(grace)
-        self.connection.end_hold()
-
-    async def _expire(self) -> None:
-        while True:
-            delay = self.claims.expires_at.timestamp() - time.time()
-            if delay <= 0:
-                self.request_close(CloseCode.TOKEN_EXPIRED, "token expired: refresh and reconnect")
-                return
-            await asyncio.sleep(min(delay, 60.0))
+    def _check_expiry(self) -> None:
+        """Close 4505 when the token expires; an `auth` frame pushes that back."""
+        delay = self.claims.expires_at.timestamp() - time.time()
+        if delay <= 0:
+            self.request_close(CloseCode.TOKEN_EXPIRED, "token expired: refresh and reconnect")
+            return
+        self._expiry = asyncio.get_running_loop().call_later(min(delay, 60.0), self._check_expiry)
 
     async def _read_loop(self) -> None:
         while True:
@@ -220,12 +229,32 @@ class ConsumerSession:
 
 @router.websocket("/v1/ws")
 async def consumer_socket(websocket: WebSocket) -> None:
-    """Live events and `resume` (PROTOCOL.md §6)."""
+    """Live events and `resume` (PROTOCOL.md §6). The consumer's server serves this path with
+    picows (`ws_protocol`); this ASGI route documents it and serves it under any other ASGI
+    server."""
+    await serve_socket(websocket)
+
+
+def ws_protocol(app: FastAPI, settings: ConsumerSettings) -> type:
+    """uvicorn's `ws=` for the consumer: `/v1/ws` on picows, on the HTTP API's port (see
+    `rtm.shared.fastws` and docs/architecture.md, "The WebSocket stack")."""
+
+    def route(request: picows.WSUpgradeRequest) -> PicowsSocket | None:
+        if request.path.split(b"?", 1)[0] != b"/v1/ws":
+            return None
+        return PicowsSocket(
+            request, serve_socket, app=app, max_message_bytes=settings.max_frame_bytes
+        )
+
+    return picows_protocol(route, max_frame_bytes=settings.max_frame_bytes)
+
+
+async def serve_socket(websocket: ServerSocket) -> None:
     with connection_log_context(websocket):
         await _serve(websocket)
 
 
-async def _serve(websocket: WebSocket) -> None:
+async def _serve(websocket: ServerSocket) -> None:
     state = websocket.app.state
     settings: ConsumerSettings = state.settings
     hub: Hub = state.hub

@@ -1,0 +1,268 @@
+"""A WebSocket endpoint served by picows inside uvicorn's HTTP server, on the same port and URL.
+
+Why: the consumer writes every stored message to every member's socket. Through ASGI each write
+is a coroutine through Starlette's middleware `send` wrappers and uvicorn's protocol, woken by a
+per-connection writer task; the benchmark (docs/architecture.md, "The WebSocket stack") measured
+the ASGI path at about twice picows's CPU per delivered frame. picows writes a frame
+synchronously from C, so a message can go to all local members without a task switch.
+
+How: uvicorn takes a WebSocket protocol class (`ws=`). On an upgrade request it builds one,
+hands it the connection's transport and replays the request's bytes into it. `picows_protocol`
+returns a class that builds picows's server protocol instead; picows then parses the replayed
+request, asks `route` for a listener, answers 101, and frames the connection from then on.
+FastAPI keeps serving every plain HTTP request of the port.
+
+`PicowsSocket` gives the endpoint code the small part of Starlette's `WebSocket` it uses
+(`headers`, `receive`, `receive_text`, `send_text`, `close`), plus `send_now` and
+`buffered_bytes` for writes that need no task at all (see `rtm.shared.ws.Outbox`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, cast
+
+import picows
+from picows import picows as picows_impl
+from starlette.websockets import WebSocketDisconnect
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[["PicowsSocket"], Awaitable[None]]
+Route = Callable[[picows.WSUpgradeRequest], picows.WSListener | None]
+
+_MESSAGE_TOO_BIG = 1009
+_INVALID_TEXT = 1007
+_PROTOCOL_ERROR = 1002
+_NO_STATUS = 1005
+_ABNORMAL = 1006
+
+
+class PicowsSocket(picows.WSListener):
+    """One upgraded connection: picows's callbacks on one side, Starlette's `WebSocket` calls on
+    the other. Fragmented messages are reassembled (bounded by `max_message_bytes`), text is
+    checked to be UTF-8 (1007 otherwise), and a client's close is answered with its code."""
+
+    def __init__(
+        self,
+        request: picows.WSUpgradeRequest,
+        handler: Handler,
+        *,
+        app: Any,
+        max_message_bytes: int,
+    ) -> None:
+        super().__init__()
+        self.app = app
+        self.headers: Mapping[str, str] = request.headers
+        self.path: str = request.path.decode("latin-1")
+        self._handler = handler
+        self._max = max_message_bytes
+        self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._transport: picows.WSTransport | None = None
+        self._fragments: list[bytes] = []
+        self._fragment_type: picows.WSMsgType | None = None
+        self._fragment_bytes = 0
+        self._task: asyncio.Task[None] | None = None
+        self.disconnected = False
+
+    # -- picows's side ------------------------------------------------------------------------
+
+    def on_ws_connected(self, transport: picows.WSTransport) -> None:
+        self._transport = transport
+        self._task = asyncio.create_task(self._serve(), name="ws-session")
+
+    async def _serve(self) -> None:
+        try:
+            await self._handler(self)
+        except Exception:
+            logger.exception("WebSocket session failed")
+            self.close_now(1011, "internal error")
+        finally:
+            if not self.disconnected and self._transport is not None:
+                self._transport.disconnect(graceful=True)
+
+    def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
+        kind = frame.msg_type
+        if kind == picows.WSMsgType.CLOSE:
+            code: Any = frame.get_close_code()  # an int for codes picows's enum lacks (4xxx)
+            self._closed_by_peer(int(code) if code is not None else _NO_STATUS)
+            return
+        if kind in (picows.WSMsgType.PING, picows.WSMsgType.PONG):
+            return  # picows answers pings itself
+        if kind == picows.WSMsgType.CONTINUATION:
+            if self._fragment_type is None:
+                self.close_now(_PROTOCOL_ERROR, "continuation without a first frame")
+                return
+        elif self._fragment_type is not None:
+            self.close_now(_PROTOCOL_ERROR, "new message inside a fragmented one")
+            return
+        else:
+            self._fragment_type = kind
+        self._fragment_bytes += frame.payload_size
+        if self._fragment_bytes > self._max:
+            self.close_now(_MESSAGE_TOO_BIG, "frame too big")
+            return
+        self._fragments.append(frame.get_payload_as_bytes())
+        if frame.fin:
+            self._deliver()
+
+    def _deliver(self) -> None:
+        payload = b"".join(self._fragments)
+        kind = self._fragment_type
+        self._fragments, self._fragment_type, self._fragment_bytes = [], None, 0
+        if kind == picows.WSMsgType.BINARY:
+            self._inbox.put_nowait({"type": "websocket.receive", "bytes": payload})
+            return
+        try:
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError:
+            self.close_now(_INVALID_TEXT, "invalid UTF-8")
+            return
+        self._inbox.put_nowait({"type": "websocket.receive", "text": text})
+
+    def _closed_by_peer(self, code: int) -> None:
+        if self._transport is not None and not self.disconnected:
+            self._transport.send_close(_close_code(code if code != _NO_STATUS else 1000))
+            self._transport.disconnect(graceful=True)
+        self._gone(code)
+
+    def on_ws_disconnected(self, transport: picows.WSTransport) -> None:
+        self._gone(_ABNORMAL)
+
+    def _gone(self, code: int) -> None:
+        if not self.disconnected:
+            self.disconnected = True
+            self._inbox.put_nowait({"type": "websocket.disconnect", "code": code})
+
+    # -- the endpoint's side (Starlette's WebSocket, the part we use) --------------------------
+
+    async def accept(self) -> None:
+        """picows answered 101 before the session started."""
+
+    async def receive(self) -> dict[str, Any]:
+        return await self._inbox.get()
+
+    async def receive_text(self) -> str:
+        message = await self.receive()
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(message["code"])
+        text: str = message["text"]  # KeyError for a binary frame, as in Starlette
+        return text
+
+    async def send_text(self, text: str) -> None:
+        if not self.send_now(text):
+            raise WebSocketDisconnect(_ABNORMAL)
+
+    def send_now(self, text: str) -> bool:
+        """Write a text frame at once (picows buffers what the socket does not take yet);
+        False when the connection is gone."""
+        if self.disconnected or self._transport is None:
+            return False
+        self._transport.send(picows.WSMsgType.TEXT, text.encode())
+        return True
+
+    def buffered_bytes(self) -> int:
+        """Bytes written and not yet taken by the socket: the connection's real send queue."""
+        if self._transport is None:
+            return 0
+        return int(self._transport.underlying_transport.get_write_buffer_size())
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+        self.close_now(code, reason or "")
+
+    def close_now(self, code: int, reason: str = "") -> None:
+        """Send a close frame and end the connection once what is buffered is sent."""
+        if self._transport is None or self.disconnected:
+            return
+        self._transport.send_close(_close_code(code), reason.encode()[:120])
+        self._transport.disconnect(graceful=True)
+        self._gone(code)
+
+
+def _close_code(code: int) -> picows.WSCloseCode:
+    """picows's stubs type close codes as its enum; at run time any int code goes through."""
+    result: Any = code
+    return cast(picows.WSCloseCode, result)
+
+
+def picows_protocol(
+    route: Route,
+    *,
+    max_frame_bytes: int,
+    ping_interval: float = 20.0,
+    ping_timeout: float = 20.0,
+    handshake_timeout: float = 5.0,
+) -> type:
+    """A uvicorn `ws=` protocol class whose upgrades picows serves; `route` picks the listener
+    by request (None: 404). picows pings a connection idle for `ping_interval` seconds and
+    drops it when the pong does not come within `ping_timeout`."""
+
+    def build() -> Any:
+        # The arguments of picows's own ws_create_server (picows 2.3): see its source.
+        return picows_impl.WSProtocol(  # type: ignore[attr-defined]  # not in picows's stubs
+            None,  # host and port (client side only)
+            None,  # path (client side only)
+            False,  # is_client_side
+            route,
+            logger,
+            True,  # disconnect_on_exception
+            handshake_timeout,
+            True,  # enable_auto_ping
+            ping_interval,
+            ping_timeout,
+            picows.WSAutoPingStrategy.PING_WHEN_IDLE,
+            True,  # enable_auto_pong
+            max_frame_bytes,
+            None,  # extra headers
+            2048,  # read buffer's initial size: clients send little; it grows when needed
+        )
+
+    class PicowsUpgrade(_Handover):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(build())
+
+    return PicowsUpgrade
+
+
+class _Handover(asyncio.Protocol):
+    """What uvicorn sees as the WebSocket protocol: it replays the upgrade request into
+    `data_received` (picows's protocol only takes bytes through `get_buffer`), then installs
+    picows's protocol on the transport in place of itself."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self._transport: Any = None  # asyncio's or uvloop's TCP transport
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
+        self._inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            buffer = self._inner.get_buffer(len(view))
+            size = min(len(buffer), len(view))
+            buffer[:size] = view[:size]
+            self._inner.buffer_updated(size)
+            view = view[size:]
+        asyncio.get_running_loop().call_soon(self._hand_over)
+
+    def _hand_over(self) -> None:
+        # uvicorn has called transport.set_protocol(self) by now: replace ourselves.
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.set_protocol(self._inner)
+
+    def eof_received(self) -> bool | None:
+        result: bool | None = self._inner.eof_received()
+        return result
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
