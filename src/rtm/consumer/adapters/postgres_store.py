@@ -1,15 +1,13 @@
 """PostgreSQL implementation of `MessageStore`: one transaction per batch.
 
 The transaction locks the partition's offset row (the fence), skips messages already stored,
-locks the heads of the conversations involved, inserts the new messages with `unnest` (one
-statement for the whole batch, not one per message), moves the heads and the offset, and reads
-the members to deliver to. Unique constraints remain the final word on duplicates.
+locks the heads of the conversations involved and reads their members, inserts the new messages
+with `unnest` (one statement for the whole batch, not one per message), and moves the heads and
+the offset. Unique constraints remain the final word on duplicates.
 """
 
 from __future__ import annotations
 
-import uuid
-from collections import defaultdict
 from collections.abc import Sequence
 
 import asyncpg
@@ -41,87 +39,105 @@ class PostgresMessageStore:
     async def store_batch(
         self, partition: int, expected_offset: int, new_offset: int, pending: Sequence[Pending]
     ) -> StoredBatch:
+        senders = [p.message.sender_id for p in pending]
+        client_ids = [p.message.client_msg_id for p in pending]
         async with self._pool.acquire() as conn, conn.transaction():
-            found = await conn.fetchval(
-                "SELECT stream_seq FROM messaging.partition_offsets"
-                " WHERE partition = $1 FOR UPDATE",
-                partition,
-            )
-            if found is None or int(found) != expected_offset:
-                raise OffsetMoved(partition, expected_offset, -1 if found is None else int(found))
-            batch = await self._insert(conn, pending)
+            fence = await conn.fetchrow(_FENCE, partition, senders, client_ids)
+            found = None if fence is None else int(fence["stream_seq"])
+            if found != expected_offset:
+                raise OffsetMoved(partition, expected_offset, -1 if found is None else found)
+            batch = StoredBatch([], {})
+            if pending:
+                assert fence is not None
+                batch = await self._number(conn, pending, fence)
+            stored = batch.messages
+            stream_seqs = {p.message.message_id: p.stream_seq for p in pending}
+            last_at = {m.conversation_id: m.sent_at for m in stored}
+            heads = {m.conversation_id: m.seq for m in stored}
             await conn.execute(
-                "UPDATE messaging.partition_offsets SET stream_seq = $2, updated_at = now()"
-                " WHERE partition = $1",
+                _WRITE,
+                [m.message_id for m in stored],
+                [m.conversation_id for m in stored],
+                [m.seq for m in stored],
+                [m.sender_id for m in stored],
+                [m.client_msg_id for m in stored],
+                [m.body for m in stored],
+                [m.sent_at for m in stored],
+                [stream_seqs[m.message_id] for m in stored],
+                list(heads),
+                list(heads.values()),
+                [last_at[c] for c in heads],
                 partition,
                 new_offset,
             )
             return batch
 
-    async def _insert(self, conn: asyncpg.Connection, pending: Sequence[Pending]) -> StoredBatch:
-        if not pending:
-            return StoredBatch([], {})
-        senders = [p.message.sender_id for p in pending]
-        client_ids = [p.message.client_msg_id for p in pending]
+    async def _number(
+        self, conn: asyncpg.Connection, pending: Sequence[Pending], fence: asyncpg.Record
+    ) -> StoredBatch:
         conversations = sorted({p.message.conversation_id for p in pending})
-        existing = await conn.fetch(
-            "SELECT m.sender_id, m.client_msg_id FROM messaging.messages m"
-            " JOIN unnest($1::uuid[], $2::uuid[]) AS k(sender_id, client_msg_id)"
-            " USING (sender_id, client_msg_id)",
-            senders,
-            client_ids,
-        )
-        await conn.execute(
-            "INSERT INTO messaging.conversation_heads (conversation_id)"
-            " SELECT c.id FROM messaging.conversations c WHERE c.id = ANY($1::uuid[])"
-            " ON CONFLICT DO NOTHING",
-            conversations,
-        )
-        head_rows = await conn.fetch(
-            "SELECT conversation_id, last_seq FROM messaging.conversation_heads"
-            " WHERE conversation_id = ANY($1::uuid[]) ORDER BY conversation_id FOR UPDATE",
-            conversations,
-        )
+        head_rows = await conn.fetch(_LOCK_HEADS, conversations)
         stored, new_heads, skipped = number_batch(
             pending,
-            already_stored={(r["sender_id"], r["client_msg_id"]) for r in existing},
+            already_stored=set(zip(fence["senders"] or [], fence["client_ids"] or [], strict=True)),
             heads={r["conversation_id"]: int(r["last_seq"]) for r in head_rows},
         )
-        if not stored:
-            return StoredBatch([], {}, skipped)
-        stream_seqs = {p.message.message_id: p.stream_seq for p in pending}
-        await conn.execute(
-            "INSERT INTO messaging.messages"
-            " (message_id, conversation_id, seq, sender_id, client_msg_id, body, sent_at,"
-            " stream_seq)"
-            " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::uuid[], $5::uuid[],"
-            " $6::text[], $7::timestamptz[], $8::bigint[])",
-            [m.message_id for m in stored],
-            [m.conversation_id for m in stored],
-            [m.seq for m in stored],
-            [m.sender_id for m in stored],
-            [m.client_msg_id for m in stored],
-            [m.body for m in stored],
-            [m.sent_at for m in stored],
-            [stream_seqs[m.message_id] for m in stored],
-        )
-        last_at = {m.conversation_id: m.sent_at for m in stored}
-        heads = list(new_heads.items())
-        await conn.execute(
-            "UPDATE messaging.conversation_heads h"
-            " SET last_seq = v.last_seq, last_message_at = v.at"
-            " FROM unnest($1::uuid[], $2::bigint[], $3::timestamptz[]) AS v(id, last_seq, at)"
-            " WHERE h.conversation_id = v.id",
-            [conversation for conversation, _ in heads],
-            [seq for _, seq in heads],
-            [last_at[conversation] for conversation, _ in heads],
-        )
-        member_rows = await conn.fetch(
-            "SELECT conversation_id, user_id FROM messaging.members"
-            " WHERE conversation_id = ANY($1::uuid[])",
-            list(new_heads),
-        )
-        members: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
-        for row in member_rows:
-            members[row["conversation_id"]].append(row["user_id"])
-        return StoredBatch(stored, dict(members), skipped)
+        members = {
+            r["conversation_id"]: list(r["members"])
+            for r in head_rows
+            if r["conversation_id"] in new_heads
+        }
+        return StoredBatch(stored, members, skipped)
+
+
+# One batch is one transaction of three statements (five round trips with BEGIN and COMMIT):
+# the fence, the heads, the writes. Every round trip counts: a worker's batches are serial.
+
+# Lock the partition's offset row (the fence against a worker that lost its lease) and find
+# which sends of the batch are stored already.
+_FENCE = """
+SELECT o.stream_seq, e.senders, e.client_ids
+FROM messaging.partition_offsets AS o,
+     LATERAL (SELECT array_agg(m.sender_id) AS senders, array_agg(m.client_msg_id) AS client_ids
+              FROM messaging.messages AS m
+              JOIN unnest($2::uuid[], $3::uuid[]) AS k(sender_id, client_msg_id)
+              USING (sender_id, client_msg_id)) AS e
+WHERE o.partition = $1
+FOR UPDATE OF o
+"""
+
+# Create missing heads of existing conversations, lock every head, read the members to deliver
+# to. Heads created by `fresh` are invisible to `known` (one snapshot): the union has each once.
+_LOCK_HEADS = """
+WITH fresh AS (
+    INSERT INTO messaging.conversation_heads (conversation_id)
+    SELECT c.id FROM messaging.conversations AS c WHERE c.id = ANY($1::uuid[])
+    ON CONFLICT DO NOTHING
+    RETURNING conversation_id, last_seq
+), known AS (
+    SELECT conversation_id, last_seq FROM messaging.conversation_heads
+    WHERE conversation_id = ANY($1::uuid[]) ORDER BY conversation_id FOR UPDATE
+)
+SELECT h.conversation_id, h.last_seq,
+       ARRAY(SELECT mb.user_id FROM messaging.members AS mb
+             WHERE mb.conversation_id = h.conversation_id) AS members
+FROM (SELECT * FROM known UNION ALL SELECT * FROM fresh) AS h
+"""
+
+# Insert the numbered messages, move the heads and the offset. Unique constraints stay the final
+# word on duplicates: a violation aborts the whole transaction.
+_WRITE = """
+WITH inserted AS (
+    INSERT INTO messaging.messages
+        (message_id, conversation_id, seq, sender_id, client_msg_id, body, sent_at, stream_seq)
+    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::uuid[], $5::uuid[],
+                         $6::text[], $7::timestamptz[], $8::bigint[])
+), moved AS (
+    UPDATE messaging.conversation_heads AS h
+    SET last_seq = v.last_seq, last_message_at = v.at
+    FROM unnest($9::uuid[], $10::bigint[], $11::timestamptz[]) AS v(id, last_seq, at)
+    WHERE h.conversation_id = v.id
+)
+UPDATE messaging.partition_offsets SET stream_seq = $13, updated_at = now()
+WHERE partition = $12
+"""
