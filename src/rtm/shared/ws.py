@@ -162,6 +162,9 @@ def auth_ok(claims: AccessClaims) -> str:
     return orjson.dumps({"type": "auth_ok", "exp": int(claims.expires_at.timestamp())}).decode()
 
 
+_NO_QUEUE: deque[str] = deque(maxlen=0)
+
+
 class Outbox:
     """A per-connection send queue bounded in bytes, drained by one writer task.
 
@@ -172,14 +175,27 @@ class Outbox:
     socket's own write buffer: the limit applies to it.
     """
 
+    __slots__ = (
+        "_closed",
+        "_direct",
+        "_limit",
+        "_queue",
+        "_queued_bytes",
+        "_wakeup",
+        "_websocket",
+        "direct",
+        "overflowed",
+    )
+
     def __init__(self, websocket: ServerSocket, limit_bytes: int) -> None:
         self._websocket = websocket
         self._direct = websocket if isinstance(websocket, DirectSocket) else None
         self.direct = self._direct is not None
         self._limit = limit_bytes
-        self._queue: deque[str] = deque()
+        # A direct outbox needs neither (and every idle connection would pay for them).
+        self._queue: deque[str] = _NO_QUEUE if self.direct else deque()
+        self._wakeup: asyncio.Event | None = None
         self._queued_bytes = 0
-        self._wakeup = asyncio.Event()
         self._closed = False
         self.overflowed = False
 
@@ -198,21 +214,26 @@ class Outbox:
             return self._overflow()
         self._queue.append(frame)
         self._queued_bytes += size
-        self._wakeup.set()
+        self._wake()
         return True
+
+    def _wake(self) -> None:
+        if self._wakeup is not None:
+            self._wakeup.set()
 
     def _overflow(self) -> bool:
         self.overflowed = True
         self._closed = True
-        self._wakeup.set()
+        self._wake()
         return False
 
     def close(self) -> None:
         self._closed = True
-        self._wakeup.set()
+        self._wake()
 
     async def run(self) -> None:
         """Send queued frames until closed; returns when the socket goes away."""
+        wakeup = self._wakeup = asyncio.Event()
         try:
             while True:
                 while self._queue and not self.overflowed:
@@ -221,8 +242,8 @@ class Outbox:
                     await self._websocket.send_text(frame)
                 if self._closed:
                     return
-                self._wakeup.clear()
-                await self._wakeup.wait()
+                wakeup.clear()
+                await wakeup.wait()
         except (WebSocketDisconnect, RuntimeError, OSError):
             return
 

@@ -36,6 +36,19 @@ Closer = Callable[[int, str], None]
 class LiveConnection:
     """One authenticated consumer WebSocket, as the hub sees it."""
 
+    __slots__ = (
+        "_cut_off",
+        "_filling",
+        "_held",
+        "_last",
+        "_outbox",
+        "_reads",
+        "_tasks",
+        "close",
+        "session_id",
+        "user_id",
+    )
+
     def __init__(
         self,
         user_id: uuid.UUID,

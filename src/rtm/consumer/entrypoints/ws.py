@@ -55,7 +55,23 @@ PROTOCOL_ERROR_WINDOW_S = 60.0
 
 
 class ConsumerSession:
-    """One connection's lifetime after the handshake."""
+    """One connection's lifetime after the handshake. Every idle connection holds one of these:
+    slots, timers and one future instead of tasks keep it small (the `idle` benchmark)."""
+
+    __slots__ = (
+        "_done",
+        "_expiry",
+        "claims",
+        "closing",
+        "connection",
+        "errors",
+        "hub",
+        "outbox",
+        "reads",
+        "settings",
+        "verifier",
+        "websocket",
+    )
 
     def __init__(
         self,
@@ -74,9 +90,10 @@ class ConsumerSession:
         self.settings = settings
         self.outbox = Outbox(websocket, settings.send_queue_bytes)
         self.closing: tuple[int, str] | None = None
-        self.closed = asyncio.Event()
         self.errors: list[float] = []
         self._expiry: asyncio.TimerHandle | None = None
+        # Resolved when the session should end: the peer left, or a close was requested.
+        self._done: asyncio.Future[None] | None = None
         self.connection = LiveConnection(
             claims.user_id, claims.session_id, self.outbox, reads, self.request_close
         )
@@ -89,28 +106,35 @@ class ConsumerSession:
             metrics.WS_CLOSES.labels(str(code)).inc()
             self.closing = (code, reason)
             self.outbox.close()
-            self.closed.set()
+            self._end()
+
+    def _end(self, _: object = None) -> None:
+        if self._done is not None and not self._done.done():
+            self._done.set_result(None)
 
     async def run(self) -> None:
         metrics.WS_CONNECTIONS.inc()
         self.hub.add(self.connection)
         loop = asyncio.get_running_loop()
+        self._done = loop.create_future()
         # Timers, not tasks: an idle connection should cost as little memory as possible.
         hold = loop.call_later(self.settings.resume_grace_s, self.connection.end_hold)
         self._expiry = loop.call_later(0, self._check_expiry)
         # A direct (picows) outbox writes from `put`; only the ASGI one needs its writer task.
         writer = None if self.outbox.direct else asyncio.create_task(self.outbox.run())
         reader = asyncio.create_task(self._read_loop())
+        reader.add_done_callback(self._end)
+        if writer is not None:
+            writer.add_done_callback(self._end)
         presence: asyncio.Task[None] | None = None
         try:
             self.connection.push(
                 orjson.dumps(ready_frame(self.claims.user_id, utcnow())).decode(), "ready"
             )
             presence = asyncio.create_task(self._send_presence())
-            closer = asyncio.create_task(self.closed.wait())
-            watched = {reader, closer} if writer is None else {reader, writer, closer}
-            await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
-            closer.cancel()
+            if self.closing is not None:
+                self._end()
+            await self._done
         finally:
             metrics.WS_CONNECTIONS.dec()
             self.hub.remove(self.connection)
