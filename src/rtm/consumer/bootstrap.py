@@ -88,6 +88,7 @@ class ConsumerRuntime:
             PostgresConversationDirectory(self.pool),
             settings.instance_id,
             presence_interval=settings.presence_interval_s,
+            presence_flush=settings.presence_flush_s,
         )
         self._tasks.append(await events.start())
         self.app.state.events = events

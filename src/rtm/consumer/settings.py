@@ -45,7 +45,16 @@ class ConsumerSettings(CommonSettings):
     )
     max_connections_per_user: int = Field(10, ge=1, description="per user on this instance (4504)")
     presence_interval_s: float = Field(
-        5.0, gt=0, description="presence heartbeat; offline after 3 missed beats"
+        5.0,
+        gt=0,
+        description="presence heartbeat (the same on every instance); a user goes offline "
+        "when missing from 2 full heartbeats, or their instance is silent for 3",
+    )
+    presence_flush_s: float = Field(
+        0.25,
+        ge=0,
+        description="presence changes are announced at most this often, coalesced (a user "
+        "who leaves and comes back in between is not announced)",
     )
     shutdown_timeout_s: float = Field(
         8.0, gt=0, description="bound on the graceful stop after SIGTERM"

@@ -8,6 +8,7 @@ cannot drift apart. Subjects:
     rtm.events.conversation                  core NATS: conversation created / member changes
     rtm.events.session.revoked               core NATS: a session was logged out or revoked
     rtm.events.typing / rtm.events.read      core NATS: ephemeral typing and read markers
+    rtm.events.presence                      core NATS: consumer instances' online users, heartbeats
 """
 
 from __future__ import annotations
@@ -254,29 +255,53 @@ class PresenceEvent:
     """`rtm.events.presence`: a consumer instance reports users online or offline on it.
 
     `status` is "online" or "offline" for changes, "heartbeat" for the periodic full list of the
-    instance's online users (a user not repeated within the TTL is offline: instances die too).
+    instance's online users (instances die too: a user an instance stops listing goes offline).
+    `instance` names the reporting process (unique per process). `beat` is the instance's
+    heartbeat counter: a heartbeat's number (1, 2, ...), or on a change the number of the last
+    heartbeat taken before it. A heartbeat is split in `chunks` events, `chunk` = 0 .. chunks-1.
+    All three were added later: an event without them decodes with `beat` None (and one chunk).
     """
 
     instance: str
     status: str
     user_ids: tuple[uuid.UUID, ...]
+    beat: int | None = None
+    chunk: int = 0
+    chunks: int = 1
 
     def encode(self) -> bytes:
-        return orjson.dumps(
-            {
-                "instance": self.instance,
-                "status": self.status,
-                "user_ids": [str(user) for user in self.user_ids],
-            }
-        )
+        raw: dict[str, object] = {
+            "instance": self.instance,
+            "status": self.status,
+            "user_ids": [str(user) for user in self.user_ids],
+        }
+        if self.beat is not None:
+            raw["beat"] = self.beat
+        if self.status == "heartbeat":
+            raw["chunk"], raw["chunks"] = self.chunk, self.chunks
+        return orjson.dumps(raw)
 
     @classmethod
     def decode(cls, data: bytes) -> PresenceEvent:
         raw = orjson.loads(data)
         if raw["status"] not in ("online", "offline", "heartbeat"):
             raise ValueError("unknown presence status")
+        beat = raw.get("beat")
+        chunk, chunks = raw.get("chunk", 0), raw.get("chunks", 1)
+        if beat is not None and not _count(beat):
+            raise ValueError("presence beat must be a non-negative integer")
+        if not (_count(chunk) and _count(chunks) and chunk < chunks):
+            raise ValueError("presence chunk must be in 0 .. chunks-1")
         return cls(
             instance=str(raw["instance"]),
             status=raw["status"],
             user_ids=tuple(uuid.UUID(user) for user in raw["user_ids"]),
+            beat=beat,
+            chunk=chunk,
+            chunks=chunks,
         )
+
+
+def _count(value: object) -> bool:
+    """A non-negative int (JSON true/false are not numbers here)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0

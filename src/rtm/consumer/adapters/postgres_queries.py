@@ -154,6 +154,37 @@ class PostgresConversationDirectory:
         )
         return [r["user_id"] for r in rows]
 
+    async def contacts_among(
+        self, user_ids: Sequence[uuid.UUID], among: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, set[uuid.UUID]]:
+        # The rows of the conversations of `user_ids` that are one of `user_ids` or of `among`:
+        # about (members of those conversations) rows, not (changed users) x (contacts).
+        rows = await self._pool.fetch(
+            "SELECT m.conversation_id, m.user_id FROM messaging.members m"
+            " WHERE m.conversation_id IN (SELECT conversation_id FROM messaging.members"
+            "   WHERE user_id = ANY($1::uuid[]))"
+            " AND (m.user_id = ANY($1::uuid[]) OR m.user_id = ANY($2::uuid[]))",
+            list(user_ids),
+            list(among),
+        )
+        wanted, present = set(user_ids), set(among)
+        changed: dict[uuid.UUID, list[uuid.UUID]] = {}
+        local: dict[uuid.UUID, list[uuid.UUID]] = {}
+        for row in rows:
+            user, conversation = row["user_id"], row["conversation_id"]
+            if user in wanted:
+                changed.setdefault(conversation, []).append(user)
+            if user in present:
+                local.setdefault(conversation, []).append(user)
+        contacts: dict[uuid.UUID, set[uuid.UUID]] = {user: set() for user in wanted}
+        for conversation, users in changed.items():
+            others = local.get(conversation, [])
+            for user in users:
+                contacts[user].update(others)
+        for user, found in contacts.items():
+            found.discard(user)
+        return contacts
+
     async def store_read(self, conversation_id: uuid.UUID, user_id: uuid.UUID, seq: int) -> int:
         value = await self._pool.fetchval(
             "INSERT INTO messaging.read_markers AS r (conversation_id, user_id, seq)"

@@ -119,6 +119,12 @@ class ConversationDirectory(Protocol):
         """Users who share at least one conversation with `user_id`."""
         ...
 
+    async def contacts_among(
+        self, user_ids: Sequence[uuid.UUID], among: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, set[uuid.UUID]]:
+        """For each of `user_ids`, its contacts that are in `among` (one query for all)."""
+        ...
+
     async def store_read(self, conversation_id: uuid.UUID, user_id: uuid.UUID, seq: int) -> int:
         """Move the read marker forward (never back); returns the marker now stored."""
         ...

@@ -1,16 +1,19 @@
 """Ephemeral live events: conversation changes, typing, read markers and presence.
 
 They arrive on core NATS (PROTOCOL.md §6 lists the frames they become). Read markers are also
-stored, by one instance per event (a queue group), monotonically. Presence is reported by every
-instance on connect/disconnect and in a heartbeat, so users of a dead instance go offline within
-one TTL.
+stored, by one instance per event (a queue group), monotonically.
+
+Presence: every instance reports its users on connect/disconnect and, every heartbeat interval,
+lists them all; `PresenceTracker` (pure) decides who is online from these events, counting time
+in our own heartbeats as they come back from NATS (a late or saturated loop expires nobody). The
+changes are announced at most every `presence_flush` seconds, coalesced: a user who left and came
+back in between is not announced at all, and one contacts query serves every change of a flush.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 
@@ -19,6 +22,7 @@ from nats.aio.msg import Msg
 
 from rtm.consumer.domain.ports import ConversationDirectory
 from rtm.consumer.domain.presence import PresenceTracker
+from rtm.consumer.entrypoints import metrics
 from rtm.consumer.entrypoints.hub import Hub
 from rtm.consumer.entrypoints.schemas import (
     conversation_frame,
@@ -39,6 +43,7 @@ from rtm.shared.contract import (
 
 logger = logging.getLogger(__name__)
 READ_STORE_QUEUE = "rtm-read-store"
+HEARTBEAT_CHUNK = 2000  # users per heartbeat event (~80 kB)
 Handler = Callable[[Msg], Awaitable[None]]
 
 
@@ -53,13 +58,19 @@ class LiveEvents:
         instance_id: str,
         *,
         presence_interval: float = 5.0,
+        presence_flush: float = 0.25,
     ) -> None:
         self._nc = nc
         self._hub = hub
         self._directory = directory
-        self._instance = instance_id
+        # Unique per process: a restarted instance starts a new beat count under a new name.
+        self.source = f"{instance_id}/{uuid.uuid4().hex[:8]}"
         self._interval = presence_interval
-        self.presence = PresenceTracker(ttl=presence_interval * 3)
+        self._flush_interval = presence_flush
+        self._beat = 0
+        self._dirty = asyncio.Event()
+        self._flush_failing = False
+        self.presence = PresenceTracker(self.source, missed=3)
 
     async def start(self) -> asyncio.Task[None]:
         await self._nc.subscribe(CONVERSATION_EVENTS, cb=self._guard(self._on_conversation))
@@ -71,7 +82,18 @@ class LiveEvents:
         await self._nc.subscribe(PRESENCE_EVENTS, cb=self._guard(self._on_presence))
         self._hub.on_first_connection = self._user_online
         self._hub.on_last_disconnect = self._user_offline
-        return asyncio.create_task(self._heartbeat(), name="presence-heartbeat")
+        flusher = asyncio.create_task(self._flusher(), name="presence-flush")
+        heartbeat = asyncio.create_task(self._heartbeat(), name="presence-heartbeat")
+        return asyncio.create_task(self._run_both(flusher, heartbeat), name="presence")
+
+    @staticmethod
+    async def _run_both(*tasks: asyncio.Task[None]) -> None:
+        """One task for the caller to cancel: cancelling it cancels both."""
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
 
     def _guard(self, handler: Handler) -> Handler:
         """A malformed or failing event is logged and dropped, never kills the subscription."""
@@ -118,28 +140,72 @@ class LiveEvents:
         return [m for m in members if m != exclude and self._hub.count_for(m)]
 
     async def _on_presence(self, msg: Msg) -> None:
-        event = PresenceEvent.decode(msg.data)
-        now = time.monotonic()
-        if event.status in ("online", "heartbeat"):
-            changed = self.presence.online(event.instance, list(event.user_ids), now)
-            status = "online"
-        else:
-            changed = [u for u in event.user_ids if self.presence.offline(event.instance, u, now)]
-            status = "offline"
-        for user in changed:
-            await self._announce(user, status)
+        self.apply_presence(PresenceEvent.decode(msg.data))
 
-    async def _announce(self, user: uuid.UUID, status: str) -> None:
-        if not self._hub.connection_count:
+    def apply_presence(self, event: PresenceEvent) -> None:
+        """Update the tracker (no I/O); changes wait for the next flush."""
+        tracker = self.presence
+        if event.status == "heartbeat":
+            expired = tracker.heartbeat(
+                event.instance, event.beat, event.user_ids, event.chunk, event.chunks
+            )
+            if expired.unlisted:
+                metrics.PRESENCE_EXPIRED.labels("unlisted").inc(expired.unlisted)
+            if expired.silent:
+                metrics.PRESENCE_EXPIRED.labels("silent").inc(expired.silent)
+        elif event.status == "online":
+            for user in event.user_ids:
+                tracker.online(event.instance, user, event.beat)
+        else:
+            for user in event.user_ids:
+                tracker.offline(event.instance, user, event.beat)
+        if tracker.has_pending:
+            self._dirty.set()
+
+    async def _flusher(self) -> None:
+        """Announce presence changes at most every `flush_interval`, coalesced."""
+        while True:
+            await self._dirty.wait()
+            await asyncio.sleep(self._flush_interval)
+            self._dirty.clear()
+            try:
+                await self.flush()
+            except Exception:
+                if not self._flush_failing:
+                    logger.exception("announcing presence changes failed; retrying")
+                self._flush_failing = True
+                await asyncio.sleep(1.0)
+                self._dirty.set()
+            else:
+                self._flush_failing = False
+
+    async def flush(self) -> None:
+        """One contacts query for every change, then each frame encoded once for its local
+        recipients. A failed query puts the changes back for the next flush."""
+        changes = self.presence.take_changes()
+        if not changes:
             return
-        contacts = [c for c in await self._directory.contacts(user) if self._hub.count_for(c)]
-        self._hub.send_to_users(contacts, presence_frame(user, status))
+        contacts: dict[uuid.UUID, set[uuid.UUID]] = {}
+        if self._hub.connection_count:
+            try:
+                contacts = await self._directory.contacts_among(
+                    [change.user_id for change in changes], self._hub.users()
+                )
+            except BaseException:
+                self.presence.restore(changes)
+                raise
+        for change in changes:
+            metrics.PRESENCE_CHANGES.labels(change.status).inc()
+            recipients = contacts.get(change.user_id)
+            if recipients:
+                frame = presence_frame(change.user_id, change.status)
+                self._hub.send_to_users(list(recipients), frame)
 
     def _user_online(self, user: uuid.UUID) -> None:
-        self._publish(PresenceEvent(self._instance, "online", (user,)))
+        self._publish(PresenceEvent(self.source, "online", (user,), self._beat))
 
     def _user_offline(self, user: uuid.UUID) -> None:
-        self._publish(PresenceEvent(self._instance, "offline", (user,)))
+        self._publish(PresenceEvent(self.source, "offline", (user,), self._beat))
 
     def _publish(self, event: PresenceEvent) -> None:
         if self._nc.is_connected:
@@ -149,17 +215,21 @@ class LiveEvents:
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(self._interval)
-            users = self._hub.users()
-            for start in range(0, len(users), 2000):
-                chunk = tuple(users[start : start + 2000])
+            # Numbered before the users are listed, with nothing in between: a change event
+            # carries the number of the last heartbeat listed before it (see PresenceTracker).
+            self._beat += 1
+            beat, users = self._beat, self._hub.users()
+            parts = [users[i : i + HEARTBEAT_CHUNK] for i in range(0, len(users), HEARTBEAT_CHUNK)]
+            parts = parts or [[]]
+            for index, part in enumerate(parts):
                 if self._nc.is_connected:
-                    await self._nc.publish(
-                        PRESENCE_EVENTS, PresenceEvent(self._instance, "heartbeat", chunk).encode()
+                    event = PresenceEvent(
+                        self.source, "heartbeat", tuple(part), beat, index, len(parts)
                     )
-            for user in self.presence.expire(time.monotonic()):
-                await self._announce(user, "offline")
+                    await self._nc.publish(PRESENCE_EVENTS, event.encode())
 
     async def online_contacts(self, user: uuid.UUID) -> list[uuid.UUID]:
-        """Contacts of `user` online now (sent to a new connection after `ready`)."""
-        now = time.monotonic()
-        return [c for c in await self._directory.contacts(user) if self.presence.is_online(c, now)]
+        """Contacts of `user` announced online (sent to a new connection after `ready`): the
+        state the announcements after it start from."""
+        contacts = await self._directory.contacts(user)
+        return [c for c in contacts if self.presence.announced_online(c)]

@@ -51,3 +51,14 @@ JETSTREAM_REDELIVERED = Gauge(
 SLOW_CONSUMER_CLOSES = Counter(
     "rtm_consumer_slow_consumer_closes_total", "Sockets closed 4008 for a full send queue"
 )
+PRESENCE_CHANGES = Counter(
+    "rtm_consumer_presence_changes_total",
+    "Presence changes announced to local contacts, after coalescing (frames: frames_out)",
+    ["status"],
+)
+PRESENCE_EXPIRED = Counter(
+    "rtm_consumer_presence_expired_total",
+    "Users dropped from presence without an offline event: missing from two full heartbeats "
+    "of their instance (unlisted), or their instance silent for 3 heartbeats (silent)",
+    ["reason"],
+)
