@@ -71,7 +71,7 @@ class LiveConnection:
 
     def push(self, frame: str, kind: str = "message") -> None:
         """Queue one frame of type `kind` (counted by type in rtm_consumer_frames_out_total)."""
-        metrics.FRAMES_OUT.labels(kind).inc()
+        metrics.frames_out(kind).inc()
         if not self._outbox.put(frame) and self._outbox.overflowed and not self._cut_off:
             self._cut_off = True  # count and close once; later pushes just find it closed
             metrics.SLOW_CONSUMER_CLOSES.inc()

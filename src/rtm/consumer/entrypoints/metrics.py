@@ -10,6 +10,18 @@ WS_CLOSES = Counter(
 )
 FRAMES_IN = Counter("rtm_consumer_frames_in_total", "Frames received from clients", ["type"])
 FRAMES_OUT = Counter("rtm_consumer_frames_out_total", "Frames queued to clients", ["type"])
+_FRAMES_OUT_BY_TYPE: dict[str, Counter] = {}
+
+
+def frames_out(kind: str) -> Counter:
+    """`FRAMES_OUT` for one frame type. `labels()` hashes and locks on every call; a fan-out to
+    a thousand sockets counts a thousand frames, so the child is looked up once per type."""
+    child = _FRAMES_OUT_BY_TYPE.get(kind)
+    if child is None:
+        child = _FRAMES_OUT_BY_TYPE[kind] = FRAMES_OUT.labels(kind)
+    return child
+
+
 ERRORS = Counter("rtm_consumer_errors_total", "Error frames sent, by code", ["code"])
 MESSAGES_STORED = Counter("rtm_consumer_messages_stored_total", "Messages stored in PostgreSQL")
 MESSAGES_SKIPPED = Counter(
