@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from rtm.bench.__main__ import main
-from rtm.bench.scenarios import SCENARIOS
+from rtm.bench.options import SCENARIOS
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 

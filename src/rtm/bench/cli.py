@@ -14,9 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rtm.bench.errors import BenchError
+from rtm.bench.options import SCENARIOS, Options
 from rtm.bench.progress import Display
 from rtm.bench.report import Row, markdown, notes, resources_table, results_table, write_json
-from rtm.bench.scenarios import SCENARIOS, Bench, Options
+from rtm.bench.scenarios import Bench
 from rtm.bench.target import (
     StartedSystem,
     Target,

@@ -9,9 +9,10 @@ import pytest
 from rtm.bench import metrics, procstat
 from rtm.bench.cli import _parser, options_from
 from rtm.bench.errors import BenchError
+from rtm.bench.options import SCENARIOS
 from rtm.bench.procstat import Usage, Watched
 from rtm.bench.report import Row, merge_usage, results_table
-from rtm.bench.scenarios import SCENARIOS, shape_for
+from rtm.bench.shapes import shape_for
 from rtm.bench.stats import percentile, summarize
 from rtm.bench.target import require_loopback
 
