@@ -7,17 +7,27 @@ GET /v1/asyncapi               an HTML page rendering it with the standalone bun
 GET /v1/asyncapi/static/...    that bundle and its stylesheet, vendored in
                                `rtm/shared/static/asyncapi` (its README says which version;
                                `scripts/vendor_asyncapi.sh` fetches them again)
+
+`ServiceDocument` is what the producer's and the consumer's `entrypoints/asyncapi.py` share: each
+declares only its frames, its description (with its own settings' limits) and where its settings
+are on a request; the document's shape and the routes are the same for both.
 """
 
 from __future__ import annotations
 
 import html
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+
+from rtm.shared.asyncapi import FrameDoc, asyncapi_document
+
+SettingsT = TypeVar("SettingsT")
 
 STATIC_DIR = Path(__file__).resolve().parent / "static" / "asyncapi"
 STATIC_PATH = "/v1/asyncapi/static"
@@ -97,3 +107,40 @@ def asyncapi_router(document: DocumentSource, *, title: str) -> APIRouter:
     static = StaticFiles(directory=STATIC_DIR, check_dir=False)
     router.mount(STATIC_PATH, static, name="asyncapi_static")
     return router
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceDocument(Generic[SettingsT]):
+    """One service's WebSocket protocol: `receives` (the frames clients send it), `sends` (the
+    frames it sends them), and `describe`, the prose with the deployment's limits from its
+    settings. It builds the AsyncAPI document and the routes that serve it."""
+
+    title: str
+    describe: Callable[[SettingsT], str]
+    receives: Sequence[FrameDoc]
+    sends: Sequence[FrameDoc]
+
+    def document(
+        self, settings: SettingsT, *, version: str, host: str, protocol: str = "ws"
+    ) -> dict[str, Any]:
+        """The service's AsyncAPI 3.0 document, its server `protocol://host`."""
+        return asyncapi_document(
+            title=f"{self.title} WebSocket",
+            version=version,
+            description=self.describe(settings),
+            host=host,
+            protocol=protocol,
+            receives=self.receives,
+            sends=self.sends,
+        )
+
+    def router(self, settings_of: Callable[[Request], SettingsT]) -> APIRouter:
+        """The routes of the module docstring; `settings_of` finds the settings on a request."""
+
+        def for_request(request: Request, *, host: str, protocol: str) -> dict[str, Any]:
+            settings = settings_of(request)
+            return self.document(
+                settings, version=request.app.version, host=host, protocol=protocol
+            )
+
+        return asyncapi_router(for_request, title=self.title)

@@ -7,8 +7,6 @@ description.
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import Request
 
 from rtm.consumer.entrypoints.schemas import (
@@ -27,8 +25,8 @@ from rtm.consumer.entrypoints.schemas import (
     TypingFrame,
 )
 from rtm.consumer.settings import ConsumerSettings
-from rtm.shared.asyncapi import FrameDoc, asyncapi_document
-from rtm.shared.asyncapi_http import asyncapi_router
+from rtm.shared.asyncapi import FrameDoc
+from rtm.shared.asyncapi_http import ServiceDocument
 
 TITLE = "rtm consumer"
 
@@ -87,24 +85,13 @@ and no gap. After a reconnect, send `resume` with the last `seq` seen per conver
 """
 
 
-def document(
-    settings: ConsumerSettings, *, version: str, host: str, protocol: str = "ws"
-) -> dict[str, Any]:
-    """The consumer's AsyncAPI 3.0 document, its server `protocol://host`."""
-    return asyncapi_document(
-        title=f"{TITLE} WebSocket",
-        version=version,
-        description=describe(settings),
-        host=host,
-        protocol=protocol,
-        receives=RECEIVES,
-        sends=SENDS,
-    )
+SERVICE = ServiceDocument(TITLE, describe, RECEIVES, SENDS)
+document = SERVICE.document  # for given settings, no request needed (the tests build it so)
 
 
-def _for_request(request: Request, *, host: str, protocol: str) -> dict[str, Any]:
+def _settings(request: Request) -> ConsumerSettings:
     settings: ConsumerSettings = request.app.state.settings
-    return document(settings, version=request.app.version, host=host, protocol=protocol)
+    return settings
 
 
-router = asyncapi_router(_for_request, title=TITLE)
+router = SERVICE.router(_settings)

@@ -6,8 +6,6 @@ The document is generated from the models in `schemas.py`, the same ones that va
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import Request
 
 from rtm.producer.entrypoints.deps import get_context
@@ -23,8 +21,8 @@ from rtm.producer.entrypoints.schemas import (
     TypingFrame,
 )
 from rtm.producer.settings import ProducerSettings
-from rtm.shared.asyncapi import FrameDoc, asyncapi_document
-from rtm.shared.asyncapi_http import asyncapi_router
+from rtm.shared.asyncapi import FrameDoc
+from rtm.shared.asyncapi_http import ServiceDocument
 
 TITLE = "rtm producer"
 
@@ -92,25 +90,12 @@ A connection closes 4505 when its token expires, unless an `auth` frame replaced
 """
 
 
-def document(
-    settings: ProducerSettings, *, version: str, host: str, protocol: str = "ws"
-) -> dict[str, Any]:
-    """The producer's AsyncAPI 3.0 document, its server `protocol://host`."""
-    return asyncapi_document(
-        title=f"{TITLE} WebSocket",
-        version=version,
-        description=describe(settings),
-        host=host,
-        protocol=protocol,
-        receives=RECEIVES,
-        sends=SENDS,
-    )
+SERVICE = ServiceDocument(TITLE, describe, RECEIVES, SENDS)
+document = SERVICE.document  # for given settings, no request needed (the tests build it so)
 
 
-def _for_request(request: Request, *, host: str, protocol: str) -> dict[str, Any]:
-    return document(
-        get_context(request).settings, version=request.app.version, host=host, protocol=protocol
-    )
+def _settings(request: Request) -> ProducerSettings:
+    return get_context(request).settings
 
 
-router = asyncapi_router(_for_request, title=TITLE)
+router = SERVICE.router(_settings)
