@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,10 +17,7 @@ import pytest
 from rtm.local.nats import EmbeddedNats
 from rtm.local.postgres import EmbeddedPostgres
 from rtm.local.process import free_port
-from rtm.shared.migrate import apply_migrations
-from rtm.shared.settings import REPO_ROOT
-
-MIGRATIONS = REPO_ROOT / "migrations"
+from tests.support.servers import migrated_database, running_nats
 
 
 @pytest.fixture(scope="session")
@@ -45,24 +41,15 @@ def pg_server(workdir: Path) -> Iterator[EmbeddedPostgres]:
 @pytest.fixture
 def database_url(pg_server: EmbeddedPostgres) -> Iterator[str]:
     """A fresh, migrated database for one test, dropped afterwards."""
-    name = "t_" + uuid.uuid4().hex[:16]
-    url = pg_server.create_database(name)
-    apply_migrations(url, MIGRATIONS)
-    yield url
-    import psycopg
-
-    with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with migrated_database(pg_server, "t_") as url:
+        yield url
 
 
 @pytest.fixture
 def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
     """A private nats-server with JetStream for one test (starts in well under a second)."""
-    folder = tmp_path_factory.mktemp("nats")
-    server = EmbeddedNats(folder, free_port(), free_port(), log_path=folder / "nats.log")
-    server.start()
-    yield server
-    server.stop()
+    with running_nats(tmp_path_factory.mktemp("nats")) as server:
+        yield server
 
 
 @pytest.fixture

@@ -40,7 +40,6 @@ from typing import Any
 import httpx
 import jwt
 import nats
-import psycopg
 import pytest
 import pytest_asyncio
 import websockets
@@ -59,7 +58,6 @@ from rtm.consumer.entrypoints import ws as consumer_ws
 from rtm.consumer.settings import ConsumerSettings
 from rtm.local.nats import EmbeddedNats
 from rtm.local.postgres import EmbeddedPostgres
-from rtm.local.process import free_port
 from rtm.producer import bootstrap as producer_bootstrap
 from rtm.producer.entrypoints import ws as producer_ws
 from rtm.shared.contract import (
@@ -70,14 +68,13 @@ from rtm.shared.contract import (
     TYPING_EVENTS,
     SessionRevoked,
 )
-from rtm.shared.migrate import apply_migrations
-from rtm.shared.settings import REPO_ROOT
 from tests.integration.auth.conftest import make_settings
 from tests.integration.auth.test_auth_token_matrix import b64, unsigned
 from tests.integration.consumer.conftest import wait_ready as consumer_ready
 from tests.integration.producer.conftest import settings_for
 from tests.integration.producer.conftest import wait_ready as producer_ready
 from tests.support.asgi import running, running_consumer
+from tests.support.servers import migrated_database, running_nats
 from tests.support.tokens import TokenFactory, serve_jwks
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -167,21 +164,14 @@ def bearer(token: str | None) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def database_url_for_module(pg_server: EmbeddedPostgres) -> Iterator[str]:
-    name = "tm_" + uuid.uuid4().hex[:16]
-    url = pg_server.create_database(name)
-    apply_migrations(url, REPO_ROOT / "migrations")
-    yield url
-    with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with migrated_database(pg_server, "tm_") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def nats_for_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
-    folder = tmp_path_factory.mktemp("nats-token-matrix")
-    server = EmbeddedNats(folder, free_port(), free_port(), log_path=folder / "nats.log")
-    server.start()
-    yield server
-    server.stop()
+    with running_nats(tmp_path_factory.mktemp("nats-token-matrix")) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,6 @@ from typing import Any
 import httpx
 import nats
 import orjson
-import psycopg
 import pytest
 import pytest_asyncio
 import websockets.asyncio.client
@@ -30,13 +29,11 @@ from websockets.exceptions import ConnectionClosed
 
 from rtm.local.nats import EmbeddedNats
 from rtm.local.postgres import EmbeddedPostgres
-from rtm.local.process import free_port
 from rtm.producer.bootstrap import create_app
 from rtm.producer.settings import ProducerSettings
 from rtm.shared.jetstream import ensure_stream
-from rtm.shared.migrate import apply_migrations
-from rtm.shared.settings import REPO_ROOT
 from tests.support.asgi import running
+from tests.support.servers import migrated_database, running_nats
 from tests.support.tokens import TokenFactory, serve_jwks
 
 PARTITIONS = 4
@@ -102,22 +99,15 @@ async def producer(producer_settings: ProducerSettings) -> AsyncIterator[str]:
 @pytest.fixture(scope="module")
 def shared_database_url(pg_server: EmbeddedPostgres) -> Iterator[str]:
     """A migrated database for one test module."""
-    name = "tp_" + uuid.uuid4().hex[:16]
-    url = pg_server.create_database(name)
-    apply_migrations(url, REPO_ROOT / "migrations")
-    yield url
-    with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with migrated_database(pg_server, "tp_") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def shared_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
     """A nats-server for one test module."""
-    folder = tmp_path_factory.mktemp("nats-shared")
-    server = EmbeddedNats(folder, free_port(), free_port(), log_path=folder / "nats.log")
-    server.start()
-    yield server
-    server.stop()
+    with running_nats(tmp_path_factory.mktemp("nats-shared")) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
