@@ -81,12 +81,19 @@ async def connect_nats(url: str, name: str) -> NatsClient:
     return await retry_forever(f"NATS at {url}", attempt)
 
 
+async def keep_session(_: asyncpg.Connection) -> None:
+    """Release a pooled connection without asyncpg's default reset query (a round trip per
+    release, i.e. per batch the consumer stores): rtm never leaves session state behind (no
+    LISTEN, SET, session advisory locks or cursors), and asyncpg still rolls back an open
+    transaction before calling this."""
+
+
 async def create_pool(url: str, size: int) -> asyncpg.Pool:
     """An asyncpg pool; connections broken by an outage are replaced on the next acquire."""
 
     async def attempt() -> asyncpg.Pool:
         pool = await asyncpg.create_pool(
-            url, min_size=1, max_size=size, timeout=3, command_timeout=30
+            url, min_size=1, max_size=size, timeout=3, command_timeout=30, reset=keep_session
         )
         assert pool is not None
         return pool

@@ -26,6 +26,7 @@ from rtm.producer.domain.model import (
     StoredSend,
 )
 from rtm.shared.coalesce import Coalescer
+from rtm.shared.connect import keep_session
 from rtm.shared.migrate import apply_migrations
 
 logger = logging.getLogger(__name__)
@@ -38,12 +39,6 @@ _OUTAGES: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
     asyncpg.InterfaceError,  # connection closed under us
 )
-
-
-async def _keep_session(_: asyncpg.Connection) -> None:
-    """Release a pooled connection without asyncpg's default reset query (a round trip per
-    release): we never leave session state behind (no LISTEN, SET, advisory locks or cursors),
-    and an open transaction is still rolled back by asyncpg itself."""
 
 
 class PostgresDatabase:
@@ -91,7 +86,7 @@ class PostgresDatabase:
                     max_size=self._pool_size,
                     timeout=self.timeout,
                     command_timeout=self.timeout,
-                    reset=_keep_session,
+                    reset=keep_session,
                 )
             except Exception as exc:  # any failure here means "not yet": retry
                 self._last_error = f"{type(exc).__name__}: {exc}"[:300]
