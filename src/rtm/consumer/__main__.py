@@ -35,7 +35,7 @@ def main() -> None:
         lifespan="on",
     )
     signal.signal(signal.SIGTERM, _exit_ok)
-    tune_gc()
+    tune_gc(settings.gc_young_threshold)
     uvicorn.Server(config).run()
 
 

@@ -285,7 +285,7 @@ def serve(settings: ProducerSettings) -> None:
     logger.info("producer starting on http://%s:%d", settings.host, settings.producer_port)
     signal.signal(signal.SIGTERM, _exit_ok)
     producer_server = server(settings)
-    tune_gc()
+    tune_gc(settings.gc_young_threshold)
     producer_server.run()
 
 

@@ -27,6 +27,13 @@ class CommonSettings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="address the service's HTTP/gRPC servers bind to")
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
+    gc_young_threshold: int = Field(
+        10_000,
+        ge=100,
+        le=1_000_000,
+        description="allocations between young garbage collections (CPython: 700); higher "
+        "costs less CPU, lower pauses the event loop for less (rtm_gc_pause_seconds)",
+    )
     log_format: Literal["auto", "json", "text"] = Field(
         "auto", description="auto: JSON lines unless stderr is a terminal"
     )
