@@ -3,6 +3,7 @@ retried after a failed query."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from typing import cast
@@ -12,6 +13,7 @@ import pytest
 from nats.aio.client import Client as NatsClient
 
 from rtm.consumer.domain.ports import ConversationDirectory
+from rtm.consumer.entrypoints import events as events_module
 from rtm.consumer.entrypoints.events import LiveEvents
 from rtm.consumer.entrypoints.hub import Hub, LiveConnection
 from rtm.consumer.services import ReadService
@@ -106,3 +108,26 @@ async def test_a_failed_query_is_retried_by_the_next_flush() -> None:
     await events.flush()
     (outbox,) = outboxes.values()
     assert outbox.presence() == [(str(user), "online")]
+
+
+async def test_a_big_flush_lets_other_work_run_between_slices(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Live messages must not wait behind a million presence frames."""
+    monkeypatch.setattr(events_module, "FLUSH_SLICE_FRAMES", 10)
+    events, _, outboxes = setup(local=5)
+    remote = [uuid.uuid4() for _ in range(20)]  # 20 changes x 5 recipients = 100 frames
+    events.apply_presence(PresenceEvent("c2/x", "heartbeat", tuple(remote), 1))
+    seen_mid_flush: list[int] = []
+
+    async def other_work() -> None:
+        await asyncio.sleep(0)
+        seen_mid_flush.append(sum(len(o.frames) for o in outboxes.values()))
+
+    other = asyncio.create_task(other_work())
+    await events.flush()
+    await other
+
+    assert sum(len(o.frames) for o in outboxes.values()) == 100
+    assert seen_mid_flush
+    assert 0 < seen_mid_flush[0] < 100  # it ran while the flush was part-way through
