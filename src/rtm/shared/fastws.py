@@ -58,7 +58,6 @@ class PicowsSocket(picows.WSListener):
         "app",
         "disconnected",
         "headers",
-        "path",
     )
 
     def __init__(
@@ -72,7 +71,6 @@ class PicowsSocket(picows.WSListener):
         super().__init__()
         self.app = app
         self.headers: Mapping[str, str] = request.headers
-        self.path: str = request.path.decode("latin-1")
         self._handler = handler
         self._max = max_message_bytes
         # A list and one future, not an asyncio.Queue: a queue costs ~2 kB per idle connection.
@@ -89,6 +87,7 @@ class PicowsSocket(picows.WSListener):
 
     def on_ws_connected(self, transport: picows.WSTransport) -> None:
         self._transport = transport
+        # Held here: the loop keeps only a weak reference to a task.
         self._task = asyncio.create_task(self._serve(), name="ws-session")
 
     async def _serve(self) -> None:

@@ -183,21 +183,24 @@ class Outbox:
         "_queued_bytes",
         "_wakeup",
         "_websocket",
-        "direct",
         "overflowed",
     )
 
     def __init__(self, websocket: ServerSocket, limit_bytes: int) -> None:
         self._websocket = websocket
         self._direct = websocket if isinstance(websocket, DirectSocket) else None
-        self.direct = self._direct is not None
         self._limit = limit_bytes
         # A direct outbox needs neither (and every idle connection would pay for them).
-        self._queue: deque[str] = _NO_QUEUE if self.direct else deque()
+        self._queue: deque[str] = _NO_QUEUE if self._direct is not None else deque()
         self._wakeup: asyncio.Event | None = None
         self._queued_bytes = 0
         self._closed = False
         self.overflowed = False
+
+    @property
+    def direct(self) -> bool:
+        """Writes go straight to the socket: no writer task is needed."""
+        return self._direct is not None
 
     def put(self, frame: str) -> bool:
         if self._closed:
