@@ -102,7 +102,7 @@ class ConsumerRuntime:
             batch_size=settings.batch_size,
             fetch_timeout=settings.fetch_timeout_s,
         )
-        self._tasks.append(asyncio.create_task(self.manager.run(), name="partition-manager"))
+        self.manager.start()
         self.started = True
         logger.info("consumer %s ready", settings.instance_id)
 

@@ -8,7 +8,13 @@ import uuid
 from dataclasses import dataclass
 
 from rtm.consumer.domain.exceptions import ConversationNotVisible
-from rtm.consumer.domain.model import ConversationView, MessagePage, Pending, StoredMessage
+from rtm.consumer.domain.model import (
+    ConversationView,
+    FenceToken,
+    MessagePage,
+    Pending,
+    StoredMessage,
+)
 from rtm.consumer.domain.ports import (
     Delivery,
     Fanout,
@@ -24,14 +30,17 @@ logger = logging.getLogger(__name__)
 class PartitionWorker:
     """Moves one partition's messages from JetStream into PostgreSQL, in order, exactly once.
 
-    Started by the lease manager when this instance owns the partition. `offset` is the last
-    committed stream sequence; every batch's transaction checks it is unchanged, so a worker that
-    lost its lease without noticing cannot commit (it gets `OffsetMoved`).
+    Started by the partition manager for the owner holding `token`, from `offset`, the last
+    stream sequence committed when the owner claimed the partition. Every batch's transaction
+    checks the partition is still fenced by `token` and its offset is still ours, so a worker
+    whose partition moved on cannot commit (`Fenced`, `OffsetMoved`); the source vouches that
+    its deliveries are the partition's messages after the offset, none missing.
     """
 
     def __init__(
         self,
         partition: int,
+        token: FenceToken,
         offset: int,
         source: PartitionSource,
         store: MessageStore,
@@ -41,6 +50,7 @@ class PartitionWorker:
         fetch_timeout: float,
     ) -> None:
         self.partition = partition
+        self.token = token
         self.offset = offset
         self._source = source
         self._store = store
@@ -51,9 +61,10 @@ class PartitionWorker:
     async def step(self) -> BatchOutcome:
         """Process one batch (an empty outcome when idle).
 
-        Raises `OffsetMoved` when another worker committed, `OutOfOrder` when the source handed
-        over something other than the continuation of our offset, and store/transport errors as
-        they come: the caller restarts the partition from the committed offset.
+        Raises `Fenced` when a newer owner claimed the partition, `OffsetMoved` when another
+        worker committed, `OutOfOrder` when the source handed over something other than the
+        continuation of our offset, and store/transport errors as they come: the caller stops
+        (fenced) or restarts the partition from the committed offset.
         """
         deliveries = await self._source.next_batch(self._batch_size, self._fetch_timeout)
         if not deliveries:
@@ -65,7 +76,9 @@ class PartitionWorker:
         if fresh:
             pending = [p for p in (_decode(d) for d in fresh) if p is not None]
             new_offset = fresh[-1].stream_seq
-            batch = await self._store.store_batch(self.partition, self.offset, new_offset, pending)
+            batch = await self._store.store_batch(
+                self.partition, self.token, self.offset, new_offset, pending
+            )
             if batch.skipped:
                 _log_skipped(pending, batch.messages)
             self.offset = new_offset

@@ -25,7 +25,14 @@ class ConsumerSettings(CommonSettings):
     )
     batch_size: int = Field(256, ge=1, le=5000, description="messages stored per transaction")
     fetch_timeout_s: float = Field(0.5, gt=0, description="how long a pull waits when idle")
-    lease_ttl_s: float = Field(6.0, ge=1, description="a dead instance's partitions free up after")
+    lease_ttl_s: float = Field(
+        1.5,
+        ge=0.5,
+        description="a killed instance's partitions free up after this (+ about 0.25 s for "
+        "the server to expire the lease); leases are renewed every fifth of it. Safety does "
+        "not depend on it (fencing tokens do): shorter fails over faster, at the cost of more "
+        "lease traffic and of a lease lost when the event loop stalls for most of it",
+    )
     ack_wait_s: float = Field(30.0, ge=1, description="JetStream redelivery delay for unacked")
     max_recovery: int = Field(
         1000, ge=1, description="most messages `resume` sends per conversation"
@@ -55,6 +62,18 @@ class ConsumerSettings(CommonSettings):
         ge=0,
         description="presence changes are announced at most this often, coalesced (a user "
         "who leaves and comes back in between is not announced)",
+    )
+    continuity_audit_interval_s: float = Field(
+        10.0,
+        ge=0,
+        description="how often the continuity auditor checks what this instance committed "
+        "against JetStream (lost messages: rtm_continuity_lost_total); 0: never",
+    )
+    continuity_audit_max: int = Field(
+        20_000,
+        ge=1,
+        description="most messages the continuity auditor checks per partition and round; a "
+        "backlog (the whole stream, on the first start) is worked off over several rounds",
     )
     shutdown_timeout_s: float = Field(
         8.0, gt=0, description="bound on the graceful stop after SIGTERM"

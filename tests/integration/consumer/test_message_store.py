@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -10,12 +11,13 @@ import asyncpg
 import pytest
 
 from rtm.consumer.adapters.postgres_store import PostgresMessageStore
-from rtm.consumer.domain.exceptions import OffsetMoved
-from rtm.consumer.domain.model import Pending
+from rtm.consumer.domain.exceptions import Fenced, OffsetMoved
+from rtm.consumer.domain.model import FenceToken, Pending
 from rtm.shared.contract import AcceptedMessage
 from tests.support.db import create_conversation, stored_messages
 
 PARTITION = 3
+TOKEN = FenceToken(1, 10)
 
 
 @pytest.fixture
@@ -60,10 +62,11 @@ async def test_a_batch_is_numbered_densely_per_conversation_with_its_members(
     a, b, c = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     first = await create_conversation(database_url, [a, b])
     second = await create_conversation(database_url, [b, c])
-    assert await store.load_offset(PARTITION) == 0
+    assert await store.claim(PARTITION, TOKEN) == 0
 
     batch = await store.store_batch(
         PARTITION,
+        TOKEN,
         0,
         4,
         [pending(1, first, a), pending(2, second, c), pending(3, first, b), pending(4, second, b)],
@@ -76,7 +79,7 @@ async def test_a_batch_is_numbered_densely_per_conversation_with_its_members(
         (second, 2),
     ]
     assert {k: set(v) for k, v in batch.members.items()} == {first: {a, b}, second: {b, c}}
-    later = await store.store_batch(PARTITION, 4, 5, [pending(5, first, a)])
+    later = await store.store_batch(PARTITION, TOKEN, 4, 5, [pending(5, first, a)])
     assert [(m.conversation_id, m.seq) for m in later.messages] == [(first, 3)]
     rows = await stored_messages(database_url)
     assert [(r["conversation_id"], r["seq"], r["stream_seq"]) for r in rows] == sorted(
@@ -90,11 +93,11 @@ async def test_the_fence_refuses_a_stale_offset_and_stores_nothing(
 ) -> None:
     a = uuid.uuid4()
     conversation = await create_conversation(database_url, [a])
-    await store.load_offset(PARTITION)
-    await store.store_batch(PARTITION, 0, 1, [pending(1, conversation, a)])
+    await store.claim(PARTITION, TOKEN)
+    await store.store_batch(PARTITION, TOKEN, 0, 1, [pending(1, conversation, a)])
 
     with pytest.raises(OffsetMoved):
-        await store.store_batch(PARTITION, 0, 2, [pending(2, conversation, a)])
+        await store.store_batch(PARTITION, TOKEN, 0, 2, [pending(2, conversation, a)])
 
     assert len(await stored_messages(database_url)) == 1
     assert await offset(database_url) == 1
@@ -106,11 +109,12 @@ async def test_stored_duplicates_and_unknown_conversations_are_skipped_and_the_o
     a = uuid.uuid4()
     conversation = await create_conversation(database_url, [a])
     client = uuid.uuid4()
-    await store.load_offset(PARTITION)
-    await store.store_batch(PARTITION, 0, 1, [pending(1, conversation, a, client)])
+    await store.claim(PARTITION, TOKEN)
+    await store.store_batch(PARTITION, TOKEN, 0, 1, [pending(1, conversation, a, client)])
 
     batch = await store.store_batch(
         PARTITION,
+        TOKEN,
         1,
         4,
         [
@@ -123,8 +127,55 @@ async def test_stored_duplicates_and_unknown_conversations_are_skipped_and_the_o
     assert [m.seq for m in batch.messages] == [2]
     assert batch.skipped == 2
     assert await offset(database_url) == 4
-    only_skipped = await store.store_batch(PARTITION, 4, 5, [pending(5, conversation, a, client)])
+    only_skipped = await store.store_batch(
+        PARTITION, TOKEN, 4, 5, [pending(5, conversation, a, client)]
+    )
     assert only_skipped.messages == []
     assert only_skipped.skipped == 1
     assert await offset(database_url) == 5
     assert [r["seq"] for r in await stored_messages(database_url)] == [1, 2]
+
+
+async def test_a_newer_owner_fences_out_the_older_one_whatever_it_holds(
+    database_url: str, store: PostgresMessageStore
+) -> None:
+    a = uuid.uuid4()
+    conversation = await create_conversation(database_url, [a])
+    newer = FenceToken(TOKEN.epoch, TOKEN.revision + 5)
+    assert await store.claim(PARTITION, TOKEN) == 0
+    await store.store_batch(PARTITION, TOKEN, 0, 1, [pending(1, conversation, a)])
+
+    assert await store.claim(PARTITION, newer) == 1
+    with pytest.raises(Fenced):  # the old owner's next batch, though its offset is right
+        await store.store_batch(PARTITION, TOKEN, 1, 2, [pending(2, conversation, a)])
+    with pytest.raises(Fenced):  # nor can it claim the partition back
+        await store.claim(PARTITION, TOKEN)
+    assert await store.claim(PARTITION, newer) == 1  # the owner itself may claim again
+    assert len(await stored_messages(database_url)) == 1
+    # a bucket created again starts a newer epoch, whatever its revisions
+    assert await store.claim(PARTITION, FenceToken(TOKEN.epoch + 1, 1)) == 1
+
+
+async def test_a_claim_waits_for_the_batch_in_flight_and_starts_after_it(
+    database_url: str, store: PostgresMessageStore
+) -> None:
+    await store.claim(PARTITION, TOKEN)
+    conn = await asyncpg.connect(database_url)
+    try:
+        async with conn.transaction():  # an old owner's batch, mid-commit: it holds the row
+            await conn.execute(
+                "SELECT 1 FROM messaging.partition_offsets WHERE partition = $1 FOR UPDATE",
+                PARTITION,
+            )
+            claiming = asyncio.create_task(
+                store.claim(PARTITION, FenceToken(TOKEN.epoch, TOKEN.revision + 1))
+            )
+            await asyncio.sleep(0.3)
+            assert not claiming.done()
+            await conn.execute(
+                "UPDATE messaging.partition_offsets SET stream_seq = 7 WHERE partition = $1",
+                PARTITION,
+            )
+        assert await asyncio.wait_for(claiming, 5) == 7
+    finally:
+        await conn.close()

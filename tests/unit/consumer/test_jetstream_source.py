@@ -8,7 +8,13 @@ from typing import Any, cast
 import nats.errors
 import pytest
 
-from rtm.consumer.adapters.jetstream_source import DeliveryGap, JetStreamPartitionSource
+from rtm.consumer.adapters.jetstream_source import (
+    DeliveryGap,
+    JetStreamPartitionSource,
+    consumer_name,
+    owner_of,
+)
+from rtm.consumer.domain.model import FenceToken
 
 
 def msg(consumer_seq: int, stream_seq: int) -> Any:
@@ -61,3 +67,38 @@ async def test_a_reconnect_stops_the_source_even_without_deliveries() -> None:
     nc.stats["reconnects"] = 1
     with pytest.raises(DeliveryGap):
         await s.next_batch(10, 0.1)
+
+
+async def test_a_source_whose_first_delivery_is_not_the_first_message_after_the_offset_stops() -> (
+    None
+):
+    async def first_after() -> int | None:
+        return 10  # JetStream: the partition's first message after the offset is 10
+
+    s = JetStreamPartitionSource(cast(Any, FakeSubscription([msg(1, 12)])), first_after=first_after)
+    with pytest.raises(DeliveryGap):
+        await s.next_batch(10, 0.1)
+
+
+async def test_the_first_delivery_is_checked_once_and_then_the_source_goes_on() -> None:
+    asked: list[int] = []
+
+    async def first_after() -> int | None:
+        asked.append(1)
+        return 10
+
+    s = JetStreamPartitionSource(
+        cast(Any, FakeSubscription([msg(1, 10)], [msg(2, 14)])), first_after=first_after
+    )
+    assert [d.stream_seq for d in await s.next_batch(10, 0.1)] == [10]
+    assert [d.stream_seq for d in await s.next_batch(10, 0.1)] == [14]
+    assert asked == [1]
+
+
+def test_consumer_names_carry_the_owner_token_and_only_its_partition_reads_it() -> None:
+    token = FenceToken(1_700_000_000_123_456_000, 42)
+    name = consumer_name(3, token)
+    assert owner_of(3, name) == token
+    assert owner_of(13, name) is None
+    assert owner_of(3, "rtm-p3") is None
+    assert consumer_name(3, token) != name  # each attempt has a consumer of its own

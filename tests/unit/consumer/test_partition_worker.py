@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 import pytest
 
 from rtm.consumer.domain.delivery import decode_delivery, encode_delivery
-from rtm.consumer.domain.exceptions import OffsetMoved
-from rtm.consumer.domain.model import Pending, StoredBatch, StoredMessage
+from rtm.consumer.domain.exceptions import Fenced, OffsetMoved
+from rtm.consumer.domain.model import FenceToken, Pending, StoredBatch, StoredMessage
 from rtm.consumer.domain.numbering import number_batch
 from rtm.consumer.domain.ports import Delivery
 from rtm.consumer.services import OutOfOrder, PartitionWorker
@@ -19,6 +19,7 @@ from rtm.shared.contract import AcceptedMessage
 
 NOW = datetime(2026, 11, 24, 1, 2, 3, 456000, tzinfo=UTC)
 CONV, ALICE = uuid.uuid4(), uuid.uuid4()
+TOKEN = FenceToken(1, 10)
 
 
 def delivery(stream_seq: int) -> Delivery:
@@ -49,15 +50,26 @@ class FakeSource:
 class InMemoryMessageStore:
     def __init__(self, log: list[str]) -> None:
         self.offset = 0
+        self.fence = TOKEN
         self.rows: list[StoredMessage] = []
         self.log = log
 
-    async def load_offset(self, partition: int) -> int:
+    async def claim(self, partition: int, token: FenceToken) -> int:
+        if token < self.fence:
+            raise Fenced(partition, token, self.fence)
+        self.fence = token
         return self.offset
 
     async def store_batch(
-        self, partition: int, expected_offset: int, new_offset: int, pending: Sequence[Pending]
+        self,
+        partition: int,
+        token: FenceToken,
+        expected_offset: int,
+        new_offset: int,
+        pending: Sequence[Pending],
     ) -> StoredBatch:
+        if token != self.fence:
+            raise Fenced(partition, token, self.fence)
         if expected_offset != self.offset:
             raise OffsetMoved(partition, expected_offset, self.offset)
         heads = {CONV: max((m.seq for m in self.rows), default=0)}
@@ -81,7 +93,9 @@ class FakeFanout:
 def worker(
     source: FakeSource, store: InMemoryMessageStore, fanout: FakeFanout, offset: int = 0
 ) -> PartitionWorker:
-    return PartitionWorker(0, offset, source, store, fanout, batch_size=10, fetch_timeout=0.1)
+    return PartitionWorker(
+        0, TOKEN, offset, source, store, fanout, batch_size=10, fetch_timeout=0.1
+    )
 
 
 async def test_a_batch_is_stored_then_acked_then_fanned_out() -> None:
@@ -120,6 +134,16 @@ async def test_a_worker_whose_offset_moved_cannot_commit() -> None:
     store.offset = 8  # another worker committed meanwhile
     with pytest.raises(OffsetMoved):
         await worker(source, store, FakeFanout(), offset=2).step()
+    assert source.acked == []
+
+
+async def test_a_worker_fenced_out_by_a_newer_owner_cannot_commit_what_it_fetched() -> None:
+    source = FakeSource([[delivery(1), delivery(2)]])
+    store = InMemoryMessageStore(source.log)
+    store.fence = FenceToken(1, 11)  # a newer owner claimed the partition meanwhile
+    with pytest.raises(Fenced):
+        await worker(source, store, FakeFanout()).step()
+    assert store.rows == []
     assert source.acked == []
 
 

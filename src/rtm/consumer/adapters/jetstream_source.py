@@ -1,23 +1,35 @@
-"""JetStream implementation of `PartitionSources`: one durable pull consumer per partition.
+"""JetStream implementation of `PartitionSources`: a pull consumer per partition owner.
 
-When a worker takes a partition it re-creates the partition's durable consumer to start right
-after the offset committed in PostgreSQL. The consumer then delivers that partition's messages in
-stream order; the committed offset, not the consumer's ack state, is the source of truth, so a new
-owner never skips messages an old owner had fetched but not stored.
+When a worker takes a partition it creates a consumer of its own, named after the partition and
+the owner's fencing token, that starts right after the offset committed in PostgreSQL. No other
+worker binds it: a stale owner that keeps running cannot take deliveries meant for the new one
+(when all owners shared one durable consumer per partition, a stale worker pulled the new owner's
+messages and a batch that started later than the committed offset could commit, skipping them).
+Older owners' consumers of the partition are deleted when a newer owner opens its own; a consumer
+nobody pulls from expires on the server after `INACTIVE_THRESHOLD_S`.
 
-A pull consumer does not resend a message it delivered until `ack_wait` has passed, so a delivery
-that never reached us (lost with a connection to a nats-server that was killed, or handed out by a
-restarted server whose state says it was sent) would let later messages through first: the
-worker would store them, move the offset past the missing one and later drop it as already
-processed. So a source refuses to go on (`DeliveryGap`) when a delivery's consumer sequence is
-not the one after the last it handed over, or when the NATS connection has reconnected since it
-was opened; the worker then restarts from the committed offset, on a fresh durable consumer.
+The committed offset, not a consumer's ack state, is the source of truth, so a new owner never
+skips messages an old owner had fetched but not stored. Two checks make sure the deliveries are
+exactly the partition's messages after that offset, in order, with none missing:
+
+* the first delivery of a source must be the partition's first message after the offset, as
+  JetStream itself answers (a "next by subject" message get);
+* every later delivery's *consumer* sequence must be the one after the last: a pull consumer
+  does not resend a message it delivered until `ack_wait` has passed, so a delivery that never
+  reached us (lost with a connection to a nats-server that was killed, or handed out by a
+  restarted server whose state says it was sent) would otherwise let later messages through
+  first. A reconnect of the NATS connection since the source was opened counts as a gap too.
+
+On a gap the source raises `DeliveryGap`; the worker restarts from the committed offset, on a
+new consumer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Sequence
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
 
 import nats.errors
 from nats.aio.client import Client as NatsClient
@@ -26,12 +38,32 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
+from rtm.consumer.domain.model import FenceToken
 from rtm.consumer.domain.ports import Delivery
 from rtm.shared.contract import STREAM, partition_filter
 
+INACTIVE_THRESHOLD_S = 120.0  # a consumer no worker pulls from is removed by the server after
+CLOSE_TIMEOUT_S = 2.0
 
-def durable_name(partition: int) -> str:
-    return f"rtm-p{partition}"
+
+def consumer_name(partition: int, token: FenceToken) -> str:
+    """`rtm-p<partition>-<epoch>-<revision>-<random>`: unique to one owner's one attempt."""
+    return f"{consumer_prefix(partition)}{token.epoch}-{token.revision}-{secrets.token_hex(4)}"
+
+
+def consumer_prefix(partition: int) -> str:
+    return f"rtm-p{partition}-"
+
+
+def owner_of(partition: int, name: str) -> FenceToken | None:
+    """The token in one of `partition`'s consumer names (None: not one of its owners' names)."""
+    prefix = consumer_prefix(partition)
+    if not name.startswith(prefix):
+        return None
+    parts = name[len(prefix) :].split("-")
+    if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
+        return None
+    return FenceToken(int(parts[0]), int(parts[1]))
 
 
 class DeliveryGap(Exception):
@@ -43,13 +75,17 @@ def _reconnects(nc: NatsClient | None) -> int:
 
 
 class JetStreamPartitionSource:
-    """Batches of one partition from its durable pull consumer.
+    """Batches of one partition from its owner's pull consumer.
 
     Args:
-        subscription: bound to the partition's durable consumer.
-        delivered: the consumer sequence the durable consumer had delivered when created.
+        subscription: bound to the owner's consumer.
+        delivered: the consumer sequence the consumer had delivered when created.
         nc: the connection, to notice reconnects (None: not checked).
-        reconnects: `nc`'s reconnect count before the durable consumer was created.
+        reconnects: `nc`'s reconnect count before the consumer was created.
+        first_after: JetStream's answer to "which is the partition's first message after the
+            offset" (its stream sequence, None when there is none yet); asked once, when the
+            first deliveries arrive, and they must begin with it (None: not checked).
+        delete: removes the consumer on the server when the source closes.
     """
 
     def __init__(
@@ -59,11 +95,15 @@ class JetStreamPartitionSource:
         delivered: int = 0,
         nc: NatsClient | None = None,
         reconnects: int = 0,
+        first_after: Callable[[], Awaitable[int | None]] | None = None,
+        delete: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self._subscription = subscription
         self._delivered = delivered
         self._nc = nc
         self._reconnects = reconnects
+        self._first_after = first_after
+        self._delete = delete
 
     async def next_batch(self, max_messages: int, timeout: float) -> list[Delivery]:
         try:
@@ -80,6 +120,15 @@ class JetStreamPartitionSource:
                     "lost or repeated"
                 )
             self._delivered = sequence
+        if messages and self._first_after is not None:
+            first = await self._first_after()
+            got = messages[0].metadata.sequence.stream
+            if first != got:
+                raise DeliveryGap(
+                    f"the first delivery is stream seq {got}, but the partition's first "
+                    f"message after the offset is {first}"
+                )
+            self._first_after = None
         return [Delivery(m.metadata.sequence.stream, m.data, m) for m in messages]
 
     async def ack(self, deliveries: Sequence[Delivery]) -> None:
@@ -93,8 +142,13 @@ class JetStreamPartitionSource:
         return int(info.num_pending or 0), int(info.num_redelivered or 0)
 
     async def close(self) -> None:
+        """Unsubscribe and delete the consumer; best effort (NATS may be down: the server then
+        removes the consumer once it has been inactive for `INACTIVE_THRESHOLD_S`)."""
         with contextlib.suppress(Exception):
             await self._subscription.unsubscribe()
+        if self._delete is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._delete(), CLOSE_TIMEOUT_S)
 
 
 class JetStreamPartitionSources:
@@ -107,10 +161,11 @@ class JetStreamPartitionSources:
         self._ack_wait = ack_wait
         self._nc = nc
 
-    async def open(self, partition: int, after_stream_seq: int) -> JetStreamPartitionSource:
-        name = durable_name(partition)
-        with contextlib.suppress(NotFoundError):
-            await self._js.delete_consumer(STREAM, name)
+    async def open(
+        self, partition: int, after_stream_seq: int, token: FenceToken
+    ) -> JetStreamPartitionSource:
+        await self._remove_older_consumers(partition, token)
+        name = consumer_name(partition, token)
         start = (
             {
                 "deliver_policy": DeliverPolicy.BY_START_SEQUENCE,
@@ -123,19 +178,50 @@ class JetStreamPartitionSources:
         info = await self._js.add_consumer(
             STREAM,
             ConsumerConfig(
-                durable_name=name,
+                name=name,
                 filter_subject=partition_filter(partition),
                 ack_policy=AckPolicy.EXPLICIT,
                 ack_wait=self._ack_wait,
                 max_ack_pending=10_000,
                 max_deliver=-1,
+                inactive_threshold=INACTIVE_THRESHOLD_S,
                 **start,
             ),
         )
-        subscription = await self._js.pull_subscribe_bind(durable=name, stream=STREAM)
+        subscription = await self._js.pull_subscribe_bind(consumer=name, stream=STREAM)
+
+        async def first_after() -> int | None:
+            try:
+                found = await self._js.get_msg(
+                    STREAM, seq=after_stream_seq + 1, subject=partition_filter(partition), next=True
+                )
+            except NotFoundError:
+                return None
+            return int(found.seq) if found.seq is not None else None
+
         return JetStreamPartitionSource(
             subscription,
             delivered=info.delivered.consumer_seq if info.delivered is not None else 0,
             nc=self._nc,
             reconnects=reconnects,  # a reconnect while opening counts too
+            first_after=first_after,
+            delete=lambda: self._js.delete_consumer(STREAM, name),
         )
+
+    async def _remove_older_consumers(self, partition: int, token: FenceToken) -> None:
+        """Delete the consumers of the partition's earlier owners (and the durable `rtm-p<N>`
+        of versions before fencing): a stale worker still pulling from one then fails at once,
+        and the server does not keep their state."""
+        for name in await self._consumer_names():
+            owner = owner_of(partition, name)
+            if name == f"rtm-p{partition}" or (owner is not None and owner <= token):
+                with contextlib.suppress(NotFoundError):
+                    await self._js.delete_consumer(STREAM, name)
+
+    async def _consumer_names(self) -> list[str]:
+        names: list[str] = []
+        while True:  # the server lists at most 256 consumers per request
+            page = await self._js.consumers_info(STREAM, offset=len(names) or None)
+            names.extend(info.name for info in page)
+            if len(page) < 256:
+                return names

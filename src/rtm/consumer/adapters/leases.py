@@ -4,16 +4,24 @@
 after the bucket TTL unless renewed with a compare-and-set on their revision, so a dead instance's
 partitions become free within one TTL. `rtm_consumer_instances` holds a heartbeat per live
 instance, which tells each instance its fair share of partitions.
+
+Each acquisition hands out a fencing token: the bucket's creation time and the lease's revision
+when it was created. Revisions are the bucket's stream sequence, so they only grow: whoever
+acquires a partition after another holds a larger token, and `MessageStore.claim` lets only the
+largest commit. The lease itself decides nothing about safety.
 """
 
 from __future__ import annotations
 
 import contextlib
+from datetime import datetime
 
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.errors import BucketNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
+
+from rtm.consumer.domain.model import FenceToken, Lease
 
 LEASES_BUCKET = "rtm_partition_leases"
 INSTANCES_BUCKET = "rtm_consumer_instances"
@@ -39,19 +47,23 @@ class KvPartitionLeases:
         self._ttl = ttl
         self._leases: KeyValue | None = None
         self._instances: KeyValue | None = None
+        self._epoch = 0
 
     async def setup(self) -> None:
         self._leases = await _bucket(self._js, LEASES_BUCKET, self._ttl)
         self._instances = await _bucket(self._js, INSTANCES_BUCKET, self._ttl)
+        info = await self._js.stream_info(_stream(LEASES_BUCKET))
+        self._epoch = _nanoseconds(info.created)
 
     def _kv(self) -> KeyValue:
         assert self._leases is not None, "setup() first"
         return self._leases
 
-    async def try_acquire(self, partition: int) -> int | None:
-        """The lease's revision when we got it, None when someone else holds it."""
+    async def try_acquire(self, partition: int) -> Lease | None:
+        """The lease when we got it, None when someone else holds it."""
         try:
-            return int(await self._kv().create(f"p{partition}", self._instance))
+            revision = int(await self._kv().create(f"p{partition}", self._instance))
+            return Lease(FenceToken(self._epoch, revision), revision)
         except KeyWrongLastSequenceError:
             return None
         except Exception as exc:  # nats-py raises a plain APIError for "wrong last sequence"
@@ -75,17 +87,34 @@ class KvPartitionLeases:
             await self._kv().delete(f"p{partition}", last=revision)
 
     async def heartbeat(self) -> int:
-        """Say we are alive; returns how many instances are alive (at least 1: us)."""
+        """Say we are alive; returns how many instances are alive (at least 1: us).
+
+        Counted from the bucket stream's subjects (one request; listing the keys would create a
+        consumer every round). `leave` removes its subject without a marker, so every subject
+        with a message is a live instance's heartbeat.
+        """
         assert self._instances is not None, "setup() first"
         await self._instances.put(self._instance.decode(), b"1")
-        try:
-            keys = await self._instances.keys()
-        except NoKeysError:
-            return 1
-        return max(1, len(keys))
+        info = await self._js.stream_info(
+            _stream(INSTANCES_BUCKET), subjects_filter=f"$KV.{INSTANCES_BUCKET}.>"
+        )
+        return max(1, len(info.state.subjects or {}))
 
     async def leave(self) -> None:
-        """Graceful stop: drop our heartbeat so the others rebalance at once."""
-        if self._instances is not None:
-            with contextlib.suppress(Exception):
-                await self._instances.purge(self._instance.decode())
+        """Graceful stop: remove our heartbeat so the others take our share at once."""
+        with contextlib.suppress(Exception):
+            await self._js.purge_stream(
+                _stream(INSTANCES_BUCKET),
+                subject=f"$KV.{INSTANCES_BUCKET}.{self._instance.decode()}",
+            )
+
+
+def _stream(bucket: str) -> str:
+    return f"KV_{bucket}"
+
+
+def _nanoseconds(created: datetime | None) -> int:
+    """The bucket's creation time as an integer: the epoch of the tokens it hands out."""
+    if created is None:
+        return 0
+    return int(created.timestamp()) * 1_000_000_000 + created.microsecond * 1_000

@@ -1,5 +1,10 @@
 """PostgreSQL implementation of `MessageStore`: one transaction per batch.
 
+Ownership is fenced here, in the same row as the offset: `claim` writes the new owner's token
+into the partition's offset row unless a newer token is there already, and every batch
+transaction locks that row and checks it still holds the worker's token and offset. A worker that
+lost its partition therefore cannot commit, however late it runs and whatever it fetched.
+
 The transaction locks the partition's offset row (the fence), skips messages already stored,
 locks the heads of the conversations involved and reads their members, inserts the new messages
 with `unnest` (one statement for the whole batch, not one per message), and moves the heads and
@@ -12,8 +17,8 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from rtm.consumer.domain.exceptions import OffsetMoved
-from rtm.consumer.domain.model import Pending, StoredBatch
+from rtm.consumer.domain.exceptions import Fenced, OffsetMoved
+from rtm.consumer.domain.model import FenceToken, Pending, StoredBatch
 from rtm.consumer.domain.numbering import number_batch
 
 
@@ -23,29 +28,35 @@ class PostgresMessageStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def load_offset(self, partition: int) -> int:
+    async def claim(self, partition: int, token: FenceToken) -> int:
         async with self._pool.acquire() as conn:
-            await conn.execute(
-                "INSERT INTO messaging.partition_offsets (partition) VALUES ($1)"
-                " ON CONFLICT DO NOTHING",
-                partition,
-            )
-            value = await conn.fetchval(
-                "SELECT stream_seq FROM messaging.partition_offsets WHERE partition = $1",
-                partition,
-            )
-            return int(value)
+            offset = await conn.fetchval(_CLAIM, partition, token.epoch, token.revision)
+            if offset is None:
+                row = await conn.fetchrow(_HOLDER, partition)
+                holder = None if row is None else FenceToken(int(row[0]), int(row[1]))
+                raise Fenced(partition, token, holder)
+            return int(offset)
 
     async def store_batch(
-        self, partition: int, expected_offset: int, new_offset: int, pending: Sequence[Pending]
+        self,
+        partition: int,
+        token: FenceToken,
+        expected_offset: int,
+        new_offset: int,
+        pending: Sequence[Pending],
     ) -> StoredBatch:
         senders = [p.message.sender_id for p in pending]
         client_ids = [p.message.client_msg_id for p in pending]
         async with self._pool.acquire() as conn, conn.transaction():
             fence = await conn.fetchrow(_FENCE, partition, senders, client_ids)
-            found = None if fence is None else int(fence["stream_seq"])
+            if fence is None:
+                raise Fenced(partition, token, None)
+            holder = FenceToken(int(fence["fence_epoch"]), int(fence["fence_revision"]))
+            if holder != token:
+                raise Fenced(partition, token, holder)
+            found = int(fence["stream_seq"])
             if found != expected_offset:
-                raise OffsetMoved(partition, expected_offset, -1 if found is None else found)
+                raise OffsetMoved(partition, expected_offset, found)
             batch = StoredBatch([], {})
             if pending:
                 assert fence is not None
@@ -93,10 +104,26 @@ class PostgresMessageStore:
 # One batch is one transaction of three statements (five round trips with BEGIN and COMMIT):
 # the fence, the heads, the writes. Every round trip counts: a worker's batches are serial.
 
-# Lock the partition's offset row (the fence against a worker that lost its lease) and find
+# Make a token the partition's fence unless a newer one is there; the committed offset comes back
+# (nothing when fenced out). The upsert waits for a batch transaction holding the row, then sees
+# its result: a new owner starts exactly where the last commit ended.
+_CLAIM = """
+INSERT INTO messaging.partition_offsets AS o (partition, fence_epoch, fence_revision)
+VALUES ($1, $2, $3)
+ON CONFLICT (partition) DO UPDATE
+SET fence_epoch = excluded.fence_epoch, fence_revision = excluded.fence_revision
+WHERE (o.fence_epoch, o.fence_revision) <= (excluded.fence_epoch, excluded.fence_revision)
+RETURNING o.stream_seq
+"""
+
+_HOLDER = """
+SELECT fence_epoch, fence_revision FROM messaging.partition_offsets WHERE partition = $1
+"""
+
+# Lock the partition's offset row (the fence against a worker that lost its partition) and find
 # which sends of the batch are stored already.
 _FENCE = """
-SELECT o.stream_seq, e.senders, e.client_ids
+SELECT o.stream_seq, o.fence_epoch, o.fence_revision, e.senders, e.client_ids
 FROM messaging.partition_offsets AS o,
      LATERAL (SELECT array_agg(m.sender_id) AS senders, array_agg(m.client_msg_id) AS client_ids
               FROM messaging.messages AS m

@@ -2,11 +2,13 @@
 
 RtmError (rtm.shared.errors)
   ConversationNotVisible   -- not a member, or no such conversation (`forbidden`, 404)
-OffsetMoved                -- another worker committed this partition: we lost ownership
+OffsetMoved                -- the committed offset is not the one this worker started from
+Fenced                     -- a newer owner claimed the partition: this worker stops for good
 """
 
 from __future__ import annotations
 
+from rtm.consumer.domain.model import FenceToken
 from rtm.shared.errors import ErrorCode, RtmError
 
 
@@ -29,3 +31,15 @@ class OffsetMoved(Exception):
         self.partition = partition
         self.expected = expected
         self.found = found
+
+
+class Fenced(Exception):
+    """A newer owner has claimed the partition (its fencing token is larger than ours).
+
+    Whatever this worker fetched, it must not commit, and it must not restart either: only the
+    holder of the newest token works a partition. Its lease is gone (or going) too.
+    """
+
+    def __init__(self, partition: int, token: FenceToken, holder: FenceToken | None) -> None:
+        super().__init__(f"partition {partition}: fenced out (our token {token}, holder {holder})")
+        self.partition = partition

@@ -11,6 +11,32 @@ from rtm.shared.clock import format_time
 from rtm.shared.contract import AcceptedMessage
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class FenceToken:
+    """Who may commit a partition's batches: the newest owner, and only the newest.
+
+    Ordered: every owner that takes a partition after another holds a larger token. `revision`
+    is the lease's revision when it was acquired (revisions only grow within one lease bucket);
+    `epoch` is the bucket's creation time in nanoseconds, so a bucket created again (its
+    revisions starting over at 1) still hands out larger tokens than any before it.
+    """
+
+    epoch: int
+    revision: int
+
+    def __str__(self) -> str:
+        return f"{self.epoch}:{self.revision}"
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A partition lease this instance holds: the fencing token it was acquired with, and the
+    lease's current revision (renewals are compare-and-set on it and move it forward)."""
+
+    token: FenceToken
+    revision: int
+
+
 @dataclass(frozen=True, slots=True)
 class Pending:
     """An accepted message as JetStream delivered it: its stream sequence and payload."""

@@ -13,6 +13,8 @@ from typing import Protocol
 
 from rtm.consumer.domain.model import (
     ConversationView,
+    FenceToken,
+    Lease,
     MessagePage,
     Pending,
     StoredBatch,
@@ -21,17 +23,25 @@ from rtm.consumer.domain.model import (
 
 
 class MessageStore(Protocol):
-    """Durable, exactly-once storage of batches, fenced by each partition's offset."""
+    """Durable, exactly-once storage of batches, fenced by each partition's owner token."""
 
-    async def load_offset(self, partition: int) -> int:
-        """The last JetStream sequence committed for `partition` (0 when none)."""
+    async def claim(self, partition: int, token: FenceToken) -> int:
+        """Make `token` the partition's fence, unless a newer token holds it (raise `Fenced`);
+        returns the last JetStream sequence committed for `partition` (0 when none). Waits for
+        a batch in flight: the offset returned is the one after it."""
         ...
 
     async def store_batch(
-        self, partition: int, expected_offset: int, new_offset: int, pending: Sequence[Pending]
+        self,
+        partition: int,
+        token: FenceToken,
+        expected_offset: int,
+        new_offset: int,
+        pending: Sequence[Pending],
     ) -> StoredBatch:
-        """In one transaction: check the offset is still `expected_offset` (else raise
-        `OffsetMoved`), store the new messages with dense seqs, set the offset to `new_offset`."""
+        """In one transaction: check the partition is still fenced by `token` (else raise
+        `Fenced`) and its offset is still `expected_offset` (else raise `OffsetMoved`), store the
+        new messages with dense seqs, set the offset to `new_offset`."""
         ...
 
 
@@ -88,8 +98,12 @@ class PartitionSource(Protocol):
 
 
 class PartitionSources(Protocol):
-    async def open(self, partition: int, after_stream_seq: int) -> PartitionSource:
-        """A source yielding the partition's messages with stream seq > `after_stream_seq`."""
+    async def open(
+        self, partition: int, after_stream_seq: int, token: FenceToken
+    ) -> PartitionSource:
+        """A source yielding the partition's messages with stream seq > `after_stream_seq`,
+        starting with the first of them, for the owner holding `token` alone: no other worker,
+        stale or not, can take deliveries from it."""
         ...
 
 
@@ -131,12 +145,17 @@ class ConversationDirectory(Protocol):
 
 
 class PartitionLeases(Protocol):
-    """Leases on partitions: at most one live holder each, expiring unless renewed."""
+    """Leases on partitions: at most one live holder each, expiring unless renewed.
+
+    A lease is a liveness mechanism, not a safety one: a holder may not notice in time that its
+    lease expired. Safety comes from the fencing token each acquisition hands out (see
+    `MessageStore.claim`).
+    """
 
     async def setup(self) -> None: ...
 
-    async def try_acquire(self, partition: int) -> int | None:
-        """The lease's revision when we got it, None when someone else holds it."""
+    async def try_acquire(self, partition: int) -> Lease | None:
+        """The lease when we got it, None when someone else holds it."""
         ...
 
     async def renew(self, partition: int, revision: int) -> int | None:

@@ -52,6 +52,11 @@ WORKER_RESTARTS = Counter(
     "Partition workers restarted from the offset",
     ["reason"],
 )
+WORKERS_FENCED = Counter(
+    "rtm_consumer_partition_workers_fenced_total",
+    "Partition workers stopped because a newer owner claimed their partition (they could not "
+    "commit; a few around rebalancing are normal)",
+)
 JETSTREAM_PENDING = Gauge(
     "rtm_consumer_jetstream_pending",
     "Messages not yet delivered, per owned partition",

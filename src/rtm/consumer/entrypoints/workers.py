@@ -1,10 +1,26 @@
 """The partition manager: which partitions this instance processes, and their worker loops.
 
-Every `lease_ttl / 3` seconds it beats its heartbeat, computes its fair share
-(`ceil(partitions / live instances)`), renews the leases it holds, takes free ones up to its share
-and gives back extras. Each owned partition runs a `PartitionWorker`; on any error the worker is
-restarted from the offset committed in PostgreSQL after a short backoff, so a crash, a lost
-lease or a PostgreSQL outage never skips or reorders a message.
+Every `lease_ttl / 5` seconds, and at once when one of its workers ends, it beats its
+heartbeat, computes its fair share (`ceil(partitions / live instances)`), renews the leases it
+holds, takes free ones up to its share and hands extras back.
+
+Leases decide who *should* work a partition; they cannot decide who *does*, because a holder may
+not notice in time that it lost one. What makes two workers on one partition harmless is proven
+in PostgreSQL and JetStream instead:
+
+* every acquisition carries a fencing token that is larger than any before it. The worker claims
+  the partition with it (`MessageStore.claim`) and every batch commits only while its token is
+  still the partition's newest, so a worker that was handed back, lost its lease or was simply
+  late can never commit again. A fenced worker stops for good;
+* each worker reads from a JetStream consumer of its own whose first delivery is checked against
+  the partition's first message after the committed offset (`PartitionSources.open`): nothing
+  another worker fetched can make it skip a message.
+
+A partition that is handed back, or whose lease was lost, is stopped and *awaited* before its
+lease is released: the worker checks a stop flag before every step, and it is cancelled again on
+every round until it has ended (a cancellation swallowed inside a library cannot leave it
+running). Any other failure restarts the worker from the committed offset after a short backoff,
+so a crash or a PostgreSQL outage never skips or reorders a message.
 """
 
 from __future__ import annotations
@@ -15,23 +31,43 @@ import logging
 import math
 import random
 import time
-from dataclasses import dataclass, field
 
-from rtm.consumer.domain.exceptions import OffsetMoved
+from rtm.consumer.domain.exceptions import Fenced, OffsetMoved
+from rtm.consumer.domain.model import Lease
 from rtm.consumer.domain.ports import Fanout, MessageStore, PartitionLeases, PartitionSources
 from rtm.consumer.entrypoints import metrics
 from rtm.consumer.services import PartitionWorker
 
 logger = logging.getLogger(__name__)
 LAG_REPORT_S = 5.0
-STOP_STEP_S = 2.0  # bound on each step of a graceful stop (a dead NATS must not hold it up)
+STOP_STEP_S = 2.0  # bound on each network step of a stop (a dead NATS must not hold it up)
+RECANCEL_S = 0.5  # a stopping worker is cancelled again this often until it has ended
+SLOW_STOP_WARN_S = 5.0
 
 
-@dataclass
-class _Owned:
-    revision: int
-    task: asyncio.Task[None]
-    stopping: bool = field(default=False)
+class _Ownership:
+    """One partition this instance works: its lease, its worker, and whether it is stopping.
+
+    `held` is False once a renewal found the lease gone: there is nothing left to release.
+    """
+
+    __slots__ = ("held", "lease", "partition", "stopping_since", "task", "warned_at")
+
+    def __init__(self, partition: int, lease: Lease) -> None:
+        self.partition = partition
+        self.lease = lease
+        self.held = True
+        self.stopping_since: float | None = None
+        self.warned_at = 0.0
+        self.task: asyncio.Task[None] | None = None
+
+    @property
+    def stopping(self) -> bool:
+        return self.stopping_since is not None
+
+    @property
+    def ended(self) -> bool:
+        return self.task is not None and self.task.done()
 
 
 class PartitionManager:
@@ -54,15 +90,22 @@ class PartitionManager:
         self._sources = sources
         self._store = store
         self._fanout = fanout
-        self._tick = lease_ttl / 3
+        self._tick = lease_ttl / 5
         self._batch_size = batch_size
         self._fetch_timeout = fetch_timeout
-        self._owned: dict[int, _Owned] = {}
+        self._owned: dict[int, _Ownership] = {}
+        self._wake = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
         self.stored_batches = 0
 
     @property
     def owned(self) -> list[int]:
-        return sorted(self._owned)
+        """The partitions this instance works and is not giving up."""
+        return sorted(p for p, o in self._owned.items() if not o.stopping)
+
+    def start(self) -> None:
+        """Balance leases in the background until `stop`."""
+        self._loop_task = asyncio.create_task(self.run(), name="partition-manager")
 
     async def run(self) -> None:
         """Balance leases forever (cancel to stop; then call `stop`)."""
@@ -73,62 +116,94 @@ class PartitionManager:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                logger.warning("lease round failed (%s); retrying", exc)
-            await asyncio.sleep(self._tick)
+                logger.warning("lease round failed (%r); retrying", exc)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._tick)
 
     async def _balance(self) -> None:
         live = await self._leases.heartbeat()
         share = math.ceil(self._partitions / live)
         for partition, owned in list(self._owned.items()):
-            if owned.task.done():
-                await self._drop(partition)
+            if owned.ended:
+                await self._forget(owned)
                 continue
-            revision = await self._leases.renew(partition, owned.revision)
-            if revision is None:
-                logger.warning("lost the lease of partition %s", partition)
-                await self._drop(partition, release=False)
-            else:
-                owned.revision = revision
+            if owned.held:
+                revision = await self._leases.renew(partition, owned.lease.revision)
+                if revision is None:
+                    logger.warning("lost the lease of partition %s; stopping its worker", partition)
+                    owned.held = False
+                    self._stop(owned)
+                else:
+                    owned.lease = Lease(owned.lease.token, revision)
+            if owned.stopping:
+                self._stop(owned)  # again: a swallowed cancellation must not leave it running
+        active = self.owned
         free = [p for p in range(self._partitions) if p not in self._owned]
         random.shuffle(free)
         for partition in free:
-            if len(self._owned) >= share:
+            if len(active) >= share:
                 break
-            revision = await self._leases.try_acquire(partition)
-            if revision is not None:
+            lease = await self._leases.try_acquire(partition)
+            if lease is not None:
                 logger.info("took partition %s", partition)
-                task = asyncio.create_task(self._work(partition), name=f"partition-{partition}")
-                self._owned[partition] = _Owned(revision, task)
-        while len(self._owned) > share:
-            partition = max(self._owned)
+                self._start(partition, lease)
+                active.append(partition)
+        for partition in sorted(active)[share:]:
             logger.info("handing partition %s back (fair share is %s)", partition, share)
-            await self._drop(partition)
-        metrics.PARTITIONS_OWNED.set(len(self._owned))
+            self._stop(self._owned[partition])
+        metrics.PARTITIONS_OWNED.set(len(self.owned))
 
-    async def _drop(self, partition: int, *, release: bool = True) -> None:
-        owned = self._owned.pop(partition)
-        owned.task.cancel()
-        # wait() rather than awaiting the task: our own cancellation must not be swallowed
-        await asyncio.wait({owned.task}, timeout=STOP_STEP_S)
-        if release:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._leases.release(partition, owned.revision), STOP_STEP_S)
+    def _start(self, partition: int, lease: Lease) -> None:
+        owned = _Ownership(partition, lease)
+        owned.task = asyncio.create_task(self._work(owned), name=f"partition-{partition}")
+        owned.task.add_done_callback(lambda _: self._wake.set())  # release without waiting a tick
+        self._owned[partition] = owned
+
+    def _stop(self, owned: _Ownership) -> None:
+        now = time.monotonic()
+        if owned.stopping_since is None:
+            owned.stopping_since = now
+        elif now - owned.stopping_since > SLOW_STOP_WARN_S and now - owned.warned_at > 5:
+            owned.warned_at = now
+            logger.warning(
+                "partition %s: its worker has not stopped after %.0fs; the lease is kept until "
+                "it has (it cannot commit: a newer owner would fence it out)",
+                owned.partition,
+                now - owned.stopping_since,
+            )
+        if owned.task is not None:
+            owned.task.cancel()
+
+    async def _forget(self, owned: _Ownership) -> None:
+        """The worker has ended: drop the partition and release its lease if we still hold it."""
+        del self._owned[owned.partition]
+        if owned.held:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    self._leases.release(owned.partition, owned.lease.revision), STOP_STEP_S
+                )
 
     def abort(self) -> None:
-        """Cancel every worker at once (a stop that ran out of time)."""
+        """Cancel every worker at once (a stop that ran out of time; leases then expire)."""
+        if self._loop_task is not None:
+            self._loop_task.cancel()
         for owned in self._owned.values():
-            owned.task.cancel()
+            if owned.task is not None:
+                owned.task.cancel()
         self._owned.clear()
 
-    async def _work(self, partition: int) -> None:
+    async def _work(self, owned: _Ownership) -> None:
+        partition, token = owned.partition, owned.lease.token
         backoff = 0.1
-        while True:
+        while not owned.stopping:
             source = None
             try:
-                offset = await self._store.load_offset(partition)
-                source = await self._sources.open(partition, offset)
+                offset = await self._store.claim(partition, token)
+                source = await self._sources.open(partition, offset, token)
                 worker = PartitionWorker(
                     partition,
+                    token,
                     offset,
                     source,
                     self._store,
@@ -138,7 +213,7 @@ class PartitionManager:
                 )
                 backoff = 0.1
                 reported = 0.0
-                while True:
+                while not owned.stopping:
                     if time.monotonic() - reported > LAG_REPORT_S:
                         reported = time.monotonic()
                         pending, redelivered = await source.lag()
@@ -154,6 +229,10 @@ class PartitionManager:
                         metrics.MESSAGES_SKIPPED.inc(outcome.skipped)
             except asyncio.CancelledError:
                 raise
+            except Fenced as exc:
+                metrics.WORKERS_FENCED.inc()
+                logger.warning("%s; stopping its worker", exc)
+                return
             except OffsetMoved as exc:
                 metrics.WORKER_RESTARTS.labels("offset_moved").inc()
                 logger.warning("%s; restarting from the committed offset", exc)
@@ -169,9 +248,24 @@ class PartitionManager:
                     await source.close()
 
     async def stop(self) -> None:
-        """Finish: stop every worker (the current batch is committed or rolled back as a
-        whole), release the leases so the other instances take over at once."""
-        for partition in list(self._owned):
-            await self._drop(partition)
-        with contextlib.suppress(TimeoutError):
+        """Finish: leave (the others stop counting us and take our share), stop every worker
+        and wait until each has ended (its current batch commits or rolls back as a whole),
+        then release the leases so the others take over at once."""
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            await asyncio.wait({self._loop_task}, timeout=STOP_STEP_S)
+        with contextlib.suppress(Exception):
             await asyncio.wait_for(self._leases.leave(), STOP_STEP_S)
+        running = set()
+        for owned in self._owned.values():
+            self._stop(owned)
+            if owned.task is not None:
+                running.add(owned.task)
+        while running:
+            _, running = await asyncio.wait(running, timeout=RECANCEL_S)
+            for owned in self._owned.values():
+                if not owned.ended:
+                    self._stop(owned)
+        for owned in list(self._owned.values()):
+            await self._forget(owned)
+        metrics.PARTITIONS_OWNED.set(0)
