@@ -15,13 +15,16 @@ FastAPI keeps serving every plain HTTP request of the port.
 `PicowsSocket` gives the endpoint code the small part of Starlette's `WebSocket` it uses
 (`headers`, `receive`, `receive_text`, `send_text`, `close`), plus `send_now` and
 `buffered_bytes` for writes that need no task at all (see `rtm.shared.ws.Outbox`).
+
+picows gets the connection's transport through `_OwnedBuffers`, which copies what picows
+passes to `writelines` (see there: without it a slow reader got corrupted frames, issue #10).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, cast
 
 import picows
@@ -265,7 +268,7 @@ class _Handover(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport
-        self._inner.connection_made(transport)
+        self._inner.connection_made(_OwnedBuffers(transport))
 
     def data_received(self, data: bytes) -> None:
         view = memoryview(data)
@@ -294,3 +297,35 @@ class _Handover(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._inner.resume_writing()
+
+
+class _OwnedBuffers:
+    """The connection's transport as picows sees it: the same, except that `writelines` copies
+    every buffer that is not `bytes`, so the transport never holds memory picows reuses.
+
+    Why: picows 2.3 (server side) writes a frame with over 8 KiB of payload as
+    `writelines([header, payload])`, `header` being a memoryview of the one header buffer it
+    reuses for every frame. uvloop's transport does not copy what the socket does not take at
+    once: it keeps that memoryview and later hands its pointer to libuv. So when a reader is
+    slow, each frame written meanwhile rewrites the pending header: the reader gets a wrong
+    length (or, after a 4008 cut-off, the close frame's header) and loses the frame boundaries
+    (issue #10). asyncio's transport copies in Python 3.11 but keeps memoryviews from 3.12.
+    The copy is of the header only (2-10 bytes): the payload is immutable `bytes` already
+    (`send_now` encodes a `str`). `write` needs no copy: picows passes it only `bytes` it made.
+    """
+
+    __slots__ = ("_inner", "get_write_buffer_size", "write")
+
+    def __init__(self, inner: asyncio.BaseTransport) -> None:
+        real: Any = inner  # uvloop's or asyncio's TCP transport
+        self._inner = real
+        # The calls made per frame: the real transport's bound methods, no Python in between.
+        self.write: Callable[[bytes], None] = real.write
+        self.get_write_buffer_size: Callable[[], int] = real.get_write_buffer_size
+
+    def writelines(self, buffers: Iterable[bytes | bytearray | memoryview]) -> None:
+        self._inner.writelines([b if type(b) is bytes else bytes(b) for b in buffers])
+
+    def __getattr__(self, name: str) -> Any:
+        """Everything else (`get_extra_info`, `close`, `abort`, ...) is the real transport's."""
+        return getattr(self._inner, name)
