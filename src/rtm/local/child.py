@@ -20,7 +20,7 @@ from typing import Any
 
 from rtm.local.backoff import CrashHistory, RestartPolicy
 from rtm.local.output import LineSink, LineSplitter, LogFile
-from rtm.local.process import die_with_parent, kill_group
+from rtm.local.process import die_with_parent, kill_group, signal_tree
 from rtm.local.spec import ChildSpec, ChildStatus, State
 
 logger = logging.getLogger("rtm.local.supervisor")
@@ -243,16 +243,20 @@ class Child:
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(sig)
 
-    async def crash(self, sig: int) -> None:
+    async def crash(self, sig: int, *, tree: bool = False) -> None:
         """Send `sig` as something else would; after SIGKILL, return once the exit is handled.
 
         Waiting means the status already shows the crash (backoff) when this returns, so a
         caller's `wait_ready` waits for the next run instead of seeing the dead one as ready.
+        `tree` signals the process and all its descendants (see `signal_tree`).
         """
         proc, run_over = self._proc, self._run_over
         if proc is None or proc.returncode is not None:
             return
-        self.signal(sig)
+        if tree:
+            signal_tree(proc.pid, sig)
+        else:
+            self.signal(sig)
         if sig == signal.SIGKILL:
             async with asyncio.timeout(self._ctx.stop_timeout + 5):
                 await asyncio.shield(run_over)

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -96,6 +97,55 @@ def kill_group(pgid: int, sig: int = signal.SIGKILL) -> bool:
     except PermissionError:  # pragma: no cover - the group id was reused by someone else's process
         return False
     return True
+
+
+def descendants(pid: int, proc: Path = Path("/proc")) -> list[int]:
+    """Every living descendant of `pid`, parents before children, read from /proc (Linux)."""
+    children: dict[int, list[int]] = {}
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+        parent = int(stat[stat.rindex(")") + 2 :].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    found: list[int] = []
+    queue = list(children.get(pid, []))
+    while queue:
+        child = queue.pop(0)
+        found.append(child)
+        queue += children.get(child, [])
+    return found
+
+
+def tree_states(pid: int, proc: Path = Path("/proc")) -> Counter[str]:
+    """How many of `pid` and its descendants are in each state (`T`: stopped), from /proc."""
+    states: Counter[str] = Counter()
+    for member in [pid, *descendants(pid, proc)]:
+        with contextlib.suppress(OSError, ValueError):
+            stat = (proc / str(member) / "stat").read_text()
+            states[stat[stat.rindex(")") + 2 :].split()[0]] += 1
+    return states
+
+
+def signal_tree(pid: int, sig: int) -> int:
+    """Signal `pid`, then each of its descendants; returns how many were signalled.
+
+    Not the process group: PostgreSQL's backends call setsid(), so the postmaster's group is the
+    postmaster alone. The parent goes first, so that a SIGSTOP keeps it from forking new
+    children while the others are found.
+    """
+    signalled = 0
+    for target in [pid, *descendants(pid)]:
+        try:
+            os.kill(target, sig)
+        except ProcessLookupError:  # exited meanwhile
+            continue
+        signalled += 1
+    return signalled
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -257,13 +257,16 @@ class LocalSystem:
         """The PID of `name`'s current run (None while it is down)."""
         return self._on_loop(lambda system: system.pid(name))
 
-    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+    def kill(self, name: str, sig: int = signal.SIGKILL, *, tree: bool = False) -> None:
         """Crash `name` (`nats`, `postgres`, `auth`, `producer`, `consumer`, `consumer-2`, ...).
 
         After SIGKILL it returns once the supervisor has seen the exit, so `wait_ready([name])`
         then waits for the restarted process (the supervisor restarts it after its backoff).
+        Any other signal is sent and returns at once. `tree=True` also signals every descendant
+        of the process, e.g. a frozen database: `kill("postgres", SIGSTOP, tree=True)`, later
+        `SIGCONT` the same way (a stopped process has not exited: the supervisor keeps it).
         """
-        self._call(self._started().kill(name, sig))
+        self._call(self._started().kill(name, sig, tree=tree))
 
     def restart(self, name: str, *, wait: bool = True) -> None:
         """Graceful stop and start of `name`; by default waits until it is ready again."""

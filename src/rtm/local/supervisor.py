@@ -135,12 +135,13 @@ class Supervisor:
             await self._changed.wait_for(lambda: bool(failed()))
         return failed()[0]
 
-    async def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
-        """Send `sig` to the child as something else would: a crash, restarted by the policy.
+    async def kill(self, name: str, sig: int = signal.SIGKILL, *, tree: bool = False) -> None:
+        """Send `sig` to the child (`tree`: and its descendants) as something else would: an
+        exit is a crash, restarted by the policy.
 
         After SIGKILL it returns once the supervisor has seen the exit (state `backoff`).
         """
-        await self._child(name).crash(sig)
+        await self._child(name).crash(sig, tree=tree)
 
     async def restart(self, name: str) -> None:
         """Deliberately stop and start again now; forgets past crashes (the code may be new)."""

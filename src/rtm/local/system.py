@@ -247,9 +247,12 @@ class System:
     def pid(self, name: str) -> int | None:
         return self._owner(name).pid(name)
 
-    async def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
-        """A crash of `name` (SIGKILL by default): the supervisor restarts it with backoff."""
-        await self._owner(name).kill(name, sig)
+    async def kill(self, name: str, sig: int = signal.SIGKILL, *, tree: bool = False) -> None:
+        """A crash of `name` (SIGKILL by default): the supervisor restarts it with backoff.
+
+        `tree` also signals its descendants (SIGSTOP/SIGCONT of PostgreSQL and its backends).
+        """
+        await self._owner(name).kill(name, sig, tree=tree)
 
     async def restart(self, name: str, *, wait: bool = True) -> None:
         """Stop `name` gracefully and start it again; wait until it is ready again."""
