@@ -7,11 +7,11 @@ import uuid
 
 from nats.aio.client import Client as NatsClient
 
+from rtm.chaos.checker import Acked, Stored, check_history
 from rtm.consumer.bootstrap import create_app
 from rtm.consumer.settings import ConsumerSettings
 from tests.integration.consumer.conftest import publish, wait_ready
 from tests.support.asgi import running_consumer
-from tests.support.checker import Acked, Stored, check_history
 from tests.support.db import create_conversation, stored_messages
 
 
