@@ -9,18 +9,21 @@ before the fix every frame written while the socket was full rewrote the pending
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import picows
 import pytest
 from fastapi import FastAPI
 
-from rtm.shared.fastws import PicowsSocket, picows_protocol
+from rtm.shared.fastws import CLOSE_LINGER_S, PicowsSocket, picows_protocol
 from rtm.shared.ws import Outbox
 from tests.support.uvloop_server import running_on_uvloop
 from tests.support.wsstream import CLOSE, TEXT, SlowReader
 
 LIMIT = 256 * 1024  # the outbox bound: the socket's own write buffer
+LINGER_S = 0.5  # on /linger: how long a cut-off reader gets to take the rest
 SIZES = [50, 125, 126, 3000, 8192, 8193, 20_000, 65_535, 65_536, 70_000]  # UTF-8 bytes
 
 
@@ -45,21 +48,38 @@ async def flood(socket: PicowsSocket) -> None:
             return
 
 
+@dataclass
+class Served:
+    address: str
+    lost: threading.Event  # set once a connection's TCP connection is gone
+
+
 @pytest.fixture
-async def base() -> AsyncIterator[str]:
+async def served() -> AsyncIterator[Served]:
     app = FastAPI()
+    lost = threading.Event()
+
+    class Observed(PicowsSocket):
+        __slots__ = ()
+
+        def on_ws_disconnected(self, transport: picows.WSTransport) -> None:
+            lost.set()
+            super().on_ws_disconnected(transport)
 
     def route(request: picows.WSUpgradeRequest) -> PicowsSocket:
-        return PicowsSocket(request, flood, app=app, max_message_bytes=1024)
+        linger = LINGER_S if request.path == b"/linger" else CLOSE_LINGER_S
+        return Observed(request, flood, app=app, max_message_bytes=1024, close_linger_s=linger)
 
     async with running_on_uvloop(
         app, ws=picows_protocol(route, max_frame_bytes=1024), send_buffer_bytes=32 * 1024
     ) as address:
-        yield address
+        yield Served(address, lost)
 
 
-async def test_a_reader_that_reads_nothing_gets_every_frame_intact_then_4008(base: str) -> None:
-    reader = await asyncio.to_thread(SlowReader, base)
+async def test_a_reader_that_reads_nothing_gets_every_frame_intact_then_4008(
+    served: Served,
+) -> None:
+    reader = await asyncio.to_thread(SlowReader, served.address)
     try:
         # The flood is written in one loop turn: it is all buffered before the first read.
         await asyncio.to_thread(reader.send_text, "flood")
@@ -75,3 +95,17 @@ async def test_a_reader_that_reads_nothing_gets_every_frame_intact_then_4008(bas
         4008,
         "send queue full: reconnect and resume",
     )
+
+
+async def test_a_cut_off_reader_that_never_reads_is_aborted_after_the_linger(
+    served: Served,
+) -> None:
+    """The close waits for the peer to take what came before it, but not forever: a peer that
+    never reads would otherwise hold the connection and its buffer."""
+    reader = await asyncio.to_thread(SlowReader, served.address, path="/linger")
+    try:
+        await asyncio.to_thread(reader.send_text, "flood")
+        # Reads nothing: only the linger's abort can end the connection.
+        assert await asyncio.to_thread(served.lost.wait, 20), "the connection was not aborted"
+    finally:
+        reader.close()

@@ -41,6 +41,8 @@ _INVALID_TEXT = 1007
 _PROTOCOL_ERROR = 1002
 _NO_STATUS = 1005
 _ABNORMAL = 1006
+# How long a close we initiate may wait for the peer to take what was written before it.
+CLOSE_LINGER_S = 30.0
 
 
 class PicowsSocket(picows.WSListener):
@@ -54,6 +56,7 @@ class PicowsSocket(picows.WSListener):
         "_fragments",
         "_handler",
         "_inbox",
+        "_linger",
         "_max",
         "_task",
         "_transport",
@@ -70,12 +73,14 @@ class PicowsSocket(picows.WSListener):
         *,
         app: Any,
         max_message_bytes: int,
+        close_linger_s: float = CLOSE_LINGER_S,
     ) -> None:
         super().__init__()
         self.app = app
         self.headers: Mapping[str, str] = request.headers
         self._handler = handler
         self._max = max_message_bytes
+        self._linger = close_linger_s
         # A list and one future, not an asyncio.Queue: a queue costs ~2 kB per idle connection.
         self._inbox: list[dict[str, Any]] = []
         self._waiter: asyncio.Future[None] | None = None
@@ -204,12 +209,27 @@ class PicowsSocket(picows.WSListener):
         self.close_now(code, reason or "")
 
     def close_now(self, code: int, reason: str = "") -> None:
-        """Send a close frame and end the connection once what is buffered is sent."""
+        """Send a close frame and end the connection once what is buffered is sent, or abort it
+        when the peer has not taken that within `close_linger_s`.
+
+        The close frame goes behind every frame written before it, the one the socket has only
+        partly taken included: a frame never starts inside another (RFC 6455 §5.2, §5.4). A
+        4008 cut-off is for a peer that does not read, though, and a graceful close waits for
+        it to read: without the bound, such a peer would keep the connection and up to
+        `send_queue_bytes` forever. Aborting is the RFC's "fail the connection" (§7.1.7)."""
         if self._transport is None or self.disconnected:
             return
         self._transport.send_close(_close_code(code), reason.encode()[:120])
         self._transport.disconnect(graceful=True)
+        asyncio.get_running_loop().call_later(self._linger, _abort_if_open, self._transport)
         self._gone(code)
+
+
+def _abort_if_open(transport: picows.WSTransport) -> None:
+    """The peer did not take what was written before our close frame in time: drop it all."""
+    if not transport.is_disconnected:
+        logger.info("closed connection not drained in time: aborted")
+        transport.disconnect(graceful=False)
 
 
 def _close_code(code: int) -> picows.WSCloseCode:
