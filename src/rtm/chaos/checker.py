@@ -48,6 +48,7 @@ class Kind(StrEnum):
     NOT_RECOVERED = "not recovered"  # `resumed` said recovered: false
     # Seen by the clients themselves, not by `check_*`:
     DUPLICATE_ACK = "first send acked as duplicate"  # nothing was sent before it
+    MALFORMED_FRAME = "malformed frame"  # not a JSON object with its fields: the client reconnects
     UNACKED = "never acked"  # still unacked when the run stopped waiting: the system is stuck
 
 
