@@ -29,11 +29,13 @@ from rtm.consumer.adapters.postgres_queries import (
 from rtm.consumer.adapters.postgres_store import PostgresMessageStore
 from rtm.consumer.domain.delivery import decode_delivery
 from rtm.consumer.entrypoints import asyncapi, http, ws
+from rtm.consumer.entrypoints.auditor import ContinuityAuditor
 from rtm.consumer.entrypoints.events import LiveEvents
 from rtm.consumer.entrypoints.hub import Hub
 from rtm.consumer.entrypoints.workers import PartitionManager
 from rtm.consumer.services import ReadService
 from rtm.consumer.settings import ConsumerSettings
+from rtm.consumer.verify import continuity_service
 from rtm.shared.connect import connect_nats, create_pool, retry_forever
 from rtm.shared.contract import DELIVER_SUBJECT_PREFIX, SESSION_REVOKED, STREAM, SessionRevoked
 from rtm.shared.health import Readiness
@@ -103,6 +105,15 @@ class ConsumerRuntime:
             fetch_timeout=settings.fetch_timeout_s,
         )
         self.manager.start()
+        if settings.continuity_audit_interval_s > 0:
+            manager = self.manager
+            auditor = ContinuityAuditor(
+                continuity_service(js, self.pool),
+                lambda: manager.owned,
+                interval=settings.continuity_audit_interval_s,
+                max_messages=settings.continuity_audit_max,
+            )
+            self._tasks.append(asyncio.create_task(auditor.run(), name="continuity-auditor"))
         self.started = True
         logger.info("consumer %s ready", settings.instance_id)
 

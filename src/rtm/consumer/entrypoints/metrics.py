@@ -79,3 +79,29 @@ PRESENCE_EXPIRED = Counter(
     "of their instance (unlisted), or their instance silent for 3 heartbeats (silent)",
     ["reason"],
 )
+CONTINUITY_LOST = Counter(
+    "rtm_continuity_lost_total",
+    "Acked messages found lost by the continuity auditor: in JetStream at or below their "
+    "partition's committed offset, neither their message_id nor (sender, client_msg_id) stored",
+)
+CONTINUITY_PROBLEMS = Counter(
+    "rtm_continuity_problems_total",
+    "Stored rows found wrong by the continuity auditor: stored_twice, out_of_order",
+    ["kind"],
+)
+CONTINUITY_CHECKED = Counter(
+    "rtm_continuity_checked_total",
+    "JetStream messages the continuity auditor checked, by outcome (stored, resent, "
+    "conversation_gone, undecodable, missing)",
+    ["outcome"],
+)
+CONTINUITY_AUDITED_OFFSET = Gauge(
+    "rtm_continuity_audited_offset",
+    "Stream sequence up to which an owned partition's committed messages have been audited "
+    "(compare with the committed offset: the auditor trails it by about one interval)",
+    ["partition"],
+)
+CONTINUITY_AUDIT_SECONDS = Counter(
+    "rtm_continuity_audit_seconds_total",
+    "Wall-clock time spent in continuity audits (reads of JetStream and PostgreSQL included)",
+)
