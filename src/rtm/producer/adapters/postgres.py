@@ -3,12 +3,36 @@ repository over `messaging.conversations` / `messaging.members` (the producer's 
 `messaging.messages` and `messaging.conversation_heads` (the consumer's) for duplicates and
 `last_seq`.
 
-Outages are translated here, once, into `Unavailable`; every wait is bounded by `timeout`.
+Outages are translated here, once, into `Unavailable`; every use of a connection is bounded by
+`timeout`, acquiring included.
+
+**A connection goes back to the pool only in a known-good state.** Two ways asyncpg can leave one
+unusable while it still looks open, both seen when PostgreSQL was frozen or its postmaster was
+killed under load (issue #10, `tests/integration/producer/test_producer_outages_under_load.py`):
+
+- A timed-out statement is still running. asyncpg's `timeout=` (and a cancelled task) sends a
+  CancelRequest over a new connection, through the postmaster, which a freeze stops too, and
+  keeps the connection "cancelling" until the server confirms; the pool's release then waits
+  for that with the acquire timeout as budget and raises `TimeoutError` when it runs out (that
+  escaped as `internal`). We pass no `timeout=`: `connection` bounds the whole use with
+  `asyncio.timeout` and then terminates the connection instead of waiting for the server.
+- The FATAL error a backend sends an idle connection when it is terminated (its postmaster
+  killed, `pg_terminate_backend`, shutdown) puts asyncpg's protocol into its "consume an error"
+  state while the socket is still open; the next statement on that connection raises
+  `InternalClientError: cannot switch to state 11 (or 12); another operation (2) is in
+  progress`. That is the server going away: `Unavailable`, and the connection is terminated.
+
+So a connection whose use ended with any exception (an outage, the deadline, a cancelled task,
+a bug) is terminated, never released: a statement may still run on it, or its protocol be in a
+state no caller can see, and it must not reach another task. The server rolls back whatever
+that connection had open. A connection is only ever used by the task that acquired it (inside
+`connection`); the coalesced duplicate lookups run as one task with one connection.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -34,11 +58,20 @@ logger = logging.getLogger(__name__)
 _OUTAGES: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
-    asyncpg.PostgresConnectionError,
+    asyncpg.PostgresConnectionError,  # incl. "connection was closed in the middle of operation"
     asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, cannot connect now
     asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
     asyncpg.InterfaceError,  # connection closed under us
+    asyncpg.exceptions.InternalClientError,  # protocol upset by a FATAL error it did not expect
 )
+
+
+def _terminate(conn: asyncpg.Connection) -> None:
+    """Close a pooled connection for good, unless it is closed already: a connection that died
+    (or was terminated) has gone back to the pool by itself, and its proxy then refuses every
+    call with `InterfaceError`."""
+    with contextlib.suppress(asyncpg.InterfaceError):
+        conn.terminate()
 
 
 class PostgresDatabase:
@@ -48,7 +81,8 @@ class PostgresDatabase:
     Args:
         dsn: libpq connection string.
         pool_size: most connections.
-        timeout: connect, acquire and statement timeout, in seconds.
+        timeout: the default bound of one use of a connection (acquire and statements), and
+            the connect timeout, in seconds.
         migrations_dir: when given, pending migrations are applied before the pool opens.
     """
 
@@ -85,7 +119,7 @@ class PostgresDatabase:
                     min_size=1,
                     max_size=self._pool_size,
                     timeout=self.timeout,
-                    command_timeout=self.timeout,
+                    command_timeout=None,  # `connection` bounds every use (module docstring)
                     reset=keep_session,
                 )
             except Exception as exc:  # any failure here means "not yet": retry
@@ -102,21 +136,48 @@ class PostgresDatabase:
 
     @asynccontextmanager
     async def connection(self, timeout: float | None = None) -> AsyncIterator[asyncpg.Connection]:
-        """A pooled connection, acquired within `timeout` (default: the database timeout);
-        any outage while it is used becomes `Unavailable`."""
+        """A pooled connection for the statements of one task, all of them within `timeout`
+        seconds from now, acquiring included (default: the database timeout).
+
+        At the deadline the block is cancelled. The connection goes back to the pool only when
+        the block ends normally; after any exception it is terminated (see the module
+        docstring). Outages and the deadline raise `Unavailable`.
+        """
         pool = self._pool
         if pool is None:
             raise Unavailable("the database is not connected yet")
+        budget = timeout or self.timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + budget
         try:
-            conn = await pool.acquire(timeout=timeout or self.timeout)
+            conn = await pool.acquire(timeout=budget)
         except Exception as exc:  # whatever stops us connecting (down, refusing, misconfigured)
             raise Unavailable("the database is unavailable") from exc
+        reusable = False
         try:
-            yield conn
+            async with asyncio.timeout_at(deadline):
+                yield conn
+            reusable = True
+        except TimeoutError as exc:
+            raise Unavailable(f"the database did not answer within {budget:g}s") from exc
         except _OUTAGES as exc:
             raise Unavailable("the database is unavailable") from exc
         finally:
-            await pool.release(conn)
+            if reusable:
+                await pool.release(conn)
+            else:
+                _terminate(conn)
+
+    @asynccontextmanager
+    async def transaction(self, timeout: float | None = None) -> AsyncIterator[asyncpg.Connection]:
+        """`connection` inside a transaction, committed when the block ends normally. After an
+        exception no ROLLBACK is sent (the connection may be stuck or broken): terminating it
+        rolls the transaction back on the server."""
+        async with self.connection(timeout) as conn:
+            transaction = conn.transaction()
+            await transaction.start()
+            yield conn
+            await transaction.commit()
 
     async def check(self) -> str | None:
         """Readiness: None when a trivial query answers."""
@@ -222,9 +283,7 @@ class PostgresConversationRepository:
         timeout: float | None = None,
     ) -> SendCheck:
         async with self._db.connection(timeout) as conn:
-            row = await conn.fetchrow(
-                _CHECK_SEND, conversation_id, sender_id, client_msg_id, timeout=timeout
-            )
+            row = await conn.fetchrow(_CHECK_SEND, conversation_id, sender_id, client_msg_id)
         assert row is not None  # SELECT FROM (SELECT 1) always yields one row
         stored = None
         if row["message_id"] is not None:
@@ -245,7 +304,6 @@ class PostgresConversationRepository:
                 _STORED_SENDS,
                 [sender for sender, _ in keys],
                 [client_msg_id for _, client_msg_id in keys],
-                timeout=timeout,
             )
         return {
             (row["sender_id"], row["client_msg_id"]): StoredSend(
@@ -258,7 +316,7 @@ class PostgresConversationRepository:
         self, conversation_id: uuid.UUID, *, timeout: float | None = None
     ) -> frozenset[uuid.UUID] | None:
         async with self._db.connection(timeout) as conn:
-            row = await conn.fetchrow(_MEMBERS, conversation_id, timeout=timeout)
+            row = await conn.fetchrow(_MEMBERS, conversation_id)
         assert row is not None
         return _members(row)
 
@@ -269,7 +327,7 @@ class PostgresConversationRepository:
 
     async def create(self, conversation: Conversation, direct_key: str | None) -> CreateOutcome:
         c = conversation
-        async with self._db.connection() as conn, conn.transaction():
+        async with self._db.transaction() as conn:
             inserted = await conn.fetchval(
                 _INSERT_CONVERSATION,
                 c.id,
