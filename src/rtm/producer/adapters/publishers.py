@@ -52,6 +52,10 @@ class _PendingPubAck:
         self._deadline = deadline
 
     async def receipt(self) -> Receipt:
+        if self._future.cancelled():
+            # The bus stopped waiting for the reply (`NatsBus.request_async`'s expiry) before
+            # this was awaited: awaiting it would raise CancelledError in the caller.
+            raise Unavailable("the message bus did not confirm the message in time")
         remaining = max(0.0, self._deadline - asyncio.get_running_loop().time())
         try:
             reply = await asyncio.wait_for(self._future, remaining)
