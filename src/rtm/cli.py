@@ -5,6 +5,10 @@
     rtm migrate                              apply migrations (to RTM_DATABASE_URL or embedded)
     rtm serve auth|producer|consumer         one service in the foreground
     rtm status                               what a running `rtm up` supervises
+    rtm bench                                throughput, latency and footprint (rtm bench --help)
+    rtm chaos                                kill and freeze processes under load, then check
+                                             that nothing acked was lost (rtm chaos --help)
+    rtm verify                               check no acked message is lost, doubled or reordered
 
 Settings come from `RTM_*` environment variables and `.env` (see `rtm up --help`); options given
 on the command line win. Errors meant for people (a busy port, another runner) are printed as one
@@ -27,6 +31,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from rtm.local.settings import RunnerSettings
+from rtm.local.verify import HELP as VERIFY_HELP
 
 logger = logging.getLogger("rtm.cli")
 
@@ -107,9 +112,27 @@ def _parser() -> argparse.ArgumentParser:
         help="measure throughput, latency and footprint (rtm bench --help)",
         add_help=False,
     )
+    commands.add_parser(
+        "chaos",
+        help="kill and freeze processes under load; check nothing acked is lost (rtm chaos --help)",
+        add_help=False,
+    )
     status = commands.add_parser("status", help="show what a running `rtm up` supervises")
     status.add_argument("--data-dir", type=Path, metavar="DIR", help="data and logs [.rtm]")
     status.add_argument("--json", action="store_true", help="print the raw status document")
+    verify = commands.add_parser(
+        "verify",
+        help="check that every acked message is stored once, in order (exit 0/1/2)",
+        description=VERIFY_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    verify.add_argument("--nats-url", metavar="URL", help="instead of RTM_NATS_URL or rtm up's")
+    verify.add_argument("--database-url", metavar="URL", help="instead of RTM_DATABASE_URL")
+    verify.add_argument("--data-dir", type=Path, metavar="DIR", help="of the running rtm up [.rtm]")
+    verify.add_argument(
+        "--limit", type=int, default=20, metavar="N", help="ids listed per kind [20]"
+    )
+    verify.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
 
 
@@ -200,6 +223,18 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify(args: argparse.Namespace) -> int:
+    from rtm.local.verify import run_verify
+
+    return run_verify(
+        _settings(args),
+        nats_url=args.nats_url,
+        database_url=args.database_url,
+        limit=max(0, args.limit),
+        as_json=args.json,
+    )
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.command in ("up", "dev"):
         return _up(args, dev=args.command == "dev")
@@ -207,6 +242,8 @@ def _run(args: argparse.Namespace) -> int:
         return _migrate(args)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "verify":
+        return _verify(args)
     return _status(args)
 
 
@@ -219,6 +256,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from rtm.bench.__main__ import main as bench_main
 
         return bench_main(given[1:])
+    if given[:1] == ["chaos"]:  # its own parser too: `rtm chaos --help` lists its options
+        from rtm.chaos.__main__ import main as chaos_main
+
+        return chaos_main(given[1:])
     args = _parser().parse_args(given)
     try:
         return _run(args)

@@ -294,9 +294,7 @@ class SequenceCheck:
 
     def add(self, row: StoredRow) -> None:
         if row.seq > self._expected:
-            self._problem(
-                self._expected, OrderKind.GAP, f"seqs {self._expected}..{row.seq - 1} have no row"
-            )
+            self._problem(self._expected, OrderKind.GAP, _no_row(self._expected, row.seq - 1))
         last = self._last
         if last is not None and row.stream_seq < last.stream_seq:
             self._problem(
@@ -318,13 +316,17 @@ class SequenceCheck:
         elif head is not None and self._top > head:
             self._problem(self._top, OrderKind.HEAD, f"seq {self._top} is above the head {head}")
         elif complete and head is not None and self._top < head:
-            self._problem(self._top + 1, OrderKind.GAP, f"seqs {self._top + 1}..{head} have no row")
+            self._problem(self._top + 1, OrderKind.GAP, _no_row(self._top + 1, head))
         return self._problems
 
     def _problem(
         self, seq: int, kind: OrderKind, detail: str, message_id: uuid.UUID | None = None
     ) -> None:
         self._problems.append(OrderProblem(self._conversation, seq, kind, detail, message_id))
+
+
+def _no_row(first: int, last: int) -> str:
+    return f"seq {first} has no row" if first == last else f"seqs {first}..{last} have no row"
 
 
 def check_order(
