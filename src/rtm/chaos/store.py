@@ -18,7 +18,8 @@ from rtm.chaos.errors import ChaosError
 
 QUERY_TIMEOUT_S = 3.0
 FINAL_READ_TIMEOUT_S = 60.0
-_FAILURES = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+# What a call to a PostgreSQL that is down, frozen or restarting raises.
+DB_FAILURES = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 async def _fetch(
@@ -42,7 +43,7 @@ async def heads(database_url: str, conversations: Sequence[str]) -> dict[str, in
             " WHERE conversation_id = ANY($1::uuid[]) GROUP BY conversation_id",
             conversations,
         )
-    except _FAILURES:
+    except DB_FAILURES:
         return None
     counts = dict.fromkeys(conversations, 0)
     counts.update({str(row["conversation_id"]): int(row["n"]) for row in rows})
@@ -68,7 +69,7 @@ async def stored_rows(
                 conversations,
                 timeout=FINAL_READ_TIMEOUT_S,
             )
-        except _FAILURES as exc:
+        except DB_FAILURES as exc:
             last = exc
             await asyncio.sleep(1.0)
             continue
