@@ -52,13 +52,20 @@ class _PendingPubAck:
         self._deadline = deadline
 
     async def receipt(self) -> Receipt:
+        """The PubAck, once it came; `Unavailable` past the deadline.
+
+        `asyncio.timeout_at`, not `wait_for`: on Python 3.11, `wait_for` returns the result of a
+        future that completes just as the waiting task is cancelled and drops the cancellation,
+        so the acker that closing a connection cancels went on waiting for the next send, and
+        the close waited for ever (`test_producer_ws_stream_integrity.py`).
+        """
         if self._future.cancelled():
             # The bus stopped waiting for the reply (`NatsBus.request_async`'s expiry) before
             # this was awaited: awaiting it would raise CancelledError in the caller.
             raise Unavailable("the message bus did not confirm the message in time")
-        remaining = max(0.0, self._deadline - asyncio.get_running_loop().time())
         try:
-            reply = await asyncio.wait_for(self._future, remaining)
+            async with asyncio.timeout_at(self._deadline):
+                reply = await self._future
         except TimeoutError as exc:
             raise Unavailable("the message bus did not confirm the message in time") from exc
         return _receipt(reply)
