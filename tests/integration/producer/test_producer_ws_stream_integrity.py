@@ -80,12 +80,6 @@ async def producer_on_uvloop(database_url: str, nats_url: str, auth_url: str) ->
         yield base
 
 
-@pytest.mark.xfail(
-    raises=ProducerNeverClosed,
-    strict=False,
-    reason="producer bug (issue #10 report): SendPipeline.close() can wait forever for an acker "
-    "whose cancellation asyncio.wait_for (Python 3.11) swallowed in _PendingPubAck.receipt",
-)
 async def test_a_sender_that_reads_no_acks_gets_intact_acks_then_an_intact_4008_close(
     producer_on_uvloop: str, new_user: NewUser
 ) -> None:
