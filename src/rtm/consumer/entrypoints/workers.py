@@ -96,6 +96,7 @@ class PartitionManager:
         self._owned: dict[int, _Ownership] = {}
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
+        self._closing = False
         self.stored_batches = 0
 
     @property
@@ -110,7 +111,7 @@ class PartitionManager:
     async def run(self) -> None:
         """Balance leases forever (cancel to stop; then call `stop`)."""
         await self._leases.setup()
-        while True:
+        while not self._closing:
             try:
                 await self._balance()
             except asyncio.CancelledError:
@@ -118,8 +119,11 @@ class PartitionManager:
             except Exception as exc:
                 logger.warning("lease round failed (%r); retrying", exc)
             self._wake.clear()
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+            # that arrives as the event is set, and the loop would take leases after `stop`.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._tick)
+                async with asyncio.timeout(self._tick):
+                    await self._wake.wait()
 
     async def _balance(self) -> None:
         live = await self._leases.heartbeat()
@@ -251,9 +255,11 @@ class PartitionManager:
         """Finish: leave (the others stop counting us and take our share), stop every worker
         and wait until each has ended (its current batch commits or rolls back as a whole),
         then release the leases so the others take over at once."""
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            await asyncio.wait({self._loop_task}, timeout=STOP_STEP_S)
+        self._closing = True
+        loop_task = self._loop_task
+        while loop_task is not None and not loop_task.done():
+            loop_task.cancel()
+            await asyncio.wait({loop_task}, timeout=RECANCEL_S)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._leases.leave(), STOP_STEP_S)
         running = set()
