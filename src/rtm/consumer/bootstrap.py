@@ -108,7 +108,7 @@ class ConsumerRuntime:
         if settings.continuity_audit_interval_s > 0:
             manager = self.manager
             auditor = ContinuityAuditor(
-                continuity_service(js, self.pool),
+                continuity_service(self.nc, self.pool),
                 lambda: manager.owned,
                 interval=settings.continuity_audit_interval_s,
                 max_messages=settings.continuity_audit_max,

@@ -146,7 +146,10 @@ class ContinuityService:
         if not spans:
             return
         widened = {c: (max(1, lo - 1), hi + 1) for c, (lo, hi) in spans.items()}
-        rows, heads = await self._stored.rows_between(widened)
+        others, heads = await self._stored.rows_between(
+            widened, [row.message_id for row in found.stored]
+        )
+        rows = [*found.stored, *others]
         by_conversation: dict[uuid.UUID, list[StoredRow]] = {}
         for row in rows:
             by_conversation.setdefault(row.conversation_id, []).append(row)
@@ -158,7 +161,7 @@ class ContinuityService:
                 if problem not in known:
                     known.add(problem)
                     into.out_of_order.append(problem)
-        into.stored_twice.extend(rows_sharing_stream_seq([*evidence.rows, *rows]))
+        into.stored_twice.extend(rows_sharing_stream_seq([*evidence.rows, *others]))
 
     async def verify(
         self, *, limit: int = 20, progress: Callable[[VerifyProgress], None] | None = None

@@ -56,7 +56,7 @@ async def auditor(nats_url: str, database_url: str) -> AsyncIterator[ContinuityA
     assert pool is not None
     try:
         yield ContinuityAuditor(
-            continuity_service(client.jetstream(), pool),
+            continuity_service(client, pool),
             lambda: list(range(PARTITIONS)),
             interval=1.0,
             max_messages=1000,

@@ -4,7 +4,7 @@ auditor: a stream, the stored rows, and the audited positions, as plain lists an
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -72,13 +72,14 @@ class InMemoryStoredHistory:
         return Evidence(rows, frozenset(self.conversations))
 
     async def rows_between(
-        self, spans: Mapping[uuid.UUID, tuple[int, int]]
+        self, spans: Mapping[uuid.UUID, tuple[int, int]], known: Collection[uuid.UUID] = ()
     ) -> tuple[list[StoredRow], dict[uuid.UUID, int]]:
         rows = [
             r
             for r in self.rows
             if r.conversation_id in spans
             and spans[r.conversation_id][0] <= r.seq <= spans[r.conversation_id][1]
+            and r.message_id not in known
         ]
         return rows, {c: h for c, h in self.heads.items() if c in spans}
 

@@ -1,20 +1,26 @@
 """JetStream implementation of `StreamHistory`: RTM_MESSAGES read by ephemeral pull consumers.
 
 A read creates its own consumer (ack policy none, in memory, removed by the server after a
-minute unused should we die before deleting it), so it never touches the partitions' durable
-consumers, their acks or their redeliveries. Each fetch asks for no more than the consumer
-says is pending, so a read never waits for messages that are not there. Deliveries carry a
-consumer sequence that must grow by one; a gap (a delivery lost with the connection) fails the
-read rather than let a message go unchecked.
+minute unused should we die before deleting it), so it never touches the partitions' consumers,
+their acks or their redeliveries. It pulls in batches of no more than the consumer says is
+pending, so a pull never waits for messages that are not there, and collects a batch in a
+subscription callback: nats-py's `fetch` awaits each message with its own timeout (a task per
+message), which made up most of the auditor's CPU. Deliveries carry a consumer sequence that
+must grow by one; a gap (a delivery lost with the connection) fails the read rather than let a
+message go unchecked.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncGenerator
 
 import nats.errors
-from nats.js import JetStreamContext
+import orjson
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
@@ -24,18 +30,20 @@ from rtm.shared.contract import MESSAGE_SUBJECT_PREFIX, STREAM, partition_filter
 from rtm.shared.ids import new_id
 
 _FAILURES = (nats.errors.Error, TimeoutError, OSError)  # nats-py's errors, and the socket's
+_STATUS = "Status"  # header of JetStream's status messages (404 no messages, 408, 409, 100)
 
 
 class JetStreamHistory:
     """`StreamHistory` on RTM_MESSAGES.
 
     Args:
-        js: a JetStream context of a connected client.
-        fetch_timeout: how long one fetch may wait for messages the consumer said it had.
+        nc: a connected client.
+        fetch_timeout: how long one pull may take to deliver the messages it asked for.
     """
 
-    def __init__(self, js: JetStreamContext, *, fetch_timeout: float = 5.0) -> None:
-        self._js = js
+    def __init__(self, nc: NatsClient, *, fetch_timeout: float = 5.0) -> None:
+        self._nc = nc
+        self._js = nc.jetstream()
         self._fetch_timeout = fetch_timeout
 
     async def bounds(self) -> StreamBounds:
@@ -69,24 +77,26 @@ class JetStreamHistory:
             inactive_threshold=60.0,
             mem_storage=True,
         )
+        pull = _Pull(self._nc, name)
         try:
             info = await self._js.add_consumer(STREAM, config)
-            subscription = await self._js.pull_subscribe_bind(consumer=name, stream=STREAM)
+            await pull.subscribe()
         except _FAILURES as exc:
+            await pull.close()
             raise ContinuityUnavailable(f"JetStream: cannot read {STREAM}: {exc!r}") from exc
         try:
             pending = int(info.num_pending or 0)
             delivered = 0
             while pending > 0:
                 try:
-                    messages = await subscription.fetch(
-                        min(batch, pending), timeout=self._fetch_timeout
-                    )
+                    messages = await pull.next(min(batch, pending), self._fetch_timeout)
                 except _FAILURES as exc:
                     raise ContinuityUnavailable(
                         f"JetStream: reading {STREAM} failed after stream sequence "
                         f"{after_seq} + {delivered} messages: {exc!r}"
                     ) from exc
+                if not messages:
+                    break  # fewer than announced: removed from the stream meanwhile
                 entries: list[StreamEntry] = []
                 for message in messages:
                     metadata = message.metadata
@@ -106,7 +116,45 @@ class JetStreamHistory:
                 if entries:
                     yield entries
         finally:
-            with contextlib.suppress(*_FAILURES):
-                await subscription.unsubscribe()
+            await pull.close()
             with contextlib.suppress(*_FAILURES):
                 await self._js.delete_consumer(STREAM, name)
+
+
+class _Pull:
+    """Pull requests to one consumer, each answered into a list by a subscription callback."""
+
+    def __init__(self, nc: NatsClient, consumer: str) -> None:
+        self._nc = nc
+        self._subject = f"$JS.API.CONSUMER.MSG.NEXT.{STREAM}.{consumer}"
+        self._inbox = nc.new_inbox()
+        self._subscription: Subscription | None = None
+        self._messages: list[Msg] = []
+        self._wanted = 0
+        self._answered = asyncio.Event()
+
+    async def subscribe(self) -> None:
+        self._subscription = await self._nc.subscribe(self._inbox, cb=self._collect)
+
+    async def _collect(self, message: Msg) -> None:
+        if message.headers and _STATUS in message.headers:
+            if message.headers[_STATUS] != "100":  # 404, 408, 409: the request is over
+                self._answered.set()
+            return
+        self._messages.append(message)
+        if len(self._messages) >= self._wanted:
+            self._answered.set()
+
+    async def next(self, count: int, timeout: float) -> list[Msg]:
+        """Up to `count` messages (fewer only when the consumer has no more)."""
+        self._messages, self._wanted = [], count
+        self._answered.clear()
+        request = orjson.dumps({"batch": count, "no_wait": True})
+        await self._nc.publish(self._subject, request, reply=self._inbox)
+        await asyncio.wait_for(self._answered.wait(), timeout)
+        return self._messages
+
+    async def close(self) -> None:
+        if self._subscription is not None:
+            with contextlib.suppress(*_FAILURES):
+                await self._subscription.unsubscribe()

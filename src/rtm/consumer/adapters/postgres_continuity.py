@@ -10,7 +10,7 @@ reads whole tables (the row scan, and rows sharing a stream sequence).
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -71,7 +71,7 @@ class PostgresStoredHistory:
         return Evidence([_row(r) for r in rows], frozenset(r["id"] for r in existing))
 
     async def rows_between(
-        self, spans: Mapping[uuid.UUID, tuple[int, int]]
+        self, spans: Mapping[uuid.UUID, tuple[int, int]], known: Collection[uuid.UUID] = ()
     ) -> tuple[list[StoredRow], dict[uuid.UUID, int]]:
         conversations = list(spans)
         with _translated("reading runs of seqs"):
@@ -81,6 +81,7 @@ class PostgresStoredHistory:
                     conversations,
                     [spans[c][0] for c in conversations],
                     [spans[c][1] for c in conversations],
+                    list(known),
                 )
                 heads = await conn.fetch(
                     "SELECT conversation_id, last_seq FROM messaging.conversation_heads"
@@ -143,12 +144,15 @@ JOIN unnest($2::uuid[], $3::uuid[]) AS k(sender_id, client_msg_id)
   ON m.sender_id = k.sender_id AND m.client_msg_id = k.client_msg_id
 """  # noqa: S608 - constant columns
 
-# Per conversation, the rows with lo <= seq <= hi: range scans of (conversation_id, seq).
+# Per conversation, the rows with lo <= seq <= hi (range scans of (conversation_id, seq)) that
+# the caller does not have yet: decoding rows is most of what a lookup costs us.
 _BETWEEN = f"""
 SELECT {_ROW_COLUMNS}
 FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) AS s(conversation_id, lo, hi)
 JOIN messaging.messages AS m
   ON m.conversation_id = s.conversation_id AND m.seq BETWEEN s.lo AND s.hi
+LEFT JOIN unnest($4::uuid[]) AS k(message_id) ON k.message_id = m.message_id
+WHERE k.message_id IS NULL
 """  # noqa: S608 - constant columns
 
 _ALL_ROWS = f"""

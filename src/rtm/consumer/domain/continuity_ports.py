@@ -10,7 +10,7 @@ unit tests use in-memory fakes.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -68,10 +68,11 @@ class StoredHistory(Protocol):
         ...
 
     async def rows_between(
-        self, spans: Mapping[uuid.UUID, tuple[int, int]]
+        self, spans: Mapping[uuid.UUID, tuple[int, int]], known: Collection[uuid.UUID] = ()
     ) -> tuple[list[StoredRow], dict[uuid.UUID, int]]:
-        """For each conversation, its rows with `lo <= seq <= hi`; and the heads of those
-        conversations that have one."""
+        """For each conversation, its rows with `lo <= seq <= hi` except those whose message_id
+        is in `known` (rows the caller has already); and the heads of those conversations that
+        have one."""
         ...
 
     def all_rows(self, batch: int) -> AsyncGenerator[list[HeadedRow], None]:
