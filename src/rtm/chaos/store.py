@@ -25,13 +25,29 @@ DB_FAILURES = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceEr
 async def _fetch(
     database_url: str, query: str, conversations: Sequence[str], timeout: float = QUERY_TIMEOUT_S
 ) -> list[asyncpg.Record]:
-    async with asyncio.timeout(timeout):
-        connection = await asyncpg.connect(database_url)
-        try:
-            rows: list[asyncpg.Record] = await connection.fetch(query, list(conversations))
-        finally:
-            await connection.close()
-    return rows
+    """One query on a connection of its own, abandoned (not cancelled) after `timeout`.
+
+    A query that times out is not cancelled the asyncpg way: that opens another connection to
+    send a cancel request, which a frozen PostgreSQL leaves hanging past the run. The socket is
+    closed instead (`terminate`), and the server drops the query when it wakes up.
+    """
+    connection = await asyncpg.connect(database_url, timeout=timeout)
+    try:
+        fetching = asyncio.ensure_future(connection.fetch(query, list(conversations)))
+        fetching.add_done_callback(_consume)
+        done, _ = await asyncio.wait({fetching}, timeout=timeout)
+        if not done:
+            raise TimeoutError(f"no answer from PostgreSQL within {timeout:g}s")
+        rows: list[asyncpg.Record] = fetching.result()
+        return rows
+    finally:
+        connection.terminate()
+
+
+def _consume(future: asyncio.Future[list[asyncpg.Record]]) -> None:
+    """Retrieve an abandoned query's failure (its connection was closed under it)."""
+    if not future.cancelled():
+        future.exception()
 
 
 async def heads(database_url: str, conversations: Sequence[str]) -> dict[str, int] | None:
