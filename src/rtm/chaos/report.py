@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from rtm.bench.report import table
 from rtm.chaos.faults import FaultKind
+from rtm.chaos.inject import FaultRecord
 from rtm.chaos.outcome import FaultImpact, Outcome
 from rtm.chaos.recovery import Spread
 from rtm.shared.settings import REPO_ROOT
@@ -87,6 +88,12 @@ def _spread(value: Spread | None) -> str:
     return f"{value.min:.1f} / {value.median:.1f} / {value.max:.1f} s"
 
 
+def _back(record: FaultRecord) -> str:
+    if not record.injected:
+        return "-"
+    return "not back" if record.back_after is None else _s(record.back_after)
+
+
 def _impact_rows(impacts: Iterable[FaultImpact]) -> list[list[str]]:
     rows = []
     for n, impact in enumerate(impacts, 1):
@@ -97,7 +104,7 @@ def _impact_rows(impacts: Iterable[FaultImpact]) -> list[list[str]]:
                 f"{r.started:.1f}" if r.started is not None else "-",
                 r.planned.label,
                 str(r.pid or "-"),
-                _s(r.back_after) if r.back_after is not None else "-",
+                _back(r),
                 _s(impact.recovery) + (" (overlap)" if impact.overlapped else "")
                 if r.injected
                 else "-",
@@ -245,14 +252,11 @@ def markdown(outcome: Outcome, facts: Facts) -> str:
         *[f"  - {p}" for p in PROPERTIES],
         "",
     ]
-    for section, values in facts.sections.items():
-        out += [f"### {section}", "", table(["", ""], list(map(list, values.items())),
-                                            markdown=True), ""]  # fmt: skip
     out += [
         "## Results",
         "",
-        table(["", ""], [list(line) for line in _totals_lines(outcome)], markdown=True),
-        f"| continuity (`rtm verify`) | {_continuity(outcome)} |",
+        *[f"- {name}: {value}" for name, value in _totals_lines(outcome)],
+        f"- continuity (`rtm verify`): {_continuity(outcome)}",
         "",
     ]
     if outcome.lost:
@@ -279,9 +283,11 @@ def markdown(outcome: Outcome, facts: Facts) -> str:
         "",
         *[f"- {d}" for d in DEFINITIONS],
         "",
-        "## Timings",
-        "",
-        ", ".join(f"{k} {v:.0f} s" for k, v in outcome.timings.items()),
+        "## Where it ran",
         "",
     ]
+    for section, values in facts.sections.items():
+        out += [f"### {section}", "", *[f"- {k}: {v}" for k, v in values.items()], ""]
+    timings = ", ".join(f"{k} {v:.0f} s" for k, v in outcome.timings.items())
+    out += [f"Phases: {timings}.", ""]
     return "\n".join(out)
