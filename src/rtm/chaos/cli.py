@@ -51,6 +51,8 @@ restarts what was killed). Then it drains, reads what PostgreSQL stored and chec
 
 faults (--faults, comma-separated; default: all):
   consumer-kill   kill -9 of a consumer instance (the instances in turn)
+  consumer-down   kill -9 of a consumer instance, not restarted for --pause s (past the lease
+                  TTL: its partitions move to the other instances, and back when it returns)
   consumer-term   SIGTERM of a consumer instance: a graceful stop (in turn)
   producer-kill   kill -9 of the producer
   nats-kill       kill -9 of nats-server (restarted on its data)
@@ -160,7 +162,7 @@ def parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     faults.add_argument(
         "--pause", type=parse_duration, default=10.0, metavar="D",
-        help="how long postgres-stop and postmaster-stop last [10s]",
+        help="how long consumer-down, postgres-stop and postmaster-stop last [10s]",
     )  # fmt: skip
     faults.add_argument("--no-faults", action="store_true", help="no fault at all: a baseline run")
     system = p.add_argument_group("system")

@@ -1,6 +1,9 @@
 """The faults a chaos run injects and their seeded schedules (pure: no process, no clock).
 
     consumer-kill   SIGKILL of a consumer instance (the instances in turn)
+    consumer-down   SIGKILL of a consumer instance that then stays down `pause` s before the
+                    supervisor may start it again (a host lost, a pod rescheduled): longer than
+                    the lease TTL, so its partitions move to the others and back
     consumer-term   SIGTERM of a consumer instance: a graceful stop, as in a rolling restart
     producer-kill   SIGKILL of the producer
     nats-kill       SIGKILL of nats-server (restarted on its data, `sync_interval: always`)
@@ -30,6 +33,7 @@ from rtm.chaos.errors import ChaosError
 
 class FaultKind(StrEnum):
     CONSUMER_KILL = "consumer-kill"
+    CONSUMER_DOWN = "consumer-down"
     CONSUMER_TERM = "consumer-term"
     PRODUCER_KILL = "producer-kill"
     NATS_KILL = "nats-kill"
@@ -39,8 +43,9 @@ class FaultKind(StrEnum):
 
 
 FREEZES = (FaultKind.POSTGRES_STOP, FaultKind.POSTMASTER_STOP)
+LASTING = (*FREEZES, FaultKind.CONSUMER_DOWN)  # faults that last `pause` s
 ALL_KINDS = tuple(FaultKind)
-CONSUMER_KINDS = (FaultKind.CONSUMER_KILL, FaultKind.CONSUMER_TERM)
+CONSUMER_KINDS = (FaultKind.CONSUMER_KILL, FaultKind.CONSUMER_DOWN, FaultKind.CONSUMER_TERM)
 _FIXED_TARGETS = {
     FaultKind.PRODUCER_KILL: "producer",
     FaultKind.NATS_KILL: "nats",
@@ -53,7 +58,8 @@ _FIXED_TARGETS = {
 @dataclass(frozen=True, slots=True)
 class PlannedFault:
     """`kind` on the process `target` (a `LocalSystem` name), `at` s after the load starts;
-    `pause`: how long a freeze (`postgres-stop`, `postmaster-stop`) lasts."""
+    `pause`: how long a freeze (`postgres-stop`, `postmaster-stop`) lasts, or a
+    `consumer-down` stays down."""
 
     at: float
     kind: FaultKind
@@ -69,6 +75,8 @@ class PlannedFault:
             return f"SIGSTOP postmaster {self.pause:g}s"
         if self.kind is FaultKind.CONSUMER_TERM:
             return f"SIGTERM {self.target}"
+        if self.kind is FaultKind.CONSUMER_DOWN:
+            return f"kill -9 {self.target}, down {self.pause:g}s"
         return f"kill -9 {self.target}"
 
 
@@ -139,7 +147,7 @@ def random_schedule(
             deck = list(kinds)
             rng.shuffle(deck)
         kind = deck[0]
-        length = pause if kind in FREEZES else 0.0
+        length = pause if kind in LASTING else 0.0
         if at + length + settle > duration:
             break
         deck.pop(0)
@@ -162,26 +170,37 @@ def rotation_schedule(
         FaultKind.POSTMASTER_STOP,
     ),
     pause: float = 10.0,
+    down_every: int = 0,
+    down: float = 8.0,
     settle: float = 10.0,
 ) -> list[PlannedFault]:
     """SIGKILL of the consumers in turn every `every` s, and each of `extras` once, half-way
     between two consumer kills: the kills in a seeded order, then the freezes (the longest),
     the one after a freeze only once it has ended; all no later than `settle` s before the end
-    of the load."""
+    of the load.
+
+    Every `down_every`-th consumer kill (0: none) keeps the instance down `down` s. A consumer
+    restarted within the lease TTL takes its own partitions back as their leases expire; one
+    that stays down longer has them taken over by the others, which hand them back when it
+    returns: the ownership handovers that a quick restart never exercises.
+    """
     turns = _Turns(consumers)
     planned = []
-    at = every
+    at, kills = every, 0
     while at + settle <= duration:
-        planned.append(
-            PlannedFault(at, FaultKind.CONSUMER_KILL, turns.target(FaultKind.CONSUMER_KILL))
-        )
+        kills += 1
+        if down_every and kills % down_every == 0:
+            kind, length = FaultKind.CONSUMER_DOWN, down
+        else:
+            kind, length = FaultKind.CONSUMER_KILL, 0.0
+        planned.append(PlannedFault(at, kind, turns.target(kind), length))
         at += every
-    others: list[FaultKind] = [k for k in extras if k not in FREEZES]
+    others: list[FaultKind] = [k for k in extras if k not in LASTING]
     rng.shuffle(others)
-    others += [k for k in extras if k in FREEZES]
+    others += [k for k in extras if k in LASTING]
     at = 1.5 * every
     for kind in others:
-        length = pause if kind in FREEZES else 0.0
+        length = pause if kind in LASTING else 0.0
         if at + length + settle > duration:
             raise ChaosError(
                 f"{duration:g}s of load is too short for {len(extras)} extra faults "

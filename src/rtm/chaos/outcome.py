@@ -196,9 +196,24 @@ def judge(
         totals=_totals(senders, receivers, stored),
         impacts=impacts(config.duration, senders, deliveries, records),
         violations=violations,
-        anomalies=[a for s in senders for a in s.anomalies],
+        anomalies=_fault_anomalies(records) + [a for s in senders for a in s.anomalies],
         lost=_lost(config, senders, violations),
     )
+
+
+def _fault_anomalies(records: Sequence[FaultRecord]) -> list[str]:
+    """What the faults' targets did that they should not: ignore a SIGTERM, never come back."""
+    found = []
+    for r in records:
+        what = f"{r.planned.label} at {r.started:.1f}s" if r.started is not None else ""
+        if r.escalated:
+            found.append(
+                f"{what}: pid {r.pid} {r.note} (a service should exit within "
+                "RTM_SHUTDOWN_TIMEOUT_S of SIGTERM)"
+            )
+        if r.injected and r.back_after is None:
+            found.append(f"{what}: {r.planned.target} was not ready again by the end of the run")
+    return found
 
 
 def _totals(

@@ -220,15 +220,18 @@ class _Run:
             counts = await heads(self.system.database_url, ids)
             stored = f"{sum(counts.values()):,}" if counts is not None else "? (no answer)"
             acked = sum(len(s.acked) for s in self.senders)
-            records = self.injector.records
+            records = [r for r in self.injector.records if r.started is not None or r.note]
             last = ""
             if records:
                 r = records[-1]
                 when = f" at {r.started:.1f}s" if r.started is not None else f" ({r.note})"
                 last = f" (last: {r.planned.label}{when})"
+            now, duration = self.clock.now(), self.config.duration
+            phase = f"load {now:.0f}/{duration:.0f}s" if now <= duration else "draining"
+            received = sum(r.received for r in self.receivers)
             self.progress(
-                f"load {self.clock.now():.0f}/{self.config.duration:.0f}s: acked {acked:,}, "
-                f"stored {stored}, faults {len(records)}/{planned_faults}{last}"
+                f"{phase}: acked {acked:,}, stored {stored}, delivered {received:,}, "
+                f"faults {len(records)}/{planned_faults}{last}"
             )
 
     # -- 3. drain ----------------------------------------------------------------------------

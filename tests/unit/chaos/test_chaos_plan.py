@@ -11,6 +11,7 @@ from rtm.chaos.errors import ChaosError
 from rtm.chaos.faults import (
     ALL_KINDS,
     FREEZES,
+    LASTING,
     FaultKind,
     fault_rng,
     parse_kinds,
@@ -78,7 +79,7 @@ def test_random_schedule_keeps_its_gaps_and_leaves_the_end_of_the_load_quiet() -
         assert 15.0 <= after.at - (before.at + before.pause) <= 30.0
     last = schedule[-1]
     assert last.at + last.pause + 10.0 <= 300.0
-    assert all(f.pause == (10.0 if f.kind in FREEZES else 0.0) for f in schedule)
+    assert all(f.pause == (10.0 if f.kind in LASTING else 0.0) for f in schedule)
 
 
 def test_random_schedule_deals_every_kind_before_repeating_one() -> None:
@@ -130,6 +131,19 @@ def test_rotation_kills_consumers_every_interval_and_each_extra_once() -> None:
     assert [(f.at, f.pause) for f in freezes] == [(45.0, 10.0), (65.0, 10.0)]
     assert {f.target for f in freezes} == {"postgres"}
     assert [f.label for f in freezes] == ["SIGSTOP postgres 10s", "SIGSTOP postmaster 10s"]
+
+
+def test_rotation_can_keep_every_other_killed_consumer_down_past_the_lease_ttl() -> None:
+    schedule = rotation_schedule(
+        random.Random(1), duration=85.0, consumers=CONSUMERS, every=10.0, down_every=2, down=8.0
+    )
+    consumers = [f for f in schedule if f.target.startswith("consumer")]
+    assert [(f.at, f.kind, f.pause) for f in consumers[:3]] == [
+        (10.0, FaultKind.CONSUMER_KILL, 0.0),
+        (20.0, FaultKind.CONSUMER_DOWN, 8.0),
+        (30.0, FaultKind.CONSUMER_KILL, 0.0),
+    ]
+    assert consumers[1].label == "kill -9 consumer-2, down 8s"
 
 
 def test_rotation_refuses_a_load_too_short_for_its_extras() -> None:
