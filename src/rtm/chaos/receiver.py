@@ -120,7 +120,6 @@ class ResumingReceiver:
                 ) as ws:
                     await self._await_ready(ws)
                     established = True
-                    self._backoff.reset()
                     await self._session(ws)
             except MalformedFrame as exc:
                 self.malformed.append(str(exc))
@@ -149,6 +148,9 @@ class ResumingReceiver:
             if kind == "message":
                 self._message(connection, require(frame, MESSAGE_FIELDS))
             elif kind == "resumed":
+                # Only a connection that could resume counts as working: one dropped right
+                # after `ready` (the instance not serving yet) keeps the reconnects paced.
+                self._backoff.reset()
                 self.resumed.append(self.clock.now())
                 for conversation, report in frame.get("conversations", {}).items():
                     if not report.get("recovered", True):

@@ -130,7 +130,6 @@ class OutboxSender:
                     self.url, additional_headers=headers, open_timeout=OPEN_TIMEOUT_S
                 ) as ws:
                     self.connections += 1
-                    self._backoff.reset()
                     await self._session(ws)
             except MalformedFrame as exc:
                 self.malformed.append(str(exc))
@@ -202,6 +201,7 @@ class OutboxSender:
         if message is None:
             self._note(f"an ack for {client_msg_id}, which was not awaiting one")
             return
+        self._backoff.reset()  # a connection that acks works: reconnect quickly after it
         message.acked_at = now
         message.message_id = str(frame.get("message_id"))
         stream_seq = frame.get("stream_seq")
