@@ -192,7 +192,7 @@ def summary(outcome: Outcome) -> str:
     groups = sum(1 for c in outcome.conversations if c.kind == "group")
     lines = [
         f"rtm chaos: seed {cfg.seed}, {cfg.duration:g}s at {cfg.rate:g} msgs/s, {cfg.users} users,"
-        f" {len(outcome.conversations)} conversations ({groups} groups), "
+        f" {len(outcome.conversations)} conversations ({groups} groups, the rest direct), "
         f"{sum(i.record.injected for i in outcome.impacts)} of {len(outcome.schedule)} faults "
         "injected",
         "",

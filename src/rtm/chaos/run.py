@@ -124,7 +124,7 @@ class _Run:
         messages = plan_messages(rng, planned, config.rate, config.duration)
         self.progress(
             f"signing up {config.users} users, creating {len(planned)} conversations "
-            f"({sum(c.kind == 'group' for c in planned)} groups)"
+            f"({sum(c.kind == 'group' for c in planned)} groups, the rest direct)"
         )
         population = Population(self.urls.auth, self.urls.producer, _quiet)
         users = await population.ensure(config.users)
