@@ -112,6 +112,7 @@ class Outcome:
     anomalies: list[str]
     lost: list[LostMessage]
     continuity: list[str] | None = None  # `rtm verify`'s findings; None: not run
+    continuity_checked: int = 0  # JetStream messages `rtm verify` compared with PostgreSQL
     timings: dict[str, float] = field(default_factory=dict)
 
     @property

@@ -34,6 +34,7 @@ from rtm.chaos.receiver import Deliveries, ResumingReceiver
 from rtm.chaos.sender import OutboxSender, Outgoing
 from rtm.chaos.store import heads, stored_rows
 from rtm.chaos.workload import plan_conversations, plan_messages
+from rtm.consumer.verify import verify_continuity
 from rtm.local.plan import SystemUrls, consumer_names
 from rtm.local.runner import LocalSystem
 from rtm.local.settings import RunnerSettings
@@ -110,8 +111,7 @@ class _Run:
             stored=stored,
         )
         outcome.anomalies += self._supervisor_anomalies()
-        # ---- HOOK: `rtm verify`, the JetStream-vs-PostgreSQL continuity check ---------------
-        outcome.continuity = await continuity_check(self.system)
+        outcome.continuity, outcome.continuity_checked = await continuity_check(self.system)
         self.timings["check"] = time.monotonic() - began
         outcome.timings = self.timings
         return outcome
@@ -318,12 +318,22 @@ def system_settings(folder: Path, consumers: int) -> RunnerSettings:
     )
 
 
-async def continuity_check(system: LocalSystem) -> list[str] | None:
-    """HOOK for `rtm verify` (JetStream-vs-PostgreSQL continuity), run once a run is drained.
+CONTINUITY_SHOWN = 20  # ids per kind of `rtm verify` finding in the report
 
-    Another change is adding that check on the consumer side; call it here with
-    `system.nats_url` and `system.database_url` and return its findings (an empty list: all
-    continuous). Until it is wired in this returns None, which the report shows as "not run".
-    """
-    del system
-    return None
+
+async def continuity_check(system: LocalSystem) -> tuple[list[str], int]:
+    """`rtm verify` on the drained system: every acked message JetStream holds is stored once,
+    in order (JetStream against PostgreSQL, independently of what the clients saw). Returns the
+    findings, one line each (none: all continuous), and how many messages were compared."""
+    report = await verify_continuity(system.nats_url, system.database_url, limit=CONTINUITY_SHOWN)
+    findings = [
+        f"missing: stream seq {m.stream_seq} (partition {m.partition}, committed offset "
+        f"{m.committed_offset}), message {m.message_id} from {m.sender_id}"
+        for m in report.missing.items
+    ]
+    findings += [f"stored twice: {item}" for item in report.stored_twice.items]
+    findings += [f"out of order: {item}" for item in report.out_of_order.items]
+    hidden = report.problems - len(findings)
+    if hidden > 0:
+        findings.append(f"... and {hidden} more")
+    return findings, report.checked
