@@ -42,6 +42,10 @@ class FaultKind(StrEnum):
     POSTMASTER_STOP = "postmaster-stop"
 
 
+CONSUMER_FAULTS = frozenset(
+    {FaultKind.CONSUMER_KILL, FaultKind.CONSUMER_DOWN, FaultKind.CONSUMER_TERM}
+)
+
 FREEZES = (FaultKind.POSTGRES_STOP, FaultKind.POSTMASTER_STOP)
 LASTING = (*FREEZES, FaultKind.CONSUMER_DOWN)  # faults that last `pause` s
 ALL_KINDS = tuple(FaultKind)

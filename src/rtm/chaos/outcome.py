@@ -19,10 +19,17 @@ from rtm.chaos.checker import (
     check_history,
     check_receivers,
 )
-from rtm.chaos.faults import FaultKind, PlannedFault
+from rtm.chaos.faults import CONSUMER_FAULTS, FaultKind, PlannedFault
 from rtm.chaos.inject import FaultRecord
 from rtm.chaos.receiver import Deliveries, ResumingReceiver
-from rtm.chaos.recovery import Created, DeliveryIndex, Spread, longest_pause, spread
+from rtm.chaos.recovery import (
+    REJOIN_WINDOW_S,
+    Created,
+    DeliveryIndex,
+    Spread,
+    longest_pause,
+    spread,
+)
 from rtm.chaos.sender import OutboxSender
 from rtm.shared.contract import partition_of
 
@@ -81,6 +88,7 @@ class FaultImpact:
     recovery: float | None  # see rtm.chaos.recovery; None: never (or not injected)
     ack_pause: float
     overlapped: bool  # the next fault started before this one had recovered
+    rejoin: float | None = None  # a consumer back: its rejoin stall (rtm.chaos.recovery)
 
 
 @dataclass
@@ -275,7 +283,12 @@ def impacts(
             recovery is None or record.ended + recovery > following
         )
         pause = longest_pause(ack_times, record.started, max(until, record.ended))
-        found.append(FaultImpact(record, recovery, pause, overlapped))
+        rejoin = None
+        if record.planned.kind in CONSUMER_FAULTS and record.back_after is not None:
+            back = record.ended + record.back_after
+            if back + REJOIN_WINDOW_S <= duration:
+                rejoin = index.worst_latency(back, back + REJOIN_WINDOW_S)
+        found.append(FaultImpact(record, recovery, pause, overlapped, rejoin))
     return sorted(found, key=lambda i: i.record.planned.at)
 
 

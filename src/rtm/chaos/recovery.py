@@ -14,6 +14,9 @@ Definitions (the report states them too); all times are on the run's clock:
   next fault starts (or the load ends).
 * **back after**: the process hit is ready again (a new process, by the supervisor's readiness
   probe), counted from the end of the fault; measured by `rtm.chaos.inject`.
+* **rejoin stall**: for a consumer instance that is back, the longest time from creation to first
+  delivery of any message created in the `REJOIN_WINDOW_S` after it was ready again: partitions
+  move back to it then (the others hand them over), and this is what that costs the messages.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+REJOIN_WINDOW_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +53,7 @@ class DeliveryIndex:
         for message in messages:
             grouped[message.conversation].append(message)
         self._created: dict[str, list[float]] = {}
+        self._delivered: dict[str, list[float | None]] = {}
         self._earliest: dict[str, list[float]] = {}
         for conversation, items in grouped.items():
             items.sort(key=lambda m: m.at)
@@ -56,6 +62,7 @@ class DeliveryIndex:
                 delivered = items[i].delivered
                 earliest[i] = min(earliest[i + 1], math.inf if delivered is None else delivered)
             self._created[conversation] = [m.at for m in items]
+            self._delivered[conversation] = [m.delivered for m in items]
             self._earliest[conversation] = earliest
 
     def recovery(self, since: float, until: float) -> float | None:
@@ -70,6 +77,21 @@ class DeliveryIndex:
             if math.isinf(delivered):
                 return None
             worst = max(worst, delivered - since)
+        return worst
+
+    def worst_latency(self, since: float, until: float) -> float | None:
+        """The longest creation-to-first-delivery time of the messages created in
+        [`since`, `until`); None when one of them was never delivered, 0.0 when there are none."""
+        worst = 0.0
+        for conversation, created in self._created.items():
+            first = bisect.bisect_left(created, since)
+            last = bisect.bisect_left(created, until)
+            for at, delivered in zip(
+                created[first:last], self._delivered[conversation][first:last], strict=True
+            ):
+                if delivered is None:
+                    return None
+                worst = max(worst, delivered - at)
         return worst
 
 

@@ -16,7 +16,7 @@ from rtm.bench.report import table
 from rtm.chaos.faults import FaultKind
 from rtm.chaos.inject import FaultRecord
 from rtm.chaos.outcome import FaultImpact, Outcome
-from rtm.chaos.recovery import Spread
+from rtm.chaos.recovery import REJOIN_WINDOW_S, Spread, spread
 from rtm.shared.settings import REPO_ROOT
 
 SHOWN = 30  # violations and anomalies listed word for word
@@ -47,6 +47,9 @@ DEFINITIONS = (
     "**back after**: the process hit was ready again (a new process, by the supervisor's "
     "readiness probe), counted from the end of the fault.",
     "**overlap**: the next fault came before this one had recovered; its figures include both.",
+    "**rejoin stall**: for a consumer instance back after a fault, the longest time from "
+    f"creation to first delivery of a message created in the {REJOIN_WINDOW_S:.0f} s after it "
+    "was ready again, while partitions move back to it.",
 )
 
 
@@ -109,24 +112,46 @@ def _impact_rows(impacts: Iterable[FaultImpact]) -> list[list[str]]:
                 if r.injected
                 else "-",
                 _s(impact.ack_pause) if r.injected else "-",
+                _s(impact.rejoin) if impact.rejoin is not None else "-",
                 r.note,
             ]
         )
     return rows
 
 
-IMPACT_HEADERS = ["#", "at (s)", "fault", "pid", "back after", "recovery", "ack pause", "note"]
+IMPACT_HEADERS = [
+    "#",
+    "at (s)",
+    "fault",
+    "pid",
+    "back after",
+    "recovery",
+    "ack pause",
+    "rejoin stall",
+    "note",
+]
 
 
 def _kind_rows(outcome: Outcome) -> list[list[str]]:
     rows = []
     for kind, (values, never) in outcome.recovery_by_kind().items():
         count = (values.count if values else 0) + never
-        rows.append([kind.value, str(count), _spread(values), str(never)])
+        rejoins = spread(
+            i.rejoin
+            for i in outcome.impacts
+            if i.record.planned.kind is kind and i.rejoin is not None
+        )
+        rows.append([kind.value, str(count), _spread(values), str(never), _spread(rejoins)])
     return rows
 
 
-KIND_HEADERS = ["fault", "injected", "recovery min / median / max", "never recovered"]
+KIND_HEADERS = [
+    "fault",
+    "injected",
+    "recovery min / median / max",
+    "never recovered",
+    "rejoin stall min / median / max",
+]
 
 
 def _joined(counts: Mapping[str, int] | Mapping[int, int]) -> str:

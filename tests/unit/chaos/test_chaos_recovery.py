@@ -53,3 +53,17 @@ def test_spread_gives_min_median_max() -> None:
     assert found is not None
     assert (found.count, found.min, found.median, found.max) == (4, 1.0, 2.5, 10.0)
     assert spread([]) is None
+
+
+def test_the_rejoin_stall_is_the_slowest_message_created_in_the_window() -> None:
+    index = DeliveryIndex(
+        [
+            Created("a", 19.0, 25.0),  # before the window: not counted, however slow
+            Created("a", 20.1, 20.15),
+            Created("b", 21.0, 21.6),  # held while its partition moved: 0.6 s
+            Created("b", 26.0, 40.0),  # after the window
+        ]
+    )
+    assert index.worst_latency(20.0, 25.0) == pytest.approx(0.6)
+    assert index.worst_latency(30.0, 35.0) == 0.0
+    assert DeliveryIndex([Created("a", 21.0, None)]).worst_latency(20.0, 25.0) is None
