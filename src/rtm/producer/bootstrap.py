@@ -28,8 +28,9 @@ from fastapi import FastAPI
 from nats.aio.msg import Msg
 
 from rtm.producer.adapters.nats import NatsBus
-from rtm.producer.adapters.postgres import PostgresConversationRepository, PostgresDatabase
+from rtm.producer.adapters.postgres import PostgresConversationRepository
 from rtm.producer.adapters.publishers import JetStreamMessagePublisher, NatsEventPublisher
+from rtm.producer.domain.exceptions import Unavailable
 from rtm.producer.domain.limits import KeyedBuckets, RevokedSessions, Throttle
 from rtm.producer.domain.membership import Cooldown, MembershipCache
 from rtm.producer.entrypoints import asyncapi, http, ws
@@ -55,6 +56,7 @@ from rtm.shared.health import Readiness
 from rtm.shared.http import create_http_app
 from rtm.shared.ids import new_id
 from rtm.shared.jetstream import stream_config
+from rtm.shared.postgres import PostgresDatabase
 from rtm.shared.revocation import load_revoked
 from rtm.shared.runtime import tune_gc
 from rtm.shared.tokens import TokenVerifier
@@ -106,6 +108,7 @@ def build(settings: ProducerSettings, *, verifier: TokenVerifier | None = None) 
         settings.database_url,
         pool_size=settings.db_pool_size,
         timeout=settings.db_timeout_s,
+        unavailable=Unavailable,
         migrations_dir=settings.migrations_dir if settings.migrate_on_start else None,
     )
     bus = NatsBus(

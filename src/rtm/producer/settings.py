@@ -62,9 +62,6 @@ class ProducerSettings(CommonSettings):
     publish_timeout_s: float = Field(
         2.0, gt=0, description="how long a send waits for JetStream's PubAck before `unavailable`"
     )
-    db_timeout_s: float = Field(
-        2.0, gt=0, description="PostgreSQL connect, acquire and query timeout (`unavailable`)"
-    )
     db_lookup_timeout_s: float = Field(
         0.5,
         gt=0,

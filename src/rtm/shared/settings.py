@@ -42,6 +42,12 @@ class CommonSettings(BaseSettings):
         "postgresql://postgres@127.0.0.1:5432/rtm", description="PostgreSQL DSN (libpq form)"
     )
     db_pool_size: int = Field(10, ge=1, le=200, description="max connections per service process")
+    db_timeout_s: float = Field(
+        2.0,
+        gt=0,
+        description="bound on one use of a PostgreSQL connection (connect or acquire, and its "
+        "statements): past it the request is answered `unavailable`",
+    )
     allowed_origins: Annotated[list[str], NoDecode] = Field(
         default=["*"],
         description="comma-separated browser origins allowed for CORS and WebSocket (* = any)",

@@ -17,7 +17,6 @@ each test's own.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -26,11 +25,9 @@ import pytest
 
 from rtm.local.nats import EmbeddedNats
 from rtm.local.postgres import EmbeddedPostgres
-from rtm.local.process import free_port, spawn, wait_until
 from rtm.producer.bootstrap import create_app
 from tests.integration.producer.conftest import NewUser, settings_for, wait_ready
 from tests.integration.producer.outage_load import (
-    SETTLE_S,
     Outage,
     Run,
     assert_each_acked_send_stored_once,
@@ -41,7 +38,14 @@ from tests.integration.producer.outage_load import (
     sends_through,
 )
 from tests.support.asgi import running
-from tests.support.processes import Freeze, alive, children_of, frozen
+from tests.support.pg_outages import (
+    freezing,
+    killing_postgres,
+    postmaster_pid,
+    private_postgres,
+    restart,
+)
+from tests.support.processes import Freeze
 from tests.support.servers import migrated_database
 
 pytestmark = pytest.mark.slow
@@ -53,12 +57,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def own_pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
     """A PostgreSQL server for this module alone: its tests freeze and kill it."""
-    folder = tmp_path_factory.mktemp("pg-outages")
-    server = EmbeddedPostgres(folder / "pg", free_port(), log_path=folder / "pg.log")
-    server.start()
-    yield server
-    server.stop()
-    server.remove_data()
+    with private_postgres(tmp_path_factory.mktemp("pg-outages")) as server:
+        yield server
 
 
 @pytest.fixture
@@ -68,63 +68,7 @@ def outage_db(own_pg: EmbeddedPostgres) -> Iterator[str]:
         yield url
 
 
-def postmaster_pid(server: EmbeddedPostgres) -> int:
-    assert server.proc is not None
-    assert server.proc.poll() is None, "PostgreSQL is not running"
-    return server.proc.pid
-
-
-# -- outages ---------------------------------------------------------------------------------
-
-
-def freezing(pid: Callable[[], int], how: Freeze = Freeze.SERVER) -> Outage:
-    """SIGSTOP what `how` names in the process tree of `pid()` for the outage, SIGCONT after."""
-
-    @asynccontextmanager
-    async def outage() -> AsyncIterator[None]:
-        with frozen(pid(), how) as stopped:
-            assert stopped, "nothing to freeze"
-            yield
-
-    return outage
-
-
-async def restart(server: EmbeddedPostgres | EmbeddedNats, ready: Callable[[], bool]) -> None:
-    """Start a killed server again on its ports and data, and wait until `ready()`.
-
-    Spawned from this thread: a server dies with the thread that started it (PDEATHSIG), so
-    only the wait runs in a worker thread."""
-    if isinstance(server, EmbeddedPostgres):
-        proc = spawn(
-            server.argv(), log_path=server.log_path, cwd=server.workdir, run_as=server.run_as
-        )
-    else:
-        proc = spawn(server.argv(), log_path=server.log_path)
-    server.proc = proc
-
-    def started() -> bool:
-        assert proc.poll() is None, f"the server exited at restart; see {server.log_path}"
-        return ready()
-
-    await asyncio.to_thread(wait_until, started, timeout=SETTLE_S, what="restarted server")
-
-
-def killing_postgres(server: EmbeddedPostgres) -> Outage:
-    """SIGKILL the postmaster (its backends exit, connections reset); start it again after."""
-
-    @asynccontextmanager
-    async def outage() -> AsyncIterator[None]:
-        backends = children_of(postmaster_pid(server))
-        server.kill()
-        yield
-        # A new postmaster refuses to start while the old backends hold the shared memory.
-        deadline = asyncio.get_running_loop().time() + SETTLE_S
-        while alive(backends):
-            assert asyncio.get_running_loop().time() < deadline, alive(backends)
-            await asyncio.sleep(0.1)
-        await restart(server, server.accepts)
-
-    return outage
+# -- outages (PostgreSQL's: tests.support.pg_outages) ------------------------------------------
 
 
 def killing_nats(server: EmbeddedNats) -> Outage:

@@ -11,17 +11,18 @@ import asyncpg
 import pytest
 
 from rtm.local.process import free_port
-from rtm.producer.adapters.postgres import PostgresConversationRepository, PostgresDatabase
+from rtm.producer.adapters.postgres import PostgresConversationRepository
 from rtm.producer.domain.exceptions import Unavailable
 from rtm.producer.domain.model import Conversation, ConversationKind
 from rtm.producer.domain.rules import direct_key
+from rtm.shared.postgres import PostgresDatabase
 
 NOW = datetime(2026, 11, 24, 1, 2, 3, 456000, tzinfo=UTC)
 
 
 @pytest.fixture
 async def database(database_url: str) -> AsyncIterator[PostgresDatabase]:
-    database = PostgresDatabase(database_url, pool_size=4, timeout=2.0)
+    database = PostgresDatabase(database_url, pool_size=4, timeout=2.0, unavailable=Unavailable)
     database.start()
     await asyncio.wait_for(database.ready.wait(), 10)
     yield database
@@ -161,7 +162,10 @@ async def test_membership_changes_are_idempotent(
 
 async def test_unreachable_database_is_unavailable_not_a_crash() -> None:
     database = PostgresDatabase(
-        f"postgresql://postgres@127.0.0.1:{free_port()}/nothing", pool_size=1, timeout=0.5
+        f"postgresql://postgres@127.0.0.1:{free_port()}/nothing",
+        pool_size=1,
+        timeout=0.5,
+        unavailable=Unavailable,
     )
     database.start()
     try:

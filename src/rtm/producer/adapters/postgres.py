@@ -1,47 +1,21 @@
-"""PostgreSQL adapters: the connection pool (started in the background) and the conversation
-repository over `messaging.conversations` / `messaging.members` (the producer's tables), reading
+"""PostgreSQL adapter of the producer: the conversation repository over
+`messaging.conversations` / `messaging.members` (the producer's tables), reading
 `messaging.messages` and `messaging.conversation_heads` (the consumer's) for duplicates and
 `last_seq`.
 
-Outages are translated here, once, into `Unavailable`; every use of a connection is bounded by
-`timeout`, acquiring included.
-
-**A connection goes back to the pool only in a known-good state.** Two ways asyncpg can leave one
-unusable while it still looks open, both seen when PostgreSQL was frozen or its postmaster was
-killed under load (issue #10, `tests/integration/producer/test_producer_outages_under_load.py`):
-
-- A timed-out statement is still running. asyncpg's `timeout=` (and a cancelled task) sends a
-  CancelRequest over a new connection, through the postmaster, which a freeze stops too, and
-  keeps the connection "cancelling" until the server confirms; the pool's release then waits
-  for that with the acquire timeout as budget and raises `TimeoutError` when it runs out (that
-  escaped as `internal`). We pass no `timeout=`: `connection` bounds the whole use with
-  `asyncio.timeout` and then terminates the connection instead of waiting for the server.
-- The FATAL error a backend sends an idle connection when it is terminated (its postmaster
-  killed, `pg_terminate_backend`, shutdown) puts asyncpg's protocol into its "consume an error"
-  state while the socket is still open; the next statement on that connection raises
-  `InternalClientError: cannot switch to state 11 (or 12); another operation (2) is in
-  progress`. That is the server going away: `Unavailable`, and the connection is terminated.
-
-So a connection whose use ended with any exception (an outage, the deadline, a cancelled task,
-a bug) is terminated, never released: a statement may still run on it, or its protocol be in a
-state no caller can see, and it must not reach another task. The server rolls back whatever
-that connection had open. A connection is only ever used by the task that acquired it (inside
-`connection`); the coalesced duplicate lookups run as one task with one connection.
+Connections come from `rtm.shared.postgres.PostgresDatabase`, built with the producer's
+`Unavailable`: every use is bounded (the lookups of a send by their own, shorter timeout), an
+outage is `Unavailable`, and a connection whose use failed is terminated, never reused (its
+module docstring says why). The coalesced duplicate lookups run as one task with one connection.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from pathlib import Path
+from collections.abc import Sequence
 
 import asyncpg
 
-from rtm.producer.domain.exceptions import Unavailable
 from rtm.producer.domain.model import (
     Conversation,
     ConversationKind,
@@ -50,156 +24,7 @@ from rtm.producer.domain.model import (
     StoredSend,
 )
 from rtm.shared.coalesce import Coalescer
-from rtm.shared.connect import keep_session
-from rtm.shared.migrate import apply_migrations
-
-logger = logging.getLogger(__name__)
-
-_OUTAGES: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,  # incl. "connection was closed in the middle of operation"
-    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, cannot connect now
-    asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
-    asyncpg.InterfaceError,  # connection closed under us
-    asyncpg.exceptions.InternalClientError,  # protocol upset by a FATAL error it did not expect
-)
-
-
-def _terminate(conn: asyncpg.Connection) -> None:
-    """Close a pooled connection for good, unless it is closed already: a connection that died
-    (or was terminated) has gone back to the pool by itself, and its proxy then refuses every
-    call with `InterfaceError`."""
-    with contextlib.suppress(asyncpg.InterfaceError):
-        conn.terminate()
-
-
-class PostgresDatabase:
-    """The process's asyncpg pool, created by a background task that retries with capped
-    backoff, so that a database down at start makes the service not ready instead of dead.
-
-    Args:
-        dsn: libpq connection string.
-        pool_size: most connections.
-        timeout: the default bound of one use of a connection (acquire and statements), and
-            the connect timeout, in seconds.
-        migrations_dir: when given, pending migrations are applied before the pool opens.
-    """
-
-    def __init__(
-        self,
-        dsn: str,
-        *,
-        pool_size: int,
-        timeout: float,
-        migrations_dir: Path | None = None,
-        max_backoff: float = 5.0,
-    ) -> None:
-        self._dsn = dsn
-        self._pool_size = pool_size
-        self.timeout = timeout
-        self._migrations_dir = migrations_dir
-        self._max_backoff = max_backoff
-        self._pool: asyncpg.Pool | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._last_error = "not connected yet"
-        self.ready = asyncio.Event()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._connect(), name="postgres-connect")
-
-    async def _connect(self) -> None:
-        delay = 0.2
-        while True:
-            try:
-                if self._migrations_dir is not None:
-                    await asyncio.to_thread(apply_migrations, self._dsn, self._migrations_dir)
-                self._pool = await asyncpg.create_pool(
-                    self._dsn,
-                    min_size=1,
-                    max_size=self._pool_size,
-                    timeout=self.timeout,
-                    command_timeout=None,  # `connection` bounds every use (module docstring)
-                    reset=keep_session,
-                )
-            except Exception as exc:  # any failure here means "not yet": retry
-                self._last_error = f"{type(exc).__name__}: {exc}"[:300]
-                logger.warning(
-                    "PostgreSQL not available (%s); retrying in %.1fs", self._last_error, delay
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._max_backoff)
-                continue
-            logger.info("connected to PostgreSQL")
-            self.ready.set()
-            return
-
-    @asynccontextmanager
-    async def connection(self, timeout: float | None = None) -> AsyncIterator[asyncpg.Connection]:
-        """A pooled connection for the statements of one task, all of them within `timeout`
-        seconds from now, acquiring included (default: the database timeout).
-
-        At the deadline the block is cancelled. The connection goes back to the pool only when
-        the block ends normally; after any exception it is terminated (see the module
-        docstring). Outages and the deadline raise `Unavailable`.
-        """
-        pool = self._pool
-        if pool is None:
-            raise Unavailable("the database is not connected yet")
-        budget = timeout or self.timeout
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + budget
-        try:
-            conn = await pool.acquire(timeout=budget)
-        except Exception as exc:  # whatever stops us connecting (down, refusing, misconfigured)
-            raise Unavailable("the database is unavailable") from exc
-        reusable = False
-        try:
-            async with asyncio.timeout_at(deadline):
-                yield conn
-            reusable = True
-        except TimeoutError as exc:
-            raise Unavailable(f"the database did not answer within {budget:g}s") from exc
-        except _OUTAGES as exc:
-            raise Unavailable("the database is unavailable") from exc
-        finally:
-            if reusable:
-                await pool.release(conn)
-            else:
-                _terminate(conn)
-
-    @asynccontextmanager
-    async def transaction(self, timeout: float | None = None) -> AsyncIterator[asyncpg.Connection]:
-        """`connection` inside a transaction, committed when the block ends normally. After an
-        exception no ROLLBACK is sent (the connection may be stuck or broken): terminating it
-        rolls the transaction back on the server."""
-        async with self.connection(timeout) as conn:
-            transaction = conn.transaction()
-            await transaction.start()
-            yield conn
-            await transaction.commit()
-
-    async def check(self) -> str | None:
-        """Readiness: None when a trivial query answers."""
-        if self._pool is None:
-            return self._last_error
-        try:
-            async with self.connection() as conn:
-                await conn.fetchval("SELECT 1")
-        except Unavailable as exc:
-            return f"{exc.message}: {exc.__cause__!r}"[:300]
-        return None
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        if self._pool is not None:
-            try:
-                await asyncio.wait_for(self._pool.close(), self.timeout)
-            except TimeoutError:
-                self._pool.terminate()
-
+from rtm.shared.postgres import PostgresDatabase
 
 _CHECK_SEND = """
 SELECT c.id IS NOT NULL AS found,
