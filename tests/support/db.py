@@ -1,10 +1,31 @@
-"""Direct database helpers for tests that need rows without going through the producer."""
+"""Direct database helpers for tests that need rows without going through the producer, and the
+services' own database handle for tests of their adapters."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import asyncpg
+
+from rtm.shared.postgres import PostgresDatabase
+
+
+@asynccontextmanager
+async def opened_database(
+    database_url: str, unavailable: type[Exception], *, pool_size: int = 2, timeout: float = 10.0
+) -> AsyncIterator[PostgresDatabase]:
+    """A `PostgresDatabase` with its pool open (as a service's composition root makes it),
+    closed afterwards. `unavailable` is the service's own exception for an outage."""
+    database = PostgresDatabase(
+        database_url, pool_size=pool_size, timeout=timeout, unavailable=unavailable
+    )
+    await database.open()
+    try:
+        yield database
+    finally:
+        await database.close()
 
 
 async def create_conversation(

@@ -3,7 +3,9 @@
 `create_app(settings)` returns the ASGI app. Its lifespan starts a background task that connects
 to PostgreSQL and NATS (retrying for ever), applies migrations, and then starts the partition
 manager and the fan-out subscriptions; until then `/health/ready` answers 503 and the API answers
-`unavailable`, but the process is up and serving.
+`unavailable`, but the process is up and serving. PostgreSQL is reached through one
+`rtm.shared.postgres.PostgresDatabase`: every use of a connection is bounded by
+`RTM_DB_TIMEOUT_S`, and an outage is the consumer's `Unavailable`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import asyncpg
 from fastapi import FastAPI
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
@@ -28,6 +29,7 @@ from rtm.consumer.adapters.postgres_queries import (
 )
 from rtm.consumer.adapters.postgres_store import PostgresMessageStore
 from rtm.consumer.domain.delivery import decode_delivery
+from rtm.consumer.domain.exceptions import Unavailable
 from rtm.consumer.entrypoints import asyncapi, http, ws
 from rtm.consumer.entrypoints.auditor import ContinuityAuditor
 from rtm.consumer.entrypoints.events import LiveEvents
@@ -36,12 +38,12 @@ from rtm.consumer.entrypoints.workers import PartitionManager
 from rtm.consumer.services import ReadService
 from rtm.consumer.settings import ConsumerSettings
 from rtm.consumer.verify import continuity_service
-from rtm.shared.connect import connect_nats, create_pool, retry_forever
+from rtm.shared.connect import connect_nats, retry_forever
 from rtm.shared.contract import DELIVER_SUBJECT_PREFIX, SESSION_REVOKED, STREAM, SessionRevoked
 from rtm.shared.health import Readiness
 from rtm.shared.http import create_http_app
 from rtm.shared.jetstream import ensure_stream
-from rtm.shared.migrate import apply_migrations
+from rtm.shared.postgres import PostgresDatabase
 from rtm.shared.revocation import RevokedSessions, load_revoked
 from rtm.shared.tokens import TokenVerifier
 from rtm.shared.ws import CloseCode
@@ -56,7 +58,13 @@ class ConsumerRuntime:
         self.settings = settings
         self.hub = hub
         self.app = app
-        self.pool: asyncpg.Pool | None = None
+        self.database = PostgresDatabase(
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            timeout=settings.db_timeout_s,
+            unavailable=Unavailable,
+            migrations_dir=settings.migrations_dir if settings.migrate_on_start else None,
+        )
         self.nc: NatsClient | None = None
         self.manager: PartitionManager | None = None
         self.stream_ok = False
@@ -65,16 +73,10 @@ class ConsumerRuntime:
 
     async def start(self) -> None:
         settings = self.settings
-        if settings.migrate_on_start:
-            await retry_forever(
-                "PostgreSQL (migrations)",
-                lambda: asyncio.to_thread(
-                    apply_migrations, settings.database_url, settings.migrations_dir
-                ),
-            )
-        self.pool = await create_pool(settings.database_url, settings.db_pool_size)
+        self.database.start()  # migrations, then the pool; retried until they succeed
+        await self.database.ready.wait()
         self.app.state.reads = ReadService(
-            PostgresMessageQueries(self.pool), max_recovery=settings.max_recovery
+            PostgresMessageQueries(self.database), max_recovery=settings.max_recovery
         )
         self.nc = await connect_nats(settings.nats_url, f"rtm-consumer-{settings.instance_id}")
         js = self.nc.jetstream()
@@ -87,7 +89,7 @@ class ConsumerRuntime:
         events = LiveEvents(
             self.nc,
             self.hub,
-            PostgresConversationDirectory(self.pool),
+            PostgresConversationDirectory(self.database),
             settings.instance_id,
             presence_interval=settings.presence_interval_s,
             presence_flush=settings.presence_flush_s,
@@ -98,7 +100,7 @@ class ConsumerRuntime:
             partitions=settings.partitions,
             leases=KvPartitionLeases(js, settings.instance_id, settings.lease_ttl_s),
             sources=JetStreamPartitionSources(js, ack_wait=settings.ack_wait_s, nc=self.nc),
-            store=PostgresMessageStore(self.pool),
+            store=PostgresMessageStore(self.database),
             fanout=NatsFanout(self.nc),
             lease_ttl=settings.lease_ttl_s,
             batch_size=settings.batch_size,
@@ -108,7 +110,7 @@ class ConsumerRuntime:
         if settings.continuity_audit_interval_s > 0:
             manager = self.manager
             auditor = ContinuityAuditor(
-                continuity_service(self.nc, self.pool),
+                continuity_service(self.nc, self.database),
                 lambda: manager.owned,
                 interval=settings.continuity_audit_interval_s,
                 max_messages=settings.continuity_audit_max,
@@ -152,10 +154,7 @@ class ConsumerRuntime:
         return None
 
     async def readiness_postgres(self) -> str | None:
-        if self.pool is None:
-            return "not connected"
-        await self.pool.fetchval("SELECT 1")
-        return None
+        return await self.database.check()
 
     async def stop(self) -> None:
         """Graceful within `shutdown_timeout_s`: stop workers (the current batch commits or rolls
@@ -173,8 +172,7 @@ class ConsumerRuntime:
             if self.nc is not None and not self.nc.is_closed:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(self.nc.close(), 1.0)
-            if self.pool is not None:
-                self.pool.terminate()
+            self.database.terminate()
 
     async def _stop_gracefully(self) -> None:
         for task in self._tasks:
@@ -185,8 +183,7 @@ class ConsumerRuntime:
         if self.nc is not None and not self.nc.is_closed:
             with contextlib.suppress(Exception):
                 await self.nc.drain()
-        if self.pool is not None:
-            await self.pool.close()
+        await self.database.close()
 
 
 def create_app(settings: ConsumerSettings) -> FastAPI:

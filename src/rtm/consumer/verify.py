@@ -1,7 +1,7 @@
 """The continuity check, composed on real NATS and PostgreSQL (a composition root, like
 `bootstrap`: the one other place that names the concrete continuity adapters).
 
-- `continuity_service(js, pool)`: what the consumer's auditor runs on its own connections.
+- `continuity_service(nc, database)`: what the consumer's auditor runs on its own connections.
 - `verify_continuity(nats_url, database_url)`: the whole check, on connections of its own, for
   `rtm verify` and for the chaos harness at the end of a run.
 """
@@ -20,19 +20,21 @@ from rtm.consumer.adapters.postgres_continuity import PostgresAuditPositions, Po
 from rtm.consumer.continuity_service import ContinuityService, VerifyProgress
 from rtm.consumer.domain.continuity_ports import ContinuityUnavailable
 from rtm.consumer.domain.continuity_report import ContinuityReport
+from rtm.consumer.domain.exceptions import Unavailable
+from rtm.shared.postgres import PostgresDatabase
 
-CONNECT_TIMEOUT_S = 5.0
+CONNECT_TIMEOUT_S = 5.0  # also the bound of one lookup (the row scan has its own)
 # The auditor's stream messages per step: the same CPU per message as 1,000 (measured), and each
 # step holds the consumer's event loop for a few milliseconds, not fifteen.
 AUDIT_CHUNK = 250
 
 
-def continuity_service(nc: NatsClient, pool: asyncpg.Pool) -> ContinuityService:
+def continuity_service(nc: NatsClient, database: PostgresDatabase) -> ContinuityService:
     """The service the consumer's auditor uses, on the consumer's connections."""
     return ContinuityService(
         JetStreamHistory(nc),
-        PostgresStoredHistory(pool),
-        PostgresAuditPositions(pool),
+        PostgresStoredHistory(database),
+        PostgresAuditPositions(database),
         chunk=AUDIT_CHUNK,
     )
 
@@ -66,12 +68,12 @@ async def verify_continuity(
     """
     nc = await _connect_nats(nats_url)
     try:
-        pool = await _connect_postgres(database_url)
+        database = await _connect_postgres(database_url)
         try:
-            service = ContinuityService(JetStreamHistory(nc), PostgresStoredHistory(pool))
+            service = ContinuityService(JetStreamHistory(nc), PostgresStoredHistory(database))
             return await service.verify(limit=limit, progress=progress)
         finally:
-            await pool.close()
+            await database.close()
     finally:
         await nc.close()
 
@@ -98,17 +100,14 @@ async def _connect_nats(url: str) -> NatsClient:
         raise ContinuityUnavailable(f"cannot connect to NATS: {cause!r}") from exc
 
 
-async def _connect_postgres(url: str) -> asyncpg.Pool:
+async def _connect_postgres(url: str) -> PostgresDatabase:
+    database = PostgresDatabase(
+        url, pool_size=2, timeout=CONNECT_TIMEOUT_S, unavailable=Unavailable
+    )
     try:
-        pool = await asyncpg.create_pool(url, min_size=1, max_size=2, timeout=CONNECT_TIMEOUT_S)
-    except (
-        asyncpg.PostgresError,
-        asyncpg.InterfaceError,
-        OSError,
-        TimeoutError,
-        ValueError,
-    ) as exc:
+        await database.open()
+    except (Unavailable, asyncpg.PostgresError, ValueError) as exc:
         # ValueError: a malformed URL. The URL itself is not repeated: it may hold a password.
-        raise ContinuityUnavailable(f"cannot connect to PostgreSQL: {exc!r}") from exc
-    assert pool is not None
-    return pool
+        cause = exc.__cause__ if isinstance(exc, Unavailable) else exc
+        raise ContinuityUnavailable(f"cannot connect to PostgreSQL: {cause!r}") from exc
+    return database

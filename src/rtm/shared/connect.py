@@ -1,4 +1,5 @@
-"""Connecting to NATS and PostgreSQL without ever giving up.
+"""Connecting to NATS (and anything else) without ever giving up; PostgreSQL's pool retries the
+same way in `rtm.shared.postgres`.
 
 A dependency that is down at start, or goes away later, makes a service *not ready*, never dead:
 these helpers retry with capped exponential backoff and jitter until they succeed (or are
@@ -13,7 +14,6 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-import asyncpg
 import nats
 from nats.aio.client import Client as NatsClient
 
@@ -79,23 +79,3 @@ async def connect_nats(url: str, name: str) -> NatsClient:
         )
 
     return await retry_forever(f"NATS at {url}", attempt)
-
-
-async def keep_session(_: asyncpg.Connection) -> None:
-    """Release a pooled connection without asyncpg's default reset query (a round trip per
-    release, i.e. per batch the consumer stores): rtm never leaves session state behind (no
-    LISTEN, SET, session advisory locks or cursors), and asyncpg still rolls back an open
-    transaction before calling this."""
-
-
-async def create_pool(url: str, size: int) -> asyncpg.Pool:
-    """An asyncpg pool; connections broken by an outage are replaced on the next acquire."""
-
-    async def attempt() -> asyncpg.Pool:
-        pool = await asyncpg.create_pool(
-            url, min_size=1, max_size=size, timeout=3, command_timeout=30, reset=keep_session
-        )
-        assert pool is not None
-        return pool
-
-    return await retry_forever("PostgreSQL", attempt)

@@ -16,6 +16,7 @@ from nats.aio.client import Client as NatsClient
 from prometheus_client import REGISTRY
 
 from rtm.consumer.bootstrap import create_app
+from rtm.consumer.domain.exceptions import Unavailable
 from rtm.consumer.entrypoints.auditor import ContinuityAuditor
 from rtm.consumer.settings import ConsumerSettings
 from rtm.consumer.verify import continuity_service
@@ -26,6 +27,7 @@ from tests.integration.consumer.continuity_support import (
     make_history,
 )
 from tests.support.asgi import running_consumer
+from tests.support.db import opened_database
 from tests.support.metrics import sample
 
 
@@ -52,17 +54,15 @@ async def audited_positions(database_url: str) -> dict[int, int]:
 async def auditor(nats_url: str, database_url: str) -> AsyncIterator[ContinuityAuditor]:
     """An auditor of every partition, on its own connections."""
     client = await nats.connect(nats_url)
-    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
-    assert pool is not None
     try:
-        yield ContinuityAuditor(
-            continuity_service(client, pool),
-            lambda: list(range(PARTITIONS)),
-            interval=1.0,
-            max_messages=1000,
-        )
+        async with opened_database(database_url, Unavailable) as database:
+            yield ContinuityAuditor(
+                continuity_service(client, database),
+                lambda: list(range(PARTITIONS)),
+                interval=1.0,
+                max_messages=1000,
+            )
     finally:
-        await pool.close()
         await client.close()
 
 

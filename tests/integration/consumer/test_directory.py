@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import uuid
 
-import asyncpg
-
 from rtm.consumer.adapters.postgres_queries import PostgresConversationDirectory
-from tests.support.db import create_conversation
+from rtm.consumer.domain.exceptions import Unavailable
+from tests.support.db import create_conversation, opened_database
 
 
 async def test_contacts_among_returns_each_users_contacts_within_the_given_set(
@@ -17,13 +16,10 @@ async def test_contacts_among_returns_each_users_contacts_within_the_given_set(
     await create_conversation(database_url, [a, b, c])
     await create_conversation(database_url, [a, d], kind="direct")
     await create_conversation(database_url, [d, e])
-    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
-    try:
-        directory = PostgresConversationDirectory(pool)
+    async with opened_database(database_url, Unavailable) as database:
+        directory = PostgresConversationDirectory(database)
         found = await directory.contacts_among([a, d, lonely], among=[a, b, d, e])
         assert found == {a: {b, d}, d: {a, e}, lonely: set()}
         assert await directory.contacts_among([b], among=[c]) == {b: {c}}
         assert await directory.contacts_among([b], among=[]) == {b: set()}
         assert await directory.contacts_among([], among=[a]) == {}
-    finally:
-        await pool.close()

@@ -4,25 +4,44 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
 import pytest
 
 from rtm.consumer.adapters.postgres_queries import PostgresMessageQueries
-from tests.support.db import create_conversation
+from rtm.consumer.domain.exceptions import Unavailable
+from rtm.shared.postgres import PostgresDatabase
+from tests.support.db import create_conversation, opened_database
 
 
-class RecordingPool:
-    """Runs queries on the real pool and keeps them, so the test can EXPLAIN the exact SQL."""
+class RecordingConnection:
+    """Runs queries on a real connection and keeps them, so the test can EXPLAIN the exact SQL."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self.pool = pool
-        self.queries: list[tuple[str, tuple[Any, ...]]] = []
+    def __init__(
+        self, conn: asyncpg.Connection, queries: list[tuple[str, tuple[Any, ...]]]
+    ) -> None:
+        self.conn = conn
+        self.queries = queries
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         self.queries.append((sql, args))
-        return list(await self.pool.fetch(sql, *args))
+        return list(await self.conn.fetch(sql, *args))
+
+
+class RecordingDatabase:
+    """A `PostgresDatabase` whose connections record the queries run on them."""
+
+    def __init__(self, database: PostgresDatabase) -> None:
+        self.database = database
+        self.queries: list[tuple[str, tuple[Any, ...]]] = []
+
+    @asynccontextmanager
+    async def connection(self, timeout: float | None = None) -> AsyncIterator[RecordingConnection]:
+        async with self.database.connection(timeout) as conn:
+            yield RecordingConnection(conn, self.queries)
 
 
 def plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
@@ -42,10 +61,8 @@ async def test_every_history_page_is_an_index_range_scan(
 ) -> None:
     members = [uuid.uuid4(), uuid.uuid4()]
     conversations = [await create_conversation(database_url, members) for _ in range(10)]
-    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
-    assert pool is not None
-    try:
-        async with pool.acquire() as conn:
+    async with opened_database(database_url, Unavailable) as database:
+        async with database.connection() as conn:
             await conn.execute(
                 "INSERT INTO messaging.messages (message_id, conversation_id, seq, sender_id,"
                 " client_msg_id, body, sent_at, stream_seq)"
@@ -55,7 +72,7 @@ async def test_every_history_page_is_an_index_range_scan(
                 members[0],
             )
             await conn.execute("ANALYZE messaging.messages")
-        recording = RecordingPool(pool)
+        recording = RecordingDatabase(database)
         queries = PostgresMessageQueries(recording)  # type: ignore[arg-type]
         page = await queries.page(
             conversations[3],
@@ -65,10 +82,8 @@ async def test_every_history_page_is_an_index_range_scan(
         )
         assert len(page.messages) == 50
         sql, args = recording.queries[-1]
-        async with pool.acquire() as conn:
+        async with database.connection() as conn:
             raw = await conn.fetchval(f"EXPLAIN (FORMAT JSON) {sql}", *args)
-    finally:
-        await pool.close()
     nodes = plan_nodes(json.loads(raw)[0]["Plan"])
     kinds = {node["Node Type"] for node in nodes}
     assert "Seq Scan" not in kinds, kinds

@@ -11,10 +11,10 @@ import asyncpg
 import pytest
 
 from rtm.consumer.adapters.postgres_store import PostgresMessageStore
-from rtm.consumer.domain.exceptions import Fenced, OffsetMoved
+from rtm.consumer.domain.exceptions import Fenced, OffsetMoved, Unavailable
 from rtm.consumer.domain.model import FenceToken, Pending
 from rtm.shared.contract import AcceptedMessage
-from tests.support.db import create_conversation, stored_messages
+from tests.support.db import create_conversation, opened_database, stored_messages
 
 PARTITION = 3
 TOKEN = FenceToken(1, 10)
@@ -22,11 +22,8 @@ TOKEN = FenceToken(1, 10)
 
 @pytest.fixture
 async def store(database_url: str) -> AsyncIterator[PostgresMessageStore]:
-    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
-    try:
-        yield PostgresMessageStore(pool)
-    finally:
-        await pool.close()
+    async with opened_database(database_url, Unavailable) as database:
+        yield PostgresMessageStore(database)
 
 
 def pending(

@@ -18,18 +18,17 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Sequence
 
-import asyncpg
 import pytest
 from nats.aio.client import Client as NatsClient
 
 from rtm.consumer.adapters.jetstream_source import JetStreamPartitionSources
 from rtm.consumer.adapters.postgres_store import PostgresMessageStore
-from rtm.consumer.domain.exceptions import Fenced
+from rtm.consumer.domain.exceptions import Fenced, Unavailable
 from rtm.consumer.domain.model import FenceToken, Pending, StoredBatch
 from rtm.consumer.services import BatchOutcome, PartitionWorker
 from rtm.shared.contract import partition_of
 from tests.integration.consumer.conftest import PARTITIONS, publish
-from tests.support.db import create_conversation, stored_messages
+from tests.support.db import create_conversation, opened_database, stored_messages
 
 BATCH = 5
 OLD, NEW = FenceToken(1, 10), FenceToken(1, 20)
@@ -66,11 +65,8 @@ class _GatedStore:
 
 @pytest.fixture
 async def store(database_url: str) -> AsyncIterator[PostgresMessageStore]:
-    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
-    try:
-        yield PostgresMessageStore(pool)
-    finally:
-        await pool.close()
+    async with opened_database(database_url, Unavailable, pool_size=4) as database:
+        yield PostgresMessageStore(database)
 
 
 async def _partition_with_messages(nc: NatsClient, database_url: str, count: int) -> int:

@@ -5,6 +5,10 @@ arrays), served by the unique indexes the consumer already has: the primary key 
 ids, `(sender_id, client_msg_id)` for resends, `(conversation_id, seq)` for runs of seqs. No
 index was added for the check, so the consumer's inserts cost what they did. Only `rtm verify`
 reads whole tables (the row scan, and rows sharing a stream sequence).
+
+Connections come from `rtm.shared.postgres.PostgresDatabase` (the consumer's own, for the
+auditor): every lookup is bounded by the database timeout, the whole-table reads of `rtm verify`
+by `SCAN_TIMEOUT_S`, and an outage is `ContinuityUnavailable`, never a driver error.
 """
 
 from __future__ import annotations
@@ -18,16 +22,25 @@ import asyncpg
 
 from rtm.consumer.domain.continuity import Evidence, StoredRow, StreamEntry
 from rtm.consumer.domain.continuity_ports import ContinuityUnavailable, HeadedRow
+from rtm.consumer.domain.exceptions import Unavailable
+from rtm.shared.postgres import PostgresDatabase
 
 _ROW_COLUMNS = "m.message_id, m.conversation_id, m.seq, m.sender_id, m.client_msg_id, m.stream_seq"
+# The whole-table reads of `rtm verify` (every stored row, in one snapshot): bounded, so that a
+# frozen server cannot hold the operator's command for ever, but far beyond a lookup's bound.
+SCAN_TIMEOUT_S = 3600.0
 
 
 @contextmanager
 def _translated(what: str) -> Iterator[None]:
-    """asyncpg's and the socket's errors as `ContinuityUnavailable`, once, here."""
+    """An outage (`Unavailable`, from the database) or a statement PostgreSQL refused, as
+    `ContinuityUnavailable`, once, here."""
     try:
         yield
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+    except Unavailable as exc:
+        cause = exc.__cause__
+        raise ContinuityUnavailable(f"PostgreSQL: {what}: {exc.message}: {cause!r}") from exc
+    except asyncpg.PostgresError as exc:
         raise ContinuityUnavailable(f"PostgreSQL: {what}: {exc!r}") from exc
 
 
@@ -45,14 +58,15 @@ def _row(record: Any) -> StoredRow:
 class PostgresStoredHistory:
     """`StoredHistory` on the `messaging` schema."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
+    def __init__(self, database: PostgresDatabase) -> None:
+        self._db = database
 
     async def committed_offsets(self) -> dict[int, int]:
         with _translated("reading committed offsets"):
-            rows = await self._pool.fetch(
-                "SELECT partition, stream_seq FROM messaging.partition_offsets"
-            )
+            async with self._db.connection() as conn:
+                rows = await conn.fetch(
+                    "SELECT partition, stream_seq FROM messaging.partition_offsets"
+                )
         return {int(r["partition"]): int(r["stream_seq"]) for r in rows}
 
     async def evidence(self, entries: Sequence[StreamEntry]) -> Evidence:
@@ -62,7 +76,7 @@ class PostgresStoredHistory:
         client_ids = [m.client_msg_id for m in messages]
         conversations = list({m.conversation_id for m in messages})
         with _translated("looking up stored messages"):
-            async with self._pool.acquire() as conn:
+            async with self._db.connection() as conn:
                 rows = await conn.fetch(_EVIDENCE, ids, senders, client_ids)
                 existing = await conn.fetch(
                     "SELECT id FROM messaging.conversations WHERE id = ANY($1::uuid[])",
@@ -75,7 +89,7 @@ class PostgresStoredHistory:
     ) -> tuple[list[StoredRow], dict[uuid.UUID, int]]:
         conversations = list(spans)
         with _translated("reading runs of seqs"):
-            async with self._pool.acquire() as conn:
+            async with self._db.connection() as conn:
                 rows = await conn.fetch(
                     _BETWEEN,
                     conversations,
@@ -91,46 +105,54 @@ class PostgresStoredHistory:
         return [_row(r) for r in rows], {r["conversation_id"]: int(r["last_seq"]) for r in heads}
 
     async def all_rows(self, batch: int) -> AsyncGenerator[list[HeadedRow], None]:
+        # The deadline runs across the yields: `verify` does no I/O of its own while it checks
+        # a batch of rows, so it can only fire while this generator waits for the next batch.
+        # No `async with conn.transaction()`: its exit would send ROLLBACK over a connection
+        # that just failed (`rtm.shared.postgres`).
         with _translated("scanning messages"):
-            async with (
-                self._pool.acquire() as conn,
-                conn.transaction(isolation="repeatable_read", readonly=True),
-            ):
+            async with self._db.connection(SCAN_TIMEOUT_S) as conn:
+                snapshot = conn.transaction(isolation="repeatable_read", readonly=True)
+                await snapshot.start()
                 cursor = await conn.cursor(_ALL_ROWS)
                 while records := await cursor.fetch(batch):
                     yield [
                         HeadedRow(_row(r), None if r["head"] is None else int(r["head"]))
                         for r in records
                     ]
+                await snapshot.commit()
 
     async def heads_without_rows(self) -> list[tuple[uuid.UUID, int]]:
         with _translated("reading conversation heads"):
-            rows = await self._pool.fetch(_HEADS_WITHOUT_ROWS)
+            async with self._db.connection(SCAN_TIMEOUT_S) as conn:
+                rows = await conn.fetch(_HEADS_WITHOUT_ROWS)
         return [(r["conversation_id"], int(r["last_seq"])) for r in rows]
 
     async def rows_sharing_stream_seq(self) -> list[StoredRow]:
         with _translated("looking for rows sharing a stream sequence"):
-            rows = await self._pool.fetch(_SHARING_STREAM_SEQ)
+            async with self._db.connection(SCAN_TIMEOUT_S) as conn:
+                rows = await conn.fetch(_SHARING_STREAM_SEQ)
         return [_row(r) for r in rows]
 
 
 class PostgresAuditPositions:
     """`AuditPositions` in `messaging.continuity_audits` (migration 0004)."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
+    def __init__(self, database: PostgresDatabase) -> None:
+        self._db = database
 
     async def audited(self, partition: int) -> int:
         with _translated("reading the audited position"):
-            value = await self._pool.fetchval(
-                "SELECT audited_seq FROM messaging.continuity_audits WHERE partition = $1",
-                partition,
-            )
+            async with self._db.connection() as conn:
+                value = await conn.fetchval(
+                    "SELECT audited_seq FROM messaging.continuity_audits WHERE partition = $1",
+                    partition,
+                )
         return 0 if value is None else int(value)
 
     async def advance(self, partition: int, expected: int, new: int) -> bool:
         with _translated("moving the audited position"):
-            moved = await self._pool.fetchval(_ADVANCE, partition, expected, new)
+            async with self._db.connection() as conn:
+                moved = await conn.fetchval(_ADVANCE, partition, expected, new)
         return moved is not None
 
 

@@ -1,8 +1,12 @@
-"""PostgreSQL implementation of `MessageQueries`.
+"""PostgreSQL implementations of `MessageQueries` and `ConversationDirectory`.
 
 History pages come from the `(conversation_id, seq)` unique index: every query is a bounded
 range scan on it, never a table scan, and pages stay stable under concurrent inserts because seqs
 are never reused or renumbered.
+
+Every query is one bounded use of a connection (`rtm.shared.postgres.PostgresDatabase`): while
+PostgreSQL is frozen, killed or refusing, it raises the consumer's `Unavailable` within the
+database timeout, never a driver error, and a connection whose query failed is never reused.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any
 import asyncpg
 
 from rtm.consumer.domain.model import ConversationView, MessagePage, StoredMessage
+from rtm.shared.postgres import PostgresDatabase
 
 _MESSAGE_COLUMNS = "message_id, conversation_id, seq, sender_id, client_msg_id, body, sent_at"
 
@@ -48,6 +53,16 @@ ORDER BY coalesce(h.last_message_at, c.created_at) DESC, c.id
 """
 
 
+async def _fetch(db: PostgresDatabase, sql: str, *args: object) -> list[asyncpg.Record]:
+    async with db.connection() as conn:
+        return list(await conn.fetch(sql, *args))
+
+
+async def _fetchval(db: PostgresDatabase, sql: str, *args: object) -> Any:
+    async with db.connection() as conn:
+        return await conn.fetchval(sql, *args)
+
+
 def _view(row: Any) -> ConversationView:
     last = _message(row) if row["message_id"] is not None else None
     return ConversationView(
@@ -65,11 +80,12 @@ def _view(row: Any) -> ConversationView:
 class PostgresMessageQueries:
     """`MessageQueries` on the `messaging` schema."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
+    def __init__(self, database: PostgresDatabase) -> None:
+        self._db = database
 
     async def is_member(self, conversation_id: uuid.UUID, user_id: uuid.UUID) -> bool:
-        value = await self._pool.fetchval(
+        value = await _fetchval(
+            self._db,
             "SELECT 1 FROM messaging.members WHERE conversation_id = $1 AND user_id = $2",
             conversation_id,
             user_id,
@@ -85,7 +101,8 @@ class PostgresMessageQueries:
         limit: int,
     ) -> MessagePage:
         if after_seq is not None:
-            rows = await self._pool.fetch(
+            rows = await _fetch(
+                self._db,
                 f"SELECT {_MESSAGE_COLUMNS} FROM messaging.messages"  # noqa: S608 - constant
                 " WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
                 conversation_id,
@@ -95,7 +112,8 @@ class PostgresMessageQueries:
             messages = [_message(r) for r in rows[:limit]]
             return MessagePage(messages, has_more=len(rows) > limit)
         upper = before_seq if before_seq is not None else 2**62
-        rows = await self._pool.fetch(
+        rows = await _fetch(
+            self._db,
             f"SELECT {_MESSAGE_COLUMNS} FROM messaging.messages"  # noqa: S608 - constant
             " WHERE conversation_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
             conversation_id,
@@ -106,7 +124,8 @@ class PostgresMessageQueries:
         return MessagePage(messages, has_more=len(rows) > limit)
 
     async def last_seqs(self, conversation_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
-        rows = await self._pool.fetch(
+        rows = await _fetch(
+            self._db,
             "SELECT conversation_id, last_seq FROM messaging.conversation_heads"
             " WHERE conversation_id = ANY($1::uuid[])",
             list(conversation_ids),
@@ -115,20 +134,20 @@ class PostgresMessageQueries:
         return {cid: found.get(cid, 0) for cid in conversation_ids}
 
     async def conversations_of(self, user_id: uuid.UUID) -> list[ConversationView]:
-        rows = await self._pool.fetch(_CONVERSATIONS.format(extra=""), user_id)
+        rows = await _fetch(self._db, _CONVERSATIONS.format(extra=""), user_id)
         return [_view(r) for r in rows]
 
     async def conversation(
         self, conversation_id: uuid.UUID, user_id: uuid.UUID
     ) -> ConversationView | None:
-        rows = await self._pool.fetch(
-            _CONVERSATIONS.format(extra="AND c.id = $2"), user_id, conversation_id
+        rows = await _fetch(
+            self._db, _CONVERSATIONS.format(extra="AND c.id = $2"), user_id, conversation_id
         )
         return _view(rows[0]) if rows else None
 
     async def member_conversation_ids(self, user_id: uuid.UUID) -> list[uuid.UUID]:
-        rows = await self._pool.fetch(
-            "SELECT conversation_id FROM messaging.members WHERE user_id = $1", user_id
+        rows = await _fetch(
+            self._db, "SELECT conversation_id FROM messaging.members WHERE user_id = $1", user_id
         )
         return [r["conversation_id"] for r in rows]
 
@@ -136,17 +155,20 @@ class PostgresMessageQueries:
 class PostgresConversationDirectory:
     """`ConversationDirectory` on the `messaging` schema."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
+    def __init__(self, database: PostgresDatabase) -> None:
+        self._db = database
 
     async def members(self, conversation_id: uuid.UUID) -> list[uuid.UUID]:
-        rows = await self._pool.fetch(
-            "SELECT user_id FROM messaging.members WHERE conversation_id = $1", conversation_id
+        rows = await _fetch(
+            self._db,
+            "SELECT user_id FROM messaging.members WHERE conversation_id = $1",
+            conversation_id,
         )
         return [r["user_id"] for r in rows]
 
     async def contacts(self, user_id: uuid.UUID) -> list[uuid.UUID]:
-        rows = await self._pool.fetch(
+        rows = await _fetch(
+            self._db,
             "SELECT DISTINCT other.user_id FROM messaging.members me"
             " JOIN messaging.members other USING (conversation_id)"
             " WHERE me.user_id = $1 AND other.user_id <> $1",
@@ -159,7 +181,8 @@ class PostgresConversationDirectory:
     ) -> dict[uuid.UUID, set[uuid.UUID]]:
         # The rows of the conversations of `user_ids` that are one of `user_ids` or of `among`:
         # about (members of those conversations) rows, not (changed users) x (contacts).
-        rows = await self._pool.fetch(
+        rows = await _fetch(
+            self._db,
             "SELECT m.conversation_id, m.user_id FROM messaging.members m"
             " WHERE m.conversation_id IN (SELECT conversation_id FROM messaging.members"
             "   WHERE user_id = ANY($1::uuid[]))"
@@ -186,7 +209,8 @@ class PostgresConversationDirectory:
         return contacts
 
     async def store_read(self, conversation_id: uuid.UUID, user_id: uuid.UUID, seq: int) -> int:
-        value = await self._pool.fetchval(
+        value = await _fetchval(
+            self._db,
             "INSERT INTO messaging.read_markers AS r (conversation_id, user_id, seq)"
             " SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM messaging.members"
             "   WHERE conversation_id = $1 AND user_id = $2)"

@@ -9,6 +9,12 @@ The transaction locks the partition's offset row (the fence), skips messages alr
 locks the heads of the conversations involved and reads their members, inserts the new messages
 with `unnest` (one statement for the whole batch, not one per message), and moves the heads and
 the offset. Unique constraints remain the final word on duplicates.
+
+Connections come from `rtm.shared.postgres.PostgresDatabase`: a claim and a batch are each one
+bounded use, an outage raises `Unavailable` within the database timeout, and a connection whose
+use ended in any exception (`Fenced` and `OffsetMoved` included) is terminated, which rolls its
+transaction back. A batch whose COMMIT got no answer may have committed: the worker restarts
+and its claim reads the offset that really is committed.
 """
 
 from __future__ import annotations
@@ -20,16 +26,17 @@ import asyncpg
 from rtm.consumer.domain.exceptions import Fenced, OffsetMoved
 from rtm.consumer.domain.model import FenceToken, Pending, StoredBatch
 from rtm.consumer.domain.numbering import number_batch
+from rtm.shared.postgres import PostgresDatabase
 
 
 class PostgresMessageStore:
     """`MessageStore` on the `messaging` schema."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
+    def __init__(self, database: PostgresDatabase) -> None:
+        self._db = database
 
     async def claim(self, partition: int, token: FenceToken) -> int:
-        async with self._pool.acquire() as conn:
+        async with self._db.connection() as conn:
             offset = await conn.fetchval(_CLAIM, partition, token.epoch, token.revision)
             if offset is None:
                 row = await conn.fetchrow(_HOLDER, partition)
@@ -47,7 +54,7 @@ class PostgresMessageStore:
     ) -> StoredBatch:
         senders = [p.message.sender_id for p in pending]
         client_ids = [p.message.client_msg_id for p in pending]
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._db.transaction() as conn:
             fence = await conn.fetchrow(_FENCE, partition, senders, client_ids)
             if fence is None:
                 raise Fenced(partition, token, None)

@@ -2,6 +2,7 @@
 
 RtmError (rtm.shared.errors)
   ConversationNotVisible   -- not a member, or no such conversation (`forbidden`, 404)
+  Unavailable              -- PostgreSQL cannot answer now (`unavailable`, 503, retry_after_ms)
 OffsetMoved                -- the committed offset is not the one this worker started from
 Fenced                     -- a newer owner claimed the partition: this worker stops for good
 """
@@ -17,6 +18,18 @@ class ConversationNotVisible(RtmError):
 
     def __init__(self) -> None:
         super().__init__(ErrorCode.FORBIDDEN, "no such conversation, or you are not a member")
+
+
+class Unavailable(RtmError):
+    """PostgreSQL did not answer in time, refused, or went away: retry after `retry_after_ms`.
+
+    Raised by the PostgreSQL adapters (`rtm.shared.postgres.PostgresDatabase` raises it), never
+    a driver exception: HTTP answers 503, a `resume` an error frame, a partition worker restarts
+    from the committed offset.
+    """
+
+    def __init__(self, message: str, retry_after_ms: int = 1000) -> None:
+        super().__init__(ErrorCode.UNAVAILABLE, message, retry_after_ms=retry_after_ms)
 
 
 class OffsetMoved(Exception):

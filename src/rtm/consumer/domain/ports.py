@@ -1,7 +1,9 @@
 """Ports of the consumer: what its services need from the outside world.
 
 Implementations live in `rtm.consumer.adapters` (PostgreSQL, JetStream, core NATS); unit tests
-use hand-written fakes.
+use hand-written fakes. The PostgreSQL ports (`MessageStore`, `MessageQueries`,
+`ConversationDirectory`) raise `rtm.consumer.domain.exceptions.Unavailable` when PostgreSQL
+cannot answer in time, never a driver error.
 """
 
 from __future__ import annotations

@@ -8,6 +8,10 @@ lists them all; `PresenceTracker` (pure) decides who is online from these events
 in our own heartbeats as they come back from NATS (a late or saturated loop expires nobody). The
 changes are announced at most every `presence_flush` seconds, coalesced: a user who left and came
 back in between is not announced at all, and one contacts query serves every change of a flush.
+
+While PostgreSQL cannot answer (`Unavailable`), a typing or read event for local sockets, or a
+read marker to store, is dropped with a one-line warning (they are ephemeral, and markers only
+move forward: the next one stores it), and presence changes wait for the next flush.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
+from rtm.consumer.domain.exceptions import Unavailable
 from rtm.consumer.domain.ports import ConversationDirectory
 from rtm.consumer.domain.presence import PresenceTracker
 from rtm.consumer.entrypoints import metrics
@@ -104,6 +109,8 @@ class LiveEvents:
                 await handler(msg)
             except (ValueError, KeyError, TypeError) as exc:
                 logger.error("dropping malformed event on %s: %s", msg.subject, exc)
+            except Unavailable as exc:
+                logger.warning("dropping an event on %s: %s", msg.subject, exc.message)
             except Exception:
                 logger.exception("event handler failed on %s", msg.subject)
 
@@ -171,14 +178,17 @@ class LiveEvents:
             self._dirty.clear()
             try:
                 await self.flush()
-            except Exception:
+                self._flush_failing = False
+                continue
+            except Unavailable as exc:
+                if not self._flush_failing:
+                    logger.warning("presence changes wait for PostgreSQL (%s)", exc.message)
+            except Exception:  # last line of defence of the flusher: log once, keep flushing
                 if not self._flush_failing:
                     logger.exception("announcing presence changes failed; retrying")
-                self._flush_failing = True
-                await asyncio.sleep(1.0)
-                self._dirty.set()
-            else:
-                self._flush_failing = False
+            self._flush_failing = True
+            await asyncio.sleep(1.0)
+            self._dirty.set()
 
     async def flush(self) -> None:
         """One contacts query for every change, then each frame encoded once for its local

@@ -10,6 +10,11 @@ A new connection holds its live messages until its first `resume` has been handl
 connection's position past the client's cursor, and the messages in between could then never be
 sent without breaking "strictly increasing seq". Held messages are merged into the resume's
 catch-up, or delivered in order when the hold ends.
+
+While PostgreSQL cannot answer (`Unavailable`), nothing is sent past a gap either: a gap fill is
+tried again, backing off, with the conversation's later live messages waiting behind it, and a
+resume that failed leaves the connection at the client's cursor (`keep_from`), so the next live
+message of that conversation starts a fill from there. The socket stays open.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from collections.abc import Callable
 import orjson
 
 from rtm.consumer.domain.delivery import LiveDelivery, message_frame
+from rtm.consumer.domain.exceptions import Unavailable
 from rtm.consumer.entrypoints import metrics
 from rtm.consumer.services import ReadService, Recovery
 from rtm.shared.ws import CloseCode, Outbox
@@ -31,6 +37,12 @@ from rtm.shared.ws import CloseCode, Outbox
 logger = logging.getLogger(__name__)
 
 Closer = Callable[[int, str], None]
+
+RETRY_FIRST_S = 0.5  # a read PostgreSQL could not answer is tried again after this, doubling...
+RETRY_MAX_S = 5.0  # ...up to this
+# Live messages one conversation's gap fill may hold while it waits for PostgreSQL; past it the
+# connection is closed 4008 (reconnect, then resume) rather than hold more.
+FILL_MAX_WAITING = 1000
 
 
 class LiveConnection:
@@ -99,21 +111,55 @@ class LiveConnection:
         self.push(frame)
 
     async def _fill(self, conversation_id: uuid.UUID, after: int) -> None:
-        try:
-            await self.catch_up(conversation_id, after, already_filling=True)
-        except Exception:
-            logger.exception("gap fill failed for conversation %s", conversation_id)
-            self.close(CloseCode.INTERNAL, "gap recovery failed: reconnect and resume")
+        """Fill a gap, trying again while PostgreSQL is unavailable: the conversation's later
+        live messages wait behind it, and are sent late but in order."""
+        pause = RETRY_FIRST_S
+        while True:
+            try:
+                await self.catch_up(conversation_id, after, already_filling=True)
+                return
+            except Unavailable as exc:
+                if len(self._filling.get(conversation_id, ())) > FILL_MAX_WAITING:
+                    self._filling.pop(conversation_id, None)
+                    self.close(CloseCode.SLOW_CONSUMER, "gap recovery waits for the database")
+                    return
+                if pause == RETRY_FIRST_S:
+                    logger.warning(
+                        "gap fill of conversation %s waits for PostgreSQL (%s); retrying",
+                        conversation_id,
+                        exc.message,
+                    )
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, RETRY_MAX_S)
+            except Exception:  # last line of defence of the fill's task: log it, close
+                logger.exception("gap fill failed for conversation %s", conversation_id)
+                self.close(CloseCode.INTERNAL, "gap recovery failed: reconnect and resume")
+                return
 
     async def catch_up(
         self, conversation_id: uuid.UUID, after: int, *, already_filling: bool = False
     ) -> Recovery:
-        """Send everything after `after` from the store, then what arrived live meanwhile."""
+        """Send everything after `after` from the store, then what arrived live meanwhile.
+
+        Raises `Unavailable` when PostgreSQL cannot answer. A gap fill's live messages then keep
+        waiting for its next try; a resume's are offered again with the connection kept at
+        `after` (`keep_from`), so none of them is sent past a gap.
+        """
+        shared = False  # a gap fill of the conversation is running: its buffer is ours too
         if not already_filling:
             held = self._held.pop(conversation_id, []) if self._held is not None else []
+            shared = conversation_id in self._filling
             self._filling.setdefault(conversation_id, []).extend(held)
         try:
             recovery = await self._reads.recover(self.user_id, conversation_id, after)
+        except Unavailable:
+            if not already_filling and not shared:
+                self._resume_failed(conversation_id, after)
+            raise
+        except BaseException:
+            self._filling.pop(conversation_id, None)
+            raise
+        try:
             last = max(after, self._last.get(conversation_id, after))
             if not recovery.recovered:
                 last = recovery.last_seq
@@ -134,6 +180,20 @@ class LiveConnection:
         for seq, frame in later:  # still behind a gap: offer() fills it again
             self.offer(conversation_id, seq, frame)
         return recovery
+
+    def _resume_failed(self, conversation_id: uuid.UUID, cursor: int) -> None:
+        """The connection stays at the client's cursor; what waited for the resume is offered
+        again: sent if it follows on, else held behind a gap fill."""
+        waiting = self._filling.pop(conversation_id, [])
+        self.keep_from(conversation_id, cursor)
+        for seq, frame in sorted(waiting):
+            self.offer(conversation_id, seq, frame)
+
+    def keep_from(self, conversation_id: uuid.UUID, cursor: int) -> None:
+        """The client has the conversation up to `cursor` (its resume could not be served):
+        from now on a live message past `cursor + 1` waits for a gap fill instead of being
+        sent past the gap."""
+        self._last[conversation_id] = max(self._last.get(conversation_id, cursor), cursor)
 
     def last_sent(self, conversation_id: uuid.UUID) -> int:
         """The last seq of the conversation this connection has been sent (0: none)."""

@@ -1,4 +1,9 @@
-"""The consumer WebSocket `/v1/ws`: live events and `resume` (PROTOCOL.md §6)."""
+"""The consumer WebSocket `/v1/ws`: live events and `resume` (PROTOCOL.md §6).
+
+While PostgreSQL cannot answer, a `resume` is answered with an `unavailable` error frame (not a
+protocol error: it does not count towards 4501) and the socket stays open; a new socket's list
+of online contacts is asked for again until PostgreSQL answers.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +18,9 @@ import picows
 from fastapi import APIRouter, FastAPI, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
-from rtm.consumer.domain.exceptions import ConversationNotVisible
+from rtm.consumer.domain.exceptions import ConversationNotVisible, Unavailable
 from rtm.consumer.entrypoints import metrics
-from rtm.consumer.entrypoints.hub import Hub, LiveConnection
+from rtm.consumer.entrypoints.hub import RETRY_FIRST_S, RETRY_MAX_S, Hub, LiveConnection
 from rtm.consumer.entrypoints.schemas import (
     AuthFrame,
     PingFrame,
@@ -154,11 +159,22 @@ class ConsumerSession:
                 writer.cancel()
 
     async def _send_presence(self) -> None:
-        """Tell a new connection which of its contacts are online right now."""
+        """Tell a new connection which of its contacts are online right now. While PostgreSQL
+        cannot say who they are, ask again, backing off: the list comes late, not never."""
         events = self.websocket.app.state.events
         if events is None:
             return
-        for contact in await events.online_contacts(self.claims.user_id):
+        pause = RETRY_FIRST_S
+        while True:
+            try:
+                contacts = await events.online_contacts(self.claims.user_id)
+                break
+            except Unavailable as exc:
+                if pause == RETRY_FIRST_S:
+                    logger.warning("online contacts wait for PostgreSQL (%s)", exc.message)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, RETRY_MAX_S)
+        for contact in contacts:
             self.connection.push(
                 orjson.dumps(presence_frame(contact, "online")).decode(), "presence"
             )
@@ -227,7 +243,8 @@ class ConsumerSession:
     async def _resume(self, frame: ResumeFrame) -> None:
         report: dict[str, dict[str, object]] = {}
         recovered: list[tuple[uuid.UUID, bool]] = []
-        for conversation_id, cursor in frame.cursors.items():
+        cursors = list(frame.cursors.items())
+        for index, (conversation_id, cursor) in enumerate(cursors):
             if cursor < 0:
                 raise RtmError(
                     ErrorCode.VALIDATION_FAILED,
@@ -241,6 +258,9 @@ class ConsumerSession:
                     cursor, False, error=ErrorCode.FORBIDDEN
                 )
                 continue
+            except Unavailable as exc:
+                self._resume_unavailable(exc, cursors[index + 1 :])
+                return
             recovered.append((conversation_id, recovery.recovered))
         # `last_seq`: what the connection has been sent by now, as live messages of the
         # conversations resumed first kept flowing while the later ones were read.
@@ -248,6 +268,19 @@ class ConsumerSession:
             last = max(self.connection.last_sent(conversation_id), frame.cursors[conversation_id])
             report[str(conversation_id)] = resumed_entry(last, done)
         self.connection.push(orjson.dumps(resumed_frame(report)).decode(), "resumed")
+        self.connection.end_hold()
+
+    def _resume_unavailable(self, error: Unavailable, untried: list[tuple[uuid.UUID, int]]) -> None:
+        """PostgreSQL could not serve the resume: answer `unavailable` at once rather than try
+        the other conversations (each would wait as long). The conversations resumed before it
+        were sent; for the rest the connection stays at the client's cursor (`keep_from`), so
+        their live messages never skip what the client lacks. The client resumes again after
+        `retry_after_ms`."""
+        for conversation_id, cursor in untried:
+            if cursor >= 0:
+                self.connection.keep_from(conversation_id, cursor)
+        metrics.ERRORS.labels(error.code.value).inc()
+        self.connection.push(error_frame(error), "error")
         self.connection.end_hold()
 
 
