@@ -39,7 +39,7 @@ async def _serve_until_signalled(settings: AuthSettings) -> None:
 async def _rotate_key(settings: AuthSettings) -> str:
     runtime = AuthRuntime(settings)
     try:
-        await runtime.db.connect()
+        await runtime.db.open()
         await runtime.keys.ensure()
         kid = await runtime.keys.rotate()
         assert kid is not None  # a forced rotation always stores its key
@@ -54,7 +54,7 @@ async def _delete_user(settings: AuthSettings, reference: str) -> int:
     running auth service's relay publishes them (the rows stay `revocation_published = false`)."""
     runtime = AuthRuntime(settings)
     try:
-        await runtime.db.connect()
+        await runtime.db.open()
         await runtime.bus.connect_briefly()
         try:
             deletion = await runtime.service.delete_user(

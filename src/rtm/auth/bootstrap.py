@@ -20,7 +20,6 @@ import psycopg
 import uvicorn
 from fastapi import FastAPI
 
-from rtm.auth.database import CONNECTION_ERRORS, Database
 from rtm.auth.events import NatsBus, RevocationPublisher
 from rtm.auth.exceptions import Unavailable
 from rtm.auth.http import create_app
@@ -37,16 +36,14 @@ from rtm.auth.throttle import ThrottlePolicy
 from rtm.shared.clock import utcnow
 from rtm.shared.health import Readiness
 from rtm.shared.migrate import apply_migrations
+from rtm.shared.postgres import PostgresDatabase
 
 logger = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
-# What PostgreSQL (and psycopg, for migrations) raise while the server is down or starting.
-STARTUP_ERRORS: tuple[type[BaseException], ...] = (
-    *CONNECTION_ERRORS,
-    Unavailable,
-    psycopg.OperationalError,
-)
+# What PostgreSQL (as `Unavailable`, from the database) and psycopg (migrations) raise while the
+# server is down or starting.
+STARTUP_ERRORS: tuple[type[BaseException], ...] = (Unavailable, psycopg.OperationalError)
 
 
 def policy_from(settings: AuthSettings) -> AuthPolicy:
@@ -85,7 +82,12 @@ class AuthRuntime:
 
     def __init__(self, settings: AuthSettings, *, clock: Clock = utcnow) -> None:
         self.settings = settings
-        self.db = Database(settings.database_url, pool_size=settings.db_pool_size)
+        self.db = PostgresDatabase(
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            timeout=settings.db_timeout_s,
+            unavailable=Unavailable,
+        )
         self.store = PostgresAuthStore(self.db)
         self.key_store = PostgresKeyStore(self.db)
         self.keys = KeyRing(
@@ -121,7 +123,7 @@ class AuthRuntime:
             clock=clock,
         )
         self.readiness = Readiness()
-        self.readiness.add("postgres", self.db.ping)
+        self.readiness.add("postgres", self.db.check)
         self.readiness.add("signing_keys", self._keys_check)
         self.readiness.add("nats", self._nats_check)
         self.http_app: FastAPI = create_app(
@@ -221,7 +223,7 @@ class AuthRuntime:
                     await asyncio.to_thread(
                         apply_migrations, self.settings.database_url, self.settings.migrations_dir
                     )
-                await self.db.connect()
+                await self.db.open()
                 await self.keys.ensure()
                 await self.hasher.warm_up()
                 break
@@ -256,7 +258,7 @@ class AuthRuntime:
         await self.key_store.purge(now=now)
 
     async def _serving(self) -> bool:
-        return self.keys.loaded and await self.db.ping() is None
+        return self.keys.loaded and await self.db.check() is None
 
     def _keys_check(self) -> str | None:
         return None if self.keys.loaded else "no signing key loaded"

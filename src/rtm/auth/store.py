@@ -3,6 +3,11 @@
 Races are settled by PostgreSQL, not by the process: the unique index decides who gets a
 username, and spending a refresh token is one conditional UPDATE (`rotated_at IS NULL`), so of any
 number of concurrent refreshes with one token exactly one finds the row unspent.
+
+Each method is one bounded use of a connection (`rtm.shared.postgres.PostgresDatabase`, built
+with auth's `Unavailable`), a transaction where it writes more than one row: an outage is
+`Unavailable` within the database timeout, and a failed use never leaves its connection to
+another request.
 """
 
 from __future__ import annotations
@@ -14,7 +19,6 @@ from typing import Any
 
 import asyncpg
 
-from rtm.auth.database import Database
 from rtm.auth.exceptions import UsernameTaken
 from rtm.auth.model import (
     ClientInfo,
@@ -27,6 +31,9 @@ from rtm.auth.model import (
     User,
 )
 from rtm.shared.contract import SessionRevoked
+from rtm.shared.postgres import PostgresDatabase
+
+PURGE_TIMEOUT_S = 60.0  # hourly housekeeping may delete many rows: not a request's bound
 
 
 def _user(row: Any) -> User:
@@ -59,7 +66,7 @@ def _like_prefix(prefix: str) -> str:
 class PostgresAuthStore:
     """`AuthStore` on the `auth` schema."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: PostgresDatabase) -> None:
         self._db = db
 
     async def create_user(self, user: User, password_hash: str) -> None:
@@ -118,7 +125,7 @@ class PostgresAuthStore:
     async def delete_user(
         self, user_id: uuid.UUID, *, now: datetime, reason: RevokeReason
     ) -> Deletion | None:
-        async with self._db.connection() as conn, conn.transaction():
+        async with self._db.transaction() as conn:
             # FOR UPDATE waits for logins holding the row (create_session) and makes later ones
             # see the deletion; the sessions those logins opened are visible to the next query.
             row = await conn.fetchrow(
@@ -144,7 +151,7 @@ class PostgresAuthStore:
         )
 
     async def create_session(self, session: Session, refresh_hash: bytes) -> bool:
-        async with self._db.connection() as conn, conn.transaction():
+        async with self._db.transaction() as conn:
             live = await conn.fetchval(
                 "SELECT 1 FROM auth.users WHERE id = $1 AND deleted_at IS NULL FOR SHARE",
                 session.user_id,
@@ -173,7 +180,7 @@ class PostgresAuthStore:
         expires_at: datetime,
         client: ClientInfo,
     ) -> Rotation:
-        async with self._db.connection() as conn, conn.transaction():
+        async with self._db.transaction() as conn:
             session_id = await conn.fetchval(
                 "UPDATE auth.refresh_tokens t SET rotated_at = $3, replaced_by = $2"
                 " FROM auth.sessions s, auth.users u"
@@ -217,7 +224,7 @@ class PostgresAuthStore:
     async def revoke_by_refresh_token(
         self, token_hash: bytes, *, now: datetime, reason: RevokeReason
     ) -> tuple[Session, bool] | None:
-        async with self._db.connection() as conn, conn.transaction():
+        async with self._db.transaction() as conn:
             session_id = await conn.fetchval(
                 "SELECT session_id FROM auth.refresh_tokens WHERE token_hash = $1", token_hash
             )
@@ -236,7 +243,7 @@ class PostgresAuthStore:
     async def revoke_session(
         self, session_id: uuid.UUID, user_id: uuid.UUID, *, now: datetime, reason: RevokeReason
     ) -> bool | None:
-        async with self._db.connection() as conn, conn.transaction():
+        async with self._db.transaction() as conn:
             owner = await conn.fetchval(
                 "SELECT user_id FROM auth.sessions WHERE id = $1 FOR UPDATE", session_id
             )
@@ -287,7 +294,7 @@ class PostgresAuthStore:
 
     async def purge(self, *, now: datetime, throttle_window_s: float) -> None:
         """Housekeeping: forget refresh tokens past expiry and stale throttling records."""
-        async with self._db.connection() as conn:
+        async with self._db.connection(PURGE_TIMEOUT_S) as conn:
             await conn.execute("DELETE FROM auth.refresh_tokens WHERE expires_at < $1", now)
             await conn.execute(
                 "DELETE FROM auth.login_throttle"

@@ -13,9 +13,10 @@ from datetime import datetime
 
 import asyncpg
 
-from rtm.auth.database import Database
 from rtm.auth.ports import StoredKey
+from rtm.auth.store import PURGE_TIMEOUT_S
 from rtm.auth.throttle import FailureRecord
+from rtm.shared.postgres import PostgresDatabase
 
 _KEY_LOCK = 0x72746D_4B4559  # "rtm" "KEY"
 _MAX_FAILURES = 1_000_000
@@ -24,7 +25,7 @@ _MAX_FAILURES = 1_000_000
 class PostgresKeyStore:
     """`KeyStore` on `auth.signing_keys`."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: PostgresDatabase) -> None:
         self._db = db
 
     async def load(self, *, now: datetime) -> Sequence[StoredKey]:
@@ -48,7 +49,7 @@ class PostgresKeyStore:
         ]
 
     async def add_first(self, key: StoredKey, *, now: datetime) -> bool:
-        async with self._db.connection() as conn, conn.transaction():
+        async with self._db.transaction() as conn:
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _KEY_LOCK)
             live = await conn.fetchval(
                 "SELECT 1 FROM auth.signing_keys WHERE retire_after IS NULL OR retire_after > $1"
@@ -63,7 +64,7 @@ class PostgresKeyStore:
     async def rotate(
         self, key: StoredKey, *, retire_old_after: datetime, unless_newer_than: datetime | None
     ) -> bool:
-        async with self._db.connection() as conn, conn.transaction():
+        async with self._db.transaction() as conn:
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _KEY_LOCK)
             if unless_newer_than is not None:
                 newest = await conn.fetchval(
@@ -91,7 +92,7 @@ class PostgresKeyStore:
 
     async def purge(self, *, now: datetime) -> None:
         """Drop keys retired a day ago (no token they signed can still be live)."""
-        async with self._db.connection() as conn:
+        async with self._db.connection(PURGE_TIMEOUT_S) as conn:
             await conn.execute(
                 "DELETE FROM auth.signing_keys WHERE retire_after < $1 - interval '1 day'", now
             )
@@ -100,7 +101,7 @@ class PostgresKeyStore:
 class PostgresThrottleStore:
     """`ThrottleStore` on `auth.login_throttle`, shared by every auth process."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: PostgresDatabase) -> None:
         self._db = db
 
     async def records(self, keys: Sequence[str]) -> dict[str, FailureRecord]:

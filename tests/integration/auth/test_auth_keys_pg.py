@@ -9,23 +9,27 @@ import asyncpg
 import pytest
 
 from rtm.auth.bootstrap import AuthRuntime
-from rtm.auth.database import Database
+from rtm.auth.exceptions import Unavailable
 from rtm.auth.keyring import KeyRing
 from rtm.auth.keys import KeyCipher
 from rtm.auth.proto import auth_pb2 as pb
 from rtm.auth.proto.auth_pb2_grpc import AuthServiceStub
 from rtm.auth.store_keys import PostgresKeyStore
 from rtm.shared.clock import utcnow
+from rtm.shared.postgres import PostgresDatabase
 from rtm.shared.tokens import TokenError, TokenVerifier
 from tests.integration.auth.conftest import KEY_SECRET, make_settings
 
 
 async def test_processes_starting_together_create_one_key(db_url: str) -> None:
-    databases = [Database(db_url, pool_size=2) for _ in range(5)]
+    databases = [
+        PostgresDatabase(db_url, pool_size=2, timeout=5.0, unavailable=Unavailable)
+        for _ in range(5)
+    ]
     try:
         rings = []
         for db in databases:
-            await db.connect()
+            await db.open()
             rings.append(
                 KeyRing(
                     PostgresKeyStore(db),
