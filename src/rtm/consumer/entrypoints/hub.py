@@ -55,6 +55,7 @@ class LiveConnection:
         "_last",
         "_outbox",
         "_reads",
+        "_resuming",
         "_tasks",
         "close",
         "session_id",
@@ -78,6 +79,7 @@ class LiveConnection:
         self._filling: dict[uuid.UUID, list[tuple[int, str]]] = {}
         # Live messages held until the first resume (None once the hold has ended).
         self._held: dict[uuid.UUID, list[tuple[int, str]]] | None = {}
+        self._resuming = False  # the first resume is being handled: it ends the hold itself
         self._tasks: set[asyncio.Task[None]] = set()
         self._cut_off = False
 
@@ -198,6 +200,20 @@ class LiveConnection:
     def last_sent(self, conversation_id: uuid.UUID) -> int:
         """The last seq of the conversation this connection has been sent (0: none)."""
         return self._last.get(conversation_id, 0)
+
+    def begin_resume(self) -> None:
+        """A resume is being handled: the hold, if any, now lasts until it is done (`end_hold`),
+        whatever the grace period says."""
+        self._resuming = True
+
+    def grace_over(self) -> None:
+        """The grace period for the first resume has passed: stop holding, unless a resume is
+        being handled. Ending the hold halfway through one would deliver a held message of a
+        conversation it has not caught up yet, and its catch-up would then start past that
+        message: everything between the cursor and it would be skipped (found by C1 when
+        PostgreSQL answered the resume slower than the grace)."""
+        if not self._resuming:
+            self.end_hold()
 
     def end_hold(self) -> None:
         """Stop holding live messages (after the first resume, or its grace period): deliver

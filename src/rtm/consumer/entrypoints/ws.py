@@ -123,7 +123,7 @@ class ConsumerSession:
         loop = asyncio.get_running_loop()
         self._done = loop.create_future()
         # Timers, not tasks: an idle connection should cost as little memory as possible.
-        hold = loop.call_later(self.settings.resume_grace_s, self.connection.end_hold)
+        hold = loop.call_later(self.settings.resume_grace_s, self.connection.grace_over)
         self._expiry = loop.call_later(0, self._check_expiry)
         # A direct (picows) outbox writes from `put`; only the ASGI one needs its writer task.
         writer = None if self.outbox.direct else asyncio.create_task(self.outbox.run())
@@ -241,6 +241,16 @@ class ConsumerSession:
             await self._resume(validate_frame(ResumeFrame, obj))
 
     async def _resume(self, frame: ResumeFrame) -> None:
+        """Catch every cursor up, then end the hold of live messages (held ones of conversations
+        not in the resume go out after `resumed`). The hold lasts for the whole resume, however
+        long PostgreSQL takes: see `LiveConnection.grace_over`."""
+        self.connection.begin_resume()
+        try:
+            await self._catch_up_all(frame)
+        finally:
+            self.connection.end_hold()  # idempotent: also after a refused cursor
+
+    async def _catch_up_all(self, frame: ResumeFrame) -> None:
         report: dict[str, dict[str, object]] = {}
         recovered: list[tuple[uuid.UUID, bool]] = []
         cursors = list(frame.cursors.items())
@@ -268,7 +278,6 @@ class ConsumerSession:
             last = max(self.connection.last_sent(conversation_id), frame.cursors[conversation_id])
             report[str(conversation_id)] = resumed_entry(last, done)
         self.connection.push(orjson.dumps(resumed_frame(report)).decode(), "resumed")
-        self.connection.end_hold()
 
     def _resume_unavailable(self, error: Unavailable, untried: list[tuple[uuid.UUID, int]]) -> None:
         """PostgreSQL could not serve the resume: answer `unavailable` at once rather than try
@@ -281,7 +290,6 @@ class ConsumerSession:
                 self.connection.keep_from(conversation_id, cursor)
         metrics.ERRORS.labels(error.code.value).inc()
         self.connection.push(error_frame(error), "error")
-        self.connection.end_hold()
 
 
 @router.websocket("/v1/ws")
