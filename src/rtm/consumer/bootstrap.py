@@ -153,6 +153,11 @@ class ConsumerRuntime:
             return f"stream {STREAM}: {exc}"
         return None
 
+    async def readiness_partitions(self) -> str | None:
+        if self.manager is None:
+            return "not started"
+        return self.manager.health()
+
     async def readiness_postgres(self) -> str | None:
         return await self.database.check()
 
@@ -198,6 +203,7 @@ def create_app(settings: ConsumerSettings) -> FastAPI:
         readiness.add("jetstream", runtime.readiness_stream)
         readiness.add("postgres", runtime.readiness_postgres)
         readiness.add("startup", lambda: None if runtime.started else "still starting")
+        readiness.add("partitions", runtime.readiness_partitions)
         readiness.add("jwks", lambda: None if verifier.has_keys else "no keys fetched yet")
         starting = asyncio.create_task(runtime.start(), name="consumer-start")
         jwks = asyncio.create_task(retry_forever("auth JWKS", verifier.refresh, cap=3.0))

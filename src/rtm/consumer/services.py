@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import uuid
@@ -14,6 +15,7 @@ from rtm.consumer.domain.model import (
     MessagePage,
     Pending,
     StoredMessage,
+    StreamPosition,
 )
 from rtm.consumer.domain.ports import (
     Delivery,
@@ -21,6 +23,7 @@ from rtm.consumer.domain.ports import (
     MessageQueries,
     MessageStore,
     PartitionSource,
+    PartitionSources,
 )
 from rtm.shared.contract import AcceptedMessage
 
@@ -30,20 +33,24 @@ logger = logging.getLogger(__name__)
 class PartitionWorker:
     """Moves one partition's messages from JetStream into PostgreSQL, in order, exactly once.
 
-    Started by the partition manager for the owner holding `token`, from `offset`, the last
-    stream sequence committed when the owner claimed the partition. Every batch's transaction
-    checks the partition is still fenced by `token` and its offset is still ours, so a worker
-    whose partition moved on cannot commit (`Fenced`, `OffsetMoved`); the source vouches that
-    its deliveries are the partition's messages after the offset, none missing.
+    Run by the partition manager for the owner holding `token`: `open` takes the partition over,
+    then `step` processes one batch at a time. Every batch's transaction checks the partition is
+    still fenced by `token` and its offset is still ours, so a worker whose partition moved on
+    cannot commit (`Fenced`, `OffsetMoved`); the source vouches that its deliveries are the
+    partition's messages after the offset, none missing.
+
+    Live delivery misses nothing either: a batch's fan-out must have reached the message bus
+    before the next batch commits (the row then stops naming it as the last batch), and a new
+    owner sends the last committed batch's fan-out again, since its owner may have died or been
+    stopped between the commit and the fan-out. Receivers drop what they already have.
     """
 
     def __init__(
         self,
         partition: int,
         token: FenceToken,
-        offset: int,
-        source: PartitionSource,
         store: MessageStore,
+        sources: PartitionSources,
         fanout: Fanout,
         *,
         batch_size: int,
@@ -51,12 +58,40 @@ class PartitionWorker:
     ) -> None:
         self.partition = partition
         self.token = token
-        self.offset = offset
-        self._source = source
+        self.offset = 0
+        self.rewound = False  # the stream did not hold what the offset said: started over
         self._store = store
+        self._sources = sources
         self._fanout = fanout
         self._batch_size = batch_size
         self._fetch_timeout = fetch_timeout
+        self._source: PartitionSource | None = None
+        self._fanned: asyncio.Task[None] | None = None  # the last fan-out, on its way to the bus
+
+    async def open(self) -> None:
+        """Take the partition over: claim it with our token (`Fenced` if a newer owner has),
+        check the stream still holds the message the committed offset names (if not, it was
+        created again or lost its tail: start over from its beginning, stored messages are
+        skipped), send the last committed batch's fan-out again, open a source after the
+        offset."""
+        claim = await self._store.claim(self.partition, self.token)
+        if not await self._sources.holds(claim.position):
+            logger.error(
+                "partition %s: the stream does not hold the message at the committed offset %s "
+                "(it was created again, or lost its tail): starting the partition over from the "
+                "stream's first message; messages stored already are skipped",
+                self.partition,
+                claim.position.seq,
+            )
+            claim = await self._store.rewind(self.partition, self.token)
+            self.rewound = True
+        if claim.last_batch:
+            batch = await self._store.load_batch(claim.last_batch)
+            if batch.messages:
+                await self._fanout.publish(batch)
+                await self._fanout.flush()
+        self.offset = claim.position.seq
+        self._source = await self._sources.open(self.partition, self.offset, self.token)
 
     async def step(self) -> BatchOutcome:
         """Process one batch (an empty outcome when idle).
@@ -66,28 +101,51 @@ class PartitionWorker:
         continuation of our offset, and store/transport errors as they come: the caller stops
         (fenced) or restarts the partition from the committed offset.
         """
-        deliveries = await self._source.next_batch(self._batch_size, self._fetch_timeout)
+        source = self._opened()
+        deliveries = await source.next_batch(self._batch_size, self._fetch_timeout)
         if not deliveries:
             return BatchOutcome(0, 0, 0)
         stale = [d for d in deliveries if d.stream_seq <= self.offset]
         fresh = [d for d in deliveries if d.stream_seq > self.offset]
         if any(b.stream_seq <= a.stream_seq for a, b in itertools.pairwise(fresh)):
             raise OutOfOrder(self.partition, [d.stream_seq for d in fresh])
-        if fresh:
-            pending = [p for p in (_decode(d) for d in fresh) if p is not None]
-            new_offset = fresh[-1].stream_seq
-            batch = await self._store.store_batch(
-                self.partition, self.token, self.offset, new_offset, pending
-            )
-            if batch.skipped:
-                _log_skipped(pending, batch.messages)
-            self.offset = new_offset
-            await self._source.ack(deliveries)
-            if batch.messages:
-                await self._fanout.publish(batch)
-            return BatchOutcome(len(deliveries), len(batch.messages), batch.skipped)
-        await self._source.ack(stale)
-        return BatchOutcome(len(deliveries), 0, len(stale))
+        if not fresh:
+            await source.ack(stale)
+            return BatchOutcome(len(deliveries), 0, len(stale))
+        pending = [p for p in (_decode(d) for d in fresh) if p is not None]
+        end = StreamPosition.of(fresh[-1].stream_seq, fresh[-1].payload)
+        if self._fanned is not None:  # this commit stops naming the last batch: it must be out
+            fanned, self._fanned = self._fanned, None
+            await fanned
+        batch = await self._store.store_batch(self.partition, self.token, self.offset, end, pending)
+        if batch.skipped:
+            _log_skipped(pending, batch.messages)
+        self.offset = end.seq
+        await source.ack(deliveries)
+        if batch.messages:
+            await self._fanout.publish(batch)
+            self._fanned = asyncio.create_task(self._fanout.flush())  # awaited before the next
+        return BatchOutcome(len(deliveries), len(batch.messages), batch.skipped)
+
+    async def lag(self) -> tuple[int, int]:
+        return await self._opened().lag()
+
+    async def close(self) -> None:
+        """Close the source. A fan-out still on its way is let go: the batch is the last one
+        committed, and the next owner of the partition sends it again."""
+        fanned, self._fanned = self._fanned, None
+        if fanned is not None:
+            fanned.cancel()
+            await asyncio.wait({fanned})
+            if not fanned.cancelled():
+                fanned.exception()  # retrieved: its outcome no longer matters
+        if self._source is not None:
+            await self._source.close()
+
+    def _opened(self) -> PartitionSource:
+        if self._source is None:
+            raise RuntimeError("open() the worker first")
+        return self._source
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,8 +185,8 @@ def _log_skipped(pending: list[Pending], stored: list[StoredMessage]) -> None:
 def _decode(delivery: Delivery) -> Pending | None:
     try:
         return Pending(delivery.stream_seq, AcceptedMessage.decode(delivery.payload))
-    except (ValueError, KeyError, TypeError):
-        logger.error("skipping undecodable message at stream seq %s", delivery.stream_seq)
+    except ValueError as exc:  # not written by our producer: skipped (the offset covers it)
+        logger.error("skipping undecodable message at stream seq %s: %s", delivery.stream_seq, exc)
         return None
 
 

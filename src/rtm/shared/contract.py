@@ -80,16 +80,31 @@ class AcceptedMessage:
 
     @classmethod
     def decode(cls, data: bytes) -> AcceptedMessage:
-        """Raises `ValueError` (or `KeyError`/`TypeError`) on a payload we did not write."""
-        raw = orjson.loads(data)
-        return cls(
-            message_id=uuid.UUID(raw["message_id"]),
-            conversation_id=uuid.UUID(raw["conversation_id"]),
-            sender_id=uuid.UUID(raw["sender_id"]),
-            client_msg_id=uuid.UUID(raw["client_msg_id"]),
-            body=str(raw["body"]),
-            accepted_at=parse_time(raw["accepted_at"]),
-        )
+        """Raises `ValueError`, and only that, on a payload our producer did not write: anyone
+        who can publish on the stream's subjects could put one there, and the consumer must
+        skip it, never stall on it (a NUL in the body is refused too: PostgreSQL's text
+        cannot hold one)."""
+        try:
+            raw = orjson.loads(data)
+            body = raw["body"]
+            if not isinstance(body, str) or "\x00" in body:
+                raise ValueError("the body is not a text PostgreSQL can store")
+            return cls(
+                message_id=_uuid(raw["message_id"]),
+                conversation_id=_uuid(raw["conversation_id"]),
+                sender_id=_uuid(raw["sender_id"]),
+                client_msg_id=_uuid(raw["client_msg_id"]),
+                body=body,
+                accepted_at=parse_time(raw["accepted_at"]),
+            )
+        except (KeyError, TypeError, AttributeError, OverflowError) as exc:
+            raise ValueError(f"not an accepted message: {exc!r}") from exc
+
+
+def _uuid(value: object) -> uuid.UUID:
+    if not isinstance(value, str):
+        raise ValueError(f"not a UUID string: {value!r}")
+    return uuid.UUID(value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from nats.aio.client import Client as NatsClient
 from rtm.consumer.adapters.jetstream_source import JetStreamPartitionSources
 from rtm.consumer.adapters.postgres_store import PostgresMessageStore
 from rtm.consumer.domain.exceptions import Fenced, Unavailable
-from rtm.consumer.domain.model import FenceToken, Pending, StoredBatch
+from rtm.consumer.domain.model import Claim, FenceToken, Pending, StoredBatch, StreamPosition
 from rtm.consumer.services import BatchOutcome, PartitionWorker
 from rtm.shared.contract import partition_of
 from tests.integration.consumer.conftest import PARTITIONS, publish
@@ -38,6 +38,9 @@ class _NoFanout:
     async def publish(self, batch: StoredBatch) -> None:
         return None
 
+    async def flush(self) -> None:
+        return None
+
 
 class _GatedStore:
     """The real store, but `store_batch` waits for `gate`: a worker that is slow to commit."""
@@ -47,20 +50,26 @@ class _GatedStore:
         self.gate = asyncio.Event()
         self.entered = asyncio.Event()
 
-    async def claim(self, partition: int, token: FenceToken) -> int:
+    async def claim(self, partition: int, token: FenceToken) -> Claim:
         return await self._store.claim(partition, token)
+
+    async def rewind(self, partition: int, token: FenceToken) -> Claim:
+        return await self._store.rewind(partition, token)
+
+    async def load_batch(self, message_ids: Sequence[uuid.UUID]) -> StoredBatch:
+        return await self._store.load_batch(message_ids)
 
     async def store_batch(
         self,
         partition: int,
         token: FenceToken,
         expected_offset: int,
-        new_offset: int,
+        end: StreamPosition,
         pending: Sequence[Pending],
     ) -> StoredBatch:
         self.entered.set()
         await self.gate.wait()
-        return await self._store.store_batch(partition, token, expected_offset, new_offset, pending)
+        return await self._store.store_batch(partition, token, expected_offset, end, pending)
 
 
 @pytest.fixture
@@ -83,12 +92,12 @@ async def _take(
     partition: int,
     token: FenceToken,
 ) -> PartitionWorker:
-    """What the manager does when it gets a lease: claim, open, start a worker."""
-    offset = await store.claim(partition, token)
-    source = await sources.open(partition, offset, token)
-    return PartitionWorker(
-        partition, token, offset, source, store, _NoFanout(), batch_size=BATCH, fetch_timeout=0.5
+    """What the manager does when it gets a lease: a worker that takes the partition over."""
+    worker = PartitionWorker(
+        partition, token, store, sources, _NoFanout(), batch_size=BATCH, fetch_timeout=0.5
     )
+    await worker.open()
+    return worker
 
 
 async def _drain(worker: PartitionWorker) -> None:

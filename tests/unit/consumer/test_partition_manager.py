@@ -9,10 +9,18 @@ partition up; a graceful stop leaves first and releases only ended workers' leas
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 
 from rtm.consumer.domain.exceptions import Fenced
-from rtm.consumer.domain.model import FenceToken, Lease, Pending, StoredBatch
+from rtm.consumer.domain.model import (
+    Claim,
+    FenceToken,
+    Lease,
+    Pending,
+    StoredBatch,
+    StreamPosition,
+)
 from rtm.consumer.domain.ports import Delivery
 from rtm.consumer.entrypoints.workers import PartitionManager
 
@@ -62,22 +70,28 @@ class FakeStore:
         self.claims: list[tuple[int, FenceToken]] = []
         self.fenced: set[int] = set()
 
-    async def claim(self, partition: int, token: FenceToken) -> int:
+    async def claim(self, partition: int, token: FenceToken) -> Claim:
         self.claims.append((partition, token))
         if partition in self.fenced:
             self.fenced.discard(partition)
             raise Fenced(partition, token, FenceToken(9, 9))
-        return 0
+        return Claim(StreamPosition(0))
+
+    async def rewind(self, partition: int, token: FenceToken) -> Claim:
+        raise AssertionError("the stream holds every offset in these tests")
 
     async def store_batch(
         self,
         partition: int,
         token: FenceToken,
         expected_offset: int,
-        new_offset: int,
+        end: StreamPosition,
         pending: Sequence[Pending],
     ) -> StoredBatch:
         raise AssertionError("no deliveries in these tests")
+
+    async def load_batch(self, message_ids: Sequence[uuid.UUID]) -> StoredBatch:
+        return StoredBatch([], {})
 
 
 class StubbornSource:
@@ -115,6 +129,9 @@ class FakeSources:
         self.swallow = swallow
         self.opened: dict[int, StubbornSource] = {}
 
+    async def holds(self, position: StreamPosition) -> bool:
+        return True
+
     async def open(
         self, partition: int, after_stream_seq: int, token: FenceToken
     ) -> StubbornSource:
@@ -125,6 +142,9 @@ class FakeSources:
 
 class NoFanout:
     async def publish(self, batch: StoredBatch) -> None:
+        return None
+
+    async def flush(self) -> None:
         return None
 
 
@@ -219,3 +239,32 @@ async def test_a_graceful_stop_leaves_first_and_releases_after_the_workers_end()
     for partition in (0, 1):
         assert tail.index(f"worker {partition} ended") < tail.index(f"release {partition}")
     assert leases.holders == {}
+
+
+class LeasesWhoseSetupFailsOnce(FakeLeases):
+    """`setup` raises once, as a JetStream request does when nats-server restarts meanwhile."""
+
+    def __init__(self) -> None:
+        super().__init__(live=1)
+        self.setups = 0
+
+    async def setup(self) -> None:
+        self.setups += 1
+        if self.setups == 1:
+            raise TimeoutError("nats: timeout")
+
+
+async def test_a_lease_setup_that_fails_once_is_tried_again_and_readiness_says_so() -> None:
+    """Before, one failed setup ended the manager's task for good: the instance said it was
+    ready, never heartbeat and never owned a partition."""
+    leases, store = LeasesWhoseSetupFailsOnce(), FakeStore()
+    m = manager(leases, store, FakeSources([]))
+    assert m.health() is not None  # not started
+    m.start()
+    try:
+        await eventually(lambda: m.owned == [0, 1], timeout=3.0)
+        assert leases.setups == 2
+        assert m.health() is None
+    finally:
+        await m.stop()
+    assert m.health() is not None  # stopped

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Sequence
@@ -11,7 +12,14 @@ import pytest
 
 from rtm.consumer.domain.delivery import decode_delivery, encode_delivery
 from rtm.consumer.domain.exceptions import Fenced, OffsetMoved
-from rtm.consumer.domain.model import FenceToken, Pending, StoredBatch, StoredMessage
+from rtm.consumer.domain.model import (
+    Claim,
+    FenceToken,
+    Pending,
+    StoredBatch,
+    StoredMessage,
+    StreamPosition,
+)
 from rtm.consumer.domain.numbering import number_batch
 from rtm.consumer.domain.ports import Delivery
 from rtm.consumer.services import OutOfOrder, PartitionWorker
@@ -49,71 +57,119 @@ class FakeSource:
 
 class InMemoryMessageStore:
     def __init__(self, log: list[str]) -> None:
-        self.offset = 0
+        self.offset = StreamPosition(0)
+        self.last_batch: tuple[uuid.UUID, ...] = ()
         self.fence = TOKEN
         self.rows: list[StoredMessage] = []
         self.log = log
 
-    async def claim(self, partition: int, token: FenceToken) -> int:
+    async def claim(self, partition: int, token: FenceToken) -> Claim:
         if token < self.fence:
             raise Fenced(partition, token, self.fence)
         self.fence = token
-        return self.offset
+        return Claim(self.offset, self.last_batch)
+
+    async def rewind(self, partition: int, token: FenceToken) -> Claim:
+        self.offset, self.last_batch = StreamPosition(0), ()
+        self.log.append("rewind")
+        return Claim(self.offset)
 
     async def store_batch(
         self,
         partition: int,
         token: FenceToken,
         expected_offset: int,
-        new_offset: int,
+        end: StreamPosition,
         pending: Sequence[Pending],
     ) -> StoredBatch:
         if token != self.fence:
             raise Fenced(partition, token, self.fence)
-        if expected_offset != self.offset:
-            raise OffsetMoved(partition, expected_offset, self.offset)
+        if expected_offset != self.offset.seq:
+            raise OffsetMoved(partition, expected_offset, self.offset.seq)
         heads = {CONV: max((m.seq for m in self.rows), default=0)}
         stored, _, skipped = number_batch(
             pending, already_stored={(m.sender_id, m.client_msg_id) for m in self.rows}, heads=heads
         )
         self.rows += stored
-        self.offset = new_offset
+        self.offset = end
+        self.last_batch = tuple(m.message_id for m in stored)
         self.log.append("store")
         return StoredBatch(stored, {CONV: [ALICE]}, skipped)
 
+    async def load_batch(self, message_ids: Sequence[uuid.UUID]) -> StoredBatch:
+        return StoredBatch([m for m in self.rows if m.message_id in message_ids], {CONV: [ALICE]})
+
+
+class FakeSources:
+    """Opens the one `FakeSource`; the stream holds the committed offset's message unless
+    `lost` says otherwise."""
+
+    def __init__(self, source: FakeSource, *, holds: bool = True) -> None:
+        self.source = source
+        self.holds_offset = holds
+        self.opened_after: list[int] = []
+
+    async def holds(self, position: StreamPosition) -> bool:
+        return self.holds_offset
+
+    async def open(self, partition: int, after_stream_seq: int, token: FenceToken) -> FakeSource:
+        self.opened_after.append(after_stream_seq)
+        return self.source
+
 
 class FakeFanout:
-    def __init__(self) -> None:
+    def __init__(self, log: list[str] | None = None) -> None:
         self.published: list[int] = []
+        self.log = log if log is not None else []
+        self.flushed = asyncio.Event()
+        self.flushed.set()
 
     async def publish(self, batch: StoredBatch) -> None:
         self.published += [m.seq for m in batch.messages]
+        self.log.append("publish")
+
+    async def flush(self) -> None:
+        await self.flushed.wait()
+        self.log.append("flushed")
 
 
-def worker(
-    source: FakeSource, store: InMemoryMessageStore, fanout: FakeFanout, offset: int = 0
+async def worker(
+    source: FakeSource,
+    store: InMemoryMessageStore,
+    fanout: FakeFanout,
+    sources: FakeSources | None = None,
 ) -> PartitionWorker:
-    return PartitionWorker(
-        0, TOKEN, offset, source, store, fanout, batch_size=10, fetch_timeout=0.1
+    """A worker that has taken the partition over (from `store.offset`)."""
+    runner = PartitionWorker(
+        0,
+        TOKEN,
+        store,
+        sources or FakeSources(source),
+        fanout,
+        batch_size=10,
+        fetch_timeout=0.1,
     )
+    await runner.open()
+    return runner
 
 
 async def test_a_batch_is_stored_then_acked_then_fanned_out() -> None:
-    source = FakeSource([[delivery(3), delivery(5)]])
+    last = delivery(5)
+    source = FakeSource([[delivery(3), last]])
     store, fanout = InMemoryMessageStore(source.log), FakeFanout()
-    outcome = await worker(source, store, fanout).step()
+    outcome = await (await worker(source, store, fanout)).step()
     assert (outcome.delivered, outcome.stored) == (2, 2)
     assert source.log == ["store", "ack"]
     assert source.acked == [3, 5]
     assert fanout.published == [1, 2]
-    assert store.offset == 5
+    assert store.offset == StreamPosition.of(5, last.payload)  # with the payload's checksum
 
 
 async def test_deliveries_at_or_below_the_offset_are_acked_not_stored_again() -> None:
     source = FakeSource([[delivery(4), delivery(5)]])
     store, fanout = InMemoryMessageStore(source.log), FakeFanout()
-    store.offset = 5
-    outcome = await worker(source, store, fanout, offset=5).step()
+    store.offset = StreamPosition(5)
+    outcome = await (await worker(source, store, fanout)).step()
     assert (outcome.stored, outcome.skipped) == (0, 2)
     assert source.acked == [4, 5]
     assert store.rows == []
@@ -123,7 +179,7 @@ async def test_an_out_of_order_batch_is_refused_before_anything_is_stored() -> N
     source = FakeSource([[delivery(7), delivery(6)]])
     store = InMemoryMessageStore(source.log)
     with pytest.raises(OutOfOrder):
-        await worker(source, store, FakeFanout()).step()
+        await (await worker(source, store, FakeFanout())).step()
     assert store.rows == []
     assert source.acked == []
 
@@ -131,18 +187,21 @@ async def test_an_out_of_order_batch_is_refused_before_anything_is_stored() -> N
 async def test_a_worker_whose_offset_moved_cannot_commit() -> None:
     source = FakeSource([[delivery(9)]])
     store = InMemoryMessageStore(source.log)
-    store.offset = 8  # another worker committed meanwhile
+    store.offset = StreamPosition(2)
+    runner = await worker(source, store, FakeFanout())
+    store.offset = StreamPosition(8)  # another worker committed meanwhile
     with pytest.raises(OffsetMoved):
-        await worker(source, store, FakeFanout(), offset=2).step()
+        await runner.step()
     assert source.acked == []
 
 
 async def test_a_worker_fenced_out_by_a_newer_owner_cannot_commit_what_it_fetched() -> None:
     source = FakeSource([[delivery(1), delivery(2)]])
     store = InMemoryMessageStore(source.log)
+    runner = await worker(source, store, FakeFanout())
     store.fence = FenceToken(1, 11)  # a newer owner claimed the partition meanwhile
     with pytest.raises(Fenced):
-        await worker(source, store, FakeFanout()).step()
+        await runner.step()
     assert store.rows == []
     assert source.acked == []
 
@@ -150,9 +209,9 @@ async def test_a_worker_fenced_out_by_a_newer_owner_cannot_commit_what_it_fetche
 async def test_an_undecodable_payload_is_skipped_but_covered_by_the_offset() -> None:
     source = FakeSource([[Delivery(1, b"garbage", token=1), delivery(2)]])
     store, fanout = InMemoryMessageStore(source.log), FakeFanout()
-    await worker(source, store, fanout).step()
+    await (await worker(source, store, fanout)).step()
     assert [m.body for m in store.rows] == ["m2"]
-    assert store.offset == 2
+    assert store.offset.seq == 2
     assert source.acked == [1, 2]
 
 
@@ -176,7 +235,7 @@ async def test_a_message_not_stored_is_logged_with_its_ids_and_without_its_body(
     resent = AcceptedMessage(uuid.uuid4(), CONV, ALICE, again.client_msg_id, "private words", NOW)
     source = FakeSource([[first], [Delivery(2, resent.encode(), token=2)]])
     store, fanout = InMemoryMessageStore(source.log), FakeFanout()
-    runner = worker(source, store, fanout)
+    runner = await worker(source, store, fanout)
     await runner.step()
     outcome = await runner.step()
     assert (outcome.stored, outcome.skipped) == (0, 1)
@@ -185,3 +244,49 @@ async def test_a_message_not_stored_is_logged_with_its_ids_and_without_its_body(
     assert getattr(line, "client_msg_id", None) == resent.client_msg_id
     assert getattr(line, "stream_seq", None) == 2
     assert "private words" not in str(line.__dict__)
+
+
+async def test_a_batch_commits_only_once_the_previous_batchs_fan_out_reached_the_bus() -> None:
+    """The row names only the last batch as possibly not fanned out: before a commit replaces
+    it, the previous batch's fan-out must have been flushed to NATS."""
+    source = FakeSource([[delivery(1)], [delivery(2)]])
+    log = source.log
+    store, fanout = InMemoryMessageStore(log), FakeFanout(log)
+    runner = await worker(source, store, fanout)
+    fanout.flushed.clear()  # the bus is slow to confirm
+    await runner.step()
+    second = asyncio.create_task(runner.step())
+    await asyncio.sleep(0.05)
+    assert log == ["store", "ack", "publish"]  # the second batch waits for the flush
+    fanout.flushed.set()
+    await second
+    assert log[:7] == ["store", "ack", "publish", "flushed", "store", "ack", "publish"]
+    await runner.close()
+
+
+async def test_a_new_owner_fans_the_last_committed_batch_out_again_before_anything_else() -> None:
+    """Its owner may have died (or been stopped) between the commit and the fan-out."""
+    log: list[str] = []
+    store = InMemoryMessageStore(log)
+    previous = await worker(FakeSource([[delivery(1), delivery(2)]]), store, FakeFanout())
+    await previous.step()  # committed; say its fan-out never went out
+    fanout = FakeFanout(log)
+    source = FakeSource([[delivery(3)]])
+    successor = await worker(source, store, fanout)
+    assert fanout.published == [1, 2]  # sent again at once, flushed before the first fetch
+    assert log[-2:] == ["publish", "flushed"]
+    await successor.step()
+    assert fanout.published == [1, 2, 3]
+
+
+async def test_a_stream_that_lost_the_offsets_message_makes_the_partition_start_over() -> None:
+    """Created again, or its tail lost: the sequences no longer mean what the row says."""
+    source = FakeSource([])
+    store = InMemoryMessageStore(source.log)
+    store.offset = StreamPosition(40, 1234)
+    sources = FakeSources(source, holds=False)
+    runner = await worker(source, store, FakeFanout(), sources)
+    assert runner.rewound
+    assert source.log == ["rewind"]
+    assert sources.opened_after == [0]
+    assert runner.offset == 0

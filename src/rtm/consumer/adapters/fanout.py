@@ -9,12 +9,19 @@ from rtm.consumer.domain.delivery import encode_delivery
 from rtm.consumer.domain.model import StoredBatch
 from rtm.shared.contract import deliver_subject
 
+FLUSH_TIMEOUT_S = 5
+
 
 class NatsFanout:
-    """`Fanout` over core NATS (at most once; connections fill gaps from PostgreSQL)."""
+    """`Fanout` over core NATS (at most once; connections fill gaps from PostgreSQL, and a
+    partition's new owner sends its last batch again)."""
 
     def __init__(self, nc: NatsClient) -> None:
         self._nc = nc
+
+    async def flush(self) -> None:
+        """A PING/PONG round trip: the server has everything published before it."""
+        await self._nc.flush(timeout=FLUSH_TIMEOUT_S)
 
     async def publish(self, batch: StoredBatch) -> None:
         for message in batch.messages:

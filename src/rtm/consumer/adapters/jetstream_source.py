@@ -38,7 +38,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from rtm.consumer.domain.model import FenceToken
+from rtm.consumer.domain.model import FenceToken, StreamPosition, payload_check
 from rtm.consumer.domain.ports import Delivery
 from rtm.shared.contract import STREAM, partition_filter
 
@@ -160,6 +160,18 @@ class JetStreamPartitionSources:
         self._js = js
         self._ack_wait = ack_wait
         self._nc = nc
+
+    async def holds(self, position: StreamPosition) -> bool:
+        if position.seq == 0 or position.check is None:
+            return True
+        try:
+            found = await self._js.get_msg(STREAM, seq=position.seq)
+        except NotFoundError:
+            # Gone: by age with everything before it (nothing at or below it remains, which is
+            # what the offset says), or the stream is not the one the offset was committed on.
+            state = (await self._js.stream_info(STREAM)).state
+            return state.first_seq > position.seq
+        return payload_check(found.data or b"") == position.check
 
     async def open(
         self, partition: int, after_stream_seq: int, token: FenceToken

@@ -14,6 +14,7 @@ largest commit. The lease itself decides nothing about safety.
 from __future__ import annotations
 
 import contextlib
+import logging
 from datetime import datetime
 
 from nats.js import JetStreamContext
@@ -23,19 +24,32 @@ from nats.js.kv import KeyValue
 
 from rtm.consumer.domain.model import FenceToken, Lease
 
+logger = logging.getLogger(__name__)
+
 LEASES_BUCKET = "rtm_partition_leases"
 INSTANCES_BUCKET = "rtm_consumer_instances"
 
 
 async def _bucket(js: JetStreamContext, name: str, ttl: float) -> KeyValue:
+    """The bucket, created with `ttl` if missing, or brought to `ttl` if it was created with
+    another (a changed `RTM_LEASE_TTL_S` must change how long leases live, not only how often
+    they are renewed; every instance must use the same value)."""
     try:
-        return await js.key_value(name)
+        bucket = await js.key_value(name)
     except BucketNotFoundError:
         with contextlib.suppress(Exception):  # a concurrent starter may create it first
             return await js.create_key_value(
                 KeyValueConfig(bucket=name, history=1, ttl=ttl, storage=StorageType.FILE)
             )
-        return await js.key_value(name)
+        bucket = await js.key_value(name)
+    config = (await js.stream_info(_stream(name))).config
+    if config.max_age is None or abs(config.max_age - ttl) > 1e-3:
+        logger.info("bucket %s: lease TTL %ss -> %ss", name, config.max_age, ttl)
+        config.max_age = ttl
+        if config.duplicate_window is not None and config.duplicate_window > ttl:
+            config.duplicate_window = ttl  # the server wants it within max_age
+        await js.update_stream(config)
+    return bucket
 
 
 class KvPartitionLeases:

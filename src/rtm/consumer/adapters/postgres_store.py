@@ -19,12 +19,20 @@ and its claim reads the offset that really is committed.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 
 import asyncpg
 
 from rtm.consumer.domain.exceptions import Fenced, OffsetMoved
-from rtm.consumer.domain.model import FenceToken, Pending, StoredBatch
+from rtm.consumer.domain.model import (
+    Claim,
+    FenceToken,
+    Pending,
+    StoredBatch,
+    StoredMessage,
+    StreamPosition,
+)
 from rtm.consumer.domain.numbering import number_batch
 from rtm.shared.postgres import PostgresDatabase
 
@@ -35,21 +43,26 @@ class PostgresMessageStore:
     def __init__(self, database: PostgresDatabase) -> None:
         self._db = database
 
-    async def claim(self, partition: int, token: FenceToken) -> int:
+    async def claim(self, partition: int, token: FenceToken) -> Claim:
         async with self._db.connection() as conn:
-            offset = await conn.fetchval(_CLAIM, partition, token.epoch, token.revision)
-            if offset is None:
-                row = await conn.fetchrow(_HOLDER, partition)
-                holder = None if row is None else FenceToken(int(row[0]), int(row[1]))
-                raise Fenced(partition, token, holder)
-            return int(offset)
+            row = await conn.fetchrow(_CLAIM, partition, token.epoch, token.revision)
+            if row is None:
+                raise Fenced(partition, token, await _holder(conn, partition))
+            return _claim(row)
+
+    async def rewind(self, partition: int, token: FenceToken) -> Claim:
+        async with self._db.connection() as conn:
+            row = await conn.fetchrow(_REWIND, partition, token.epoch, token.revision)
+            if row is None:
+                raise Fenced(partition, token, await _holder(conn, partition))
+            return _claim(row)
 
     async def store_batch(
         self,
         partition: int,
         token: FenceToken,
         expected_offset: int,
-        new_offset: int,
+        end: StreamPosition,
         pending: Sequence[Pending],
     ) -> StoredBatch:
         senders = [p.message.sender_id for p in pending]
@@ -66,7 +79,6 @@ class PostgresMessageStore:
                 raise OffsetMoved(partition, expected_offset, found)
             batch = StoredBatch([], {})
             if pending:
-                assert fence is not None
                 batch = await self._number(conn, pending, fence)
             stored = batch.messages
             stream_seqs = {p.message.message_id: p.stream_seq for p in pending}
@@ -86,9 +98,28 @@ class PostgresMessageStore:
                 list(heads.values()),
                 [last_at[c] for c in heads],
                 partition,
-                new_offset,
+                end.seq,
+                end.check,
             )
             return batch
+
+    async def load_batch(self, message_ids: Sequence[uuid.UUID]) -> StoredBatch:
+        async with self._db.connection() as conn:
+            rows = await conn.fetch(_RELOAD, list(message_ids))
+        messages = [
+            StoredMessage(
+                r["message_id"],
+                r["conversation_id"],
+                int(r["seq"]),
+                r["sender_id"],
+                r["client_msg_id"],
+                r["body"],
+                r["sent_at"],
+            )
+            for r in rows
+        ]
+        members = {r["conversation_id"]: list(r["members"]) for r in rows}
+        return StoredBatch(messages, members)
 
     async def _number(
         self, conn: asyncpg.Connection, pending: Sequence[Pending], fence: asyncpg.Record
@@ -108,6 +139,17 @@ class PostgresMessageStore:
         return StoredBatch(stored, members, skipped)
 
 
+def _claim(row: asyncpg.Record) -> Claim:
+    check = row["offset_check"]
+    position = StreamPosition(int(row["stream_seq"]), None if check is None else int(check))
+    return Claim(position, tuple(row["last_batch"]))
+
+
+async def _holder(conn: asyncpg.Connection, partition: int) -> FenceToken | None:
+    row = await conn.fetchrow(_HOLDER, partition)
+    return None if row is None else FenceToken(int(row[0]), int(row[1]))
+
+
 # One batch is one transaction of three statements (five round trips with BEGIN and COMMIT):
 # the fence, the heads, the writes. Every round trip counts: a worker's batches are serial.
 
@@ -120,7 +162,26 @@ VALUES ($1, $2, $3)
 ON CONFLICT (partition) DO UPDATE
 SET fence_epoch = excluded.fence_epoch, fence_revision = excluded.fence_revision
 WHERE (o.fence_epoch, o.fence_revision) <= (excluded.fence_epoch, excluded.fence_revision)
-RETURNING o.stream_seq
+RETURNING o.stream_seq, o.offset_check, o.last_batch
+"""
+
+# The stream no longer holds what the offset says (created again, or its tail lost): start over
+# from its beginning. Messages stored already are skipped as duplicates when they come again.
+_REWIND = """
+UPDATE messaging.partition_offsets
+SET stream_seq = 0, offset_check = NULL, last_batch = '{}', updated_at = now()
+WHERE partition = $1 AND fence_epoch = $2 AND fence_revision = $3
+RETURNING stream_seq, offset_check, last_batch
+"""
+
+# Stored messages by id with their conversations' members, in conversation and seq order.
+_RELOAD = """
+SELECT m.message_id, m.conversation_id, m.seq, m.sender_id, m.client_msg_id, m.body, m.sent_at,
+       ARRAY(SELECT mb.user_id FROM messaging.members AS mb
+             WHERE mb.conversation_id = m.conversation_id) AS members
+FROM messaging.messages AS m
+WHERE m.message_id = ANY($1::uuid[])
+ORDER BY m.conversation_id, m.seq
 """
 
 _HOLDER = """
@@ -158,7 +219,8 @@ SELECT h.conversation_id, h.last_seq,
 FROM (SELECT * FROM known UNION ALL SELECT * FROM fresh) AS h
 """
 
-# Insert the numbered messages, move the heads and the offset. Unique constraints stay the final
+# Insert the numbered messages, move the heads and the offset (with the checksum of the payload
+# there, and the ids this batch stored: see migrations/0003). Unique constraints stay the final
 # word on duplicates: a violation aborts the whole transaction.
 _WRITE = """
 WITH inserted AS (
@@ -172,6 +234,7 @@ WITH inserted AS (
     FROM unnest($9::uuid[], $10::bigint[], $11::timestamptz[]) AS v(id, last_seq, at)
     WHERE h.conversation_id = v.id
 )
-UPDATE messaging.partition_offsets SET stream_seq = $13, updated_at = now()
+UPDATE messaging.partition_offsets
+SET stream_seq = $13, offset_check = $14, last_batch = $1::uuid[], updated_at = now()
 WHERE partition = $12
 """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+import zlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -35,6 +36,35 @@ class Lease:
 
     token: FenceToken
     revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreamPosition:
+    """A place in the stream as a partition's row records it: the stream sequence and a
+    checksum of the payload there (None: not known), so that an owner can tell whether the
+    stream still holds the same message at that sequence."""
+
+    seq: int
+    check: int | None = None
+
+    @classmethod
+    def of(cls, seq: int, payload: bytes) -> StreamPosition:
+        return cls(seq, payload_check(payload))
+
+
+def payload_check(payload: bytes) -> int:
+    """The checksum kept with a committed offset (CRC-32: cheap, and enough to tell a stream
+    created again from the one the offset was committed on)."""
+    return zlib.crc32(payload)
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What a new owner finds in its partition's row: where the last commit ended, and the
+    message ids that commit stored (their fan-out may not have gone out)."""
+
+    position: StreamPosition
+    last_batch: tuple[uuid.UUID, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from rtm.consumer.domain.model import (
+    Claim,
     ConversationView,
     FenceToken,
     Lease,
@@ -21,16 +22,22 @@ from rtm.consumer.domain.model import (
     Pending,
     StoredBatch,
     StoredMessage,
+    StreamPosition,
 )
 
 
 class MessageStore(Protocol):
     """Durable, exactly-once storage of batches, fenced by each partition's owner token."""
 
-    async def claim(self, partition: int, token: FenceToken) -> int:
+    async def claim(self, partition: int, token: FenceToken) -> Claim:
         """Make `token` the partition's fence, unless a newer token holds it (raise `Fenced`);
-        returns the last JetStream sequence committed for `partition` (0 when none). Waits for
-        a batch in flight: the offset returned is the one after it."""
+        returns where the last commit ended (stream seq 0 when none) and what it stored. Waits
+        for a batch in flight: the claim sees its result."""
+        ...
+
+    async def rewind(self, partition: int, token: FenceToken) -> Claim:
+        """Start the partition over from the stream's beginning (the stream no longer holds
+        what its offset says); `Fenced` unless `token` holds it."""
         ...
 
     async def store_batch(
@@ -38,12 +45,16 @@ class MessageStore(Protocol):
         partition: int,
         token: FenceToken,
         expected_offset: int,
-        new_offset: int,
+        end: StreamPosition,
         pending: Sequence[Pending],
     ) -> StoredBatch:
         """In one transaction: check the partition is still fenced by `token` (else raise
         `Fenced`) and its offset is still `expected_offset` (else raise `OffsetMoved`), store the
-        new messages with dense seqs, set the offset to `new_offset`."""
+        new messages with dense seqs, move the offset to `end` and remember the ids stored."""
+        ...
+
+    async def load_batch(self, message_ids: Sequence[uuid.UUID]) -> StoredBatch:
+        """Stored messages by id, with their conversations' members: a batch to fan out again."""
         ...
 
 
@@ -100,6 +111,11 @@ class PartitionSource(Protocol):
 
 
 class PartitionSources(Protocol):
+    async def holds(self, position: StreamPosition) -> bool:
+        """Whether the stream still holds the message `position` names (True for the start of
+        the stream, and when the stream has since dropped it by age with everything before)."""
+        ...
+
     async def open(
         self, partition: int, after_stream_seq: int, token: FenceToken
     ) -> PartitionSource:
@@ -113,6 +129,10 @@ class Fanout(Protocol):
     """Tells every consumer instance about stored messages (at most once; resume fills gaps)."""
 
     async def publish(self, batch: StoredBatch) -> None: ...
+
+    async def flush(self) -> None:
+        """Return once everything published so far has reached the message bus."""
+        ...
 
 
 __all__ = [

@@ -57,6 +57,11 @@ WORKERS_FENCED = Counter(
     "Partition workers stopped because a newer owner claimed their partition (they could not "
     "commit; a few around rebalancing are normal)",
 )
+STREAM_REWINDS = Counter(
+    "rtm_consumer_stream_rewinds_total",
+    "Partitions started over from the stream's first message because the stream did not hold "
+    "the message at their committed offset (created again, or its tail lost): investigate",
+)
 JETSTREAM_PENDING = Gauge(
     "rtm_consumer_jetstream_pending",
     "Messages not yet delivered, per owned partition",

@@ -97,6 +97,7 @@ class PartitionManager:
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._closing = False
+        self.last_round: float | None = None  # monotonic time of the last round that worked
         self.stored_batches = 0
 
     @property
@@ -110,15 +111,19 @@ class PartitionManager:
 
     async def run(self) -> None:
         """Balance leases forever (cancel to stop; then call `stop`)."""
-        await self._leases.setup()
+        ready = False
         while not self._closing:
+            self._wake.clear()  # before the round: a worker ending during it wakes the next
             try:
+                if not ready:
+                    await self._leases.setup()
+                    ready = True
                 await self._balance()
+                self.last_round = time.monotonic()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 logger.warning("lease round failed (%r); retrying", exc)
-            self._wake.clear()
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
             # that arrives as the event is set, and the loop would take leases after `stop`.
             with contextlib.suppress(TimeoutError):
@@ -190,41 +195,52 @@ class PartitionManager:
 
     def abort(self) -> None:
         """Cancel every worker at once (a stop that ran out of time; leases then expire)."""
+        self._closing = True
         if self._loop_task is not None:
             self._loop_task.cancel()
         for owned in self._owned.values():
-            if owned.task is not None:
-                owned.task.cancel()
+            self._stop(owned)
         self._owned.clear()
+
+    def health(self) -> str | None:
+        """None while lease rounds work (readiness): an instance whose rounds keep failing
+        holds no partition and must not look ready."""
+        if self._loop_task is None or self._loop_task.done():
+            return "the partition manager is not running"
+        if self.last_round is None:
+            return "no lease round has worked yet"
+        silent = time.monotonic() - self.last_round
+        if silent > max(5.0, 10 * self._tick):
+            return f"no lease round has worked for {silent:.0f}s"
+        return None
 
     async def _work(self, owned: _Ownership) -> None:
         partition, token = owned.partition, owned.lease.token
         backoff = 0.1
         while not owned.stopping:
-            source = None
+            worker = PartitionWorker(
+                partition,
+                token,
+                self._store,
+                self._sources,
+                self._fanout,
+                batch_size=self._batch_size,
+                fetch_timeout=self._fetch_timeout,
+            )
             try:
-                offset = await self._store.claim(partition, token)
-                source = await self._sources.open(partition, offset, token)
-                worker = PartitionWorker(
-                    partition,
-                    token,
-                    offset,
-                    source,
-                    self._store,
-                    self._fanout,
-                    batch_size=self._batch_size,
-                    fetch_timeout=self._fetch_timeout,
-                )
-                backoff = 0.1
+                await worker.open()
+                if worker.rewound:
+                    metrics.STREAM_REWINDS.inc()
                 reported = 0.0
                 while not owned.stopping:
                     if time.monotonic() - reported > LAG_REPORT_S:
                         reported = time.monotonic()
-                        pending, redelivered = await source.lag()
+                        pending, redelivered = await worker.lag()
                         metrics.JETSTREAM_PENDING.labels(str(partition)).set(pending)
                         metrics.JETSTREAM_REDELIVERED.labels(str(partition)).set(redelivered)
                     began = time.perf_counter()
                     outcome = await worker.step()
+                    backoff = 0.1  # only a step that worked ends a run of failures
                     if outcome.delivered:
                         self.stored_batches += 1
                         metrics.BATCH_SECONDS.observe(time.perf_counter() - began)
@@ -248,8 +264,7 @@ class PartitionManager:
                 await asyncio.sleep(backoff + random.uniform(0, backoff / 2))  # noqa: S311
                 backoff = min(backoff * 2, 5.0)
             finally:
-                if source is not None:
-                    await source.close()
+                await worker.close()
 
     async def stop(self) -> None:
         """Finish: leave (the others stop counting us and take our share), stop every worker
