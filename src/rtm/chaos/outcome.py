@@ -6,6 +6,7 @@ report (`rtm.chaos.report`) only formats it, and a test asserts on it.
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections import Counter
 from collections.abc import Sequence
@@ -89,6 +90,7 @@ class FaultImpact:
     ack_pause: float
     overlapped: bool  # the next fault started before this one had recovered
     rejoin: float | None = None  # a consumer back: its rejoin stall (rtm.chaos.recovery)
+    alone: bool = False  # a consumer fault while no other consumer instance was up
 
 
 @dataclass
@@ -135,7 +137,8 @@ class Outcome:
         return found
 
     def recovery_by_kind(self) -> dict[FaultKind, tuple[Spread | None, int]]:
-        """Per fault kind injected: the spread of recovery times, and how many never recovered."""
+        """Per fault kind injected: the spread of recovery times (without consumer faults that
+        left no consumer up: theirs is a restart, not a failover), how many never recovered."""
         kinds: dict[FaultKind, list[FaultImpact]] = {}
         for impact in self.impacts:
             if not impact.record.injected:
@@ -143,7 +146,7 @@ class Outcome:
             kinds.setdefault(impact.record.planned.kind, []).append(impact)
         return {
             kind: (
-                spread(i.recovery for i in impacts if i.recovery is not None),
+                spread(i.recovery for i in impacts if i.recovery is not None and not i.alone),
                 sum(1 for i in impacts if i.recovery is None),
             )
             for kind, impacts in kinds.items()
@@ -286,10 +289,30 @@ def impacts(
         rejoin = None
         if record.planned.kind in CONSUMER_FAULTS and record.back_after is not None:
             back = record.ended + record.back_after
-            if back + REJOIN_WINDOW_S <= duration:
+            window = (back - 1.0, back + REJOIN_WINDOW_S)
+            others = [r for r in injected if r is not record]
+            if window[1] <= duration and not any(_hurts(r, *window) for r in others):
                 rejoin = index.worst_latency(back, back + REJOIN_WINDOW_S)
-        found.append(FaultImpact(record, recovery, pause, overlapped, rejoin))
+        alone = record.planned.kind in CONSUMER_FAULTS and any(
+            r.planned.kind in CONSUMER_FAULTS
+            and r.planned.target != record.planned.target
+            and _hurts(r, record.started, record.started)
+            for r in injected
+            if r is not record
+        )
+        found.append(FaultImpact(record, recovery, pause, overlapped, rejoin, alone))
     return sorted(found, key=lambda i: i.record.planned.at)
+
+
+def _hurts(record: FaultRecord, since: float, until: float) -> bool:
+    """Whether `record`'s fault is in effect at some time in [`since`, `until`]: from its
+    signal until its target is back (or the freeze ends, for a process never restarted)."""
+    assert record.started is not None
+    assert record.ended is not None
+    over = record.ended + (record.back_after if record.back_after is not None else 0.0)
+    if record.back_after is None and record.planned.kind in CONSUMER_FAULTS:
+        over = math.inf  # never came back
+    return record.started <= until and over >= since
 
 
 def _lost(

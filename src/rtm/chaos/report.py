@@ -49,7 +49,10 @@ DEFINITIONS = (
     "**overlap**: the next fault came before this one had recovered; its figures include both.",
     "**rejoin stall**: for a consumer instance back after a fault, the longest time from "
     f"creation to first delivery of a message created in the {REJOIN_WINDOW_S:.0f} s after it "
-    "was ready again, while partitions move back to it.",
+    "was ready again, while partitions move back to it; `-` when another fault was in effect "
+    "then (its figure would be that fault's).",
+    "**no other consumer up**: a consumer fault while every other instance was down too: its "
+    "recovery is a restart, not a failover, and the per-kind figures leave it out.",
 )
 
 
@@ -113,7 +116,7 @@ def _impact_rows(impacts: Iterable[FaultImpact]) -> list[list[str]]:
                 else "-",
                 _s(impact.ack_pause) if r.injected else "-",
                 _s(impact.rejoin) if impact.rejoin is not None else "-",
-                r.note,
+                "; ".join(n for n in (r.note, "no other consumer up" if impact.alone else "") if n),
             ]
         )
     return rows

@@ -14,7 +14,7 @@ from rtm.chaos.errors import MalformedFrame
 from rtm.chaos.faults import FaultKind, PlannedFault
 from rtm.chaos.inject import FaultRecord
 from rtm.chaos.logs import partition_lines
-from rtm.chaos.outcome import ChaosConfig, ConversationInfo, Outcome, judge
+from rtm.chaos.outcome import ChaosConfig, ConversationInfo, Outcome, impacts, judge
 from rtm.chaos.receiver import Deliveries
 from rtm.chaos.report import Facts, markdown, summary
 from rtm.chaos.sender import OutboxSender, Outgoing
@@ -160,3 +160,21 @@ def test_a_corrupted_frame_is_a_finding_not_a_crash() -> None:
         deliveries=Deliveries(), records=[], stored=[],
     )  # fmt: skip
     assert [v.kind for v in again.violations] == [Kind.MALFORMED_FRAME]
+
+
+def test_a_consumer_fault_with_no_other_consumer_up_is_alone_and_overlaps_hide_rejoins() -> None:
+    def fault(at: float, kind: FaultKind, target: str, back: float) -> FaultRecord:
+        record = FaultRecord(PlannedFault(at, kind, target), at, at, 1)
+        record.back_after = back
+        return record
+
+    down = fault(10.0, FaultKind.CONSUMER_DOWN, "consumer-2", 8.0)  # up again at 18
+    while_down = fault(12.0, FaultKind.CONSUMER_KILL, "consumer-1", 2.0)  # back at 14
+    later = fault(40.0, FaultKind.CONSUMER_KILL, "consumer-1", 2.0)  # back at 42, alone in time
+    producer = fault(45.0, FaultKind.PRODUCER_KILL, "producer", 2.0)  # in 42's rejoin window
+    found = impacts(60.0, [], Deliveries(), [down, while_down, later, producer])
+    by_fault = {i.record.planned.at: i for i in found}
+    assert [by_fault[t].alone for t in (10.0, 12.0, 40.0, 45.0)] == [False, True, False, False]
+    assert by_fault[10.0].rejoin is not None  # back at 18: nothing else in effect until 23
+    assert by_fault[12.0].rejoin is None  # back at 14 while consumer-2 is still down
+    assert by_fault[40.0].rejoin is None  # the producer kill at 45 falls in its window
