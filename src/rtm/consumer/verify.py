@@ -24,9 +24,12 @@ from rtm.consumer.domain.exceptions import Unavailable
 from rtm.shared.postgres import PostgresDatabase
 
 CONNECT_TIMEOUT_S = 5.0  # also the bound of one lookup (the row scan has its own)
-# The auditor's stream messages per step: the same CPU per message as 1,000 (measured), and each
-# step holds the consumer's event loop for a few milliseconds, not fifteen.
-AUDIT_CHUNK = 250
+# The auditor's stream messages per step: each step holds the consumer's event loop for a few
+# milliseconds (250 cost the same CPU per message as 1,000 but held it for ~10 ms), and the
+# auditor takes at most a fifth of the loop's time (rtm bench rooms at 800 msgs/s: delivery
+# p99 110-180 ms with 250 and no rest, 60-80 ms with it off; see BENCHMARKS.md).
+AUDIT_CHUNK = 100
+AUDIT_DUTY = 0.2
 
 
 def continuity_service(nc: NatsClient, database: PostgresDatabase) -> ContinuityService:
@@ -36,6 +39,7 @@ def continuity_service(nc: NatsClient, database: PostgresDatabase) -> Continuity
         PostgresStoredHistory(database),
         PostgresAuditPositions(database),
         chunk=AUDIT_CHUNK,
+        duty=AUDIT_DUTY,
     )
 
 
