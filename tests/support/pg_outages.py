@@ -13,6 +13,7 @@ Only processes the test started are signalled, by PID.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
@@ -108,3 +109,14 @@ def postgres_outage(server: EmbeddedPostgres, kind: str) -> Outage:
 
 
 POSTGRES_OUTAGES = ["killed", *(f"frozen-{how.value}" for how in Freeze)]
+
+
+def assert_nothing_logged_as_a_bug(records: list[logging.LogRecord]) -> None:
+    """An outage is a WARNING, one line: no ERROR, no traceback, no asyncpg protocol error."""
+    for record in records:
+        text = record.getMessage() + (record.exc_text or "")
+        if record.exc_info is not None and record.exc_info[1] is not None:
+            text += repr(record.exc_info[1])
+        assert "InternalClientError" not in text, text
+        assert record.levelno < logging.ERROR, (record.name, text)
+        assert record.exc_info is None or record.levelno < logging.WARNING, (record.name, text)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import logging
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -233,14 +232,3 @@ async def until_every_message_arrived(
         if asyncio.get_running_loop().time() > deadline:
             break
         await asyncio.sleep(0.1)
-
-
-def assert_nothing_logged_as_a_bug(records: list[logging.LogRecord]) -> None:
-    """An outage is a WARNING, one line: no ERROR, no traceback, no asyncpg protocol error."""
-    for record in records:
-        text = record.getMessage() + (record.exc_text or "")
-        if record.exc_info is not None and record.exc_info[1] is not None:
-            text += repr(record.exc_info[1])
-        assert "InternalClientError" not in text, text
-        assert record.levelno < logging.ERROR, (record.name, text)
-        assert record.exc_info is None or record.levelno < logging.WARNING, (record.name, text)

@@ -39,7 +39,6 @@ from tests.integration.consumer.outage_clients import (
     Receiver,
     User,
     assert_every_message_once_in_order,
-    assert_nothing_logged_as_a_bug,
     assert_only_successes_and_unavailable,
     keep_reading_http,
     new_user,
@@ -48,7 +47,12 @@ from tests.integration.consumer.outage_clients import (
 )
 from tests.support.asgi import running_consumer
 from tests.support.db import create_conversation
-from tests.support.pg_outages import POSTGRES_OUTAGES, postgres_outage, private_postgres
+from tests.support.pg_outages import (
+    POSTGRES_OUTAGES,
+    assert_nothing_logged_as_a_bug,
+    postgres_outage,
+    private_postgres,
+)
 from tests.support.servers import migrated_database
 from tests.support.tokens import TokenFactory
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import logging
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -317,16 +316,6 @@ async def assert_each_acked_send_stored_once(run: Run, nats_url: str) -> None:
     assert twice == {}
     for msg_id, message_id in acked.items():
         assert [str(c.message_id) for c in copies[msg_id]] == [message_id], msg_id
-
-
-def assert_no_internal_errors_logged(records: list[logging.LogRecord]) -> None:
-    """Nothing logged as a bug: no unexpected error, no asyncpg protocol error."""
-    for record in records:
-        text = record.getMessage() + (record.exc_text or "")
-        if record.exc_info is not None and record.exc_info[1] is not None:
-            text += repr(record.exc_info[1])
-        assert "InternalClientError" not in text, text
-        assert record.levelno < logging.ERROR, (record.name, text)
 
 
 def felt(run: Run, *, known: bool, kind: str) -> bool:

@@ -31,7 +31,6 @@ from tests.integration.producer.outage_load import (
     Outage,
     Run,
     assert_each_acked_send_stored_once,
-    assert_no_internal_errors_logged,
     assert_only_acks_and_unavailable,
     felt,
     make_world,
@@ -39,6 +38,7 @@ from tests.integration.producer.outage_load import (
 )
 from tests.support.asgi import running
 from tests.support.pg_outages import (
+    assert_nothing_logged_as_a_bug,
     freezing,
     killing_postgres,
     postmaster_pid,
@@ -107,7 +107,7 @@ async def outage_run(
 async def assert_outage_survived(run: Run, nats_url: str, records: list[logging.LogRecord]) -> None:
     assert_only_acks_and_unavailable(run)
     await assert_each_acked_send_stored_once(run, nats_url)
-    assert_no_internal_errors_logged(records)
+    assert_nothing_logged_as_a_bug(records)
 
 
 @pytest.mark.parametrize("how", list(Freeze), ids=[how.value for how in Freeze])
