@@ -21,18 +21,18 @@ from typing import Any
 
 import nats
 from nats.aio.client import Client as NatsClient
-from nats.errors import Error as NatsError
 from nats.js.api import KeyValueConfig
 from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
 from rtm.auth.exceptions import Unavailable
 from rtm.auth.ports import RevocationOutbox
+from rtm.shared.connect import NATS_FAILURES
 from rtm.shared.contract import SESSION_REVOKED, SessionRevoked
 
 logger = logging.getLogger(__name__)
 
-DELIVERY_ERRORS: tuple[type[BaseException], ...] = (Unavailable, NatsError, TimeoutError, OSError)
+DELIVERY_ERRORS: tuple[type[BaseException], ...] = (Unavailable, *NATS_FAILURES)
 
 
 class NatsBus:

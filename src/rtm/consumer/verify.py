@@ -21,6 +21,7 @@ from rtm.consumer.continuity_service import ContinuityService, VerifyProgress
 from rtm.consumer.domain.continuity_ports import ContinuityUnavailable
 from rtm.consumer.domain.continuity_report import ContinuityReport
 from rtm.consumer.domain.exceptions import Unavailable
+from rtm.shared.connect import NATS_FAILURES
 from rtm.shared.postgres import PostgresDatabase
 
 CONNECT_TIMEOUT_S = 5.0  # also the bound of one lookup (the row scan has its own)
@@ -99,7 +100,7 @@ async def _connect_nats(url: str) -> NatsClient:
             connect_timeout=CONNECT_TIMEOUT_S,
             error_cb=remember,
         )
-    except (nats.errors.Error, OSError, TimeoutError) as exc:
+    except NATS_FAILURES as exc:
         cause = failures[-1] if failures else exc
         raise ContinuityUnavailable(f"cannot connect to NATS: {cause!r}") from exc
 

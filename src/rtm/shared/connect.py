@@ -15,10 +15,15 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import nats
+import nats.errors
 from nats.aio.client import Client as NatsClient
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+
+# What a NATS operation raises when the server or the connection fails: nats-py's own errors
+# (timeouts, no responders, JetStream API errors, a closed connection) and the socket's.
+NATS_FAILURES: tuple[type[BaseException], ...] = (nats.errors.Error, TimeoutError, OSError)
 
 
 def backoff_delays(base: float = 0.2, cap: float = 5.0) -> Callable[[int], float]:
@@ -31,8 +36,14 @@ def backoff_delays(base: float = 0.2, cap: float = 5.0) -> Callable[[int], float
     return delay
 
 
-async def retry_forever(what: str, attempt: Callable[[], Awaitable[T]], cap: float = 5.0) -> T:
-    """Run `attempt` until it succeeds; log why it failed and when it will retry."""
+async def retry_forever(
+    what: str,
+    attempt: Callable[[], Awaitable[T]],
+    cap: float = 5.0,
+    on_failure: Callable[[str], None] | None = None,
+) -> T:
+    """Run `attempt` until it succeeds; log why it failed (the underlying error when one was
+    translated) and when it will retry, and tell `on_failure` the same reason."""
     delay = backoff_delays(cap=cap)
     tries = 0
     while True:
@@ -41,11 +52,13 @@ async def retry_forever(what: str, attempt: Callable[[], Awaitable[T]], cap: flo
             result = await attempt()
         except asyncio.CancelledError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # last line of defence of a retry loop: logged, tried again
             wait = delay(tries)
-            logger.warning(
-                "%s unavailable (%s: %s); retrying in %.1fs", what, type(exc).__name__, exc, wait
-            )
+            cause = exc.__cause__ or exc
+            reason = f"{type(cause).__name__}: {cause}"[:300]
+            if on_failure is not None:
+                on_failure(reason)
+            logger.warning("%s unavailable (%s); retrying in %.1fs", what, reason, wait)
             await asyncio.sleep(wait)
         else:
             if tries > 1:

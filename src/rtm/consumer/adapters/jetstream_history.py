@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncGenerator
 
-import nats.errors
 import orjson
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
@@ -26,10 +25,10 @@ from nats.js.errors import NotFoundError
 
 from rtm.consumer.domain.continuity import StreamEntry, stream_entry
 from rtm.consumer.domain.continuity_ports import ContinuityUnavailable, StreamBounds
+from rtm.shared.connect import NATS_FAILURES
 from rtm.shared.contract import MESSAGE_SUBJECT_PREFIX, STREAM, partition_filter
 from rtm.shared.ids import new_id
 
-_FAILURES = (nats.errors.Error, TimeoutError, OSError)  # nats-py's errors, and the socket's
 _STATUS = "Status"  # header of JetStream's status messages (404 no messages, 408, 409, 100)
 
 
@@ -53,7 +52,7 @@ class JetStreamHistory:
             raise ContinuityUnavailable(
                 f"there is no stream {STREAM} on this NATS: is it rtm's?"
             ) from exc
-        except _FAILURES as exc:
+        except NATS_FAILURES as exc:
             raise ContinuityUnavailable(f"JetStream: cannot read stream {STREAM}: {exc!r}") from exc
         state = info.state
         return StreamBounds(int(state.first_seq), int(state.last_seq), int(state.messages))
@@ -81,7 +80,7 @@ class JetStreamHistory:
         try:
             info = await self._js.add_consumer(STREAM, config)
             await pull.subscribe()
-        except _FAILURES as exc:
+        except NATS_FAILURES as exc:
             await pull.close()
             raise ContinuityUnavailable(f"JetStream: cannot read {STREAM}: {exc!r}") from exc
         try:
@@ -90,7 +89,7 @@ class JetStreamHistory:
             while pending > 0:
                 try:
                     messages = await pull.next(min(batch, pending), self._fetch_timeout)
-                except _FAILURES as exc:
+                except NATS_FAILURES as exc:
                     raise ContinuityUnavailable(
                         f"JetStream: reading {STREAM} failed after stream sequence "
                         f"{after_seq} + {delivered} messages: {exc!r}"
@@ -117,7 +116,7 @@ class JetStreamHistory:
                     yield entries
         finally:
             await pull.close()
-            with contextlib.suppress(*_FAILURES):
+            with contextlib.suppress(*NATS_FAILURES):
                 await self._js.delete_consumer(STREAM, name)
 
 
@@ -156,5 +155,5 @@ class _Pull:
 
     async def close(self) -> None:
         if self._subscription is not None:
-            with contextlib.suppress(*_FAILURES):
+            with contextlib.suppress(*NATS_FAILURES):
                 await self._subscription.unsubscribe()

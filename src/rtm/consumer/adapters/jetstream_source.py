@@ -40,6 +40,7 @@ from nats.js.errors import NotFoundError
 
 from rtm.consumer.domain.model import FenceToken, StreamPosition, payload_check
 from rtm.consumer.domain.ports import Delivery
+from rtm.shared.connect import NATS_FAILURES
 from rtm.shared.contract import STREAM, partition_filter
 
 INACTIVE_THRESHOLD_S = 120.0  # a consumer no worker pulls from is removed by the server after
@@ -144,10 +145,10 @@ class JetStreamPartitionSource:
     async def close(self) -> None:
         """Unsubscribe and delete the consumer; best effort (NATS may be down: the server then
         removes the consumer once it has been inactive for `INACTIVE_THRESHOLD_S`)."""
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(*NATS_FAILURES):
             await self._subscription.unsubscribe()
         if self._delete is not None:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(*NATS_FAILURES):
                 await asyncio.wait_for(self._delete(), CLOSE_TIMEOUT_S)
 
 

@@ -23,6 +23,7 @@ from nats.js.errors import BucketNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from rtm.consumer.domain.model import FenceToken, Lease
+from rtm.shared.connect import NATS_FAILURES
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ async def _bucket(js: JetStreamContext, name: str, ttl: float) -> KeyValue:
     try:
         bucket = await js.key_value(name)
     except BucketNotFoundError:
-        with contextlib.suppress(Exception):  # a concurrent starter may create it first
+        with contextlib.suppress(*NATS_FAILURES):  # a concurrent starter may create it first
             return await js.create_key_value(
                 KeyValueConfig(bucket=name, history=1, ttl=ttl, storage=StorageType.FILE)
             )
@@ -97,8 +98,13 @@ class KvPartitionLeases:
             raise
 
     async def release(self, partition: int, revision: int) -> None:
-        with contextlib.suppress(Exception):
+        """Best effort: a lease we could not delete expires by itself within the TTL."""
+        try:
             await self._kv().delete(f"p{partition}", last=revision)
+        except NATS_FAILURES as exc:
+            logger.info(
+                "partition %s: lease not released (%r); it expires by itself", partition, exc
+            )
 
     async def heartbeat(self) -> int:
         """Say we are alive; returns how many instances are alive (at least 1: us).
@@ -116,11 +122,13 @@ class KvPartitionLeases:
 
     async def leave(self) -> None:
         """Graceful stop: remove our heartbeat so the others take our share at once."""
-        with contextlib.suppress(Exception):
+        try:
             await self._js.purge_stream(
                 _stream(INSTANCES_BUCKET),
                 subject=f"$KV.{INSTANCES_BUCKET}.{self._instance.decode()}",
             )
+        except NATS_FAILURES as exc:  # the heartbeat then expires by itself within the TTL
+            logger.info("heartbeat not removed (%r); it expires by itself", exc)
 
 
 def _stream(bucket: str) -> str:

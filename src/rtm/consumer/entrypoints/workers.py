@@ -187,8 +187,8 @@ class PartitionManager:
     async def _forget(self, owned: _Ownership) -> None:
         """The worker has ended: drop the partition and release its lease if we still hold it."""
         del self._owned[owned.partition]
-        if owned.held:
-            with contextlib.suppress(Exception):
+        if owned.held:  # release is best effort itself; a NATS that does not answer: the TTL
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
                     self._leases.release(owned.partition, owned.lease.revision), STOP_STEP_S
                 )
@@ -275,7 +275,7 @@ class PartitionManager:
         while loop_task is not None and not loop_task.done():
             loop_task.cancel()
             await asyncio.wait({loop_task}, timeout=RECANCEL_S)
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(TimeoutError):  # leave is best effort itself
             await asyncio.wait_for(self._leases.leave(), STOP_STEP_S)
         running = set()
         for owned in self._owned.values():

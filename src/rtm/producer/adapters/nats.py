@@ -18,21 +18,19 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
 
 from rtm.producer.domain.exceptions import Unavailable
+from rtm.shared.connect import NATS_FAILURES
 from rtm.shared.contract import STREAM
 from rtm.shared.jetstream import ensure_stream
 
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[Msg], Awaitable[None]]
-
-BUS_ERRORS: tuple[type[BaseException], ...] = (nats.errors.Error, OSError, TimeoutError)
 
 
 class NatsBus:
@@ -176,7 +174,7 @@ class NatsBus:
             raise Unavailable("the message bus is not connected")
         try:
             await self.nc.publish(subject, payload)
-        except BUS_ERRORS as exc:
+        except NATS_FAILURES as exc:
             raise Unavailable("the message bus is unavailable") from exc
 
     async def request_async(
@@ -207,7 +205,7 @@ class NatsBus:
         future.add_done_callback(forget)
         try:
             await self.nc.publish(subject, payload, reply=f"{self._inbox}.{token}", headers=headers)
-        except BUS_ERRORS as exc:
+        except NATS_FAILURES as exc:
             future.cancel()
             raise Unavailable("the message bus is unavailable") from exc
         return future

@@ -10,9 +10,10 @@ import orjson
 from nats.aio.msg import Msg
 from nats.js.api import Header
 
-from rtm.producer.adapters.nats import BUS_ERRORS, NatsBus
+from rtm.producer.adapters.nats import NatsBus
 from rtm.producer.domain.exceptions import Unavailable
 from rtm.producer.domain.model import ConversationChanged, Receipt
+from rtm.shared.connect import NATS_FAILURES
 from rtm.shared.contract import (
     CONVERSATION_EVENTS,
     READ_EVENTS,
@@ -92,7 +93,7 @@ class JetStreamMessagePublisher:
     async def original(self, stream_seq: int) -> AcceptedMessage:
         try:
             raw = await self._bus.js.get_msg(STREAM, seq=stream_seq, direct=True)
-        except BUS_ERRORS as exc:
+        except NATS_FAILURES as exc:
             raise Unavailable("the message bus is unavailable") from exc
         if raw.data is None:
             raise Unavailable(f"stream message {stream_seq} has no payload")
