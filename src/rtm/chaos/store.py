@@ -15,11 +15,13 @@ import asyncpg
 
 from rtm.chaos.checker import Stored
 from rtm.chaos.errors import ChaosError
+from rtm.shared.postgres import OUTAGES
 
 QUERY_TIMEOUT_S = 3.0
 FINAL_READ_TIMEOUT_S = 60.0
-# What a call to a PostgreSQL that is down, frozen or restarting raises.
-DB_FAILURES = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+# What a call to a PostgreSQL that is down, frozen or restarting raises (the services' outages,
+# and any error the server answers while it shuts down or starts).
+DB_FAILURES: tuple[type[BaseException], ...] = (*OUTAGES, asyncpg.PostgresError)
 
 
 async def _fetch(

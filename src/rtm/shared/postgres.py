@@ -49,6 +49,7 @@ from pathlib import Path
 
 import asyncpg
 
+from rtm.shared.connect import retry_forever
 from rtm.shared.migrate import apply_migrations
 
 logger = logging.getLogger(__name__)
@@ -129,22 +130,11 @@ class PostgresDatabase:
         self._task = asyncio.create_task(self._connect(), name="postgres-connect")
 
     async def _connect(self) -> None:
-        delay = 0.2
-        while True:
-            try:
-                await self.open()
-            except Exception as exc:  # any failure here means "not yet": retry
-                self._last_error = f"{type(exc.__cause__ or exc).__name__}: {exc.__cause__ or exc}"
-                logger.warning(
-                    "PostgreSQL not available (%s); retrying in %.1fs",
-                    self._last_error[:300],
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._max_backoff)
-                continue
-            logger.info("connected to PostgreSQL")
-            return
+        await retry_forever("PostgreSQL", self.open, self._max_backoff, self._failed)
+        logger.info("connected to PostgreSQL")
+
+    def _failed(self, reason: str) -> None:
+        self._last_error = reason
 
     async def open(self) -> None:
         """Apply pending migrations (when asked to), open the pool and run a trivial query:
@@ -195,7 +185,7 @@ class PostgresDatabase:
         deadline = asyncio.get_running_loop().time() + budget
         try:
             conn = await pool.acquire(timeout=budget)
-        except Exception as exc:  # whatever stops us connecting (down, refusing, misconfigured)
+        except (*OUTAGES, asyncpg.PostgresError) as exc:  # down, refusing, or refused us
             raise self._unavailable("the database is unavailable") from exc
         reusable = False
         try:
