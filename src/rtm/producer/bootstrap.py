@@ -31,7 +31,6 @@ from rtm.producer.adapters.nats import NatsBus
 from rtm.producer.adapters.postgres import PostgresConversationRepository
 from rtm.producer.adapters.publishers import JetStreamMessagePublisher, NatsEventPublisher
 from rtm.producer.domain.exceptions import Unavailable
-from rtm.producer.domain.limits import KeyedBuckets, RevokedSessions, Throttle
 from rtm.producer.domain.membership import Cooldown, MembershipCache
 from rtm.producer.entrypoints import asyncapi, http, ws
 from rtm.producer.entrypoints.connections import ConnectionRegistry
@@ -56,6 +55,7 @@ from rtm.shared.health import Readiness
 from rtm.shared.http import create_http_app
 from rtm.shared.ids import new_id
 from rtm.shared.jetstream import stream_config
+from rtm.shared.limits import KeyedBuckets, RevokedSessions, Throttle
 from rtm.shared.postgres import PostgresDatabase
 from rtm.shared.revocation import load_revoked
 from rtm.shared.runtime import tune_gc

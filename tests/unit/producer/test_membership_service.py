@@ -9,7 +9,6 @@ import uuid
 import pytest
 
 from rtm.producer.domain.exceptions import Forbidden, Unavailable
-from rtm.producer.domain.limits import Throttle
 from rtm.producer.domain.membership import CheckEvent
 from rtm.producer.domain.model import (
     Ack,
@@ -20,6 +19,7 @@ from rtm.producer.domain.model import (
     StoredSend,
 )
 from rtm.producer.services import ConversationService, MessageService, SignalService
+from rtm.shared.limits import Throttle
 from tests.support.producer_fakes import (
     FakeClock,
     FakeEventPublisher,

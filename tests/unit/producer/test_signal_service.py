@@ -8,9 +8,9 @@ import uuid
 import pytest
 
 from rtm.producer.domain.exceptions import Forbidden, ValidationFailed
-from rtm.producer.domain.limits import Throttle
 from rtm.producer.domain.model import Conversation, ConversationKind
 from rtm.producer.services import SignalService
+from rtm.shared.limits import Throttle
 from tests.support.producer_fakes import (
     FakeClock,
     FakeEventPublisher,

@@ -15,10 +15,10 @@ from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 
-from rtm.producer.domain.limits import KeyedBuckets, RevokedSessions
 from rtm.producer.entrypoints.connections import ConnectionRegistry
 from rtm.producer.services import ConversationService, MessageService, SignalService
 from rtm.producer.settings import ProducerSettings
+from rtm.shared.limits import KeyedBuckets, RevokedSessions
 from rtm.shared.tokens import AccessClaims, TokenError, TokenVerifier
 
 

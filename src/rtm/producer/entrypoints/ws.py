@@ -27,7 +27,6 @@ from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
 from rtm.producer.domain.exceptions import TooManyInFlight
-from rtm.producer.domain.limits import TokenBucket, WindowCounter
 from rtm.producer.domain.model import Ack, SendMessage
 from rtm.producer.domain.rules import validate_read_seq
 from rtm.producer.entrypoints.deps import ProducerContext, get_context
@@ -56,6 +55,7 @@ from rtm.producer.services import Result, SendPipeline, internal_error
 from rtm.shared.clock import utcnow
 from rtm.shared.errors import ErrorCode, RtmError
 from rtm.shared.frames import PONG, parse_frame, validate_frame
+from rtm.shared.limits import TokenBucket, WindowCounter
 from rtm.shared.tokens import AccessClaims, TokenError
 from rtm.shared.ws import (
     CloseCode,

@@ -7,10 +7,10 @@ from collections.abc import Callable
 from datetime import datetime
 
 from rtm.producer.domain.exceptions import Forbidden
-from rtm.producer.domain.limits import Throttle
 from rtm.producer.domain.ports import EventPublisher
 from rtm.producer.domain.rules import validate_read_seq
 from rtm.producer.services.membership import MembershipService
+from rtm.shared.limits import Throttle
 
 
 class SignalService:

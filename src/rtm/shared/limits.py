@@ -1,4 +1,5 @@
-"""Pure rate and abuse limits, driven by an injected monotonic clock (seconds).
+"""Pure rate and abuse limits, driven by an injected monotonic clock (seconds); producer and
+consumer apply the same ones to what their clients send.
 
 - `TokenBucket`: frames per second with bursts (PROTOCOL.md §5: 20/s, bursts of 40).
 - `KeyedBuckets`: one bucket per key (user) with a bounded number of keys, for HTTP sends.

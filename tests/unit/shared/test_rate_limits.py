@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rtm.producer.domain.limits import (
+from rtm.shared.limits import (
     KeyedBuckets,
     RevokedSessions,
     Throttle,
