@@ -23,6 +23,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ConfigDict
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -89,6 +90,15 @@ ERROR_SCHEMA: dict[str, Any] = {
     },
     "required": ["error"],
 }
+
+
+class RequestBody(BaseModel):
+    """Base of every HTTP request body. A field the model does not know is refused (422
+    `validation_failed`, `field` naming it), not dropped: a misspelt optional field would
+    otherwise be ignored without the client ever learning why it had no effect. (WebSocket
+    frames stay lenient: protocol.md lets newer clients send fields older servers ignore.)"""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 def error_response(error: RtmError) -> JSONResponse:
