@@ -37,6 +37,7 @@ from rtm.shared.clock import utcnow
 from rtm.shared.health import Readiness
 from rtm.shared.migrate import apply_migrations
 from rtm.shared.postgres import PostgresDatabase
+from rtm.shared.serving import uvicorn_edge_options
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +131,9 @@ class AuthRuntime:
             self.service, settings=settings, readiness=self.readiness
         )
         self.grpc_server, self._health = create_grpc_server(
-            AuthServicer(self.service), max_message_bytes=settings.grpc_max_message_bytes
+            AuthServicer(self.service),
+            max_message_bytes=settings.grpc_max_message_bytes,
+            handshake_timeout_s=settings.http_header_timeout_s,
         )
         self.health = HealthReporter(self._health, self._serving, settings.health_interval_seconds)
         self.grpc_port = 0
@@ -204,6 +207,7 @@ class AuthRuntime:
             proxy_headers=bool(self.settings.trusted_proxies),
             forwarded_allow_ips=self.settings.trusted_proxies or None,
             timeout_graceful_shutdown=5,
+            **uvicorn_edge_options(self.settings),
         )
         self._uvicorn = _EmbeddedUvicorn(config)
         self._spawn(self._uvicorn.serve(sockets=[sock]), "http")

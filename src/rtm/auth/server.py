@@ -92,14 +92,26 @@ def create_grpc_server(
     servicer: AuthServicer,
     *,
     max_message_bytes: int,
+    handshake_timeout_s: float = 5.0,
 ) -> tuple[grpc.aio.Server, HealthServicer]:
-    """A server with our services registered (not bound, not started)."""
+    """A server with our services registered (not bound, not started).
+
+    Edge limits (protocol.md, "Edges"): a connection must complete its HTTP/2 handshake within
+    `handshake_timeout_s` (gRPC's default is 120 s: an idle TCP connection was held that long);
+    a connection with no call for 5 minutes is sent GOAWAY (clients reconnect transparently); a
+    connection is pinged after 60 s of silence and closed when the ping is not answered within
+    20 s; at most 100 concurrent calls per connection."""
     server = grpc.aio.server(
         interceptors=[RequestIdInterceptor()],
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", 4 * 1024 * 1024),
             ("grpc.so_reuseport", 0),
+            ("grpc.server_handshake_timeout_ms", int(handshake_timeout_s * 1000)),
+            ("grpc.max_connection_idle_ms", 5 * 60 * 1000),
+            ("grpc.keepalive_time_ms", 60 * 1000),
+            ("grpc.keepalive_timeout_ms", 20 * 1000),
+            ("grpc.max_concurrent_streams", 100),
         ],
     )
     auth_pb2_grpc.add_AuthServiceServicer_to_server(servicer, server)

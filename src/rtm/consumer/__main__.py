@@ -12,6 +12,7 @@ from rtm.consumer.entrypoints.ws import ws_protocol
 from rtm.consumer.settings import ConsumerSettings
 from rtm.shared.logging import setup_logging
 from rtm.shared.runtime import tune_gc
+from rtm.shared.serving import uvicorn_edge_options
 
 
 def _exit_ok(signum: int, frame: FrameType | None) -> None:
@@ -23,8 +24,15 @@ def main() -> None:
     the handler installed here turns that re-raise into a clean exit code 0."""
     settings = ConsumerSettings()
     setup_logging("consumer", settings.log_level, settings.log_format)
+    signal.signal(signal.SIGTERM, _exit_ok)
+    tune_gc(settings.gc_young_threshold)
+    uvicorn.Server(server_config(settings)).run()
+
+
+def server_config(settings: ConsumerSettings) -> uvicorn.Config:
+    """The consumer's uvicorn configuration: its app, `/v1/ws` on picows, the edge limits."""
     app = create_app(settings)
-    config = uvicorn.Config(
+    return uvicorn.Config(
         app,
         host=settings.host,
         port=settings.consumer_port,
@@ -33,10 +41,8 @@ def main() -> None:
         access_log=False,
         timeout_graceful_shutdown=10,
         lifespan="on",
+        **uvicorn_edge_options(settings),
     )
-    signal.signal(signal.SIGTERM, _exit_ok)
-    tune_gc(settings.gc_young_threshold)
-    uvicorn.Server(config).run()
 
 
 if __name__ == "__main__":

@@ -59,6 +59,7 @@ from rtm.shared.limits import KeyedBuckets, RevokedSessions, Throttle
 from rtm.shared.postgres import PostgresDatabase
 from rtm.shared.revocation import load_revoked
 from rtm.shared.runtime import tune_gc
+from rtm.shared.serving import uvicorn_edge_options
 from rtm.shared.tokens import TokenVerifier
 from rtm.shared.ws import CloseCode
 
@@ -271,6 +272,7 @@ def server(settings: ProducerSettings) -> uvicorn.Server:
         lifespan="on",
         timeout_graceful_shutdown=int(settings.shutdown_timeout_s) + 5,
         server_header=False,
+        **uvicorn_edge_options(settings),
     )
     return _GracefulServer(config, producer)
 

@@ -6,10 +6,12 @@ at import time: composition roots build their settings object and pass it down.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
+from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -62,9 +64,98 @@ class CommonSettings(BaseSettings):
         True, description="apply pending migrations when the service starts (serialised by a lock)"
     )
 
-    @field_validator("allowed_origins", mode="before")
+    # Edge limits of every HTTP and WebSocket port (rtm.shared.serving, protocol.md "Edges").
+    http_header_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        le=300,
+        description="a connection waiting for a request must send its complete headers within "
+        "this (counted from the connection or the previous response); else it is closed",
+    )
+    http_keep_alive_s: float = Field(
+        5.0, gt=0, le=300, description="an idle keep-alive connection is closed after this"
+    )
+    ws_ping_interval_s: float = Field(
+        20.0, gt=0, le=3600, description="a WebSocket idle this long is pinged"
+    )
+    ws_ping_timeout_s: float = Field(
+        20.0,
+        gt=0,
+        le=3600,
+        description="a WebSocket whose peer does not answer a ping within this is closed (1011)",
+    )
+    max_connections_per_address: int = Field(
+        1000,
+        ge=0,
+        description="open connections (HTTP and WebSocket) per client IP address on one port; "
+        "more are answered 429 rate_limited. 0 = no cap",
+    )
+    connection_cap_exempt: Annotated[list[str], NoDecode] = Field(
+        default=["127.0.0.0/8", "::1/128"],
+        description="comma-separated networks the per-address cap does not apply to (loopback: "
+        "rtm bench, health checks, a local reverse proxy)",
+    )
+
+    @field_validator("allowed_origins", "connection_cap_exempt", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("connection_cap_exempt")
+    @classmethod
+    def _valid_networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            ipaddress.ip_network(network, strict=False)  # ValueError names the bad one
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_any_origin_in_prod(self) -> Self:
+        if self.env == "prod" and "*" in self.allowed_origins:
+            raise ValueError(
+                "RTM_ALLOWED_ORIGINS=* (the default) is refused with RTM_ENV=prod: set "
+                "RTM_ALLOWED_ORIGINS to your web app's origins, comma-separated, e.g. "
+                "RTM_ALLOWED_ORIGINS=https://chat.example.com"
+            )
+        return self
+
+
+def _loopback(host: str | None) -> bool:
+    if host is None:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class AuthClientSettings(CommonSettings):
+    """Settings of a service that verifies access tokens with keys fetched from auth (producer,
+    consumer). Those keys decide who is who: with `RTM_ENV=prod` they must come over https,
+    from this machine (loopback: `rtm up`), or over a link `allow_http_auth_url` says is
+    private (a container network)."""
+
+    auth_url: str = Field(
+        "http://127.0.0.1:8080", description="auth's HTTP front; JWKS at /.well-known/jwks.json"
+    )
+    allow_http_auth_url: bool = Field(
+        False,
+        description="with RTM_ENV=prod, accept an http:// RTM_AUTH_URL (auth reached over a "
+        "private network only, e.g. docker compose's)",
+    )
+
+    @model_validator(mode="after")
+    def _refuse_http_auth_url_in_prod(self) -> Self:
+        url = urlsplit(self.auth_url)
+        insecure = url.scheme.lower() != "https" and not _loopback(url.hostname)
+        if self.env == "prod" and insecure and not self.allow_http_auth_url:
+            raise ValueError(
+                f"RTM_AUTH_URL={self.auth_url} is not https, refused with RTM_ENV=prod: signing "
+                "keys fetched from it could be forged on the way. Use an https:// URL (or auth on "
+                "this machine's loopback), or set RTM_ALLOW_HTTP_AUTH_URL=true if auth is reached "
+                "over a private network only"
+            )
+        return self

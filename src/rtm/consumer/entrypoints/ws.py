@@ -311,7 +311,12 @@ def ws_protocol(app: FastAPI, settings: ConsumerSettings) -> type:
             request, serve_socket, app=app, max_message_bytes=settings.max_frame_bytes
         )
 
-    return picows_protocol(route, max_frame_bytes=settings.max_frame_bytes)
+    return picows_protocol(
+        route,
+        max_frame_bytes=settings.max_frame_bytes,
+        ping_interval=settings.ws_ping_interval_s,
+        ping_timeout=settings.ws_ping_timeout_s,
+    )
 
 
 async def serve_socket(websocket: ServerSocket) -> None:

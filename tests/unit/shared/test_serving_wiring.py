@@ -1,0 +1,34 @@
+"""Producer and consumer serve their port with the edge protocol of rtm.shared.serving (auth's
+is tested over real sockets in tests/integration/auth/test_auth_edges.py)."""
+
+from __future__ import annotations
+
+from rtm.consumer.__main__ import server_config
+from rtm.consumer.settings import ConsumerSettings
+from rtm.producer.bootstrap import server
+from rtm.producer.settings import ProducerSettings
+from rtm.shared.serving import AddressCap
+
+
+def edge_limits(http: object) -> tuple[float, float, int]:
+    assert isinstance(http, type)
+    cap = getattr(http, "_cap", None)
+    assert isinstance(cap, AddressCap)
+    return http._header_timeout_s, http._keep_alive_s, cap.limit
+
+
+def test_the_producer_serves_with_the_edge_limits_of_its_settings() -> None:
+    settings = ProducerSettings(
+        http_header_timeout_s=1.5, http_keep_alive_s=2.5, max_connections_per_address=7,
+        ws_ping_interval_s=3, ws_ping_timeout_s=4,
+    )  # fmt: skip
+    config = server(settings).config
+    assert edge_limits(config.http) == (1.5, 2.5, 7)
+    assert (config.ws_ping_interval, config.ws_ping_timeout) == (3, 4)
+
+
+def test_the_consumer_serves_with_the_edge_limits_of_its_settings() -> None:
+    settings = ConsumerSettings(
+        http_header_timeout_s=1.5, http_keep_alive_s=2.5, max_connections_per_address=7
+    )
+    assert edge_limits(server_config(settings).http) == (1.5, 2.5, 7)
