@@ -6,7 +6,9 @@ One line per event. Correlation: while an HTTP request is handled its id is `cid
 call `cid` again (auth's interceptor). They live in a context variable (`log_context`) that
 `ContextFilter`, installed by `setup_logging`, copies onto every record; fields passed with
 `extra=` (such as `message_id`, `client_msg_id`) win. Message bodies and secrets never go into
-INFO lines.
+INFO lines, and the values of a logged URL's query string are replaced by `***`
+(`RedactQueryFilter`): clients put tokens there (`/v1/ws?token=...`) although rtm ignores them,
+and uvicorn logs the WebSocket's path with its query string.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ LogFormat = Literal["auto", "json", "text"]
 
 _RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 _SANE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# A URL path followed by a query string: `/v1/ws?token=abc&x=1` (in quotes or not).
+_QUERY = re.compile(r"(/[^\s?\"']*)\?([^\s\"']*)")
+_PARAM_VALUE = re.compile(r"=[^&;]*")
 _CONTEXT: ContextVar[Mapping[str, str] | None] = ContextVar("rtm_log_context", default=None)
 
 
@@ -66,6 +71,30 @@ class ContextFilter(logging.Filter):
         for key, value in (_CONTEXT.get() or {}).items():
             if not hasattr(record, key):
                 setattr(record, key, value)
+        return True
+
+
+def redact_query(text: str) -> str:
+    """`text` with the value of every URL query parameter replaced by `***` (names kept)."""
+    return _QUERY.sub(_redacted, text) if "?" in text else text
+
+
+def _redacted(match: re.Match[str]) -> str:
+    path, query = match[1], match[2]
+    if not query:
+        return match[0]
+    return path + "?" + (_PARAM_VALUE.sub("=***", query) if "=" in query else "***")
+
+
+class RedactQueryFilter(logging.Filter):
+    """Redacts query strings (`redact_query`) in every record's message before it is
+    written: a token a client put in a URL never reaches a log line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact_query(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
         return True
 
 
@@ -114,6 +143,7 @@ def setup_logging(service: str, level: str = "INFO", fmt: LogFormat = "auto") ->
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(service) if use_json else TextFormatter(service))
     handler.addFilter(ContextFilter())
+    handler.addFilter(RedactQueryFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
