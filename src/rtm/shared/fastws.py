@@ -188,15 +188,15 @@ class PicowsSocket(picows.WSListener):
         return text
 
     async def send_text(self, text: str) -> None:
-        if not self.send_now(text):
+        if not self.send_now(text.encode()):
             raise WebSocketDisconnect(_ABNORMAL)
 
-    def send_now(self, text: str) -> bool:
-        """Write a text frame at once (picows buffers what the socket does not take yet);
-        False when the connection is gone."""
+    def send_now(self, data: bytes) -> bool:
+        """Write a text frame of UTF-8 `data` at once (picows buffers what the socket does not
+        take yet); False when the connection is gone."""
         if self.disconnected or self._transport is None:
             return False
-        self._transport.send(picows.WSMsgType.TEXT, text.encode())
+        self._transport.send(picows.WSMsgType.TEXT, data)
         return True
 
     def buffered_bytes(self) -> int:
@@ -331,7 +331,7 @@ class _OwnedBuffers:
     length (or, after a 4008 cut-off, the close frame's header) and loses the frame boundaries
     (issue #10). asyncio's transport copies in Python 3.11 but keeps memoryviews from 3.12.
     The copy is of the header only (2-10 bytes): the payload is immutable `bytes` already
-    (`send_now` encodes a `str`). `write` needs no copy: picows passes it only `bytes` it made.
+    (`send_now` takes `bytes`). `write` needs no copy: picows passes it only `bytes` it made.
     """
 
     __slots__ = ("_inner", "get_write_buffer_size", "write")

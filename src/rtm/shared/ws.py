@@ -72,9 +72,10 @@ class ServerSocket(Protocol):
 
 @runtime_checkable
 class DirectSocket(Protocol):
-    """A socket that can write a frame synchronously and tell how much it still buffers."""
+    """A socket that can write a text frame (its UTF-8 bytes) synchronously and tell how much
+    it still buffers."""
 
-    def send_now(self, text: str) -> bool: ...
+    def send_now(self, data: bytes) -> bool: ...
 
     def buffered_bytes(self) -> int: ...
 
@@ -169,7 +170,10 @@ class Outbox:
     """A per-connection send queue bounded in bytes, drained by one writer task.
 
     A slow reader must never slow others: `put` never waits, and returns False once more than
-    `limit_bytes` are queued, so the caller closes the connection (4008) instead of buffering.
+    `limit_bytes` (UTF-8 bytes, as sent) are queued, so the caller closes the connection (4008)
+    instead of buffering. A frame's size costs nothing for ASCII text (`str.isascii` reads a
+    flag CPython keeps); other text is encoded once more to measure it, except on a
+    `DirectSocket`, which is given the bytes measured.
 
     On a `DirectSocket` (picows) `put` writes at once, with no task switch, and the queue is the
     socket's own write buffer: the limit applies to it.
@@ -205,14 +209,15 @@ class Outbox:
     def put(self, frame: str) -> bool:
         if self._closed:
             return False
-        size = len(frame)
         if self._direct is not None:
-            if self._direct.buffered_bytes() + size > self._limit:
+            data = frame.encode()
+            if self._direct.buffered_bytes() + len(data) > self._limit:
                 return self._overflow()
-            if not self._direct.send_now(frame):
+            if not self._direct.send_now(data):
                 self.close()
                 return False
             return True
+        size = _utf8_size(frame)
         if self._queued_bytes + size > self._limit:
             return self._overflow()
         self._queue.append(frame)
@@ -241,7 +246,7 @@ class Outbox:
             while True:
                 while self._queue and not self.overflowed:
                     frame = self._queue.popleft()
-                    self._queued_bytes -= len(frame)
+                    self._queued_bytes -= _utf8_size(frame)
                     await self._websocket.send_text(frame)
                 if self._closed:
                     return
@@ -249,6 +254,10 @@ class Outbox:
                 await wakeup.wait()
         except (WebSocketDisconnect, RuntimeError, OSError):
             return
+
+
+def _utf8_size(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode())
 
 
 async def close_quietly(websocket: ServerSocket, code: int, reason: str = "") -> None:

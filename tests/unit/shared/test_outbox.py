@@ -45,3 +45,37 @@ async def test_a_reading_peer_gets_every_frame_in_order() -> None:
     await asyncio.wait_for(writer, 1)
     assert socket.sent == [f"frame-{n:02d}" for n in range(50)]
     assert not outbox.overflowed
+
+
+class DirectPeer:
+    """A socket written synchronously (as picows is), which keeps everything written buffered."""
+
+    def __init__(self) -> None:
+        self.buffered = 0
+        self.sent: list[bytes] = []
+
+    def send_now(self, data: bytes) -> bool:
+        self.sent.append(data)
+        self.buffered += len(data)
+        return True
+
+    def buffered_bytes(self) -> int:
+        return self.buffered
+
+
+async def test_the_queue_bound_counts_utf8_bytes_not_characters() -> None:
+    outbox = Outbox(StuckSocket(), limit_bytes=100)  # type: ignore[arg-type]
+    frame = "é" * 30  # 30 characters, 60 bytes
+    assert outbox.put(frame)
+    assert not outbox.put(frame)  # 120 bytes queued would pass the 100-byte bound
+    assert outbox.overflowed
+
+
+async def test_a_direct_socket_bound_counts_utf8_bytes_and_gets_them_encoded_once() -> None:
+    peer = DirectPeer()
+    outbox = Outbox(peer, limit_bytes=100)  # type: ignore[arg-type]
+    assert outbox.direct
+    assert outbox.put("€" * 30)  # 90 bytes
+    assert peer.sent == ["€".encode() * 30]
+    assert not outbox.put("€" * 4)  # fits as 4 characters, not as 12 bytes: 90 + 12 > 100
+    assert outbox.overflowed
