@@ -2,7 +2,8 @@
 
 Env names: the common `RTM_*` ones of `CommonSettings`, `RTM_TOKEN_ISSUER` (producer and consumer
 read the same variable), and `RTM_AUTH_*` for everything only auth uses. Secrets are `SecretStr`;
-the built-in development secret is refused outside `RTM_ENV=dev`. argon2 parameters below OWASP's
+the built-in development secret is refused outside `RTM_ENV=dev`, and with `RTM_ENV=prod` a key
+secret of less than 256 bits of estimated entropy. argon2 parameters below OWASP's
 minimum are refused outside `RTM_ENV=test` (tests hash with cheap parameters to stay fast).
 """
 
@@ -13,9 +14,13 @@ from typing import Annotated, Any, Self
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
+from rtm.shared.secret_strength import GENERATE_HINT, entropy_bits
 from rtm.shared.settings import CommonSettings
 
 DEV_KEY_SECRET = "rtm-dev-only-signing-key-secret-do-not-use-in-prod"  # noqa: S105 - a placeholder
+
+# What `secrets.token_urlsafe(32)` gives; the estimate is `rtm.shared.secret_strength`'s.
+KEY_SECRET_BITS = 256
 
 # OWASP Password Storage Cheat Sheet, argon2id minimum: m = 19 MiB, t = 2, p = 1.
 OWASP_MEMORY_KIB = 19 * 1024
@@ -120,6 +125,12 @@ class AuthSettings(CommonSettings):
         secret = self.key_secret.get_secret_value()
         if self.env != "dev" and (secret == DEV_KEY_SECRET or len(secret) < 32):
             raise ValueError("RTM_AUTH_KEY_SECRET must be set (>= 32 chars) outside RTM_ENV=dev")
+        bits = entropy_bits(secret)
+        if self.env == "prod" and bits < KEY_SECRET_BITS:
+            raise ValueError(
+                f"RTM_AUTH_KEY_SECRET has about {bits:.0f} bits of entropy, RTM_ENV=prod needs "
+                f"{KEY_SECRET_BITS}: {GENERATE_HINT}"
+            )
         weak = self.argon2_memory_kib < OWASP_MEMORY_KIB or self.argon2_time_cost < OWASP_TIME_COST
         if weak and self.env != "test":
             raise ValueError("argon2 parameters below the OWASP minimum (m=19 MiB, t=2)")

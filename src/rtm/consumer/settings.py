@@ -7,18 +7,17 @@ import socket
 
 from pydantic import Field
 
-from rtm.shared.settings import CommonSettings
+from rtm.shared.settings import AuthClientSettings
 
 
 def _default_instance_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-class ConsumerSettings(CommonSettings):
+class ConsumerSettings(AuthClientSettings):
     """Everything the consumer reads at start; every limit of PROTOCOL.md §6 is here."""
 
     consumer_port: int = Field(8082, ge=0, le=65535, description="HTTP + WebSocket port")
-    auth_url: str = Field("http://127.0.0.1:8080", description="auth's HTTP front (for JWKS)")
     token_issuer: str = Field("rtm-auth", description="the `iss` auth writes into tokens")
     instance_id: str = Field(
         default_factory=_default_instance_id, description="names this instance in partition leases"

@@ -9,16 +9,13 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from rtm.shared.settings import CommonSettings
+from rtm.shared.settings import AuthClientSettings
 
 
-class ProducerSettings(CommonSettings):
+class ProducerSettings(AuthClientSettings):
     """Everything the producer reads at start."""
 
     producer_port: int = Field(8081, ge=0, le=65535, description="HTTP + WebSocket port")
-    auth_url: str = Field(
-        "http://127.0.0.1:8080", description="auth's HTTP front; JWKS at /.well-known/jwks.json"
-    )
     token_issuer: str = Field("rtm-auth", description="the `iss` auth writes into access tokens")
 
     # Message rules (PROTOCOL.md §5).

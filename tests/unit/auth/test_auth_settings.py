@@ -7,7 +7,8 @@ from pydantic import ValidationError
 
 from rtm.auth.settings import AuthSettings
 
-SECRET = "a-production-secret-of-at-least-32-characters"
+SECRET = "RBLytSg3fd2Y1MDOBbWLcIyyIQMKe4pJb369DALJ4ns"  # secrets.token_urlsafe(32)
+ORIGINS = "https://chat.example.com"  # prod refuses the default, *
 
 
 @pytest.fixture(autouse=True)
@@ -40,17 +41,22 @@ def test_env_names_are_the_ones_the_runner_sets(monkeypatch: pytest.MonkeyPatch)
 
 def test_the_development_key_secret_is_refused_outside_dev() -> None:
     with pytest.raises(ValidationError, match="RTM_AUTH_KEY_SECRET"):
-        AuthSettings(env="prod")
+        AuthSettings(env="prod", allowed_origins=ORIGINS)
     with pytest.raises(ValidationError, match="RTM_AUTH_KEY_SECRET"):
-        AuthSettings(env="prod", key_secret="short")
-    assert AuthSettings(env="prod", key_secret=SECRET).key_secret.get_secret_value() == SECRET
+        AuthSettings(env="prod", allowed_origins=ORIGINS, key_secret="short")
+    assert (
+        AuthSettings(
+            env="prod", allowed_origins=ORIGINS, key_secret=SECRET
+        ).key_secret.get_secret_value()
+        == SECRET
+    )
 
 
 def test_weak_argon2_is_refused_except_in_tests() -> None:
     with pytest.raises(ValidationError, match="OWASP"):
-        AuthSettings(env="prod", key_secret=SECRET, argon2_memory_kib=1024)
+        AuthSettings(env="prod", allowed_origins=ORIGINS, key_secret=SECRET, argon2_memory_kib=1024)
     assert AuthSettings(env="test", key_secret=SECRET, argon2_memory_kib=64).argon2_memory_kib == 64
 
 
 def test_secrets_do_not_show_in_repr() -> None:
-    assert SECRET not in repr(AuthSettings(env="prod", key_secret=SECRET))
+    assert SECRET not in repr(AuthSettings(env="prod", allowed_origins=ORIGINS, key_secret=SECRET))
