@@ -18,12 +18,14 @@ from typing import Any
 
 import httpx
 import orjson
+import picows
 import pytest
 import uvicorn
 import websockets
 from fastapi import WebSocket
 from prometheus_client import REGISTRY
 
+from rtm.shared.fastws import PicowsSocket, picows_protocol
 from rtm.shared.health import Readiness
 from rtm.shared.http import create_http_app
 from rtm.shared.logging import setup_logging
@@ -42,8 +44,27 @@ def edge_settings(**values: Any) -> CommonSettings:
     return CommonSettings(**(base | values))
 
 
+async def picows_echo(socket: PicowsSocket) -> None:
+    while True:
+        await socket.send_text(await socket.receive_text())
+
+
+def picows_ws_protocol(app: Any, settings: CommonSettings) -> type:
+    """The consumer's WebSocket stack: picows inside uvicorn (rtm.shared.fastws)."""
+
+    def route(request: picows.WSUpgradeRequest) -> PicowsSocket:
+        return PicowsSocket(request, picows_echo, app=app, max_message_bytes=1024)
+
+    return picows_protocol(
+        route,
+        max_frame_bytes=1024,
+        ping_interval=settings.ws_ping_interval_s,
+        ping_timeout=settings.ws_ping_timeout_s,
+    )
+
+
 @asynccontextmanager
-async def edge_server(settings: CommonSettings) -> AsyncIterator[int]:
+async def edge_server(settings: CommonSettings, *, picows_ws: bool = False) -> AsyncIterator[int]:
     """A service-like app (health routes, a WebSocket echo) served as the services serve."""
     app = create_http_app(
         title="edge", version="1", description="", settings=settings, readiness=Readiness()
@@ -59,7 +80,7 @@ async def edge_server(settings: CommonSettings) -> AsyncIterator[int]:
         app,
         host="127.0.0.1",
         port=0,
-        ws="websockets-sansio",
+        ws=picows_ws_protocol(app, settings) if picows_ws else "websockets-sansio",
         log_config=None,
         lifespan="off",
         timeout_graceful_shutdown=1,
@@ -155,10 +176,11 @@ async def test_a_prompt_client_is_served_and_kept_alive_within_the_limits() -> N
             await asyncio.sleep(TIMEOUT_S / 3)
 
 
-async def test_a_quiet_websocket_that_answers_pings_stays_open() -> None:
-    settings = edge_settings(ws_ping_interval_s=0.2, ws_ping_timeout_s=0.3)
+@pytest.mark.parametrize("on_picows", [False, True], ids=["websockets", "picows"])
+async def test_a_quiet_websocket_that_answers_pings_stays_open(on_picows: bool) -> None:
+    settings = edge_settings(ws_ping_interval_s=0.3, ws_ping_timeout_s=0.2)
     async with (
-        edge_server(settings) as port,
+        edge_server(settings, picows_ws=on_picows) as port,
         websockets.connect(f"ws://127.0.0.1:{port}/v1/ws") as ws,
     ):
         await asyncio.sleep(3 * TIMEOUT_S)  # past the HTTP header and keep-alive timeouts
@@ -166,9 +188,10 @@ async def test_a_quiet_websocket_that_answers_pings_stays_open() -> None:
         assert await ws.recv() == "still here"
 
 
-async def test_a_websocket_whose_peer_stops_answering_pings_is_closed() -> None:
-    settings = edge_settings(ws_ping_interval_s=0.2, ws_ping_timeout_s=0.3)
-    async with edge_server(settings) as port:
+@pytest.mark.parametrize("on_picows", [False, True], ids=["websockets", "picows"])
+async def test_a_websocket_whose_peer_stops_answering_pings_is_closed(on_picows: bool) -> None:
+    settings = edge_settings(ws_ping_interval_s=0.3, ws_ping_timeout_s=0.2)
+    async with edge_server(settings, picows_ws=on_picows) as port:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(
             b"GET /v1/ws HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\nconnection: Upgrade\r\n"
@@ -181,7 +204,7 @@ async def test_a_websocket_whose_peer_stops_answering_pings_is_closed() -> None:
             if not chunk:
                 break
         writer.close()
-    assert time.monotonic() - started < 0.2 + 0.3 + 1
+    assert time.monotonic() - started < 0.3 + 0.2 + 1
 
 
 @pytest.fixture

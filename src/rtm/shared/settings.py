@@ -82,7 +82,8 @@ class CommonSettings(BaseSettings):
         20.0,
         gt=0,
         le=3600,
-        description="a WebSocket whose peer does not answer a ping within this is closed (1011)",
+        description="a WebSocket whose peer does not answer a ping within this is closed "
+        "(1011); at most RTM_WS_PING_INTERVAL_S",
     )
     max_connections_per_address: int = Field(
         1000,
@@ -109,6 +110,16 @@ class CommonSettings(BaseSettings):
         for network in value:
             ipaddress.ip_network(network, strict=False)  # ValueError names the bad one
         return value
+
+    @model_validator(mode="after")
+    def _ping_timeout_within_interval(self) -> Self:
+        # picows (the consumer's WebSockets) refuses a reply timeout above the ping interval.
+        if self.ws_ping_timeout_s > self.ws_ping_interval_s:
+            raise ValueError(
+                f"RTM_WS_PING_TIMEOUT_S ({self.ws_ping_timeout_s}) must not exceed "
+                f"RTM_WS_PING_INTERVAL_S ({self.ws_ping_interval_s}): lower one or raise the other"
+            )
+        return self
 
     @model_validator(mode="after")
     def _refuse_any_origin_in_prod(self) -> Self:

@@ -69,3 +69,8 @@ def test_an_http_auth_url_is_refused_in_prod_unless_allowed(settings: type[Any])
     assert settings(env="dev", auth_url="http://auth:8080")  # dev and test: no https needed
     for local in ("http://127.0.0.1:8080", "http://[::1]:8080", "http://localhost:8080"):
         assert settings(**values, auth_url=local)  # `rtm up`: auth on this machine
+
+
+def test_a_ping_timeout_above_the_ping_interval_is_refused() -> None:
+    with pytest.raises(ValidationError, match="RTM_WS_PING_TIMEOUT_S"):
+        ConsumerSettings(ws_ping_interval_s=10, ws_ping_timeout_s=11)

@@ -20,11 +20,11 @@ def edge_limits(http: object) -> tuple[float, float, int]:
 def test_the_producer_serves_with_the_edge_limits_of_its_settings() -> None:
     settings = ProducerSettings(
         http_header_timeout_s=1.5, http_keep_alive_s=2.5, max_connections_per_address=7,
-        ws_ping_interval_s=3, ws_ping_timeout_s=4,
+        ws_ping_interval_s=4, ws_ping_timeout_s=3,
     )  # fmt: skip
     config = server(settings).config
     assert edge_limits(config.http) == (1.5, 2.5, 7)
-    assert (config.ws_ping_interval, config.ws_ping_timeout) == (3, 4)
+    assert (config.ws_ping_interval, config.ws_ping_timeout) == (4, 3)
 
 
 def test_the_consumer_serves_with_the_edge_limits_of_its_settings() -> None:
