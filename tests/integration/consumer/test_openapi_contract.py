@@ -94,7 +94,13 @@ async def test_every_operation_keeps_its_documented_promises(
     ]
     # A subprocess: schemathesis's requests are blocking, and the consumer runs on this loop.
     result = await asyncio.to_thread(
-        subprocess.run, command, capture_output=True, text=True, timeout=120, check=False
+        subprocess.run,
+        command,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,  # its caches stay out of the repository
     )
     print(result.stdout)  # the run's summary, for -rP
     assert result.returncode == 0, result.stdout[-12_000:] + result.stderr[-2_000:]
