@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -231,7 +232,8 @@ def create_app(settings: ConsumerSettings) -> FastAPI:
     app.state.reads = None
     app.state.events = None
     app.state.revoked = RevokedSessions()
-    app.include_router(http.router)
+    app.state.monotonic = time.monotonic  # the clock of the inbound rate limits
+    app.include_router(http.create_router(settings))
     app.include_router(ws.router)
     app.include_router(asyncapi.router)
     return app

@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rtm.consumer.domain.exceptions import ConversationNotVisible
@@ -236,12 +237,35 @@ class ReadService:
             raise ConversationNotVisible()
         return view
 
+    async def visible_heads(
+        self, user_id: uuid.UUID, conversation_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, int]:
+        """The head (last stored seq, 0 when none) of each of `conversation_ids` the user is a
+        member of; the others (someone else's, or no such conversation) are absent. One query
+        for all of them, whatever they are: a `resume` naming a thousand ids, unknown or not,
+        costs one round trip, not one per id."""
+        if not conversation_ids:
+            return {}
+        return await self._queries.visible_heads(user_id, conversation_ids)
+
     async def recover(
-        self, user_id: uuid.UUID, conversation_id: uuid.UUID, after_seq: int
+        self,
+        user_id: uuid.UUID,
+        conversation_id: uuid.UUID,
+        after_seq: int,
+        *,
+        head: int | None = None,
     ) -> Recovery:
-        """Everything after `after_seq`, or nothing and `recovered=False` past `max_recovery`."""
-        await self._require_member(conversation_id, user_id)
-        head = (await self._queries.last_seqs([conversation_id])).get(conversation_id, 0)
+        """Everything after `after_seq`, or nothing and `recovered=False` past `max_recovery`.
+
+        `head`: the conversation's head from `visible_heads`, which also checked the user is a
+        member (a resume looks all its conversations up at once); without it, both are looked
+        up here. Nothing more is read when nothing is missing."""
+        if head is None:
+            found = await self.visible_heads(user_id, [conversation_id])
+            if conversation_id not in found:
+                raise ConversationNotVisible()
+            head = found[conversation_id]
         if head - after_seq > self._max_recovery:
             return Recovery(conversation_id, [], head, recovered=False)
         messages: list[StoredMessage] = []

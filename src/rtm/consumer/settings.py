@@ -50,6 +50,23 @@ class ConsumerSettings(AuthClientSettings):
         64 * 1024, ge=1024, description="largest inbound frame (else 1009)"
     )
     max_connections_per_user: int = Field(10, ge=1, description="per user on this instance (4504)")
+    # Inbound limits: the producer's, with the same names and meaning (docs/protocol.md).
+    rate_per_second: float = Field(20.0, gt=0, description="frames per second per connection")
+    rate_burst: int = Field(40, ge=1, description="burst of frames a connection may send at once")
+    protocol_error_limit: int = Field(
+        10, ge=1, description="protocol errors within the window that close a socket (4501)"
+    )
+    protocol_error_window_s: float = Field(60.0, gt=0, description="window of the limit above")
+    flood_limit: int = Field(
+        200, ge=1, description="rate-limited frames within the flood window that close 4013"
+    )
+    flood_window_s: float = Field(10.0, gt=0, description="window of the limit above")
+    max_resume_conversations: int = Field(
+        1000,
+        ge=1,
+        le=10_000,
+        description="most conversations one `resume` frame may name (more: validation_failed)",
+    )
     presence_interval_s: float = Field(
         5.0,
         gt=0,
@@ -77,8 +94,12 @@ class ConsumerSettings(AuthClientSettings):
     shutdown_timeout_s: float = Field(
         8.0, gt=0, description="bound on the graceful stop after SIGTERM"
     )
-    history_default_limit: int = Field(50, ge=1, le=200)
-    history_max_limit: int = Field(200, ge=1, le=1000)
+    history_default_limit: int = Field(
+        50, ge=1, le=200, description="history page size when the request names no `limit`"
+    )
+    history_max_limit: int = Field(
+        200, ge=1, le=1000, description="largest `limit` of a history page (more: 422)"
+    )
 
     @property
     def jwks_url(self) -> str:

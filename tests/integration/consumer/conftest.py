@@ -1,4 +1,9 @@
-"""Fixtures for consumer integration tests: a real consumer app on real NATS and PostgreSQL."""
+"""Fixtures for consumer integration tests: a real consumer app on real NATS and PostgreSQL.
+
+`consumer` is a fresh consumer (own database, own nats-server) per test; `shared_consumer` is one
+per module, for tests that only need a working one (they run on the module's event loop:
+`pytestmark = pytest.mark.asyncio(loop_scope="module")`).
+"""
 
 from __future__ import annotations
 
@@ -10,13 +15,17 @@ from datetime import UTC, datetime
 import httpx
 import nats
 import pytest
+import pytest_asyncio
 from nats.aio.client import Client as NatsClient
 
 from rtm.consumer.bootstrap import create_app
 from rtm.consumer.settings import ConsumerSettings
+from rtm.local.nats import EmbeddedNats
+from rtm.local.postgres import EmbeddedPostgres
 from rtm.shared.contract import AcceptedMessage, message_subject, msg_id_header, partition_of
 from rtm.shared.jetstream import ensure_stream
 from tests.support.asgi import running_consumer
+from tests.support.servers import migrated_database, running_nats
 from tests.support.tokens import TokenFactory, serve_jwks
 
 PARTITIONS = 4
@@ -33,8 +42,7 @@ def auth_url(tokens: TokenFactory) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture
-def consumer_settings(database_url: str, nats_url: str, auth_url: str) -> ConsumerSettings:
+def settings_for(database_url: str, nats_url: str, auth_url: str) -> ConsumerSettings:
     return ConsumerSettings(
         database_url=database_url,
         nats_url=nats_url,
@@ -45,6 +53,36 @@ def consumer_settings(database_url: str, nats_url: str, auth_url: str) -> Consum
         migrate_on_start=False,
         fetch_timeout_s=0.2,
     )
+
+
+@pytest.fixture
+def consumer_settings(database_url: str, nats_url: str, auth_url: str) -> ConsumerSettings:
+    return settings_for(database_url, nats_url, auth_url)
+
+
+@pytest.fixture(scope="module")
+def shared_database_url(pg_server: EmbeddedPostgres) -> Iterator[str]:
+    """A migrated database for one test module."""
+    with migrated_database(pg_server, "tc_") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def shared_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
+    """A nats-server for one test module."""
+    with running_nats(tmp_path_factory.mktemp("nats-shared")) as server:
+        yield server
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shared_consumer(
+    shared_database_url: str, shared_nats: EmbeddedNats, auth_url: str
+) -> AsyncIterator[str]:
+    """One running, ready consumer for a whole test module; yields its `host:port`."""
+    settings = settings_for(shared_database_url, shared_nats.url, auth_url)
+    async with running_consumer(create_app(settings)) as base:
+        await wait_ready(base)
+        yield base
 
 
 async def wait_ready(base: str, timeout: float = 20.0) -> None:

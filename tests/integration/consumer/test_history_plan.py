@@ -53,8 +53,8 @@ def plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize(
     "paging",
-    [{}, {"before_seq": 800}, {"after_seq": 300}],
-    ids=["newest", "before_seq", "after_seq"],
+    [{}, {"before_seq": 800}, {"after_seq": 300}, {"after_seq": 300, "before_seq": 800}],
+    ids=["newest", "before_seq", "after_seq", "window"],
 )
 async def test_every_history_page_is_an_index_range_scan(
     database_url: str, paging: dict[str, int]
@@ -92,3 +92,26 @@ async def test_every_history_page_is_an_index_range_scan(
         and node.get("Index Name") == "messages_conversation_seq"
         for node in nodes
     ), nodes
+
+
+async def test_after_and_before_together_page_the_window_between_them(database_url: str) -> None:
+    """`after_seq < seq < before_seq`, ascending; `has_more` looks forward within the window."""
+    members = [uuid.uuid4(), uuid.uuid4()]
+    conversation = await create_conversation(database_url, members)
+    async with opened_database(database_url, Unavailable) as database:
+        async with database.connection() as conn:
+            await conn.execute(
+                "INSERT INTO messaging.messages (message_id, conversation_id, seq, sender_id,"
+                " client_msg_id, body, sent_at, stream_seq)"
+                " SELECT gen_random_uuid(), $1, s, $2, gen_random_uuid(), 'body', now(), s"
+                " FROM generate_series(1, 20) AS s",
+                conversation,
+                members[0],
+            )
+        queries = PostgresMessageQueries(database)
+        whole = await queries.page(conversation, before_seq=16, after_seq=10, limit=50)
+        first = await queries.page(conversation, before_seq=16, after_seq=10, limit=3)
+        empty = await queries.page(conversation, before_seq=11, after_seq=10, limit=3)
+    assert ([m.seq for m in whole.messages], whole.has_more) == ([11, 12, 13, 14, 15], False)
+    assert ([m.seq for m in first.messages], first.has_more) == ([11, 12, 13], True)
+    assert (empty.messages, empty.has_more) == ([], False)

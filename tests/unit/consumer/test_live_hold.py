@@ -42,7 +42,14 @@ class FakeReads:
     def __init__(self, head: int) -> None:
         self.head = head
 
-    async def recover(self, user_id: uuid.UUID, conversation_id: uuid.UUID, after: int) -> Recovery:
+    async def recover(
+        self,
+        user_id: uuid.UUID,
+        conversation_id: uuid.UUID,
+        after: int,
+        *,
+        head: int | None = None,
+    ) -> Recovery:
         messages = [stored(seq) for seq in range(after + 1, self.head + 1)]
         return Recovery(conversation_id, messages, self.head, recovered=True)
 
@@ -100,7 +107,14 @@ class SlowReads:
     def __init__(self, heads: dict[uuid.UUID, int]) -> None:
         self.heads = heads
 
-    async def recover(self, user_id: uuid.UUID, conversation_id: uuid.UUID, after: int) -> Recovery:
+    async def recover(
+        self,
+        user_id: uuid.UUID,
+        conversation_id: uuid.UUID,
+        after: int,
+        *,
+        head: int | None = None,
+    ) -> Recovery:
         await asyncio.sleep(0.2)
         head = self.heads[conversation_id]
         messages = [stored_in(conversation_id, seq) for seq in range(after + 1, head + 1)]

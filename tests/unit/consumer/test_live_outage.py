@@ -26,7 +26,14 @@ class FlakyReads:
         self.head = head
         self.down = True
 
-    async def recover(self, user_id: uuid.UUID, conversation_id: uuid.UUID, after: int) -> Recovery:
+    async def recover(
+        self,
+        user_id: uuid.UUID,
+        conversation_id: uuid.UUID,
+        after: int,
+        *,
+        head: int | None = None,
+    ) -> Recovery:
         if self.down:
             raise Unavailable("the database is unavailable")
         messages = [stored(seq) for seq in range(after + 1, self.head + 1)]

@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 
-from rtm.consumer.domain.model import ConversationView, MessagePage, StoredMessage
+from rtm.consumer.domain.model import MAX_SEQ, ConversationView, MessagePage, StoredMessage
 from rtm.shared.postgres import PostgresDatabase
 
 _MESSAGE_COLUMNS = "message_id, conversation_id, seq, sender_id, client_msg_id, body, sent_at"
@@ -100,18 +100,19 @@ class PostgresMessageQueries:
         after_seq: int | None,
         limit: int,
     ) -> MessagePage:
-        if after_seq is not None:
+        if after_seq is not None:  # paging forward, up to `before_seq` when given too
             rows = await _fetch(
                 self._db,
                 f"SELECT {_MESSAGE_COLUMNS} FROM messaging.messages"  # noqa: S608 - constant
-                " WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                " WHERE conversation_id = $1 AND seq > $2 AND seq < $3 ORDER BY seq LIMIT $4",
                 conversation_id,
                 after_seq,
+                before_seq if before_seq is not None else MAX_SEQ,
                 limit + 1,
             )
             messages = [_message(r) for r in rows[:limit]]
             return MessagePage(messages, has_more=len(rows) > limit)
-        upper = before_seq if before_seq is not None else 2**62
+        upper = before_seq if before_seq is not None else MAX_SEQ
         rows = await _fetch(
             self._db,
             f"SELECT {_MESSAGE_COLUMNS} FROM messaging.messages"  # noqa: S608 - constant
@@ -123,15 +124,21 @@ class PostgresMessageQueries:
         messages = [_message(r) for r in reversed(rows[:limit])]
         return MessagePage(messages, has_more=len(rows) > limit)
 
-    async def last_seqs(self, conversation_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
+    async def visible_heads(
+        self, user_id: uuid.UUID, conversation_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, int]:
+        # From the user's side of the membership index (`members_by_user`): one probe per named
+        # id within the user's own rows, whether or not the id exists at all.
         rows = await _fetch(
             self._db,
-            "SELECT conversation_id, last_seq FROM messaging.conversation_heads"
-            " WHERE conversation_id = ANY($1::uuid[])",
+            "SELECT m.conversation_id, coalesce(h.last_seq, 0) AS last_seq"
+            " FROM messaging.members m"
+            " LEFT JOIN messaging.conversation_heads h ON h.conversation_id = m.conversation_id"
+            " WHERE m.user_id = $1 AND m.conversation_id = ANY($2::uuid[])",
+            user_id,
             list(conversation_ids),
         )
-        found = {r["conversation_id"]: int(r["last_seq"]) for r in rows}
-        return {cid: found.get(cid, 0) for cid in conversation_ids}
+        return {r["conversation_id"]: int(r["last_seq"]) for r in rows}
 
     async def conversations_of(self, user_id: uuid.UUID) -> list[ConversationView]:
         rows = await _fetch(self._db, _CONVERSATIONS.format(extra=""), user_id)

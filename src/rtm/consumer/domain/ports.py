@@ -70,10 +70,17 @@ class MessageQueries(Protocol):
         before_seq: int | None,
         after_seq: int | None,
         limit: int,
-    ) -> MessagePage: ...
+    ) -> MessagePage:
+        """Up to `limit` messages, ascending: the newest ones (no cursor), the ones just before
+        `before_seq`, or the ones just after `after_seq` (below `before_seq` when both are
+        given). `has_more` looks the way paged: older, or newer with `after_seq`."""
+        ...
 
-    async def last_seqs(self, conversation_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
-        """Current head per conversation (0 when nothing stored yet)."""
+    async def visible_heads(
+        self, user_id: uuid.UUID, conversation_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, int]:
+        """In one query: the head (0 when nothing stored yet) of each of `conversation_ids`
+        that `user_id` is a member of; the others are absent."""
         ...
 
     async def conversations_of(self, user_id: uuid.UUID) -> list[ConversationView]: ...

@@ -82,6 +82,13 @@ and no gap. After a reconnect, send `resume` with the last `seq` seen per conver
 * a client that lets more than {settings.send_queue_bytes} bytes queue up is closed 4008:
   reconnect and `resume`
 * at most {settings.max_connections_per_user} connections per user (else close 4504)
+* {settings.rate_per_second:g} frames per second per connection, in bursts of up to
+  {settings.rate_burst} (else `rate_limited` with `retry_after_ms`; {settings.flood_limit} of
+  those within {settings.flood_window_s:g} s close 4013)
+* {settings.protocol_error_limit} protocol errors within {settings.protocol_error_window_s:g} s
+  close 4501
+* a `resume` names at most {settings.max_resume_conversations} conversations, each cursor 0 to
+  2^63-1 (else `validation_failed`)
 """
 
 

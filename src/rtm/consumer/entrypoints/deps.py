@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from rtm.consumer.services import ReadService
 from rtm.shared.errors import ErrorCode, RtmError
 from rtm.shared.tokens import AccessClaims, TokenError, TokenVerifier
-from rtm.shared.ws import bearer_token
 
 
 def _verifier(request: Request) -> TokenVerifier:
@@ -28,13 +28,21 @@ def _reads(request: Request) -> ReadService:
     return reads
 
 
+# Documents the bearer scheme in the OpenAPI document; a missing or malformed header is our
+# own 401 `unauthorized` (below), not FastAPI's 403.
+_bearer = HTTPBearer(
+    auto_error=False, description="an access token from auth (`POST /v1/auth/login`)"
+)
+
+
 async def _claims(
-    request: Request, verifier: Annotated[TokenVerifier, Depends(_verifier)]
+    request: Request,
+    verifier: Annotated[TokenVerifier, Depends(_verifier)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
 ) -> AccessClaims:
-    token = bearer_token(request.headers.get("authorization"))
-    if token is None:
+    if credentials is None:
         raise TokenError("missing bearer token")
-    claims = await verifier.verify(token)
+    claims = await verifier.verify(credentials.credentials)
     if request.app.state.revoked.is_revoked(claims.session_id):
         raise TokenError("session revoked")
     return claims

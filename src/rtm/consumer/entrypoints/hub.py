@@ -139,9 +139,16 @@ class LiveConnection:
                 return
 
     async def catch_up(
-        self, conversation_id: uuid.UUID, after: int, *, already_filling: bool = False
+        self,
+        conversation_id: uuid.UUID,
+        after: int,
+        *,
+        already_filling: bool = False,
+        head: int | None = None,
     ) -> Recovery:
         """Send everything after `after` from the store, then what arrived live meanwhile.
+        `head`: the conversation's head as a resume looked it up (membership checked), so
+        nothing is read again when nothing is missing.
 
         Raises `Unavailable` when PostgreSQL cannot answer. A gap fill's live messages then keep
         waiting for its next try; a resume's are offered again with the connection kept at
@@ -153,7 +160,7 @@ class LiveConnection:
             shared = conversation_id in self._filling
             self._filling.setdefault(conversation_id, []).extend(held)
         try:
-            recovery = await self._reads.recover(self.user_id, conversation_id, after)
+            recovery = await self._reads.recover(self.user_id, conversation_id, after, head=head)
         except Unavailable:
             if not already_filling and not shared:
                 self._resume_failed(conversation_id, after)

@@ -11,14 +11,16 @@ each builder emits against its model, so neither can drift from the wire.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 from pydantic.config import JsonDict
 from pydantic.json_schema import SkipJsonSchema
 
+from rtm.consumer.domain.model import MAX_SEQ
 from rtm.shared.clock import format_time
 from rtm.shared.errors import ErrorCode, RtmError
 from rtm.shared.frames import (
@@ -29,6 +31,8 @@ from rtm.shared.frames import (
     PingFrame,
     PongFrame,
     absent_unless_set,
+    parse_frame,
+    validate_frame,
 )
 
 __all__ = [
@@ -48,6 +52,7 @@ __all__ = [
     "ResumedFrame",
     "TypingFrame",
     "conversation_frame",
+    "decode_frame",
     "error_frame",
     "presence_frame",
     "read_frame",
@@ -77,9 +82,48 @@ class ResumeFrame(FrameModel):
     model_config = _examples({"type": "resume", "cursors": {_CONVERSATION: 41}})
 
     type: Literal["resume"]
-    cursors: dict[uuid.UUID, StrictInt] = Field(
-        description="conversation id -> the last seq the client has seen (0: from the start)"
+    cursors: dict[uuid.UUID, Annotated[StrictInt, Field(ge=0, le=MAX_SEQ)]] = Field(
+        description="conversation id -> the last seq the client has seen (0: from the start), "
+        "0 to 2^63-1; at most `max_resume_conversations` (1000) conversations per frame"
     )
+
+
+INBOUND: Mapping[str, type[FrameModel]] = {
+    "auth": AuthFrame,
+    "ping": PingFrame,
+    "resume": ResumeFrame,
+}
+
+
+def decode_frame(text: str, *, max_resume_conversations: int) -> tuple[str, FrameModel]:
+    """One inbound text frame, parsed strictly and validated: its type and its `AuthFrame`,
+    `PingFrame` or `ResumeFrame`; anything else raises `RtmError` with the protocol's code and, for
+    `validation_failed`, the field. Free of I/O, so a property test fuzzes it: whatever the
+    text, this returns a valid frame or raises `RtmError`, nothing else.
+
+    A `resume` naming more than `max_resume_conversations` is refused before its cursors are
+    validated one by one (that is the work the cap bounds). A key that is not a conversation id
+    is reported as `cursors`, never echoed back: it may be anything (NUL, a lone surrogate).
+    """
+    kind, obj = parse_frame(text, INBOUND)
+    if kind == "resume":
+        cursors = obj.get("cursors")
+        if isinstance(cursors, dict) and len(cursors) > max_resume_conversations:
+            raise RtmError(
+                ErrorCode.VALIDATION_FAILED,
+                f"cursors: a resume names at most {max_resume_conversations} conversations",
+                field="cursors",
+            )
+    try:
+        return kind, validate_frame(INBOUND[kind], obj)
+    except RtmError as error:
+        if kind == "resume" and (error.field or "").endswith(".[key]"):
+            raise RtmError(
+                ErrorCode.VALIDATION_FAILED,
+                "cursors: every key must be a conversation id (a UUID)",
+                field="cursors",
+            ) from error
+        raise
 
 
 # -- outbound --------------------------------------------------------------------------------
@@ -261,6 +305,20 @@ def conversation_frame(event: str, conversation: dict[str, object]) -> dict[str,
     return {"type": "conversation", "event": event, "conversation": conversation}
 
 
+_MAX_ERROR_TEXT = 200
+
+
+def _wire_text(text: str) -> str:
+    """At most `_MAX_ERROR_TEXT` characters of valid UTF-8: an error's message or field can
+    quote what the client sent (a lone surrogate would make the frame unencodable)."""
+    return text[:_MAX_ERROR_TEXT].encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def error_frame(error: RtmError, ref: str | None = None) -> str:
     """`ErrorFrame`, encoded."""
-    return orjson.dumps({"type": "error", "ref": ref, **error.to_dict()}).decode()
+    body = error.to_dict()
+    for key in ("message", "field"):
+        value = body.get(key)
+        if isinstance(value, str):
+            body[key] = _wire_text(value)
+    return orjson.dumps({"type": "error", "ref": ref, **body}).decode()

@@ -3,6 +3,13 @@
 While PostgreSQL cannot answer, a `resume` is answered with an `unavailable` error frame (not a
 protocol error: it does not count towards 4501) and the socket stays open; a new socket's list
 of online contacts is asked for again until PostgreSQL answers.
+
+Inbound limits are the producer's (`rtm.shared.limits`, the same settings): every frame takes a
+token from the connection's bucket, else it is answered `rate_limited` (with `retry_after_ms`)
+and not handled; `flood_limit` of those within `flood_window_s` close 4013, and
+`protocol_error_limit` protocol errors within `protocol_error_window_s` close 4501. A bad frame
+gets an error frame and the connection stays open, whatever it holds: a frame that trips a bug is
+answered `internal` (logged with the connection's correlation id), never by a silent drop.
 """
 
 from __future__ import annotations
@@ -22,9 +29,10 @@ from rtm.consumer.domain.exceptions import ConversationNotVisible, Unavailable
 from rtm.consumer.entrypoints import metrics
 from rtm.consumer.entrypoints.hub import RETRY_FIRST_S, RETRY_MAX_S, Hub, LiveConnection
 from rtm.consumer.entrypoints.schemas import (
+    INBOUND,
     AuthFrame,
-    PingFrame,
     ResumeFrame,
+    decode_frame,
     error_frame,
     presence_frame,
     ready_frame,
@@ -36,7 +44,9 @@ from rtm.consumer.settings import ConsumerSettings
 from rtm.shared.clock import utcnow
 from rtm.shared.errors import ErrorCode, RtmError
 from rtm.shared.fastws import PicowsSocket, picows_protocol
-from rtm.shared.frames import PONG, parse_frame, validate_frame
+from rtm.shared.frames import PONG
+from rtm.shared.limits import Now, TokenBucket, WindowCounter
+from rtm.shared.logging import context_field
 from rtm.shared.tokens import AccessClaims, TokenError, TokenVerifier
 from rtm.shared.ws import (
     CloseCode,
@@ -54,9 +64,16 @@ from rtm.shared.ws import (
 logger = logging.getLogger(__name__)
 router = APIRouter()
 
-FRAME_TYPES = {"auth", "ping", "resume"}
-PROTOCOL_ERROR_LIMIT = 10
-PROTOCOL_ERROR_WINDOW_S = 60.0
+FRAME_TYPES = frozenset(INBOUND)  # what `decode_frame` accepts (the AsyncAPI document's list)
+# Errors that say the client speaks the protocol wrong: they count towards 4501.
+PROTOCOL_ERRORS = frozenset(
+    {
+        ErrorCode.INVALID_JSON,
+        ErrorCode.INVALID_MESSAGE,
+        ErrorCode.UNKNOWN_TYPE,
+        ErrorCode.VALIDATION_FAILED,
+    }
+)
 
 
 class ConsumerSession:
@@ -64,12 +81,15 @@ class ConsumerSession:
     slots, timers and one future instead of tasks keep it small (the `idle` benchmark)."""
 
     __slots__ = (
+        "_bucket",
         "_done",
         "_expiry",
+        "_floods",
+        "_now",
+        "_protocol_errors",
         "claims",
         "closing",
         "connection",
-        "errors",
         "hub",
         "outbox",
         "reads",
@@ -86,6 +106,7 @@ class ConsumerSession:
         reads: ReadService,
         verifier: TokenVerifier,
         settings: ConsumerSettings,
+        now: Now = time.monotonic,
     ) -> None:
         self.websocket = websocket
         self.claims = claims
@@ -95,7 +116,11 @@ class ConsumerSession:
         self.settings = settings
         self.outbox = Outbox(websocket, settings.send_queue_bytes)
         self.closing: tuple[int, str] | None = None
-        self.errors: list[float] = []
+        self._now = now
+        self._bucket = TokenBucket(settings.rate_per_second, settings.rate_burst, now)
+        # Made on the first protocol error / rate-limited frame: most connections never have one.
+        self._protocol_errors: WindowCounter | None = None
+        self._floods: WindowCounter | None = None
         self._expiry: asyncio.TimerHandle | None = None
         # Resolved when the session should end: the peer left, or a close was requested.
         self._done: asyncio.Future[None] | None = None
@@ -195,35 +220,62 @@ class ConsumerSession:
                 return
             if message["type"] == "websocket.disconnect":
                 return
+            if self._limited():
+                continue
             text = message.get("text")
-            if text is None:
-                self._protocol_error(
-                    RtmError(
+            try:
+                if text is None:
+                    metrics.FRAMES_IN.labels("binary").inc()
+                    raise RtmError(
                         ErrorCode.INVALID_MESSAGE, "binary frames are not supported; send JSON text"
                     )
-                )
-                continue
-            try:
                 await self._handle(text)
             except RtmError as error:
-                self._protocol_error(error)
+                if error.code in PROTOCOL_ERRORS:
+                    self._protocol_error(error)
+                else:
+                    self._error(error)
+            except Exception:  # last line of defence: answer, log, keep the connection
+                conn = context_field("conn") or "-"
+                logger.exception("unexpected error handling a frame")
+                self._error(RtmError(ErrorCode.INTERNAL, f"internal error; correlation id {conn}"))
 
-    def _protocol_error(self, error: RtmError, ref: str | None = None) -> None:
-        now = time.monotonic()
-        self.errors = [t for t in self.errors if now - t < PROTOCOL_ERROR_WINDOW_S] + [now]
+    def _limited(self) -> bool:
+        """Take a token for one inbound frame; without one, answer `rate_limited` (and close
+        4013 on a sustained flood)."""
+        retry_after_ms = self._bucket.take()
+        if retry_after_ms is None:
+            return False
+        self._error(
+            RtmError(ErrorCode.RATE_LIMITED, "too many frames", retry_after_ms=retry_after_ms)
+        )
+        if self._floods is None:
+            settings = self.settings
+            self._floods = WindowCounter(settings.flood_limit, settings.flood_window_s, self._now)
+        if self._floods.add():
+            self.request_close(CloseCode.FLOOD, "sustained flood")
+        return True
+
+    def _error(self, error: RtmError) -> None:
         metrics.ERRORS.labels(error.code.value).inc()
-        self.connection.push(error_frame(error, ref), "error")
-        if len(self.errors) >= PROTOCOL_ERROR_LIMIT:
+        self.connection.push(error_frame(error), "error")
+
+    def _protocol_error(self, error: RtmError) -> None:
+        self._error(error)
+        if self._protocol_errors is None:
+            settings = self.settings
+            self._protocol_errors = WindowCounter(
+                settings.protocol_error_limit, settings.protocol_error_window_s, self._now
+            )
+        if self._protocol_errors.add():
             self.request_close(CloseCode.PROTOCOL_ERRORS, "too many protocol errors")
 
     async def _handle(self, text: str) -> None:
-        kind, obj = parse_frame(text, FRAME_TYPES)
+        kind, frame = decode_frame(
+            text, max_resume_conversations=self.settings.max_resume_conversations
+        )
         metrics.FRAMES_IN.labels(kind).inc()
-        if kind == "ping":
-            validate_frame(PingFrame, obj)
-            self.connection.push(PONG, "pong")
-        elif kind == "auth":
-            frame = validate_frame(AuthFrame, obj)
+        if isinstance(frame, AuthFrame):
             try:
                 claims = await self.verifier.verify(frame.token)
             except TokenError as exc:
@@ -237,8 +289,10 @@ class ConsumerSession:
                 return
             self.claims = claims
             self.connection.push(auth_ok(claims), "auth_ok")
+        elif isinstance(frame, ResumeFrame):
+            await self._resume(frame)
         else:
-            await self._resume(validate_frame(ResumeFrame, obj))
+            self.connection.push(PONG, "pong")
 
     async def _resume(self, frame: ResumeFrame) -> None:
         """Catch every cursor up, then end the hold of live messages (held ones of conversations
@@ -251,25 +305,32 @@ class ConsumerSession:
             self.connection.end_hold()  # idempotent: also after a refused cursor
 
     async def _catch_up_all(self, frame: ResumeFrame) -> None:
+        """Look every named conversation up in one query (membership and head), then catch up
+        the visible ones; the others are reported `forbidden` at no further cost."""
         report: dict[str, dict[str, object]] = {}
         recovered: list[tuple[uuid.UUID, bool]] = []
         cursors = list(frame.cursors.items())
+        try:
+            heads = await self.reads.visible_heads(self.claims.user_id, list(frame.cursors))
+        except Unavailable as exc:
+            self._resume_unavailable(exc, cursors)
+            return
         for index, (conversation_id, cursor) in enumerate(cursors):
-            if cursor < 0:
-                raise RtmError(
-                    ErrorCode.VALIDATION_FAILED,
-                    "cursors must be >= 0",
-                    field=f"cursors.{conversation_id}",
+            head = heads.get(conversation_id)
+            if head is None:
+                report[str(conversation_id)] = resumed_entry(
+                    cursor, False, error=ErrorCode.FORBIDDEN
                 )
+                continue
             try:
-                recovery = await self.connection.catch_up(conversation_id, cursor)
+                recovery = await self.connection.catch_up(conversation_id, cursor, head=head)
             except ConversationNotVisible:
                 report[str(conversation_id)] = resumed_entry(
                     cursor, False, error=ErrorCode.FORBIDDEN
                 )
                 continue
             except Unavailable as exc:
-                self._resume_unavailable(exc, cursors[index + 1 :])
+                self._resume_unavailable(exc, cursors[index:])
                 return
             recovered.append((conversation_id, recovery.recovered))
         # `last_seq`: what the connection has been sent by now, as live messages of the
@@ -286,10 +347,8 @@ class ConsumerSession:
         their live messages never skip what the client lacks. The client resumes again after
         `retry_after_ms`."""
         for conversation_id, cursor in untried:
-            if cursor >= 0:
-                self.connection.keep_from(conversation_id, cursor)
-        metrics.ERRORS.labels(error.code.value).inc()
-        self.connection.push(error_frame(error), "error")
+            self.connection.keep_from(conversation_id, cursor)
+        self._error(error)
 
 
 @router.websocket("/v1/ws")
@@ -348,5 +407,7 @@ async def _serve(websocket: ServerSocket) -> None:
     if hub.count_for(claims.user_id) >= settings.max_connections_per_user:
         await close_quietly(websocket, CloseCode.TOO_MANY_CONNECTIONS, "too many connections")
         return
-    session = ConsumerSession(websocket, claims, hub, state.reads, state.verifier, settings)
+    session = ConsumerSession(
+        websocket, claims, hub, state.reads, state.verifier, settings, state.monotonic
+    )
     await session.run()
