@@ -172,7 +172,10 @@ class CreateConversationBody(RequestBody):
             "examples": [
                 {"kind": "direct", "member_ids": [_EXAMPLE_PEER]},
                 {"kind": "group", "member_ids": [_EXAMPLE_PEER], "title": "Weekend plans"},
-            ]
+            ],
+            # The direct rule in the schema too (the domain checks it: `plan_members`).
+            "if": {"properties": {"kind": {"const": "direct"}}},
+            "then": {"properties": {"member_ids": {"minItems": 1, "maxItems": 1}}},
         },
     )
 
