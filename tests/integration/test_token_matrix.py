@@ -665,7 +665,7 @@ async def test_consumer_http_refuses(system: System, route: str, kind: str) -> N
 
 @pytest.mark.parametrize("route", PRODUCER_ROUTES)
 async def test_producer_http_control_accepts_a_valid_token(system: System, route: str) -> None:
-    member = uuid.uuid4()
+    member = system.registered()
     if route == "remove_conversation_member":  # remove someone added for this test only
         add = PRODUCER_ROUTES["add_conversation_member"]
         async with httpx.AsyncClient(base_url=f"http://{system.producer}") as http:

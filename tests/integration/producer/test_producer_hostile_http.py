@@ -220,7 +220,7 @@ async def test_an_unknown_field_is_refused_and_named(
 @pytest.mark.parametrize(
     ("raw", "status", "code"),
     [
-        (b"", 400, "invalid_json"),
+        (b"", 422, "validation_failed"),
         (b"   ", 400, "invalid_json"),
         (b"null", 400, "invalid_message"),
         (b'"group"', 400, "invalid_message"),
@@ -239,6 +239,17 @@ async def test_odd_bodies_get_their_documented_answer(
     )
     assert response.status_code == status, response.text
     assert response.json()["error"]["code"] == (code or "validation_failed")
+
+
+async def test_a_missing_body_is_named_and_asked_for_a_token_first(
+    http: httpx.AsyncClient, new_user: NewUser
+) -> None:
+    for path in ("/v1/messages", "/v1/conversations", f"/v1/conversations/{uuid.uuid4()}/members"):
+        anonymous = await http.post(path)
+        assert anonymous.status_code == 401, anonymous.text
+        missing = await http.post(path, headers=new_user().headers)
+        assert missing.status_code == 422, missing.text
+        assert missing.json()["error"]["field"] == "body"
 
 
 async def test_the_openapi_document_names_every_answer(http: httpx.AsyncClient) -> None:

@@ -39,8 +39,7 @@ from rtm.shared.limits import KeyedBuckets
 async def check_json_body(request: Request, max_bytes: int) -> None:
     """Hold HTTP bodies to the WebSocket's JSON rules before FastAPI parses them: duplicate keys
     and NaN/Infinity are refused (FastAPI's parser accepts them), nesting bombs are `invalid_json`,
-    bodies larger than a frame are refused, and an empty body is `invalid_json` like an empty
-    frame (every POST here takes a JSON object)."""
+    and bodies larger than a frame are refused."""
     body = await request.body()  # cached: FastAPI reads the same bytes afterwards
     if len(body) > max_bytes:
         raise ValidationFailed("body", f"request body larger than {max_bytes} bytes")
@@ -48,9 +47,8 @@ async def check_json_body(request: Request, max_bytes: int) -> None:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise RtmError(ErrorCode.INVALID_JSON, "body is not valid UTF-8") from exc
-    if not text.strip():
-        raise RtmError(ErrorCode.INVALID_JSON, "body is empty: a JSON object is expected")
-    parse_json(text)
+    if text.strip():  # no body at all is FastAPI's: 401 without a token, else 422 `body`
+        parse_json(text)
 
 
 class StrictJsonRoute(APIRoute):
