@@ -74,6 +74,7 @@ from tests.integration.consumer.conftest import wait_ready as consumer_ready
 from tests.integration.producer.conftest import settings_for
 from tests.integration.producer.conftest import wait_ready as producer_ready
 from tests.support.asgi import running, running_consumer
+from tests.support.db import register_users
 from tests.support.servers import migrated_database, running_nats
 from tests.support.tokens import TokenFactory, serve_jwks
 
@@ -145,6 +146,13 @@ class System:
     bystander: uuid.UUID  # a member of `group`, the target of the member-removal attempts
     direct: uuid.UUID  # direct conversation user + friend
     group: uuid.UUID  # group of user, friend, bystander
+    database_url: str
+
+    def registered(self) -> uuid.UUID:
+        """A new user auth knows: conversation members must be users (migration 0006)."""
+        user = uuid.uuid4()
+        register_users(self.database_url, [user])
+        return user
 
     def valid(self, **claims: Any) -> str:
         return self.tokens.token(self.user, self.session, **claims)
@@ -205,7 +213,10 @@ async def system(
     tokens: TokenFactory,
     auth: AuthRuntime,
 ) -> AsyncIterator[System]:
-    producer_settings = settings_for(database_url_for_module, nats_for_module.url, jwks_url)
+    # Many conversations of one user: the throttle of conversation commands out of the way.
+    producer_settings = settings_for(
+        database_url_for_module, nats_for_module.url, jwks_url, conversation_burst=100_000
+    )
     consumer_settings = ConsumerSettings(
         database_url=database_url_for_module,
         nats_url=nats_for_module.url,
@@ -228,6 +239,7 @@ async def system(
     ):
         await asyncio.gather(producer_ready(producer), consumer_ready(consumer))
         user, bystander = uuid.uuid4(), uuid.uuid4()
+        register_users(database_url_for_module, [user, bystander])
         session, revoked = uuid.uuid4(), uuid.uuid4()
         friend = (await auth.service.register("friend", "password-1", None)).id
         friend_session = (await auth.service.login("friend", "password-1", CLIENT)).session_id
@@ -239,6 +251,7 @@ async def system(
         yield System(
             tokens, producer, consumer, producer_app, consumer_app, observer,
             user, session, revoked, friend, friend_session, bystander, direct, group,
+            database_url_for_module,
         )  # fmt: skip
     await client.close()
 
@@ -491,7 +504,7 @@ async def test_producer_socket_control_accepts_a_valid_token(
 ) -> None:
     # A conversation of its own: typing is throttled per user and conversation.
     conversation = await create_conversation(
-        system.producer, system.headers, "direct", uuid.uuid4()
+        system.producer, system.headers, "direct", system.registered()
     )
     since = len(system.observer.seen)
     headers, frames = presented(transport, system.valid(), action_frame(action, conversation))
@@ -593,11 +606,14 @@ PRODUCER_ROUTES = {
     "create_conversation": Route(
         "POST",
         "/v1/conversations",
-        lambda s: {"kind": "group", "member_ids": [str(s.friend)], "title": "let me in"},
+        lambda s: {"kind": "group", "member_ids": [str(s.bystander)], "title": "let me in"},
         201,
     ),
     "add_conversation_member": Route(
-        "POST", "/v1/conversations/{group}/members", lambda _: {"user_id": str(uuid.uuid4())}, 204
+        "POST",
+        "/v1/conversations/{group}/members",
+        lambda s: {"user_id": str(s.registered())},
+        204,
     ),
     "remove_conversation_member": Route(
         "DELETE", "/v1/conversations/{group}/members/{member}", status=204
@@ -649,7 +665,7 @@ async def test_consumer_http_refuses(system: System, route: str, kind: str) -> N
 
 @pytest.mark.parametrize("route", PRODUCER_ROUTES)
 async def test_producer_http_control_accepts_a_valid_token(system: System, route: str) -> None:
-    member = uuid.uuid4()
+    member = system.registered()
     if route == "remove_conversation_member":  # remove someone added for this test only
         add = PRODUCER_ROUTES["add_conversation_member"]
         async with httpx.AsyncClient(base_url=f"http://{system.producer}") as http:

@@ -4,10 +4,11 @@ services' own database handle for tests of their adapters."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
 import asyncpg
+import psycopg
 
 from rtm.shared.postgres import PostgresDatabase
 
@@ -28,6 +29,26 @@ async def opened_database(
         await database.close()
 
 
+# Users as auth stores them (migrations/0002_auth.sql): members must be users (0006).
+_REGISTER_USERS = """
+INSERT INTO auth.users (id, username, display_name, password_hash, created_at)
+SELECT id, 'u' || left(replace(id::text, '-', ''), 31), 'Test user', 'not a hash', now()
+FROM unnest(%s::uuid[]) AS id
+ON CONFLICT DO NOTHING
+"""
+
+
+def register_users(database_url: str, user_ids: Iterable[uuid.UUID]) -> None:
+    """Make these users known to auth's table, as registering them would (idempotent)."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(_REGISTER_USERS, (list(user_ids),))
+
+
+async def register_users_async(conn: asyncpg.Connection, user_ids: Iterable[uuid.UUID]) -> None:
+    """`register_users` on an open asyncpg connection."""
+    await conn.execute(_REGISTER_USERS.replace("%s", "$1"), list(user_ids))
+
+
 async def create_conversation(
     database_url: str, members: list[uuid.UUID], *, kind: str = "group"
 ) -> uuid.UUID:
@@ -35,6 +56,7 @@ async def create_conversation(
     direct_key = ":".join(sorted(str(m) for m in members)) if kind == "direct" else None
     conn = await asyncpg.connect(database_url)
     try:
+        await register_users_async(conn, members)
         await conn.execute(
             "INSERT INTO messaging.conversations (id, kind, title, direct_key, created_by)"
             " VALUES ($1, $2, $3, $4, $5)",

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
-from rtm.producer.domain.exceptions import Unavailable
+from rtm.producer.domain.exceptions import Unavailable, UnknownUsers
 from rtm.producer.domain.membership import CheckEvent, Cooldown, MembershipCache
 from rtm.producer.domain.model import (
     Conversation,
@@ -54,6 +55,12 @@ class InMemoryConversationRepository:
         self.reads: list[str] = []
         self.timeouts: list[float | None] = []
         self.gate: asyncio.Event | None = None  # when set, reads wait for it
+        self.unknown_users: set[uuid.UUID] = set()  # ids that are no users (auth knows not)
+
+    def _refuse_unknown(self, user_ids: Iterable[uuid.UUID]) -> None:
+        unknown = [user_id for user_id in user_ids if user_id in self.unknown_users]
+        if unknown:
+            raise UnknownUsers(unknown)
 
     def _touch(self) -> None:
         self.calls += 1
@@ -108,6 +115,7 @@ class InMemoryConversationRepository:
 
     async def create(self, conversation: Conversation, direct_key: str | None) -> CreateOutcome:
         self._touch()
+        self._refuse_unknown(conversation.members)
         if direct_key is not None and direct_key in self.direct_keys:
             existing = self.conversations[self.direct_keys[direct_key]]
             restored = tuple(m for m in conversation.members if m not in existing.members)
@@ -122,6 +130,7 @@ class InMemoryConversationRepository:
 
     async def add_member(self, conversation_id: uuid.UUID, user_id: uuid.UUID) -> bool:
         self._touch()
+        self._refuse_unknown((user_id,))
         conversation = self.conversations[conversation_id]
         if conversation.has_member(user_id):
             return False

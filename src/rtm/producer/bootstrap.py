@@ -164,6 +164,9 @@ def build(settings: ProducerSettings, *, verifier: TokenVerifier | None = None) 
         connections=ConnectionRegistry(settings.max_connections_per_user),
         revoked=RevokedSessions(_REVOCATION_MEMORY_S, monotonic),
         http_sends=KeyedBuckets(settings.rate_per_second, settings.rate_burst, monotonic),
+        conversation_commands=KeyedBuckets(
+            settings.conversation_rate_per_second, settings.conversation_burst, monotonic
+        ),
         monotonic=monotonic,
     )
 

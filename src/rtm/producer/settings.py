@@ -52,8 +52,19 @@ class ProducerSettings(AuthClientSettings):
     )
 
     # Conversations.
-    max_group_members: int = Field(1000, ge=2, description="most members of a group")
+    max_group_members: int = Field(
+        1000, ge=2, le=1000, description="most members of a group (at most 1000: the HTTP schema's)"
+    )
     max_title_chars: int = Field(200, ge=1, description="longest conversation title")
+    conversation_rate_per_second: float = Field(
+        1.0,
+        gt=0,
+        description="conversations created and members added per second per user, after the "
+        "burst (more: 429 rate_limited)",
+    )
+    conversation_burst: int = Field(
+        20, ge=1, description="conversation commands a user may make at once"
+    )
 
     # Dependencies.
     publish_timeout_s: float = Field(

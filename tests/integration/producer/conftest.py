@@ -4,7 +4,8 @@ with access tokens signed by a test key whose JWKS is served over HTTP (as auth 
 `producer` is a fresh producer (own database, own nats-server) per test, for tests that break
 things; `shared_producer` is one per module, for the many tests that only need a working one
 (they run on the module's event loop: `pytestmark = pytest.mark.asyncio(loop_scope="module")`).
-Users are random, so tests sharing a producer do not see each other.
+Users are random, so tests sharing a producer do not see each other; `new_user` registers them
+in the test's database (`auth.users`), since conversations take registered users only.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from rtm.producer.bootstrap import create_app
 from rtm.producer.settings import ProducerSettings
 from rtm.shared.jetstream import ensure_stream
 from tests.support.asgi import running
+from tests.support.db import register_users
 from tests.support.servers import migrated_database, running_nats
 from tests.support.tokens import TokenFactory, serve_jwks
 
@@ -156,12 +158,22 @@ class User:
 NewUser = Callable[..., User]
 
 
+# The fixtures whose database a test's producer uses, module-wide first.
+_DATABASE_FIXTURES = ("shared_database_url", "database_url")
+
+
 @pytest.fixture
-def new_user(tokens: TokenFactory) -> NewUser:
-    """A factory of users with valid access tokens (`ttl` seconds)."""
+def new_user(tokens: TokenFactory, request: pytest.FixtureRequest) -> NewUser:
+    """A factory of users with valid access tokens (`ttl` seconds), registered in the database
+    of every producer the test uses (as if they had signed up with auth)."""
+    databases = [
+        request.getfixturevalue(name) for name in _DATABASE_FIXTURES if name in request.fixturenames
+    ]
 
     def make(ttl: float = 900) -> User:
         user, session = uuid.uuid4(), uuid.uuid4()
+        for database in databases:
+            register_users(database, [user])
         return User(user, session, tokens.token(user, session, ttl=ttl))
 
     return make

@@ -31,6 +31,7 @@ from tests.integration.producer.conftest import (
     create_conversation,
     open_socket,
 )
+from tests.support.db import register_users
 
 USERS = 6  # one socket each, every user a member of every conversation
 KNOWN = 6  # conversations created through this producer: in its membership cache
@@ -140,6 +141,7 @@ class World:
 
 async def make_world(base: str, database_url: str, new_user: NewUser) -> World:
     users = [new_user() for _ in range(USERS)]
+    register_users(database_url, [user.id for user in users])  # the outage's own database
     creator, others = users[0], users[1:]
     known = [
         Target((await create_conversation(base, creator, "group", *others))["id"], known=True)

@@ -33,6 +33,7 @@ from tests.integration.producer.conftest import (
     wait_ready,
 )
 from tests.support.asgi import running
+from tests.support.db import register_users
 
 
 @contextmanager
@@ -217,6 +218,7 @@ async def test_starts_without_its_dependencies_and_becomes_ready_when_they_come(
             nats_server.start()
             await wait_ready(base)
             alice, bob = new_user(), new_user()
+            register_users(database_url, [alice.id, bob.id])  # a database of its own
             conversation = (await create_conversation(base, alice, "direct", bob))["id"]
             async with open_socket(base, alice) as ws:
                 await ws.send_message(conversation)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 import asyncpg
@@ -12,10 +12,11 @@ import pytest
 
 from rtm.local.process import free_port
 from rtm.producer.adapters.postgres import PostgresConversationRepository
-from rtm.producer.domain.exceptions import Unavailable
+from rtm.producer.domain.exceptions import Unavailable, UnknownUsers
 from rtm.producer.domain.model import Conversation, ConversationKind
 from rtm.producer.domain.rules import direct_key
 from rtm.shared.postgres import PostgresDatabase
+from tests.support.db import register_users
 
 NOW = datetime(2026, 11, 24, 1, 2, 3, 456000, tzinfo=UTC)
 
@@ -27,6 +28,21 @@ async def database(database_url: str) -> AsyncIterator[PostgresDatabase]:
     await asyncio.wait_for(database.ready.wait(), 10)
     yield database
     await database.close()
+
+
+Users = Callable[[int], list[uuid.UUID]]
+
+
+@pytest.fixture
+def users(database_url: str) -> Users:
+    """`n` new users, registered (members must be users)."""
+
+    def make(n: int) -> list[uuid.UUID]:
+        made = [uuid.uuid4() for _ in range(n)]
+        register_users(database_url, made)
+        return made
+
+    return make
 
 
 @pytest.fixture
@@ -46,9 +62,9 @@ def conversation(kind: ConversationKind, *members: uuid.UUID) -> Conversation:
 
 
 async def test_created_group_reads_back_with_sorted_members_and_last_seq(
-    repository: PostgresConversationRepository, database_url: str
+    repository: PostgresConversationRepository, users: Users, database_url: str
 ) -> None:
-    a, b, c = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    a, b, c = users(3)
     group = conversation(ConversationKind.GROUP, a, b, c)
     outcome = await repository.create(group, None)
     assert outcome.created
@@ -69,8 +85,9 @@ async def test_created_group_reads_back_with_sorted_members_and_last_seq(
 
 async def test_direct_conversation_is_unique_and_restores_a_member_who_left(
     repository: PostgresConversationRepository,
+    users: Users,
 ) -> None:
-    a, b = uuid.uuid4(), uuid.uuid4()
+    a, b = users(2)
     first = conversation(ConversationKind.DIRECT, a, b)
     key = direct_key(first.members)
     assert (await repository.create(first, key)).created
@@ -86,8 +103,9 @@ async def test_direct_conversation_is_unique_and_restores_a_member_who_left(
 
 async def test_concurrent_creations_of_one_pair_yield_one_conversation(
     repository: PostgresConversationRepository,
+    users: Users,
 ) -> None:
-    a, b = uuid.uuid4(), uuid.uuid4()
+    a, b = users(2)
     attempts = [conversation(ConversationKind.DIRECT, a, b) for _ in range(4)]
     key = direct_key(attempts[0].members)
     outcomes = await asyncio.gather(*(repository.create(c, key) for c in attempts))
@@ -96,9 +114,9 @@ async def test_concurrent_creations_of_one_pair_yield_one_conversation(
 
 
 async def test_check_send_reports_members_and_stored_duplicates_in_one_query(
-    repository: PostgresConversationRepository, database_url: str
+    repository: PostgresConversationRepository, users: Users, database_url: str
 ) -> None:
-    a, b, stranger = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    a, b, stranger = users(3)
     group = conversation(ConversationKind.GROUP, a, b)
     await repository.create(group, None)
     client, message = uuid.uuid4(), uuid.uuid4()
@@ -135,8 +153,9 @@ async def test_check_send_reports_members_and_stored_duplicates_in_one_query(
 
 async def test_members_of_a_conversation_everyone_left_is_empty_not_missing(
     repository: PostgresConversationRepository,
+    users: Users,
 ) -> None:
-    a = uuid.uuid4()
+    (a,) = users(1)
     group = conversation(ConversationKind.GROUP, a)
     await repository.create(group, None)
     assert await repository.members(group.id) == frozenset({a})
@@ -147,8 +166,9 @@ async def test_members_of_a_conversation_everyone_left_is_empty_not_missing(
 
 async def test_membership_changes_are_idempotent(
     repository: PostgresConversationRepository,
+    users: Users,
 ) -> None:
-    a, b = uuid.uuid4(), uuid.uuid4()
+    a, b = users(2)
     group = conversation(ConversationKind.GROUP, a)
     await repository.create(group, None)
     assert await repository.members(group.id) == frozenset({a})
@@ -178,10 +198,10 @@ async def test_unreachable_database_is_unavailable_not_a_crash() -> None:
 
 
 async def test_a_read_given_a_timeout_is_unavailable_past_it_and_the_pool_survives(
-    repository: PostgresConversationRepository, database_url: str
+    repository: PostgresConversationRepository, users: Users, database_url: str
 ) -> None:
     """The short lookup of the send path: PostgreSQL blocked (a table lock) costs `timeout`."""
-    a = uuid.uuid4()
+    (a,) = users(1)
     group = conversation(ConversationKind.GROUP, a)
     await repository.create(group, None)
     locker = await asyncpg.connect(database_url)
@@ -197,3 +217,20 @@ async def test_a_read_given_a_timeout_is_unavailable_past_it_and_the_pool_surviv
         await locker.close()
     assert await repository.stored_send(a, uuid.uuid4(), timeout=0.5) is None
     assert await repository.members(group.id) == frozenset({a})
+
+
+async def test_members_who_are_no_users_are_refused_and_nothing_is_stored(
+    repository: PostgresConversationRepository, users: Users
+) -> None:
+    a, b = users(2)
+    ghost = uuid.uuid4()
+    group = conversation(ConversationKind.GROUP, a, b, ghost)
+    with pytest.raises(UnknownUsers) as refused:
+        await repository.create(group, None)
+    assert refused.value.user_ids == (ghost,)
+    assert await repository.get(group.id) is None
+    stored = conversation(ConversationKind.GROUP, a, b)
+    await repository.create(stored, None)
+    with pytest.raises(UnknownUsers):
+        await repository.add_member(stored.id, ghost)
+    assert await repository.members(stored.id) == {a, b}

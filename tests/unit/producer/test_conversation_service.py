@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from rtm.producer.domain.exceptions import Forbidden, ValidationFailed
+from rtm.producer.domain.exceptions import Forbidden, UnknownUsers, ValidationFailed
 from rtm.producer.domain.model import ChangeKind, ConversationKind, CreateConversation
 from rtm.producer.services import ConversationService
 from tests.support.producer_fakes import (
@@ -155,3 +155,17 @@ async def test_change_stands_when_the_event_cannot_be_published(world: World) ->
     world.events.down = True
     conversation = await world.group(world.bob)
     assert world.repository.conversations[conversation].has_member(world.bob)
+
+
+async def test_unknown_users_are_named_under_the_field_they_came_in(world: World) -> None:
+    ghost = uuid.uuid4()
+    world.repository.unknown_users.add(ghost)
+    with pytest.raises(UnknownUsers) as refused:
+        await world.group(world.bob, ghost)
+    assert (refused.value.field, refused.value.user_ids) == ("member_ids", (ghost,))
+    conversation = await world.group(world.bob)
+    with pytest.raises(UnknownUsers) as refused:
+        await world.service.add_member(world.alice, conversation, ghost)
+    assert (refused.value.field, refused.value.user_ids) == ("user_id", (ghost,))
+    assert str(ghost) in refused.value.message
+    assert len(world.events.changes) == 1  # only the group that was created

@@ -1,7 +1,8 @@
 """PostgreSQL adapter of the producer: the conversation repository over
 `messaging.conversations` / `messaging.members` (the producer's tables), reading
 `messaging.messages` and `messaging.conversation_heads` (the consumer's) for duplicates and
-`last_seq`.
+`last_seq`, and `auth.users` (auth's) for whether members are users: the same database holds
+both schemas, and a foreign key (migration 0006) makes a membership of a non-user impossible.
 
 Connections come from `rtm.shared.postgres.PostgresDatabase`, built with the producer's
 `Unavailable`: every use is bounded (the lookups of a send by their own, shorter timeout), an
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
+from rtm.producer.domain.exceptions import UnknownUsers
 from rtm.producer.domain.model import (
     Conversation,
     ConversationKind,
@@ -70,6 +72,36 @@ INSERT INTO messaging.members (conversation_id, user_id, joined_at)
 SELECT $1, member, $3 FROM unnest($2::uuid[]) AS member
 ON CONFLICT DO NOTHING
 RETURNING user_id
+"""
+
+
+# Of the given ids, those that are not users auth knows (never registered, or deleted).
+_UNKNOWN_USERS = """
+SELECT wanted.id FROM unnest($1::uuid[]) AS wanted(id)
+WHERE NOT EXISTS (
+    SELECT 1 FROM auth.users AS u WHERE u.id = wanted.id AND u.deleted_at IS NULL
+)
+"""
+
+
+async def _unknown_users(
+    conn: asyncpg.Connection, user_ids: Sequence[uuid.UUID]
+) -> tuple[uuid.UUID, ...]:
+    return tuple(row["id"] for row in await conn.fetch(_UNKNOWN_USERS, list(user_ids)))
+
+
+# Add a member if they are a user auth knows: `known` says whether they are, `added` whether
+# the row is new (False when already a member).
+_ADD_MEMBER = """
+WITH known AS (
+    SELECT u.id FROM auth.users AS u WHERE u.id = $2 AND u.deleted_at IS NULL
+), added AS (
+    INSERT INTO messaging.members (conversation_id, user_id)
+    SELECT $1, id FROM known
+    ON CONFLICT DO NOTHING
+    RETURNING user_id
+)
+SELECT EXISTS (SELECT 1 FROM known) AS known, EXISTS (SELECT 1 FROM added) AS added
 """
 
 
@@ -151,40 +183,59 @@ class PostgresConversationRepository:
         return None if row is None else _conversation(row)
 
     async def create(self, conversation: Conversation, direct_key: str | None) -> CreateOutcome:
+        """Store it unless a member is no user (`UnknownUsers`, nothing written): the check and
+        the writes are one transaction, and the foreign key on `members.user_id` guarantees it
+        whatever happens in between. The unknown ids leave the block as a value, not an
+        exception, so that the connection goes back to the pool (an exception terminates it)."""
         c = conversation
-        async with self._db.transaction() as conn:
-            inserted = await conn.fetchval(
-                _INSERT_CONVERSATION,
-                c.id,
-                c.kind.value,
-                c.title,
-                direct_key,
-                c.created_by,
-                c.created_at,
-            )
-            if inserted is not None:
-                await conn.fetch(_INSERT_MEMBERS, c.id, list(c.members), c.created_at)
-                return CreateOutcome(conversation, created=True)
-            # The pair already has its direct conversation (the unique key waited for any
-            # concurrent creator to commit): return it, with whoever had left it back in.
-            existing = await conn.fetchval(
-                "SELECT id FROM messaging.conversations WHERE direct_key = $1", direct_key
-            )
-            rows = await conn.fetch(_INSERT_MEMBERS, existing, list(c.members), c.created_at)
-            restored = tuple(sorted((row["user_id"] for row in rows), key=str))
-            row = await conn.fetchrow(_GET, existing)
+        try:
+            async with self._db.transaction() as conn:
+                unknown = await _unknown_users(conn, c.members)
+                if not unknown:
+                    return await self._create_in(conn, conversation, direct_key)
+        except asyncpg.ForeignKeyViolationError as exc:  # a users row gone since the check
+            raise UnknownUsers(c.members) from exc
+        raise UnknownUsers(unknown)
+
+    async def _create_in(
+        self, conn: asyncpg.Connection, conversation: Conversation, direct_key: str | None
+    ) -> CreateOutcome:
+        c = conversation
+        inserted = await conn.fetchval(
+            _INSERT_CONVERSATION,
+            c.id,
+            c.kind.value,
+            c.title,
+            direct_key,
+            c.created_by,
+            c.created_at,
+        )
+        if inserted is not None:
+            await conn.fetch(_INSERT_MEMBERS, c.id, list(c.members), c.created_at)
+            return CreateOutcome(conversation, created=True)
+        # The pair already has its direct conversation (the unique key waited for any
+        # concurrent creator to commit): return it, with whoever had left it back in.
+        existing = await conn.fetchval(
+            "SELECT id FROM messaging.conversations WHERE direct_key = $1", direct_key
+        )
+        rows = await conn.fetch(_INSERT_MEMBERS, existing, list(c.members), c.created_at)
+        restored = tuple(sorted((row["user_id"] for row in rows), key=str))
+        row = await conn.fetchrow(_GET, existing)
         assert row is not None
         return CreateOutcome(_conversation(row), created=False, restored=restored)
 
     async def add_member(self, conversation_id: uuid.UUID, user_id: uuid.UUID) -> bool:
-        async with self._db.connection() as conn:
-            added = await conn.fetchval(
-                "INSERT INTO messaging.members (conversation_id, user_id) VALUES ($1, $2)"
-                " ON CONFLICT DO NOTHING RETURNING user_id",
-                conversation_id,
-                user_id,
-            )
-        return added is not None
+        """Add them unless they are no user (`UnknownUsers`), in one statement: the check and
+        the insert cannot be told apart, and the foreign key backs it."""
+        try:
+            async with self._db.connection() as conn:
+                row = await conn.fetchrow(_ADD_MEMBER, conversation_id, user_id)
+        except asyncpg.ForeignKeyViolationError as exc:  # a users row gone since the check
+            raise UnknownUsers((user_id,)) from exc
+        assert row is not None
+        if not row["known"]:
+            raise UnknownUsers((user_id,))
+        return bool(row["added"])
 
     async def remove_member(self, conversation_id: uuid.UUID, user_id: uuid.UUID) -> bool:
         async with self._db.connection() as conn:

@@ -6,6 +6,7 @@ Exception tree (every one carries the wire `ErrorCode` of PROTOCOL.md §7):
       ProducerError                root of this package
         ValidationFailed           validation_failed: a field is wrong (`field` names it)
         Forbidden                  forbidden: not a member, or no such conversation (same answer)
+        UnknownUsers               not_found: user ids auth does not know (`field` names where)
         RateLimited                rate_limited: retry after `retry_after_ms`
         TooManyInFlight            too_many_in_flight: too many unacked sends on a connection
         Unavailable                unavailable: NATS or PostgreSQL cannot take it now
@@ -15,6 +16,9 @@ frame on the WebSocket.
 """
 
 from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
 
 from rtm.shared.errors import ErrorCode, RtmError
 
@@ -33,6 +37,17 @@ class Forbidden(ProducerError):
 
     def __init__(self, message: str = "no such conversation, or you are not a member") -> None:
         super().__init__(ErrorCode.FORBIDDEN, message)
+
+
+class UnknownUsers(ProducerError):
+    """Some user ids are not registered with auth (or their accounts are deleted); they are
+    named, so that a client can tell which. (Whether an id is a user is no secret: auth's
+    directory answers it to any signed-in user.)"""
+
+    def __init__(self, user_ids: Iterable[uuid.UUID], field: str = "member_ids") -> None:
+        self.user_ids = tuple(sorted(user_ids, key=str))
+        names = ", ".join(str(user_id) for user_id in self.user_ids)
+        super().__init__(ErrorCode.NOT_FOUND, f"no such user: {names}", field=field)
 
 
 class RateLimited(ProducerError):

@@ -59,11 +59,14 @@ class ConversationRepository(Protocol):
     async def create(self, conversation: Conversation, direct_key: str | None) -> CreateOutcome:
         """Store a new conversation with its members, atomically. With a `direct_key` that
         already exists, store nothing new but return that conversation, re-adding any of the
-        pair who had left it (`restored`). Visible to every reader once this returns."""
+        pair who had left it (`restored`). Visible to every reader once this returns.
+        `UnknownUsers` (nothing stored) when a member is not a user auth knows, or a deleted
+        one; the check is part of the same transaction."""
         ...
 
     async def add_member(self, conversation_id: uuid.UUID, user_id: uuid.UUID) -> bool:
-        """Add a member; False when already one."""
+        """Add a member; False when already one. `UnknownUsers` (nothing stored) when
+        `user_id` is not a user auth knows, or a deleted one."""
         ...
 
     async def remove_member(self, conversation_id: uuid.UUID, user_id: uuid.UUID) -> bool:

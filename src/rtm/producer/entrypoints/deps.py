@@ -34,6 +34,7 @@ class ProducerContext:
     connections: ConnectionRegistry
     revoked: RevokedSessions[uuid.UUID]
     http_sends: KeyedBuckets[uuid.UUID]
+    conversation_commands: KeyedBuckets[uuid.UUID]  # creating conversations, adding members
     monotonic: Callable[[], float]
 
     async def verify(self, token: str) -> AccessClaims:

@@ -33,6 +33,7 @@ from rtm.producer.entrypoints.schemas import (
 from rtm.shared.errors import ErrorCode, RtmError
 from rtm.shared.frames import parse_json
 from rtm.shared.http import error_responses
+from rtm.shared.limits import KeyedBuckets
 
 
 async def check_json_body(request: Request, max_bytes: int) -> None:
@@ -46,7 +47,7 @@ async def check_json_body(request: Request, max_bytes: int) -> None:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise RtmError(ErrorCode.INVALID_JSON, "body is not valid UTF-8") from exc
-    if text.strip():
+    if text.strip():  # no body at all is FastAPI's: 401 without a token, else 422 `body`
         parse_json(text)
 
 
@@ -74,6 +75,14 @@ class StrictJsonRoute(APIRoute):
 router = APIRouter(prefix="/v1", route_class=StrictJsonRoute)
 
 
+def _throttle(buckets: KeyedBuckets[uuid.UUID], user_id: uuid.UUID) -> None:
+    """429 `rate_limited` (with `Retry-After`) when `user_id` has no token left in `buckets`."""
+    retry_after_ms = buckets.take(user_id)
+    if retry_after_ms is not None:
+        RATE_LIMITED.labels("http").inc()
+        raise RateLimited(retry_after_ms)
+
+
 def _json(body: object, status_code: int) -> Response:
     return Response(orjson.dumps(body), status_code=status_code, media_type="application/json")
 
@@ -92,13 +101,11 @@ async def send_message(body: SendMessageBody, user: CurrentUser, context: Contex
     Resending the same `client_msg_id` never creates a second message: the answer is the
     original ack with `duplicate: true`, whatever the body. `404 forbidden` for a conversation
     you are not a member of and for one that does not exist alike. `503 unavailable`: retry with
-    the same `client_msg_id`.
+    the same `client_msg_id`. `400`: a body that is not a JSON object; `422`: a field that is
+    missing, wrong or unknown.
     """
     received = time.monotonic()
-    retry_after_ms = context.http_sends.take(user.user_id)
-    if retry_after_ms is not None:
-        RATE_LIMITED.labels("http").inc()
-        raise RateLimited(retry_after_ms)
+    _throttle(context.http_sends, user.user_id)
     command = SendMessage(user.user_id, body.client_msg_id, body.conversation_id, body.body)
     try:
         ack = await context.messages.send(command)
@@ -124,7 +131,7 @@ async def send_message(body: SendMessageBody, user: CurrentUser, context: Contex
             "description": "the existing direct conversation of this pair",
             "model": ConversationOut,
         },
-        **error_responses(400, 401, 422, 503),
+        **error_responses(400, 401, 404, 422, 429, 503),
     },
 )
 async def create_conversation(
@@ -134,7 +141,12 @@ async def create_conversation(
 
     A direct conversation has exactly two members and is unique per pair: asking for it again
     answers 200 with the existing one. It is usable at once: sending to it succeeds immediately.
+    `404 not_found` names the member ids that are no users (never registered, or deleted);
+    nothing is created. `429 rate_limited`: conversation commands (this and adding members)
+    are limited per user (`RTM_CONVERSATION_BURST`, then `RTM_CONVERSATION_RATE_PER_SECOND`).
+    `400`: a body that is not a JSON object; `422`: a field that is missing, wrong or unknown.
     """
+    _throttle(context.conversation_commands, user.user_id)
     command = CreateConversation(
         creator_id=user.user_id,
         kind=ConversationKind(body.kind),
@@ -151,12 +163,18 @@ async def create_conversation(
     tags=["conversations"],
     status_code=204,
     response_class=Response,
-    responses=error_responses(400, 401, 404, 422, 503),
+    responses=error_responses(400, 401, 404, 422, 429, 503),
 )
 async def add_member(
     conversation_id: uuid.UUID, body: AddMemberBody, user: CurrentUser, context: Context
 ) -> Response:
-    """Add a member to a group you belong to (adding a member again changes nothing)."""
+    """Add a member to a group you belong to (adding a member again changes nothing).
+
+    `404 forbidden`: no such conversation, you are not a member, or it is a direct one.
+    `404 not_found`: `user_id` is no user (never registered, or deleted). `429 rate_limited`:
+    counted with creating conversations.
+    """
+    _throttle(context.conversation_commands, user.user_id)
     await context.conversations.add_member(user.user_id, conversation_id, body.user_id)
     return Response(status_code=204)
 

@@ -1,8 +1,11 @@
 """Pydantic models at the producer's edges: WebSocket frames and HTTP bodies (PROTOCOL.md §5).
 
 They check types and shapes only; the rules (body length, NUL, lone surrogates, member counts)
-live in the domain so that HTTP and WebSocket share them. Unknown extra fields are ignored, so
-clients may send additive extensions.
+live in the domain so that HTTP and WebSocket share them. The HTTP bodies' JSON Schemas also
+state those rules (`minLength`, `pattern`, ...: what the OpenAPI document promises is what the
+service accepts; `test_openapi_contract.py` holds it to that). WebSocket frames ignore unknown
+fields, so clients may send additive extensions; HTTP bodies derive from `RequestBody` and refuse
+them (422 `validation_failed` naming the field).
 
 WebSocket frames in: `SendFrame`, `TypingFrame`, `ReadFrame`, `AuthFrame`, `PingFrame`; out:
 `AckOut` (`Ack.to_dict()`), `ErrorFrame` (`error_frame`), `AuthOkFrame`, `PongFrame`. The AsyncAPI
@@ -19,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from rtm.shared.errors import RtmError
 from rtm.shared.frames import AuthFrame, AuthOkFrame, ErrorFrame, PingFrame, PongFrame
+from rtm.shared.http import RequestBody
 
 __all__ = [
     "AckOut",
@@ -41,6 +45,13 @@ _EXAMPLE_USER = "0195f3a0-7c1e-7b1a-9d0e-3a5b7c9d1e2f"
 _EXAMPLE_PEER = "0195f3a0-7c1e-7b1a-9d0e-3a5b7c9d1e30"
 _EXAMPLE_CONVERSATION = "0195f3a1-0a2b-7c3d-8e4f-5a6b7c8d9e0f"
 _EXAMPLE_CLIENT_MSG = "5b0e8c2a-1f3d-4e5a-9b7c-2d4f6a8c0e1b"
+
+# The domain's text rules, for the HTTP bodies' JSON Schemas (their defaults; the domain checks
+# the configured values): no NUL, and a body that is not blank.
+_NO_NUL = r"^[^\u0000]*$"
+_NOT_BLANK_NO_NUL = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
+# A group has at most 1000 members (RTM_MAX_GROUP_MEMBERS), you included.
+MAX_MEMBER_IDS = 999
 
 
 class _Frame(BaseModel):
@@ -103,11 +114,10 @@ def error_frame(error: RtmError, ref: str | None) -> dict[str, object]:
     return {"type": "error", "code": body.pop("code"), "ref": ref, **body}
 
 
-class SendMessageBody(BaseModel):
+class SendMessageBody(RequestBody):
     """A message to send; resending the same `client_msg_id` is acked with `duplicate: true`."""
 
     model_config = ConfigDict(
-        extra="ignore",
         json_schema_extra={
             "examples": [
                 {
@@ -121,7 +131,10 @@ class SendMessageBody(BaseModel):
 
     client_msg_id: uuid.UUID = Field(description="the client's idempotency key for this send")
     conversation_id: uuid.UUID
-    body: StrictStr = Field(description="1 to 4096 characters after trimming; no NUL")
+    body: StrictStr = Field(
+        description="1 to 4096 characters after trimming; no NUL",
+        json_schema_extra={"minLength": 1, "maxLength": 4096, "pattern": _NOT_BLANK_NO_NUL},
+    )
 
 
 class AckOut(BaseModel):
@@ -150,22 +163,32 @@ class AckOut(BaseModel):
     accepted_at: str
 
 
-class CreateConversationBody(BaseModel):
-    """A new conversation; you are always a member. A direct one has exactly one other member."""
+class CreateConversationBody(RequestBody):
+    """A new conversation; you are always a member. A direct one has exactly one other member.
+    Every member must be a user auth knows (404 `not_found` names the others)."""
 
     model_config = ConfigDict(
-        extra="ignore",
         json_schema_extra={
             "examples": [
                 {"kind": "direct", "member_ids": [_EXAMPLE_PEER]},
                 {"kind": "group", "member_ids": [_EXAMPLE_PEER], "title": "Weekend plans"},
-            ]
+            ],
+            # The direct rule in the schema too (the domain checks it: `plan_members`).
+            "if": {"properties": {"kind": {"const": "direct"}}},
+            "then": {"properties": {"member_ids": {"minItems": 1, "maxItems": 1}}},
         },
     )
 
     kind: Literal["direct", "group"]
-    member_ids: list[uuid.UUID] = Field(max_length=10_000)
-    title: StrictStr | None = Field(None, description="at most 200 characters")
+    member_ids: list[uuid.UUID] = Field(
+        max_length=MAX_MEMBER_IDS,
+        description="the other members (direct: exactly one); you may be listed too",
+    )
+    title: StrictStr | None = Field(
+        None,
+        description="at most 200 characters after trimming; no NUL",
+        json_schema_extra={"maxLength": 200, "pattern": _NO_NUL},
+    )
 
 
 class ConversationOut(BaseModel):
@@ -194,11 +217,9 @@ class ConversationOut(BaseModel):
     last_seq: int
 
 
-class AddMemberBody(BaseModel):
-    """The user to add to a group."""
+class AddMemberBody(RequestBody):
+    """The user to add to a group: a user auth knows (404 `not_found` otherwise)."""
 
-    model_config = ConfigDict(
-        extra="ignore", json_schema_extra={"examples": [{"user_id": _EXAMPLE_PEER}]}
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [{"user_id": _EXAMPLE_PEER}]})
 
     user_id: uuid.UUID

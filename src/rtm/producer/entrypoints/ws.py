@@ -88,6 +88,9 @@ _FLUSH_TIMEOUT = 2.0
 @router.websocket("/v1/ws")
 async def producer_socket(websocket: WebSocket) -> None:
     """Send messages, typing indicators and read markers (PROTOCOL.md §5)."""
+    # The query string means nothing here, and a client may have put a token in it: drop it
+    # before the server logs the accepted connection (uvicorn logs this scope's path and query).
+    websocket.scope["query_string"] = b""
     with connection_log_context(websocket):
         await ProducerConnection(websocket, get_context(websocket)).serve()
 

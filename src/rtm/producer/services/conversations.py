@@ -7,7 +7,12 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 
-from rtm.producer.domain.exceptions import Forbidden, Unavailable, ValidationFailed
+from rtm.producer.domain.exceptions import (
+    Forbidden,
+    Unavailable,
+    UnknownUsers,
+    ValidationFailed,
+)
 from rtm.producer.domain.model import (
     ChangeKind,
     Conversation,
@@ -34,7 +39,9 @@ class ConversationService:
     Rules: the creator is always a member; a direct conversation has exactly two members and is
     unique per pair (creating it again returns it, re-adding whichever of the pair had left);
     only members may change a conversation; only groups take new members or have members
-    removed by others; anyone may leave.
+    removed by others; anyone may leave. Members are users auth knows (not deleted): anything
+    else is `UnknownUsers`, naming them, and nothing is written (the repository decides it in
+    the same transaction as its writes).
     """
 
     def __init__(
@@ -98,7 +105,11 @@ class ConversationService:
             raise ValidationFailed(
                 "user_id", f"a group has at most {self._max_group_members} members"
             )
-        if await self._repository.add_member(conversation_id, user_id):
+        try:
+            added = await self._repository.add_member(conversation_id, user_id)
+        except UnknownUsers as exc:
+            raise UnknownUsers(exc.user_ids, field="user_id") from exc
+        if added:
             self._membership.invalidate(conversation_id)
             await self._announce_current(ChangeKind.MEMBER_ADDED, conversation, user_id)
 
