@@ -6,9 +6,11 @@ One line per event. Correlation: while an HTTP request is handled its id is `cid
 call `cid` again (auth's interceptor). They live in a context variable (`log_context`) that
 `ContextFilter`, installed by `setup_logging`, copies onto every record; fields passed with
 `extra=` (such as `message_id`, `client_msg_id`) win. Message bodies and secrets never go into
-INFO lines, and the values of a logged URL's query string are replaced by `***`
-(`RedactQueryFilter`): clients put tokens there (`/v1/ws?token=...`) although rtm ignores them,
-and uvicorn logs the WebSocket's path with its query string.
+INFO lines, and `RedactSecretsFilter` replaces by `***` what may carry a credential at any level:
+the values of a logged URL's query string (clients put tokens there, `/v1/ws?token=...`, although
+rtm ignores them, and uvicorn logs the WebSocket's path with its query string), the value of an
+`Authorization` or `Cookie` header (the websockets library's DEBUG wire trace logs every header),
+and anything shaped like a JWT.
 """
 
 from __future__ import annotations
@@ -31,6 +33,14 @@ _SANE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 # A URL path followed by a query string: `/v1/ws?token=abc&x=1` (in quotes or not).
 _QUERY = re.compile(r"(/[^\s?\"']*)\?([^\s\"']*)")
 _PARAM_VALUE = re.compile(r"=[^&;]*")
+# A credential-bearing header as a wire trace or a repr shows it: `Authorization: Bearer x`,
+# `'authorization': 'Bearer x'`, `(b'cookie', b'x')`.
+_SECRET_HEADER = re.compile(
+    r"(?i)\b(authorization|proxy-authorization|cookie|set-cookie)(['\"]?\s*[:=,]\s*(?:b?['\"])?)"
+    r"[^'\"\r\n)]+"
+)
+# A compact JWS (what rtm's access tokens are): three base64url parts, the first `{"`-encoded.
+_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _CONTEXT: ContextVar[Mapping[str, str] | None] = ContextVar("rtm_log_context", default=None)
 
 
@@ -74,9 +84,13 @@ class ContextFilter(logging.Filter):
         return True
 
 
-def redact_query(text: str) -> str:
-    """`text` with the value of every URL query parameter replaced by `***` (names kept)."""
-    return _QUERY.sub(_redacted, text) if "?" in text else text
+def redact_secrets(text: str) -> str:
+    """`text` with the value of every URL query parameter, of every credential header, and
+    every JWT replaced by `***` (names kept)."""
+    if "?" in text:
+        text = _QUERY.sub(_redacted, text)
+    text = _SECRET_HEADER.sub(r"\1\2***", text)
+    return _JWT.sub("***", text) if "eyJ" in text else text
 
 
 def _redacted(match: re.Match[str]) -> str:
@@ -86,13 +100,13 @@ def _redacted(match: re.Match[str]) -> str:
     return path + "?" + (_PARAM_VALUE.sub("=***", query) if "=" in query else "***")
 
 
-class RedactQueryFilter(logging.Filter):
-    """Redacts query strings (`redact_query`) in every record's message before it is
-    written: a token a client put in a URL never reaches a log line."""
+class RedactSecretsFilter(logging.Filter):
+    """Redacts credentials (`redact_secrets`) in every record's message before it is written:
+    a token a client put in a URL or a header never reaches a log line."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        redacted = redact_query(message)
+        redacted = redact_secrets(message)
         if redacted != message:
             record.msg, record.args = redacted, None
         return True
@@ -143,7 +157,7 @@ def setup_logging(service: str, level: str = "INFO", fmt: LogFormat = "auto") ->
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(service) if use_json else TextFormatter(service))
     handler.addFilter(ContextFilter())
-    handler.addFilter(RedactQueryFilter())
+    handler.addFilter(RedactSecretsFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
