@@ -22,6 +22,9 @@ import orjson
 
 from rtm.shared.clock import format_time, parse_time
 
+# The largest `seq` (and cursor) anywhere: seqs are PostgreSQL bigints, on every service's edge.
+MAX_SEQ = (1 << 63) - 1
+
 STREAM = "RTM_MESSAGES"
 MESSAGE_SUBJECT_PREFIX = "rtm.msg"
 DELIVER_SUBJECT_PREFIX = "rtm.deliver"

@@ -17,7 +17,8 @@ from typing import Any
 
 import asyncpg
 
-from rtm.consumer.domain.model import MAX_SEQ, ConversationView, MessagePage, StoredMessage
+from rtm.consumer.domain.model import ConversationView, MessagePage, StoredMessage
+from rtm.shared.contract import MAX_SEQ
 from rtm.shared.postgres import PostgresDatabase
 
 _MESSAGE_COLUMNS = "message_id, conversation_id, seq, sender_id, client_msg_id, body, sent_at"

@@ -11,10 +11,6 @@ from typing import Any
 from rtm.shared.clock import format_time
 from rtm.shared.contract import AcceptedMessage
 
-MAX_SEQ = (1 << 63) - 1
-"""The largest seq PostgreSQL's bigint holds: the bound of every seq a client names (history
-cursors, `resume` cursors). Past it a request is refused (`validation_failed`), never sent on."""
-
 
 @dataclass(frozen=True, slots=True, order=True)
 class FenceToken:

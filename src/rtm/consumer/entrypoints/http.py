@@ -15,9 +15,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
-from rtm.consumer.domain.model import MAX_SEQ
 from rtm.consumer.entrypoints.deps import Claims, Reads
 from rtm.consumer.settings import ConsumerSettings
+from rtm.shared.contract import MAX_SEQ
 from rtm.shared.http import error_responses
 
 EXAMPLE_CONVERSATION = uuid.UUID("0195f3a1-0a2b-7c3d-8e4f-5a6b7c8d9e0f")

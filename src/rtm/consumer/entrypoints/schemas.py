@@ -20,8 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 from pydantic.config import JsonDict
 from pydantic.json_schema import SkipJsonSchema
 
-from rtm.consumer.domain.model import MAX_SEQ
 from rtm.shared.clock import format_time
+from rtm.shared.contract import MAX_SEQ
 from rtm.shared.errors import ErrorCode, RtmError
 from rtm.shared.frames import (
     AuthFrame,

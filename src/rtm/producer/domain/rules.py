@@ -6,8 +6,7 @@ import uuid
 
 from rtm.producer.domain.exceptions import ValidationFailed
 from rtm.producer.domain.model import ConversationKind, CreateConversation
-
-MAX_SEQ = (1 << 63) - 1  # PostgreSQL bigint
+from rtm.shared.contract import MAX_SEQ
 
 
 def check_text(value: str, field: str) -> None:
