@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import time
+from typing import Any
 from collections.abc import AsyncIterator
 
 import httpx
@@ -66,7 +67,9 @@ async def close_code(ws: websockets.ClientConnection, timeout: float) -> int | N
         return None
 
 
-async def refused_with(base: str, user: User, *, first_frame: bool) -> tuple[int | None, list]:
+async def refused_with(
+    base: str, user: User, *, first_frame: bool
+) -> tuple[int | None, list[dict[str, Any]]]:
     """Connect with `user`'s access token (on the upgrade, or as the first `auth` frame)."""
     headers = {} if first_frame else user.headers
     async with websockets.connect(ws_url(base), additional_headers=headers, proxy=None) as ws:

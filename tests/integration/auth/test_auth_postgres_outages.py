@@ -29,7 +29,7 @@ from rtm.auth.bootstrap import AuthRuntime
 from rtm.auth.proto import auth_pb2 as pb
 from rtm.auth.proto.auth_pb2_grpc import AuthServiceStub
 from rtm.local.postgres import EmbeddedPostgres
-from tests.integration.auth.conftest import make_settings
+from tests.integration.auth.conftest import Stub, make_settings
 from tests.support.pg_outages import postgres_outage, private_postgres
 from tests.support.servers import migrated_database
 
@@ -72,7 +72,7 @@ class Answer:
 class Clients:
     """gRPC and HTTP logins and refreshes, each answer recorded."""
 
-    def __init__(self, stub: AuthServiceStub, http: httpx.AsyncClient, tokens: list[str]) -> None:
+    def __init__(self, stub: Stub, http: httpx.AsyncClient, tokens: list[str]) -> None:
         self.stub = stub
         self.http = http
         self.tokens = tokens
@@ -144,7 +144,7 @@ async def test_logins_and_refreshes_during_a_postgresql_outage_are_ok_or_unavail
         grpc.aio.insecure_channel(f"127.0.0.1:{auth.grpc_port}") as channel,
         httpx.AsyncClient(transport=transport, base_url="http://auth.test", timeout=WAIT_S) as h,
     ):
-        stub = AuthServiceStub(channel)
+        stub: Stub = AuthServiceStub(channel)
         await stub.Register(pb.RegisterRequest(username=USERNAME, password=PASSWORD))
         tokens = [
             (await stub.Login(pb.LoginRequest(username=USERNAME, password=PASSWORD))).refresh_token

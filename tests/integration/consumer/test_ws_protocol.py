@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
+from websockets.typing import Origin
 
 from rtm.consumer.bootstrap import create_app
 from rtm.consumer.settings import ConsumerSettings
@@ -91,8 +92,8 @@ async def test_disallowed_origin_is_refused_1008(
 ) -> None:
     headers = {"Authorization": f"Bearer {tokens.token(uuid.uuid4())}"}
     async with websockets.connect(
-        f"ws://{strict_consumer}/v1/ws", additional_headers=headers, origin="https://evil.example"
-    ) as ws:  # type: ignore[arg-type]
+        f"ws://{strict_consumer}/v1/ws", additional_headers=headers, origin=Origin("https://evil.example")
+    ) as ws:
         assert await closed_with(ws) == 1008
 
 

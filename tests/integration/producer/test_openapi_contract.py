@@ -102,7 +102,7 @@ def test_the_document_checked_is_the_one_served(producer_url: str) -> None:
     assert httpx.get(f"{producer_url}/v1/openapi.json").json() == DOCUMENT
 
 
-@schema.parametrize()
+@schema.parametrize()  # type: ignore[untyped-decorator]  # schemathesis ships no types
 @settings(
     max_examples=MAX_EXAMPLES,
     derandomize=True,

@@ -233,4 +233,4 @@ async def test_members_who_are_no_users_are_refused_and_nothing_is_stored(
     await repository.create(stored, None)
     with pytest.raises(UnknownUsers):
         await repository.add_member(stored.id, ghost)
-    assert await repository.members(stored.id) == {a, b}
+    assert await repository.members(stored.id) == frozenset({a, b})

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rtm.consumer.domain.model import MAX_SEQ
+from rtm.shared.contract import MAX_SEQ
 from rtm.consumer.entrypoints.schemas import (
     ResumeFrame,
     decode_frame,

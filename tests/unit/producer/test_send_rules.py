@@ -6,10 +6,11 @@ import uuid
 
 import pytest
 
+from rtm.shared.contract import MAX_SEQ
+
 from rtm.producer.domain.exceptions import ValidationFailed
 from rtm.producer.domain.model import ConversationKind, CreateConversation
 from rtm.producer.domain.rules import (
-    MAX_SEQ,
     direct_key,
     plan_members,
     validate_body,

@@ -145,11 +145,14 @@ async def test_an_internal_error_names_the_request_id(logs: pytest.LogCaptureFix
 def upgrade(*headers: tuple[bytes, bytes]) -> WebSocket:
     """A WebSocket as a handler sees it before accepting (nothing is sent or received)."""
 
-    async def nothing(*_: object) -> Message:
+    async def receive() -> Message:
+        raise AssertionError("not used")
+
+    async def send(_: Message) -> None:
         raise AssertionError("not used")
 
     return WebSocket(
-        {"type": "websocket", "path": "/v1/ws", "headers": list(headers)}, nothing, nothing
+        {"type": "websocket", "path": "/v1/ws", "headers": list(headers)}, receive, send
     )
 
 

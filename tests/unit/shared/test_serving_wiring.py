@@ -14,7 +14,7 @@ def edge_limits(http: object) -> tuple[float, float, int]:
     assert isinstance(http, type)
     cap = getattr(http, "_cap", None)
     assert isinstance(cap, AddressCap)
-    return http._header_timeout_s, http._keep_alive_s, cap.limit
+    return getattr(http, "_header_timeout_s"), getattr(http, "_keep_alive_s"), cap.limit
 
 
 def test_the_producer_serves_with_the_edge_limits_of_its_settings() -> None:
