@@ -9,8 +9,8 @@ import asyncio
 import contextlib
 import json
 import time
-from typing import Any
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest

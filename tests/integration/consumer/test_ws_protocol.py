@@ -92,7 +92,9 @@ async def test_disallowed_origin_is_refused_1008(
 ) -> None:
     headers = {"Authorization": f"Bearer {tokens.token(uuid.uuid4())}"}
     async with websockets.connect(
-        f"ws://{strict_consumer}/v1/ws", additional_headers=headers, origin=Origin("https://evil.example")
+        f"ws://{strict_consumer}/v1/ws",
+        additional_headers=headers,
+        origin=Origin("https://evil.example"),
     ) as ws:
         assert await closed_with(ws) == 1008
 

@@ -12,7 +12,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rtm.shared.contract import MAX_SEQ
 from rtm.consumer.entrypoints.schemas import (
     ResumeFrame,
     decode_frame,
@@ -20,6 +19,7 @@ from rtm.consumer.entrypoints.schemas import (
     resumed_entry,
     resumed_frame,
 )
+from rtm.shared.contract import MAX_SEQ
 from rtm.shared.errors import ErrorCode, RtmError
 
 CAP = 5

@@ -6,8 +6,6 @@ import uuid
 
 import pytest
 
-from rtm.shared.contract import MAX_SEQ
-
 from rtm.producer.domain.exceptions import ValidationFailed
 from rtm.producer.domain.model import ConversationKind, CreateConversation
 from rtm.producer.domain.rules import (
@@ -17,6 +15,7 @@ from rtm.producer.domain.rules import (
     validate_read_seq,
     validate_title,
 )
+from rtm.shared.contract import MAX_SEQ
 from rtm.shared.errors import ErrorCode
 
 

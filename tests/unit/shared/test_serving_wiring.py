@@ -11,10 +11,12 @@ from rtm.shared.serving import AddressCap
 
 
 def edge_limits(http: object) -> tuple[float, float, int]:
+    """The limits an edge protocol class was built with (`rtm.shared.serving._EdgeProtocol`)."""
     assert isinstance(http, type)
-    cap = getattr(http, "_cap", None)
+    limits = vars(http)
+    cap = limits["_cap"]
     assert isinstance(cap, AddressCap)
-    return getattr(http, "_header_timeout_s"), getattr(http, "_keep_alive_s"), cap.limit
+    return limits["_header_timeout_s"], limits["_keep_alive_s"], cap.limit
 
 
 def test_the_producer_serves_with_the_edge_limits_of_its_settings() -> None:
