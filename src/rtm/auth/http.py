@@ -69,9 +69,11 @@ jwks_router = APIRouter(tags=["keys"])
     operation_id="register",
     responses=error_responses(409, 422),
 )
-async def register(body: RegisterBody, service: Service) -> UserOut:
+async def register(body: RegisterBody, service: Service, client: Client) -> UserOut:
     """Create an account. The username is stored normalised (NFKC + casefold)."""
-    return UserOut.of(await service.register(body.username, body.password, body.display_name))
+    return UserOut.of(
+        await service.register(body.username, body.password, body.display_name, client)
+    )
 
 
 @auth_router.post("/login", operation_id="login", responses=error_responses(401, 422, 429))
