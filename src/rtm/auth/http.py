@@ -33,9 +33,9 @@ from rtm.auth.schemas import (
     UsersOut,
 )
 from rtm.auth.service import AuthService
+from rtm.auth.settings import AuthSettings
 from rtm.shared.health import Readiness
 from rtm.shared.http import Lifespan, create_http_app, error_responses
-from rtm.shared.settings import CommonSettings
 from rtm.shared.tokens import AccessClaims
 
 _bearer_scheme = HTTPBearer(auto_error=False, description="an access token from /v1/auth/login")
@@ -220,7 +220,7 @@ async def jwks(service: Service, response: Response) -> JwksOut:
 def create_app(
     service: AuthService,
     *,
-    settings: CommonSettings,
+    settings: AuthSettings,
     readiness: Readiness,
     lifespan: Lifespan = None,
 ) -> FastAPI:
@@ -234,8 +234,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.auth_service = service
-    policy = service.policy
-    users_router = _users_router(policy.search_default_limit, policy.search_max_limit)
+    users_router = _users_router(settings.search_default_limit, settings.search_max_limit)
     routers = (auth_router, users_router, jwks_router)
     for router in routers:
         app.include_router(router)

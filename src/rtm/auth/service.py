@@ -375,10 +375,6 @@ class AuthService:
             raise NotFound("user")
         return user_id
 
-    @property
-    def policy(self) -> AuthPolicy:
-        return self._policy
-
     def jwks(self) -> dict[str, list[dict[str, str]]]:
         """Unavailable (not an empty set) before the keys are loaded: a verifier caching an
         empty JWKS would refuse every token until its next refresh."""
