@@ -20,6 +20,7 @@ import psycopg
 import uvicorn
 from fastapi import FastAPI
 
+from rtm.auth.common_passwords import common_passwords
 from rtm.auth.events import NatsBus, RevocationPublisher
 from rtm.auth.exceptions import Unavailable
 from rtm.auth.http import create_app
@@ -42,6 +43,7 @@ from rtm.shared.serving import uvicorn_edge_options
 logger = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+Sleep = Callable[[float], Awaitable[object]]
 # What PostgreSQL (as `Unavailable`, from the database) and psycopg (migrations) raise while the
 # server is down or starting.
 STARTUP_ERRORS: tuple[type[BaseException], ...] = (Unavailable, psycopg.OperationalError)
@@ -51,17 +53,22 @@ def policy_from(settings: AuthSettings) -> AuthPolicy:
     window = timedelta(seconds=settings.throttle_window_seconds)
     base = timedelta(milliseconds=settings.throttle_base_delay_ms)
     longest = timedelta(seconds=settings.throttle_max_delay_seconds)
+    slowest = settings.throttle_account_max_slowdown_ms
     return AuthPolicy(
         issuer=settings.token_issuer,
         access_ttl=timedelta(seconds=settings.access_token_ttl_seconds),
         refresh_ttl=timedelta(seconds=settings.refresh_token_ttl_seconds),
         leeway=timedelta(seconds=settings.token_leeway_seconds),
-        account_throttle=ThrottlePolicy(settings.throttle_account_free_failures, base, longest,
-                                        window),
+        account_throttle=ThrottlePolicy(settings.throttle_account_free_failures, base,
+                                        timedelta(milliseconds=slowest), window),
         address_throttle=ThrottlePolicy(settings.throttle_address_free_failures, base, longest,
                                         window),
+        pair_throttle=ThrottlePolicy(settings.throttle_pair_free_failures, base, longest, window),
         search_default_limit=settings.search_default_limit,
         search_max_limit=settings.search_max_limit,
+        common_passwords=common_passwords(),
+        register_burst=settings.register_burst,
+        register_per_minute=settings.register_per_minute,
     )  # fmt: skip
 
 
@@ -79,9 +86,12 @@ class AuthRuntime:
     Args:
         settings: the configuration.
         clock: the current time (tests move it).
+        sleep: how the login slowdown waits (tests pass one that moves `clock` instead).
     """
 
-    def __init__(self, settings: AuthSettings, *, clock: Clock = utcnow) -> None:
+    def __init__(
+        self, settings: AuthSettings, *, clock: Clock = utcnow, sleep: Sleep = asyncio.sleep
+    ) -> None:
         self.settings = settings
         self.db = PostgresDatabase(
             settings.database_url,
@@ -122,6 +132,7 @@ class AuthRuntime:
             notifier=self.publisher,
             policy=policy_from(settings),
             clock=clock,
+            sleep=sleep,
         )
         self.readiness = Readiness()
         self.readiness.add("postgres", self.db.check)

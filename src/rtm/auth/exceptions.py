@@ -9,7 +9,7 @@ Exception tree:
         InvalidRefreshToken        -- unauthorized: unknown, spent, expired or revoked
         UsernameTaken              -- already_exists: taken after normalisation
         NotFound                   -- not_found: no such user/session visible to the caller
-        Throttled                  -- rate_limited: too many failures; `retry_after_ms` set
+        Throttled                  -- rate_limited: too many failures or sign-ups; `retry_after_ms`
         Unavailable                -- unavailable: PostgreSQL (or the signing key) not there now
       TokenError, TokenExpired     -- unauthorized, from rtm.shared.tokens (access tokens)
 """
@@ -51,10 +51,10 @@ class NotFound(AuthError):
 
 
 class Throttled(AuthError):
-    def __init__(self, retry_after_ms: int) -> None:
+    def __init__(self, retry_after_ms: int, reason: str = "too many failed attempts") -> None:
         super().__init__(
             ErrorCode.RATE_LIMITED,
-            f"too many failed attempts; retry in {retry_after_ms} ms",
+            f"{reason}; retry in {retry_after_ms} ms",
             retry_after_ms=retry_after_ms,
         )
 

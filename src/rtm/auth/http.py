@@ -2,16 +2,22 @@
 
 The routes call the same `AuthService` as the gRPC servicer; `RtmError`s raised by it become the
 protocol's error envelope in the shared app's one handler (401, 404, 409, 422, 429 with
-`Retry-After`, 503). Route docstrings are the API documentation at `/v1/swagger`.
+`Retry-After`, 503). Route docstrings are the API documentation at `/v1/swagger`, and each route
+lists every status it can answer (schemathesis holds the document to it:
+tests/integration/auth/test_openapi_contract.py).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response, status
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rtm.auth.model import ClientInfo
 from rtm.auth.schemas import (
@@ -27,9 +33,9 @@ from rtm.auth.schemas import (
     UsersOut,
 )
 from rtm.auth.service import AuthService
+from rtm.auth.settings import AuthSettings
 from rtm.shared.health import Readiness
 from rtm.shared.http import Lifespan, create_http_app, error_responses
-from rtm.shared.settings import CommonSettings
 from rtm.shared.tokens import AccessClaims
 
 _bearer_scheme = HTTPBearer(auto_error=False, description="an access token from /v1/auth/login")
@@ -59,29 +65,36 @@ async def _caller(service: Service, credentials: BearerHeader) -> AccessClaims:
 Caller = Annotated[AccessClaims, Depends(_caller)]
 
 auth_router = APIRouter(prefix="/v1/auth", tags=["auth"])
-users_router = APIRouter(prefix="/v1/users", tags=["users"])
 jwks_router = APIRouter(tags=["keys"])
+
+# Statuses beyond 2xx, per kind of route: 400 = a body that is not JSON (`invalid_json`) or not an
+# object (`invalid_message`); 503 = PostgreSQL (or the signing key) not there now.
+_BODY = (400, 422, 503)
+_AUTHED = (401, 503)
 
 
 @auth_router.post(
     "/register",
     status_code=status.HTTP_201_CREATED,
     operation_id="register",
-    responses=error_responses(409, 422),
+    responses=error_responses(*_BODY, 409, 429),
 )
-async def register(body: RegisterBody, service: Service) -> UserOut:
+async def register(body: RegisterBody, service: Service, client: Client) -> UserOut:
     """Create an account. The username is stored normalised (NFKC + casefold)."""
-    return UserOut.of(await service.register(body.username, body.password, body.display_name))
+    return UserOut.of(
+        await service.register(body.username, body.password, body.display_name, client)
+    )
 
 
-@auth_router.post("/login", operation_id="login", responses=error_responses(401, 422, 429))
+@auth_router.post("/login", operation_id="login", responses=error_responses(*_BODY, 401, 429))
 async def login(body: LoginBody, service: Service, client: Client) -> GrantOut:
-    """Start a session. Unknown user and wrong password get the same 401; repeated failures get
-    429 with `retry_after_ms`."""
+    """Start a session. Unknown user and wrong password get the same 401. Repeated failures from
+    one address (for one account, or for any) get 429 with `retry_after_ms`; an account failing
+    from many addresses is only slowed down (by at most a few seconds), never locked."""
     return GrantOut.of(await service.login(body.username, body.password, client))
 
 
-@auth_router.post("/refresh", operation_id="refresh", responses=error_responses(401, 422))
+@auth_router.post("/refresh", operation_id="refresh", responses=error_responses(*_BODY, 401))
 async def refresh(body: RefreshBody, service: Service, client: Client) -> GrantOut:
     """Trade a refresh token for new tokens. The old refresh token is spent: presenting it again
     ends the whole session."""
@@ -92,7 +105,7 @@ async def refresh(body: RefreshBody, service: Service, client: Client) -> GrantO
     "/logout",
     status_code=status.HTTP_204_NO_CONTENT,
     operation_id="logout",
-    responses=error_responses(401, 422),
+    responses=error_responses(*_BODY, 401),
 )
 async def logout(
     service: Service, credentials: BearerHeader, body: LogoutBody | None = None
@@ -105,7 +118,7 @@ async def logout(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@auth_router.get("/me", operation_id="me", responses=error_responses(401))
+@auth_router.get("/me", operation_id="me", responses=error_responses(*_AUTHED))
 async def me(service: Service, caller: Caller) -> UserOut:
     """The caller's account."""
     return UserOut.of(await service.get_user(caller, None))
@@ -115,7 +128,7 @@ async def me(service: Service, caller: Caller) -> UserOut:
     "/me",
     status_code=status.HTTP_204_NO_CONTENT,
     operation_id="delete_me",
-    responses=error_responses(401),
+    responses=error_responses(*_AUTHED),
 )
 async def delete_me(service: Service, caller: Caller) -> Response:
     """Delete the caller's account for good: every session ends (sockets close with 4503 within
@@ -124,7 +137,7 @@ async def delete_me(service: Service, caller: Caller) -> Response:
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@auth_router.get("/sessions", operation_id="list_sessions", responses=error_responses(401))
+@auth_router.get("/sessions", operation_id="list_sessions", responses=error_responses(*_AUTHED))
 async def list_sessions(service: Service, caller: Caller) -> SessionsOut:
     """The caller's live sessions, newest first."""
     return SessionsOut(sessions=[SessionOut.of(v) for v in await service.list_sessions(caller)])
@@ -134,7 +147,7 @@ async def list_sessions(service: Service, caller: Caller) -> SessionsOut:
     "/sessions/{session_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     operation_id="revoke_session",
-    responses=error_responses(401, 404, 422),
+    responses=error_responses(*_AUTHED, 404, 422),
 )
 async def revoke_session(session_id: uuid.UUID, service: Service, caller: Caller) -> Response:
     """End one of the caller's sessions; its sockets close with 4503 within seconds."""
@@ -142,21 +155,59 @@ async def revoke_session(session_id: uuid.UUID, service: Service, caller: Caller
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@users_router.get("", operation_id="search_users", responses=error_responses(401, 422))
-async def search_users(
-    service: Service,
-    caller: Caller,
-    q: Annotated[str, Query(max_length=256, description="username prefix")],
-    limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
-) -> UsersOut:
-    """Users whose (normalised) username starts with `q`, by username."""
-    return UsersOut(users=[UserOut.of(u) for u in await service.search_users(caller, q, limit)])
+def _users_router(default_limit: int, max_limit: int) -> APIRouter:
+    """Built per app: the `limit` bounds the document states are the configured ones."""
+    router = APIRouter(prefix="/v1/users", tags=["users"])
+
+    @router.get("", operation_id="search_users", responses=error_responses(*_AUTHED, 422))
+    # Defaults, not Annotated: the annotations are strings that cannot see `max_limit`.
+    async def search_users(
+        service: Service,
+        caller: Caller,
+        q: str = Query(
+            max_length=256,
+            pattern=r"\S",
+            description="username prefix (normalised like usernames; not blank)",
+        ),
+        limit: int | None = Query(None, ge=1, le=max_limit, description=f"default {default_limit}"),
+    ) -> UsersOut:
+        """Users whose (normalised) username starts with `q`, by username."""
+        return UsersOut(users=[UserOut.of(u) for u in await service.search_users(caller, q, limit)])
+
+    @router.get(
+        "/{user_id}", operation_id="get_user", responses=error_responses(*_AUTHED, 404, 422)
+    )
+    async def get_user(user_id: uuid.UUID, service: Service, caller: Caller) -> UserOut:
+        """One user by id."""
+        return UserOut.of(await service.get_user(caller, user_id))
+
+    return router
 
 
-@users_router.get("/{user_id}", operation_id="get_user", responses=error_responses(401, 404, 422))
-async def get_user(user_id: uuid.UUID, service: Service, caller: Caller) -> UserOut:
-    """One user by id."""
-    return UserOut.of(await service.get_user(caller, user_id))
+def _answer_405_with_every_method(app: FastAPI, routers: Iterable[APIRouter]) -> None:
+    """Where several routes share a path (`/v1/auth/me`: GET and DELETE), Starlette's 405 names
+    only the first route's methods in `Allow`; a hidden route for the other methods names all."""
+    routes: dict[str, list[APIRoute]] = defaultdict(list)
+    for router in routers:
+        for route in router.routes:
+            if isinstance(route, APIRoute):
+                routes[route.path].append(route)
+    for path, shared in routes.items():
+        if len(shared) < 2:
+            continue
+        allowed = sorted({method for route in shared for method in route.methods or ()})
+        others = sorted({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"}
+                        - set(allowed))  # fmt: skip
+        app.add_api_route(
+            path, _refuser(", ".join(allowed)), methods=others, include_in_schema=False
+        )
+
+
+def _refuser(allow: str) -> Callable[[], Awaitable[Response]]:
+    async def not_allowed() -> Response:
+        raise StarletteHTTPException(405, "Method Not Allowed", headers={"Allow": allow})
+
+    return not_allowed
 
 
 @jwks_router.get("/.well-known/jwks.json", operation_id="jwks", responses=error_responses(503))
@@ -169,7 +220,7 @@ async def jwks(service: Service, response: Response) -> JwksOut:
 def create_app(
     service: AuthService,
     *,
-    settings: CommonSettings,
+    settings: AuthSettings,
     readiness: Readiness,
     lifespan: Lifespan = None,
 ) -> FastAPI:
@@ -183,6 +234,9 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.auth_service = service
-    for router in (auth_router, users_router, jwks_router):
+    users_router = _users_router(settings.search_default_limit, settings.search_max_limit)
+    routers = (auth_router, users_router, jwks_router)
+    for router in routers:
         app.include_router(router)
+    _answer_405_with_every_method(app, routers)
     return app

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import unicodedata
 import uuid
+from collections.abc import Container
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -116,11 +117,26 @@ def validate_username(raw: str) -> str:
     return name
 
 
-def validate_password(password: str, *, field: str = "password") -> None:
-    """8-1024 bytes of UTF-8 (bytes, not characters: that is what argon2 hashes)."""
+def validate_password(
+    password: str,
+    *,
+    field: str = "password",
+    username: str | None = None,
+    common: Container[str] = (),
+) -> None:
+    """NIST SP 800-63B §5.1.1.2: 8-1024 bytes of UTF-8 (bytes, not characters: that is what
+    argon2 hashes), not the username (case-insensitively), and not on `common`, the list of
+    common and breached passwords (lower-cased; compared case-insensitively, since a capital
+    letter is the first thing a guesser tries). No composition rules: NIST advises against them.
+    The error says which rule failed, so that the user can choose better."""
     size = password_size(password, field=field)
     if size < PASSWORD_MIN_BYTES or size > PASSWORD_MAX_BYTES:
         raise InvalidInput(field, f"must be {PASSWORD_MIN_BYTES}-{PASSWORD_MAX_BYTES} bytes")
+    folded = password.casefold()
+    if username is not None and folded in (username.casefold(), normalise_username(username)):
+        raise InvalidInput(field, "must not be the username")
+    if password.lower() in common:
+        raise InvalidInput(field, "is too common: it is on a list of breached passwords")
 
 
 def password_size(password: str, *, field: str = "password") -> int:

@@ -1,24 +1,56 @@
 """HTTP bodies of the auth front (pydantic lives here, at the edge, not in the domain).
 
 Limits here are shape limits that keep absurd input away from the service; the rules that matter
-(username charset, password bytes) are enforced once, in `rtm.auth.model`, for both entrypoints.
+(username charset, password bytes, common passwords) are enforced once, in `rtm.auth.model`, for
+both entrypoints. Bodies derive from `RequestBody`: an unknown field is a 422 naming it.
+
+The JSON Schemas document those rules as far as JSON Schema can say them (checked by
+schemathesis, tests/integration/auth/test_openapi_contract.py): exactly for ASCII input; for other
+text the byte and normalisation rules of the descriptions are what counts.
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_serializer
 
-from rtm.auth.model import Grant, User
+from rtm.auth.model import DISPLAY_NAME_MAX, PASSWORD_MAX_BYTES, PASSWORD_MIN_BYTES, Grant, User
 from rtm.auth.service import SessionView
 from rtm.shared.clock import format_time
+from rtm.shared.http import RequestBody
+
+# What `rtm.auth.model` accepts, said in JSON Schema (see the module docstring).
+USERNAME_SCHEMA = {
+    "type": "string",
+    "pattern": "^[A-Za-z0-9_.-]{3,32}$",
+    "description": "3-32 characters of a-z 0-9 _ . - after NFKC + casefold (so `Alice` is "
+    "`alice`, and other spellings that normalise to such a name are accepted too)",
+    "examples": ["alice"],
+}
+NEW_PASSWORD_SCHEMA = {
+    "type": "string",
+    "minLength": PASSWORD_MIN_BYTES,
+    "maxLength": PASSWORD_MAX_BYTES,
+    "description": f"{PASSWORD_MIN_BYTES}-{PASSWORD_MAX_BYTES} bytes of UTF-8, not the username "
+    "(case-insensitively), not on the shipped list of ~200,000 common or breached passwords "
+    "(422 `validation_failed`, field `password`, the message says which rule)",
+}
+_CONTROLS = "\\x00-\\x1f\\x7f-\\x9f"
+DISPLAY_NAME_SCHEMA = {
+    "type": "string",
+    "maxLength": DISPLAY_NAME_MAX,
+    "pattern": f"^[^{_CONTROLS}]*[^\\s{_CONTROLS}][^{_CONTROLS}]*$",
+    "description": f"1-{DISPLAY_NAME_MAX} characters once trimmed (NFC), no control or format "
+    "characters; absent or null: the username",
+    "examples": ["Alice"],
+}
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(strict=True)
+class _Body(RequestBody):
+    model_config = ConfigDict(strict=True, extra="forbid")
 
 
 _EXAMPLE_REFRESH = "rtmr_6QmJ0b3bq0H2Zk9cXo1v3w8yR5tN7uLpA4sD2fG1hJk"
@@ -33,9 +65,13 @@ class RegisterBody(_Body):
         }
     )
 
-    username: str = Field(max_length=256, examples=["alice"])
-    password: str = Field(max_length=4096, description="8-1024 bytes of UTF-8")
-    display_name: str | None = Field(None, max_length=256, examples=["Alice"])
+    username: Annotated[str, Field(max_length=256), WithJsonSchema(USERNAME_SCHEMA)]
+    password: Annotated[
+        str, Field(max_length=PASSWORD_MAX_BYTES), WithJsonSchema(NEW_PASSWORD_SCHEMA)
+    ]
+    display_name: (
+        Annotated[str, Field(max_length=256), WithJsonSchema(DISPLAY_NAME_SCHEMA)] | None
+    ) = None
 
 
 class LoginBody(_Body):
@@ -44,7 +80,9 @@ class LoginBody(_Body):
     )
 
     username: str = Field(max_length=256, examples=["alice"])
-    password: str = Field(max_length=4096)
+    password: str = Field(
+        max_length=PASSWORD_MAX_BYTES, description=f"at most {PASSWORD_MAX_BYTES} bytes of UTF-8"
+    )
 
 
 class RefreshBody(_Body):

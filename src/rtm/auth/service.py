@@ -6,10 +6,11 @@ their transport to these calls and `AuthError`/`TokenError` back to status codes
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Container, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -45,10 +46,11 @@ from rtm.auth.model import (
 from rtm.auth.passwords import PasswordHasher
 from rtm.auth.ports import AuthStore, RevocationNotifier, ThrottleStore
 from rtm.auth.throttle import (
+    LoginKeys,
     ThrottlePolicy,
-    account_key,
     address_key,
     retry_after,
+    slowdown,
     to_milliseconds,
 )
 from rtm.auth.tokens import (
@@ -61,6 +63,7 @@ from rtm.auth.tokens import (
 from rtm.shared.contract import SessionRevoked
 from rtm.shared.errors import ErrorCode, RtmError
 from rtm.shared.ids import new_id
+from rtm.shared.limits import KeyedBuckets
 from rtm.shared.tokens import AccessClaims, TokenError, TokenExpired, decode_access_token
 
 logger = logging.getLogger(__name__)
@@ -76,10 +79,14 @@ class AuthPolicy:
     access_ttl: timedelta
     refresh_ttl: timedelta
     leeway: timedelta
-    account_throttle: ThrottlePolicy
+    account_throttle: ThrottlePolicy  # slows logins down (max_delay: the cap), never refuses
     address_throttle: ThrottlePolicy
+    pair_throttle: ThrottlePolicy  # one account from one address
     search_default_limit: int = 20
     search_max_limit: int = 50
+    common_passwords: Container[str] = frozenset()
+    register_burst: int = 30  # registrations per client address, at once
+    register_per_minute: float = 10.0  # ... and then, per minute
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +109,7 @@ class AuthService:
         notifier: tells the other services a session ended.
         policy: lifetimes and limits.
         clock: the current time (tests move it).
+        sleep: waits that many seconds (the login slowdown; tests pass one that moves `clock`).
     """
 
     def __init__(
@@ -114,6 +122,7 @@ class AuthService:
         notifier: RevocationNotifier,
         policy: AuthPolicy,
         clock: Callable[[], datetime],
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
         self._store = store
         self._throttle = throttle
@@ -122,15 +131,34 @@ class AuthService:
         self._notifier = notifier
         self._policy = policy
         self._clock = clock
+        self._sleep = sleep
         self._signer = AccessTokenSigner(policy.issuer, policy.access_ttl)
+        # Per process, in memory: a registration costs one argon2 hash and one row, and the
+        # limit only has to make mass sign-ups from one address slow (see docs/auth.md).
+        self._registrations: KeyedBuckets[str] = KeyedBuckets(
+            policy.register_per_minute / 60.0,
+            policy.register_burst,
+            lambda: self._clock().timestamp(),
+        )
 
-    async def register(self, username: str, password: str, display_name: str | None) -> User:
+    async def register(
+        self,
+        username: str,
+        password: str,
+        display_name: str | None,
+        client: ClientInfo | None = None,
+    ) -> User:
+        """Create an account; `client` (absent for operators' tools) is rate limited per
+        address: a burst of `register_burst`, then `register_per_minute`."""
         try:
+            if client is not None:
+                self._take_registration(client)
             user = await self._register(username, password, display_name)
         except RtmError as exc:
             outcome = {
                 ErrorCode.ALREADY_EXISTS: "username_taken",
                 ErrorCode.VALIDATION_FAILED: "invalid",
+                ErrorCode.RATE_LIMITED: "throttled",
             }.get(exc.code, "error")
             REGISTRATIONS.labels(outcome).inc()
             raise
@@ -139,7 +167,7 @@ class AuthService:
 
     async def _register(self, username: str, password: str, display_name: str | None) -> User:
         name = validate_username(username)
-        validate_password(password)
+        validate_password(password, username=username, common=self._policy.common_passwords)
         display = validate_display_name(display_name, default=name)
         password_hash = await self._hasher.hash(password)
         user = User(id=new_id(), username=name, display_name=display, created_at=self._clock())
@@ -166,20 +194,20 @@ class AuthService:
         if password_size(password) > PASSWORD_MAX_BYTES:
             raise InvalidInput("password", f"must be at most {PASSWORD_MAX_BYTES} bytes")
         name = login_username(username)
-        keys = [account_key(name or normalise_username(username))]
-        if client.address:
-            keys.append(address_key(client.address))
-        await self._check_throttle(keys)
+        keys = LoginKeys.of(name or normalise_username(username), client.address)
+        await self._throttle_login(keys)
         credentials = await self._store.credentials(name) if name else None
         ok = await self._hasher.verify(credentials.password_hash if credentials else None, password)
         if not ok or credentials is None:
-            window = max(p.window for p in (self._policy.account_throttle,
-                                            self._policy.address_throttle))  # fmt: skip
+            policies = (self._policy.account_throttle, self._policy.address_throttle,
+                        self._policy.pair_throttle)  # fmt: skip
             await self._throttle.record_failure(
-                keys, now=self._clock(), window_s=window.total_seconds()
+                keys.all,
+                now=self._clock(),
+                window_s=max(p.window for p in policies).total_seconds(),
             )
             raise InvalidCredentials()
-        await self._throttle.clear(keys[0])
+        await self._throttle.clear(keys.pair)
         if self._hasher.needs_rehash(credentials.password_hash):
             await self._store.set_password_hash(
                 credentials.user.id, await self._hasher.hash(password)
@@ -272,6 +300,7 @@ class AuthService:
             public_key,
             issuer=self._policy.issuer,
             leeway=self._policy.leeway.total_seconds(),
+            max_lifetime=self._policy.access_ttl.total_seconds(),
         )
         if claims.expires_at + self._policy.leeway <= self._clock():
             raise TokenExpired()  # by our clock too (the one that signed it)
@@ -353,18 +382,26 @@ class AuthService:
             raise Unavailable("signing keys not loaded yet")
         return self._keys.jwks()
 
-    async def _check_throttle(self, keys: list[str]) -> None:
-        records = await self._throttle.records(keys)
+    async def _throttle_login(self, keys: LoginKeys) -> None:
+        """Refuse when this address, or this account from this address, failed too often; else
+        hold the attempt as long as the account's slowdown says (see `rtm.auth.throttle`)."""
+        records = await self._throttle.records(keys.all)
         now = self._clock()
         waits = [
-            retry_after(records.get(key), now, policy)
-            for key, policy in zip(
-                keys, (self._policy.account_throttle, self._policy.address_throttle), strict=False
-            )
+            retry_after(records.get(keys.pair), now, self._policy.pair_throttle),
+            retry_after(records.get(keys.address), now, self._policy.address_throttle),
         ]
         longest = max((wait for wait in waits if wait is not None), default=None)
         if longest is not None:
             raise Throttled(to_milliseconds(longest))
+        delay = slowdown(records.get(keys.account), now, self._policy.account_throttle)
+        if delay:
+            await self._sleep(delay.total_seconds())
+
+    def _take_registration(self, client: ClientInfo) -> None:
+        wait_ms = self._registrations.take(address_key(client.address))
+        if wait_ms is not None:
+            raise Throttled(wait_ms, "too many registrations from this address")
 
     async def _open_session(self, user: User, client: ClientInfo) -> Grant:
         signing_key = self._keys.signing_key()  # before any write: no session without a token

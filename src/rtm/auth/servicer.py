@@ -140,7 +140,9 @@ class AuthServicer(pb_grpc.AuthServiceServicer):
     @_translated
     async def Register(self, request: pb.RegisterRequest, context: Context) -> pb.RegisterResponse:  # noqa: N802
         display_name = request.display_name if request.HasField("display_name") else None
-        user = await self._service.register(request.username, request.password, display_name)
+        user = await self._service.register(
+            request.username, request.password, display_name, client_info(context)
+        )
         return pb.RegisterResponse(user=_user(user))
 
     @_translated

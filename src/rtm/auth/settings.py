@@ -78,6 +78,25 @@ class AuthSettings(CommonSettings):
     throttle_max_delay_seconds: int = _auth(
         "throttle_max_delay_seconds", 15 * 60, "longest delay imposed", ge=1
     )
+    throttle_pair_free_failures: int = _auth(
+        "throttle_pair_free_failures",
+        5,
+        "failed logins per account from one client address before that address is refused for it",
+        ge=1,
+    )
+    throttle_account_max_slowdown_ms: int = _auth(
+        "throttle_account_max_slowdown_ms",
+        3000,
+        "longest a login to an account under attack is held (accounts are slowed, never locked)",
+        ge=0,
+        le=60_000,
+    )
+    register_burst: int = _auth(
+        "register_burst", 30, "registrations per client address at once (per process)", ge=1
+    )
+    register_per_minute: float = _auth(
+        "register_per_minute", 10.0, "registrations per client address per minute after it", gt=0
+    )
 
     key_secret: SecretStr = _auth(
         "key_secret", SecretStr(DEV_KEY_SECRET), "encrypts signing keys at rest (>= 32 chars)"

@@ -114,7 +114,12 @@ class RunnerSettings(BaseSettings):
         stored keys stay readable), unless `service_env` in `overrides` sets its own.
         """
         secret = hashlib.sha256(f"rtm-test-key:{data_dir.absolute()}".encode()).hexdigest()
-        service_env = {"RTM_AUTH_KEY_SECRET": secret, **overrides.pop("service_env", {})}
+        service_env = {
+            "RTM_AUTH_KEY_SECRET": secret,
+            # Suites, `rtm bench` and `rtm chaos` sign up thousands of users from 127.0.0.1.
+            "RTM_AUTH_REGISTER_BURST": "1000000",
+            **overrides.pop("service_env", {}),
+        }
         values: dict[str, Any] = {
             "service_env": service_env,
             "env": "test",

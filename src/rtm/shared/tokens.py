@@ -4,6 +4,10 @@ Tokens are EdDSA (Ed25519) JWTs signed by auth. We verify them locally with publ
 auth's JWKS, cached in memory; an unknown `kid` triggers one JWKS refresh (rate-limited, so a
 flood of forged kids cannot make us hammer auth). The algorithm is pinned, and `typ`, `iss`,
 `aud`, `exp`, `iat`, `sub` and `sid` are all required.
+
+A token whose lifetime (`exp - iat`) exceeds the access-token TTL (plus leeway) is refused even
+when its signature is good: auth never signs one, so it can only come from a leaked signing key
+or a bug, and without this bound such a token would outlive every key rotation's intent.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ logger = logging.getLogger(__name__)
 ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - a JWT type, not a secret
 AUDIENCE = "rtm"
 ALGORITHM = "EdDSA"
+# The longest access-token TTL auth can be configured with (RTM_AUTH_ACCESS_TOKEN_TTL_SECONDS):
+# the bound a verifier applies when it is not told the configured TTL.
+MAX_ACCESS_TOKEN_LIFETIME_S = 24 * 3600
 
 
 class TokenError(RtmError):
@@ -67,6 +74,7 @@ class TokenVerifier:
         issuer: the `iss` auth writes.
         refresh_interval: the least time between two JWKS fetches caused by unknown kids.
         leeway: clock skew tolerated on `exp`/`iat`, in seconds.
+        max_lifetime: the longest `exp - iat` accepted (auth's access-token TTL), in seconds.
     """
 
     def __init__(
@@ -76,11 +84,13 @@ class TokenVerifier:
         *,
         refresh_interval: float = 5.0,
         leeway: float = 5.0,
+        max_lifetime: float = MAX_ACCESS_TOKEN_LIFETIME_S,
     ) -> None:
         self._jwks_url = jwks_url
         self._issuer = issuer
         self._refresh_interval = refresh_interval
         self._leeway = leeway
+        self._max_lifetime = max_lifetime
         self._keys: dict[str, PyJWK] = {}
         self._last_fetch = float("-inf")
         self._lock = asyncio.Lock()
@@ -140,10 +150,23 @@ class TokenVerifier:
         if not isinstance(kid, str) or not kid or len(kid) > 128:
             raise TokenError()
         key = await self._key_for(kid)
-        return decode_access_token(token, key.key, issuer=self._issuer, leeway=self._leeway)
+        return decode_access_token(
+            token,
+            key.key,
+            issuer=self._issuer,
+            leeway=self._leeway,
+            max_lifetime=self._max_lifetime,
+        )
 
 
-def decode_access_token(token: str, key: Any, *, issuer: str, leeway: float = 5.0) -> AccessClaims:
+def decode_access_token(
+    token: str,
+    key: Any,
+    *,
+    issuer: str,
+    leeway: float = 5.0,
+    max_lifetime: float = MAX_ACCESS_TOKEN_LIFETIME_S,
+) -> AccessClaims:
     """Pure verification with a known public key (auth's ValidateToken uses it too)."""
     try:
         header = jwt.get_unverified_header(token)
@@ -160,6 +183,8 @@ def decode_access_token(token: str, key: Any, *, issuer: str, leeway: float = 5.
         )
         if claims["iat"] > time.time() + leeway:
             raise TokenError("token not yet valid")
+        if claims["exp"] - claims["iat"] > max_lifetime + leeway:
+            raise TokenError("token lifetime exceeds the access-token TTL")
         return AccessClaims(
             user_id=uuid.UUID(str(claims["sub"])),
             session_id=uuid.UUID(str(claims["sid"])),
@@ -167,5 +192,5 @@ def decode_access_token(token: str, key: Any, *, issuer: str, leeway: float = 5.
         )
     except jwt.ExpiredSignatureError as exc:
         raise TokenExpired() from exc
-    except (jwt.PyJWTError, ValueError, TypeError, KeyError) as exc:
+    except (jwt.PyJWTError, ValueError, TypeError, KeyError, OverflowError) as exc:
         raise TokenError() from exc

@@ -78,6 +78,7 @@ def make_settings(
         "key_reload_seconds": 0.5,
         "reconnect_max_backoff_seconds": 0.2,
         "throttle_address_free_failures": 1000,
+        "register_burst": 10_000,  # tests register many users from one address
         "log_format": "text",
     }
     values.update(overrides)
@@ -92,7 +93,7 @@ def clock() -> FakeClock:
 @pytest.fixture
 async def runtime(db_url: str, clock: FakeClock) -> AsyncIterator[AuthRuntime]:
     """A started auth runtime (gRPC on a free port, no HTTP socket), ready to serve."""
-    started = AuthRuntime(make_settings(db_url), clock=clock)
+    started = AuthRuntime(make_settings(db_url), clock=clock, sleep=clock.sleep)
     await started.start(serve_http=False)
     await started.wait_ready()
     yield started

@@ -42,12 +42,18 @@ class FakeClock:
     def __init__(self, start: datetime | None = None) -> None:
         # Starts at the real time: the shared verifier checks `exp` against the wall clock.
         self.now = start or datetime.now(UTC).replace(microsecond=0)
+        self.slept: list[float] = []
 
     def __call__(self) -> datetime:
         return self.now
 
     def advance(self, **delta: float) -> None:
         self.now += timedelta(**delta)
+
+    async def sleep(self, seconds: float) -> None:
+        """A sleep that takes no time: the clock moves on by `seconds`, and `slept` records it."""
+        self.slept.append(seconds)
+        self.advance(seconds=seconds)
 
 
 @dataclass
@@ -287,6 +293,7 @@ def make_policy(**overrides: object) -> AuthPolicy:
         "leeway": timedelta(seconds=5),
         "account_throttle": ThrottlePolicy(5, base, timedelta(minutes=15), timedelta(minutes=15)),
         "address_throttle": ThrottlePolicy(20, base, timedelta(minutes=15), timedelta(minutes=15)),
+        "pair_throttle": ThrottlePolicy(5, base, timedelta(minutes=15), timedelta(minutes=15)),
     }
     values.update(overrides)
     return AuthPolicy(**values)  # type: ignore[arg-type]
@@ -330,5 +337,6 @@ async def service_kit(hasher: PasswordHasher | None = None, **policy: object) ->
         notifier=notifier,
         policy=settings,
         clock=clock,
+        sleep=clock.sleep,
     )
     return ServiceKit(service, store, throttle, key_store, keys, notifier, clock, hasher)

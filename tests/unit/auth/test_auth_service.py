@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import timedelta
 
 import pytest
 
@@ -17,6 +18,7 @@ from rtm.auth.exceptions import (
 )
 from rtm.auth.model import ClientInfo, RevokeReason
 from rtm.auth.passwords import PasswordHasher
+from rtm.auth.throttle import LoginKeys, ThrottlePolicy
 from rtm.shared.tokens import TokenError, TokenExpired
 from tests.unit.auth.fakes import FAST_ARGON2, ServiceKit, service_kit
 
@@ -98,7 +100,89 @@ async def test_failures_are_throttled_then_allowed_after_the_delay(kit: ServiceK
     assert caught.value.retry_after_ms == 1000
     kit.clock.advance(seconds=1)
     await kit.service.login("alice", "password-1", CLIENT)
-    assert "user:alice" not in kit.throttle.rows  # success clears the account's record
+    assert kit.clock.slept == [1.0]  # the account is slowed down, not refused
+    pair = LoginKeys.of("alice", CLIENT.address).pair
+    assert pair not in kit.throttle.rows  # success clears this address's record for the account
+    assert "user:alice" in kit.throttle.rows  # not the account's: guesses from elsewhere count
+
+
+async def test_an_attacker_elsewhere_cannot_lock_the_owner_out(kit: ServiceKit) -> None:
+    """OWASP: per-account limits slow down, they do not lock. 50 failures from one address
+    refuse that address; the owner from another address still logs in, held at most the cap."""
+    await signed_up(kit)
+    attacker, owner = ClientInfo(address="192.0.2.66"), ClientInfo(address="198.51.100.5")
+    refused = 0
+    for _ in range(50):
+        try:
+            await kit.service.login("alice", "wrong-password", attacker)
+        except Throttled:
+            refused += 1
+        except InvalidCredentials:
+            pass
+    assert refused > 0
+    kit.clock.slept.clear()
+    grant = await kit.service.login("alice", "password-1", owner)
+    assert grant.user.username == "alice"
+    assert kit.clock.slept  # held by the account's slowdown,
+    assert max(kit.clock.slept) <= 15 * 60  # at most the account's cap (make_policy)
+
+
+async def test_the_account_slowdown_grows_then_stops_at_its_cap() -> None:
+    kit = await service_kit(
+        account_throttle=ThrottlePolicy(2, timedelta(seconds=1), timedelta(seconds=3),
+                                        timedelta(minutes=15)),
+    )  # fmt: skip
+    try:
+        for n in range(6):  # each from its own address: only the account key grows
+            with pytest.raises(InvalidCredentials):
+                await kit.service.login("ghost", "wrong-password", ClientInfo(f"192.0.2.{n}"))
+        assert kit.clock.slept == [1.0, 2.0, 3.0, 3.0]
+    finally:
+        kit.hasher.close()
+
+
+async def test_a_nul_or_surrogate_username_fails_like_an_unknown_user(kit: ServiceKit) -> None:
+    """No input can reach the throttle store as text PostgreSQL refuses."""
+    for name in ("ab\x00cd", "ab\ud800cd", "x" * 256):
+        with pytest.raises(InvalidCredentials):
+            await kit.service.login(name, "password-1", CLIENT)
+    assert all(key.isascii() and key.isprintable() for key in kit.throttle.rows)
+
+
+async def test_registration_is_rate_limited_per_address() -> None:
+    kit = await service_kit(register_burst=3, register_per_minute=2.0)
+    try:
+        for n in range(3):
+            await kit.service.register(f"user{n}", "password-1", None, CLIENT)
+        with pytest.raises(Throttled) as caught:
+            await kit.service.register("user3", "password-1", None, CLIENT)
+        assert caught.value.retry_after_ms == 30_000
+        await kit.service.register("user3", "password-1", None, ClientInfo("198.51.100.1"))
+        kit.clock.advance(seconds=30)
+        await kit.service.register("user4", "password-1", None, CLIENT)
+        await kit.service.register("user5", "password-1", None)  # operators' tools: no limit
+    finally:
+        kit.hasher.close()
+
+
+async def test_register_refuses_common_passwords_and_the_username() -> None:
+    kit = await service_kit(common_passwords=frozenset({"password1", "iloveyou"}))
+    try:
+        for name, password, reason in [
+            ("alice", "Password1", "too common"),
+            ("alice", "ILOVEYOU", "too common"),
+            ("mallory", "MALLORY1", None),
+            ("trudy123", "TRUDY123", "username"),
+        ]:
+            if reason is None:
+                await kit.service.register(name, password, None)
+                continue
+            with pytest.raises(InvalidInput) as caught:
+                await kit.service.register(name, password, None)
+            assert caught.value.field == "password"
+            assert reason in caught.value.message
+    finally:
+        kit.hasher.close()
 
 
 async def test_one_address_guessing_many_accounts_is_throttled(kit: ServiceKit) -> None:
