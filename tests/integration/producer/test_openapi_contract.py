@@ -102,7 +102,7 @@ def test_the_document_checked_is_the_one_served(producer_url: str) -> None:
     assert httpx.get(f"{producer_url}/v1/openapi.json").json() == DOCUMENT
 
 
-@schema.parametrize()  # type: ignore[untyped-decorator]  # schemathesis ships no types
+@schema.parametrize()
 @settings(
     max_examples=MAX_EXAMPLES,
     derandomize=True,
@@ -110,6 +110,6 @@ def test_the_document_checked_is_the_one_served(producer_url: str) -> None:
     suppress_health_check=list(HealthCheck),
 )
 def test_the_producer_answers_as_its_openapi_document_says(
-    case: schemathesis.Case, producer_url: str, bearer: dict[str, str]
+    case: schemathesis.Case[Any], producer_url: str, bearer: dict[str, str]
 ) -> None:
     case.call_and_validate(base_url=producer_url, headers=bearer)
