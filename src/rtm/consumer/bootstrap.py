@@ -66,6 +66,12 @@ class ConsumerRuntime:
             unavailable=Unavailable,
             migrations_dir=settings.migrations_dir if settings.migrate_on_start else None,
         )
+        # Reads exist from the start: WebSockets are served before PostgreSQL answers, and
+        # until it does each read is `Unavailable`, as in any outage (a session that found no
+        # read service kept none, and its `resume` failed with an AttributeError).
+        app.state.reads = ReadService(
+            PostgresMessageQueries(self.database), max_recovery=settings.max_recovery
+        )
         self.nc: NatsClient | None = None
         self.manager: PartitionManager | None = None
         self.stream_ok = False
@@ -76,9 +82,6 @@ class ConsumerRuntime:
         settings = self.settings
         self.database.start()  # migrations, then the pool; retried until they succeed
         await self.database.ready.wait()
-        self.app.state.reads = ReadService(
-            PostgresMessageQueries(self.database), max_recovery=settings.max_recovery
-        )
         self.nc = await connect_nats(settings.nats_url, f"rtm-consumer-{settings.instance_id}")
         js = self.nc.jetstream()
         await retry_forever("JetStream stream", lambda: ensure_stream(js))

@@ -8,8 +8,11 @@ Inbound limits are the producer's (`rtm.shared.limits`, the same settings): ever
 token from the connection's bucket, else it is answered `rate_limited` (with `retry_after_ms`)
 and not handled; `flood_limit` of those within `flood_window_s` close 4013, and
 `protocol_error_limit` protocol errors within `protocol_error_window_s` close 4501. A bad frame
-gets an error frame and the connection stays open, whatever it holds: a frame that trips a bug is
-answered `internal` (logged with the connection's correlation id), never by a silent drop.
+gets an error frame and the connection stays open, whatever it holds. A frame that trips a bug is
+answered `internal` (logged with the connection's correlation id) and the connection closed 1011,
+never dropped silently: the bug may have left the session's delivery state half-updated (what
+it holds for a resume, the last seq sent), and a kept socket would then be sent messages past a
+gap; a new connection resumes from the client's cursors.
 """
 
 from __future__ import annotations
@@ -239,6 +242,7 @@ class ConsumerSession:
                 conn = context_field("conn") or "-"
                 logger.exception("unexpected error handling a frame")
                 self._error(RtmError(ErrorCode.INTERNAL, f"internal error; correlation id {conn}"))
+                self.request_close(CloseCode.INTERNAL, "internal error: reconnect and resume")
 
     def _limited(self) -> bool:
         """Take a token for one inbound frame; without one, answer `rate_limited` (and close
