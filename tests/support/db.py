@@ -50,9 +50,15 @@ async def register_users_async(conn: asyncpg.Connection, user_ids: Iterable[uuid
 
 
 async def create_conversation(
-    database_url: str, members: list[uuid.UUID], *, kind: str = "group"
+    database_url: str,
+    members: list[uuid.UUID],
+    *,
+    kind: str = "group",
+    conversation: uuid.UUID | None = None,
 ) -> uuid.UUID:
-    conversation = uuid.uuid4()
+    """A conversation of `members` (registered first), the first its creator; a new id unless
+    `conversation` names one (a document's example id)."""
+    conversation = conversation or uuid.uuid4()
     direct_key = ":".join(sorted(str(m) for m in members)) if kind == "direct" else None
     conn = await asyncpg.connect(database_url)
     try:
