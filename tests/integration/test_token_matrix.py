@@ -2,11 +2,11 @@
 needs a bearer token refuses every bad access token (PROTOCOL.md §3, issue 3).
 
 Bad tokens, all for a real user (a member of real conversations, so an accepted token would
-visibly do something): none, malformed, expired, not yet valid, `alg: none`, HS256 keyed with the
-public key, wrong `aud`, wrong `iss`, a refresh token used as access token, the token of a revoked
-session (revoked by a `SessionRevoked` event on NATS, as auth publishes it), the token of a
-deleted user, a `typ` other than `at+jwt`, an unknown `kid`, and another key using the known
-`kid`.
+visibly do something): none, malformed, expired, not yet valid, living longer than the
+access-token TTL (issue 11), `alg: none`, HS256 keyed with the public key, wrong `aud`, wrong
+`iss`, a refresh token used as access token, the token of a revoked session (revoked by a
+`SessionRevoked` event on NATS, as auth publishes it), the token of a deleted user, a `typ` other
+than `at+jwt`, an unknown `kid`, and another key using the known `kid`.
 
 Expected: WebSocket handshakes close 4500 (4505 when expired, 4503 when revoked) without any
 frame (no `auth_ok`, `ack`, `pong`, `ready`, `resumed`) and nothing reaches NATS; a later `auth`
@@ -83,7 +83,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 BAD = [
     "no_token", "malformed", "expired", "not_yet_valid", "alg_none", "hs256_public_key",
     "wrong_aud", "wrong_iss", "refresh_as_access", "revoked_session", "deleted_user",
-    "wrong_typ", "unknown_kid", "same_kid_other_key",
+    "wrong_typ", "unknown_kid", "same_kid_other_key", "too_long_lived",
 ]  # fmt: skip
 # The close code of a refused handshake: 4505 says "refresh and retry", 4503 "log in again".
 CLOSE_CODE = {"expired": 4505, "revoked_session": 4503, "deleted_user": 4503}
@@ -351,6 +351,8 @@ def bad_token(kind: str, system: System) -> str | None:
         return "not.a.jwt"
     if kind == "expired":
         return factory.token(user, session, iat=now - 2000, exp=now - 1000)
+    if kind == "too_long_lived":  # signed with the real key, but living longer than the TTL
+        return factory.token(user, session, iat=now, exp=now + 900 + 3600)
     if kind == "not_yet_valid":
         return factory.token(user, session, iat=now + 600, exp=now + 1500)
     if kind == "alg_none":
@@ -575,7 +577,7 @@ async def test_a_later_auth_frame_with_a_valid_token_is_accepted(
     system: System, service: str
 ) -> None:
     base = system.producer if service == "producer" else system.consumer
-    frames = [auth_frame(system.valid(ttl=1800)), {"type": "ping"}]
+    frames = [auth_frame(system.valid(ttl=900)), {"type": "ping"}]
     outcome = await converse(base, system.headers, frames, until="pong")
     assert outcome.close_code is None
     assert "auth_ok" in outcome.types

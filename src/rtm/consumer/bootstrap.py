@@ -198,7 +198,9 @@ class ConsumerRuntime:
 def create_app(settings: ConsumerSettings) -> FastAPI:
     readiness = Readiness()
     hub = Hub()
-    verifier = TokenVerifier(settings.jwks_url, settings.token_issuer)
+    verifier = TokenVerifier(
+        settings.jwks_url, settings.token_issuer, max_lifetime=settings.access_token_ttl_seconds
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -18,7 +18,6 @@ class ConsumerSettings(AuthClientSettings):
     """Everything the consumer reads at start; every limit of PROTOCOL.md §6 is here."""
 
     consumer_port: int = Field(8082, ge=0, le=65535, description="HTTP + WebSocket port")
-    token_issuer: str = Field("rtm-auth", description="the `iss` auth writes into tokens")
     instance_id: str = Field(
         default_factory=_default_instance_id, description="names this instance in partition leases"
     )
@@ -100,7 +99,3 @@ class ConsumerSettings(AuthClientSettings):
     history_max_limit: int = Field(
         200, ge=1, le=1000, description="largest `limit` of a history page (more: 422)"
     )
-
-    @property
-    def jwks_url(self) -> str:
-        return self.auth_url.rstrip("/") + "/.well-known/jwks.json"

@@ -104,7 +104,9 @@ async def _fetch_jwks(verifier: TokenVerifier, max_backoff: float = 10.0) -> Non
 
 def build(settings: ProducerSettings, *, verifier: TokenVerifier | None = None) -> Producer:
     """Wire the producer from `settings` (no I/O until the app's lifespan starts)."""
-    verifier = verifier or TokenVerifier(settings.jwks_url, settings.token_issuer)
+    verifier = verifier or TokenVerifier(
+        settings.jwks_url, settings.token_issuer, max_lifetime=settings.access_token_ttl_seconds
+    )
     database = PostgresDatabase(
         settings.database_url,
         pool_size=settings.db_pool_size,

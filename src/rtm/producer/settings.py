@@ -16,7 +16,6 @@ class ProducerSettings(AuthClientSettings):
     """Everything the producer reads at start."""
 
     producer_port: int = Field(8081, ge=0, le=65535, description="HTTP + WebSocket port")
-    token_issuer: str = Field("rtm-auth", description="the `iss` auth writes into access tokens")
 
     # Message rules (PROTOCOL.md §5).
     max_body_chars: int = Field(
@@ -101,7 +100,3 @@ class ProducerSettings(AuthClientSettings):
     shutdown_timeout_s: float = Field(
         10.0, gt=0, description="graceful shutdown: time to finish in-flight sends"
     )
-
-    @property
-    def jwks_url(self) -> str:
-        return self.auth_url.rstrip("/") + "/.well-known/jwks.json"

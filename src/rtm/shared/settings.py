@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -152,11 +152,26 @@ class AuthClientSettings(CommonSettings):
     auth_url: str = Field(
         "http://127.0.0.1:8080", description="auth's HTTP front; JWKS at /.well-known/jwks.json"
     )
+    token_issuer: str = Field("rtm-auth", description="the `iss` auth writes into access tokens")
+    access_token_ttl_seconds: int = Field(
+        15 * 60,
+        ge=30,
+        le=24 * 3600,
+        validation_alias=AliasChoices(
+            "RTM_AUTH_ACCESS_TOKEN_TTL_SECONDS", "access_token_ttl_seconds"
+        ),
+        description="auth's access-token lifetime (the same variable auth reads): a token living "
+        "longer (exp - iat, plus 5 s of leeway) is refused, whoever signed it",
+    )
     allow_http_auth_url: bool = Field(
         False,
         description="with RTM_ENV=prod, accept an http:// RTM_AUTH_URL (auth reached over a "
         "private network only, e.g. docker compose's)",
     )
+
+    @property
+    def jwks_url(self) -> str:
+        return self.auth_url.rstrip("/") + "/.well-known/jwks.json"
 
     @model_validator(mode="after")
     def _refuse_http_auth_url_in_prod(self) -> Self:

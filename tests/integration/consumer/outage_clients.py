@@ -38,7 +38,7 @@ class User:
 
 def new_user(tokens: TokenFactory) -> User:
     user = uuid.uuid4()
-    return User(user, tokens.token(user, ttl=1800))
+    return User(user, tokens.token(user, ttl=900))
 
 
 @dataclass(frozen=True)

@@ -97,7 +97,7 @@ CASES = [
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def control(shared_consumer: str, tokens: TokenFactory) -> AsyncIterator[Any]:
     """Another user's connection, which must notice nothing of the hostile ones."""
-    headers = {"Authorization": f"Bearer {tokens.token(uuid.uuid4(), ttl=3600)}"}
+    headers = {"Authorization": f"Bearer {tokens.token(uuid.uuid4(), ttl=900)}"}
     async with websockets.connect(
         f"ws://{shared_consumer}/v1/ws", additional_headers=headers
     ) as ws:

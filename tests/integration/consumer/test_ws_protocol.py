@@ -60,7 +60,7 @@ async def test_auth_frame_authenticates_and_is_answered(
         ready = await next_frame(ws, "ready")
         await ws.send(json.dumps({"type": "ping"}))
         assert (await next_frame(ws, "pong")) == {"type": "pong"}
-        await ws.send(json.dumps({"type": "auth", "token": tokens.token(user, ttl=1800)}))
+        await ws.send(json.dumps({"type": "auth", "token": tokens.token(user, ttl=900)}))
         refreshed = await next_frame(ws, "auth_ok")
     assert ready["user_id"] == str(user)
     assert refreshed["exp"] > ok["exp"]

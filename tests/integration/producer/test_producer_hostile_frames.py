@@ -155,7 +155,7 @@ async def setting(shared_producer: str, new_user: NewUser) -> Setting:
 async def control(shared_producer: str, tokens: TokenFactory) -> AsyncIterator[Socket]:
     """A connection of another user that must notice nothing of the hostile ones."""
     user = uuid.uuid4()
-    token = tokens.token(user, ttl=3600)
+    token = tokens.token(user, ttl=900)
     async with open_socket(shared_producer, headers={"Authorization": f"Bearer {token}"}) as ws:
         yield ws
 

@@ -111,7 +111,7 @@ async def test_a_later_auth_frame_refreshes_the_token(
 ) -> None:
     alice, _, conversation = await direct(shared_producer, new_user)
     async with open_socket(shared_producer, alice) as ws:
-        fresh = tokens.token(alice.id, alice.session_id, ttl=1800)
+        fresh = tokens.token(alice.id, alice.session_id, ttl=900)
         await ws.send({"type": "auth", "token": fresh})
         assert (await ws.recv())["type"] == "auth_ok"
         await ws.send({"type": "auth", "token": new_user().token})
