@@ -78,7 +78,7 @@ def member_token(
 ) -> str:
     """The token of a member of the example conversation, its messages stored."""
     user = uuid.uuid4()
-    token = tokens.token(user, ttl=3600)
+    token = tokens.token(user, ttl=900)
     asyncio.run(seed_example_conversation(shared_database_url, shared_nats.url, user))
     wait_for_history(consumer_url, token)
     return token

@@ -60,7 +60,7 @@ def bearer(shared_database_url: str, tokens: TokenFactory) -> str:
     """A registered user's access token (valid for the whole module)."""
     user = uuid.uuid4()
     register_users(shared_database_url, [user])
-    return tokens.token(user, ttl=3600)
+    return tokens.token(user, ttl=900)
 
 
 # Building the app does no I/O: its document, with no NATS or PostgreSQL anywhere.
