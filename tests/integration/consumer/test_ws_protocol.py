@@ -55,7 +55,7 @@ async def test_auth_frame_authenticates_and_is_answered(
 ) -> None:
     user = uuid.uuid4()
     async with websockets.connect(f"ws://{strict_consumer}/v1/ws") as ws:
-        await ws.send(json.dumps({"type": "auth", "token": tokens.token(user)}))
+        await ws.send(json.dumps({"type": "auth", "token": tokens.token(user, ttl=600)}))
         ok = await next_frame(ws, "auth_ok")
         ready = await next_frame(ws, "ready")
         await ws.send(json.dumps({"type": "ping"}))

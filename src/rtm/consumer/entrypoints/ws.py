@@ -238,7 +238,7 @@ class ConsumerSession:
                     self._protocol_error(error)
                 else:
                     self._error(error)
-            except Exception:  # last line of defence: answer, log, keep the connection
+            except Exception:  # last line of defence: answer, log, close 1011
                 conn = context_field("conn") or "-"
                 logger.exception("unexpected error handling a frame")
                 self._error(RtmError(ErrorCode.INTERNAL, f"internal error; correlation id {conn}"))
