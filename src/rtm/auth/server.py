@@ -5,17 +5,22 @@ client's `x-request-id` metadata when it is a sane token, else a fresh one (`Req
 Health reports NOT_SERVING (for "" and for `rtm.auth.v1.AuthService`) whenever the readiness
 probe fails (PostgreSQL unreachable, no signing key yet); `HealthReporter` re-checks it every few
 seconds. Requests larger than `max_message_bytes` are refused by gRPC itself with
-RESOURCE_EXHAUSTED before any of our code runs.
+RESOURCE_EXHAUSTED before any of our code runs; requests whose bytes are not the method's message
+get INVALID_ARGUMENT (`MalformedRequestInterceptor`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import grpc
+from google.protobuf import descriptor_pool
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
@@ -88,6 +93,73 @@ class RequestIdInterceptor(_ServerInterceptor):
         return await continuation(handler_call_details)
 
 
+class _Malformed:
+    """What the lenient deserializer hands on instead of raising: gRPC aio answers an exception
+    raised while deserializing with UNKNOWN and logs it as an ERROR with a traceback."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _message_name(method: str) -> str:
+    """`/pkg.Service/Method` -> the full name of its request message (the path if unknown)."""
+    service, _, name = method.lstrip("/").partition("/")
+    try:
+        found = descriptor_pool.Default().FindServiceByName(service).methods_by_name[name]
+    except KeyError:
+        return method
+    return str(found.input_type.full_name)
+
+
+@functools.cache
+def _refusing_malformed(
+    handler: grpc.RpcMethodHandler[Any, Any], method: str
+) -> grpc.RpcMethodHandler[Any, Any]:
+    """`handler` answering undecodable bytes with INVALID_ARGUMENT (cached: built once a method).
+
+    Only async unary-request methods (all of AuthService, Health.Check): a streaming request is
+    deserialized inside the handler, where this cannot reach."""
+    behaviour: Any = handler.unary_unary  # typed sync in the stubs; only async ones are wrapped
+    decode = handler.request_deserializer
+    if behaviour is None or decode is None or not inspect.iscoroutinefunction(behaviour):
+        return handler
+    what = _message_name(method)
+
+    def lenient(raw: bytes) -> Any:
+        try:
+            return decode(raw)
+        except DecodeError as exc:
+            return _Malformed(f"request is not a valid {what} message: {exc}")
+
+    async def refusing(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        if isinstance(request, _Malformed):
+            logger.info("refused %s: %s", method, request.reason)  # the client's fault
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.reason)
+        return await behaviour(request, context)
+
+    return grpc.unary_unary_rpc_method_handler(
+        refusing, request_deserializer=lenient, response_serializer=handler.response_serializer
+    )
+
+
+class MalformedRequestInterceptor(_ServerInterceptor):
+    """Bytes that are not the method's request message (not protobuf, invalid UTF-8 in a
+    `string` field) get INVALID_ARGUMENT naming the message, logged at INFO, instead of gRPC's
+    UNKNOWN "Unexpected DecodeError" with an ERROR traceback."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        handler = await continuation(handler_call_details)
+        if handler is None:  # unknown method: gRPC answers UNIMPLEMENTED
+            return handler
+        return _refusing_malformed(handler, handler_call_details.method)
+
+
 def create_grpc_server(
     servicer: AuthServicer,
     *,
@@ -102,7 +174,7 @@ def create_grpc_server(
     connection is pinged after 60 s of silence and closed when the ping is not answered within
     20 s; at most 100 concurrent calls per connection."""
     server = grpc.aio.server(
-        interceptors=[RequestIdInterceptor()],
+        interceptors=[RequestIdInterceptor(), MalformedRequestInterceptor()],
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", 4 * 1024 * 1024),

@@ -8,6 +8,7 @@ back as `internal`; it must answer exactly like an unknown user.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any
@@ -315,3 +316,26 @@ async def test_registration_is_limited_per_address(
             stub.Register(pb.RegisterRequest(username="grpc3", password=PASSWORD))
         )
         assert throttled.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+async def test_malformed_grpc_bytes_are_invalid_argument(
+    http: httpx.AsyncClient, runtime: AuthRuntime, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Bytes that are not a LoginRequest (invalid UTF-8 in a `string` field; not protobuf at all)
+    are refused before our code runs: INVALID_ARGUMENT naming the message, no ERROR traceback."""
+    await signed_up(http)
+    bad_utf8 = b"\x0a\x02\xff\xfe"  # field 1 (username), wire type 2, length 2, not UTF-8
+    caplog.set_level(logging.DEBUG)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}") as channel:
+        raw = channel.unary_unary(
+            "/rtm.auth.v1.AuthService/Login", request_serializer=None, response_deserializer=None
+        )
+        for payload in (bad_utf8, b"\xff\xff\xff"):
+            refused = await error_of(raw(payload))
+            assert refused.code() is grpc.StatusCode.INVALID_ARGUMENT, refused
+            assert "not a valid rtm.auth.v1.LoginRequest" in (refused.details() or "")
+        login = auth_pb2_grpc.AuthServiceStub(channel).Login(
+            pb.LoginRequest(username="alice", password=PASSWORD)
+        )
+        assert (await login).access_token
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
