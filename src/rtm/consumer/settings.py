@@ -7,14 +7,14 @@ import socket
 
 from pydantic import Field
 
-from rtm.shared.settings import AuthClientSettings
+from rtm.shared.settings import WebSocketClientSettings
 
 
 def _default_instance_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-class ConsumerSettings(AuthClientSettings):
+class ConsumerSettings(WebSocketClientSettings):
     """Everything the consumer reads at start; every limit of PROTOCOL.md §6 is here."""
 
     consumer_port: int = Field(8082, ge=0, le=65535, description="HTTP + WebSocket port")
@@ -41,25 +41,6 @@ class ConsumerSettings(AuthClientSettings):
         description="a new socket holds live messages until its first `resume`, at most this "
         "long (so none is pushed past the client's cursor); 0: no hold",
     )
-    send_queue_bytes: int = Field(
-        1 << 20, ge=1024, description="per-socket queue; overflow closes 4008"
-    )
-    auth_timeout_s: float = Field(10.0, gt=0, description="time allowed for the first `auth` frame")
-    max_frame_bytes: int = Field(
-        64 * 1024, ge=1024, description="largest inbound frame (else 1009)"
-    )
-    max_connections_per_user: int = Field(10, ge=1, description="per user on this instance (4504)")
-    # Inbound limits: the producer's, with the same names and meaning (docs/protocol.md).
-    rate_per_second: float = Field(20.0, gt=0, description="frames per second per connection")
-    rate_burst: int = Field(40, ge=1, description="burst of frames a connection may send at once")
-    protocol_error_limit: int = Field(
-        10, ge=1, description="protocol errors within the window that close a socket (4501)"
-    )
-    protocol_error_window_s: float = Field(60.0, gt=0, description="window of the limit above")
-    flood_limit: int = Field(
-        200, ge=1, description="rate-limited frames within the flood window that close 4013"
-    )
-    flood_window_s: float = Field(10.0, gt=0, description="window of the limit above")
     max_resume_conversations: int = Field(
         1000,
         ge=1,

@@ -1,18 +1,18 @@
 """Producer settings: environment variables with the `RTM_` prefix, or `.env`.
 
-Every limit of PROTOCOL.md §5 is a setting with the protocol's default. Names shared with the
-consumer (`max_frame_bytes`, `send_queue_bytes`, `auth_timeout_s`, `max_connections_per_user`)
-mean the same thing on both services, so one `.env` configures both alike.
+Every limit of PROTOCOL.md §5 is a setting with the protocol's default. The WebSocket limits it
+shares with the consumer (frame size, rates, floods, send queue) are `WebSocketClientSettings`:
+one definition, so one `.env` configures both alike.
 """
 
 from __future__ import annotations
 
 from pydantic import Field
 
-from rtm.shared.settings import AuthClientSettings
+from rtm.shared.settings import WebSocketClientSettings
 
 
-class ProducerSettings(AuthClientSettings):
+class ProducerSettings(WebSocketClientSettings):
     """Everything the producer reads at start."""
 
     producer_port: int = Field(8081, ge=0, le=65535, description="HTTP + WebSocket port")
@@ -21,30 +21,10 @@ class ProducerSettings(AuthClientSettings):
     max_body_chars: int = Field(
         4096, ge=1, le=1_000_000, description="longest message body, in characters after trimming"
     )
-    max_frame_bytes: int = Field(
-        64 * 1024, ge=1024, description="largest inbound WebSocket frame (larger: close 1009)"
-    )
 
     # Per-connection limits.
-    rate_per_second: float = Field(20.0, gt=0, description="frames per second per connection")
-    rate_burst: int = Field(40, ge=1, description="burst of frames a connection may send at once")
     max_in_flight: int = Field(
         64, ge=1, description="unacked sends per connection (more: too_many_in_flight)"
-    )
-    max_connections_per_user: int = Field(
-        10, ge=1, description="WebSockets per user on this instance (more: close 4504)"
-    )
-    auth_timeout_s: float = Field(10.0, gt=0, description="time allowed for the first auth frame")
-    protocol_error_limit: int = Field(
-        10, ge=1, description="protocol errors within the window that close a socket (4501)"
-    )
-    protocol_error_window_s: float = Field(60.0, gt=0, description="window of the limit above")
-    flood_limit: int = Field(
-        200, ge=1, description="rate-limited frames within the flood window that close 4013"
-    )
-    flood_window_s: float = Field(10.0, gt=0, description="window of the limit above")
-    send_queue_bytes: int = Field(
-        1 << 20, ge=1024, description="per-socket outbound queue; overflow closes 4008"
     )
     typing_interval_s: float = Field(
         1.0, ge=0, description="least time between two typing events of a user in a conversation"

@@ -185,3 +185,29 @@ class AuthClientSettings(CommonSettings):
                 "over a private network only"
             )
         return self
+
+
+class WebSocketClientSettings(AuthClientSettings):
+    """The limits of a service that serves clients over WebSocket (producer, consumer): the same
+    names, defaults and meaning on both (docs/protocol.md §5, §6), so one `.env` sets both."""
+
+    max_frame_bytes: int = Field(
+        64 * 1024, ge=1024, description="largest inbound WebSocket frame (larger: close 1009)"
+    )
+    auth_timeout_s: float = Field(10.0, gt=0, description="time allowed for the first auth frame")
+    max_connections_per_user: int = Field(
+        10, ge=1, description="WebSockets per user on this instance (more: close 4504)"
+    )
+    send_queue_bytes: int = Field(
+        1 << 20, ge=1024, description="per-socket outbound queue, in bytes; overflow closes 4008"
+    )
+    rate_per_second: float = Field(20.0, gt=0, description="frames per second per connection")
+    rate_burst: int = Field(40, ge=1, description="burst of frames a connection may send at once")
+    protocol_error_limit: int = Field(
+        10, ge=1, description="protocol errors within the window that close a socket (4501)"
+    )
+    protocol_error_window_s: float = Field(60.0, gt=0, description="window of the limit above")
+    flood_limit: int = Field(
+        200, ge=1, description="rate-limited frames within the flood window that close 4013"
+    )
+    flood_window_s: float = Field(10.0, gt=0, description="window of the limit above")
