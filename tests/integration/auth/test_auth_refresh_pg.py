@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import timedelta
 
 import asyncpg
 import grpc
@@ -11,6 +12,7 @@ import pytest
 
 from rtm.auth.proto import auth_pb2 as pb
 from tests.integration.auth.conftest import Stub
+from tests.unit.auth.fakes import FakeClock
 
 
 async def session_row(db_url: str, session_id: str) -> asyncpg.Record:
@@ -76,11 +78,15 @@ async def test_twenty_concurrent_refreshes_of_one_token_give_exactly_one_success
     assert (await session_row(db_url, grant.session_id))["revoke_reason"] == "refresh_reuse"
 
 
-async def test_an_expired_refresh_token_is_refused(stub: Stub, db_url: str) -> None:
+async def test_an_expired_refresh_token_is_refused(
+    stub: Stub, db_url: str, clock: FakeClock
+) -> None:
     grant = await logged_in(stub)
     conn = await asyncpg.connect(db_url)
-    try:
-        await conn.execute("UPDATE auth.refresh_tokens SET expires_at = now() - interval '1 s'")
+    try:  # expired by auth's clock (a fake one, started at the real time, truncated)
+        await conn.execute(
+            "UPDATE auth.refresh_tokens SET expires_at = $1", clock.now - timedelta(seconds=1)
+        )
     finally:
         await conn.close()
     with pytest.raises(grpc.aio.AioRpcError) as caught:
