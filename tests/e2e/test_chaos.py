@@ -31,7 +31,7 @@ from collections.abc import Iterator
 import pytest
 
 from rtm.chaos.faults import FaultKind, fault_rng, rotation_schedule
-from rtm.chaos.logs import partition_lines
+from rtm.chaos.logs import partition_lines, trouble_lines
 from rtm.chaos.outcome import ChaosConfig
 from rtm.chaos.report import summary
 from rtm.chaos.run import run_chaos, system_settings
@@ -78,6 +78,8 @@ async def test_nothing_acked_is_lost_while_consumers_producer_nats_and_postgres_
     if outcome.lost:  # what the consumers did with those partitions (shown when this fails)
         partitions = sorted({m.partition for m in outcome.lost})
         print("\n".join(partition_lines(chaos_system.data_dir / "logs", partitions)))
+    elif outcome.violations:  # the consumers' warnings, starts and exits (shown when this fails)
+        print("\n".join(trouble_lines(chaos_system.data_dir / "logs")))
 
     records = [impact.record for impact in outcome.impacts]
     assert [r.planned for r in records if r.injected] == schedule, "every fault was injected"

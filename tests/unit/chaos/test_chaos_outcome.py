@@ -13,7 +13,7 @@ from rtm.chaos.clients import Credentials, RunClock, parse_frame, require
 from rtm.chaos.errors import MalformedFrame
 from rtm.chaos.faults import FaultKind, PlannedFault
 from rtm.chaos.inject import FaultRecord
-from rtm.chaos.logs import partition_lines
+from rtm.chaos.logs import partition_lines, trouble_lines
 from rtm.chaos.outcome import ChaosConfig, ConversationInfo, Outcome, impacts, judge
 from rtm.chaos.receiver import Deliveries
 from rtm.chaos.report import Facts, markdown, summary
@@ -143,6 +143,22 @@ def test_log_lines_about_the_lost_partitions_are_collected_in_time_order(tmp_pat
     assert [line.split()[0] for line in lines] == ["consumer-1", "consumer-1", "consumer-2"]
     assert "took partition 3" in lines[1]
     assert "expected offset 5" in lines[2]
+
+
+def test_trouble_lines_are_the_warnings_and_the_process_marks(tmp_path: Path) -> None:
+    (tmp_path / "consumer-1.log").write_text(
+        "--- 2026-01-01T00:00:01.000000Z rtm: started pid 10 ---\n"
+        '{"ts": "2026-01-01T00:00:02.000", "level": "info", "msg": "took partition 3"}\n'
+        '{"ts": "2026-01-01T00:00:03.000", "level": "error", "msg": "gap fill failed"}\n'
+    )
+    (tmp_path / "consumer-2.log").write_text(
+        '{"ts": "2026-01-01T00:00:02.500", "level": "warning", "msg": "NATS disconnected"}\n'
+    )
+    lines = trouble_lines(tmp_path)
+    assert [line.split()[0] for line in lines] == ["consumer-1", "consumer-2", "consumer-1"]
+    assert "started pid 10" in lines[0]
+    assert "warning NATS disconnected" in lines[1]
+    assert "error gap fill failed" in lines[2]
 
 
 def test_a_corrupted_frame_is_a_finding_not_a_crash() -> None:
