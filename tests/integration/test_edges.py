@@ -20,7 +20,6 @@ import httpx
 import orjson
 import picows
 import pytest
-import uvicorn
 import websockets
 from fastapi import WebSocket
 from prometheus_client import REGISTRY
@@ -31,6 +30,7 @@ from rtm.shared.http import create_http_app
 from rtm.shared.logging import setup_logging
 from rtm.shared.serving import uvicorn_edge_options
 from rtm.shared.settings import CommonSettings
+from tests.support.asgi import running
 
 TIMEOUT_S = 0.5
 
@@ -76,27 +76,14 @@ async def edge_server(settings: CommonSettings, *, picows_ws: bool = False) -> A
         while True:
             await websocket.send_text(await websocket.receive_text())
 
-    config = uvicorn.Config(
+    async with running(
         app,
-        host="127.0.0.1",
-        port=0,
         ws=picows_ws_protocol(app, settings) if picows_ws else "websockets-sansio",
-        log_config=None,
         lifespan="off",
         timeout_graceful_shutdown=1,
         **uvicorn_edge_options(settings),
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    try:
-        yield server.servers[0].sockets[0].getsockname()[1]
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
+    ) as address:
+        yield int(address.rsplit(":", 1)[1])
 
 
 async def closed_after(reader: asyncio.StreamReader, limit_s: float) -> float:

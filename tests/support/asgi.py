@@ -14,18 +14,22 @@ from rtm.consumer.entrypoints.ws import ws_protocol
 
 @asynccontextmanager
 async def running(
-    app: Any, *, ws_max_size: int = 64 * 1024, ws: Any = "websockets-sansio"
+    app: Any, *, ws_max_size: int = 64 * 1024, ws: Any = "websockets-sansio", **options: Any
 ) -> AsyncIterator[str]:
-    """Serve `app` on 127.0.0.1:<free port>; yields `host:port`; shuts down gracefully."""
+    """Serve `app` on 127.0.0.1:<free port>; yields `host:port`; shuts down gracefully.
+    `options`: further `uvicorn.Config` arguments (they win over the defaults here)."""
     config = uvicorn.Config(
         app,
-        host="127.0.0.1",
-        port=0,
-        ws=ws,
-        ws_max_size=ws_max_size,
-        log_config=None,
-        lifespan="on",
-        timeout_graceful_shutdown=5,
+        **{
+            "host": "127.0.0.1",
+            "port": 0,
+            "ws": ws,
+            "ws_max_size": ws_max_size,
+            "log_config": None,
+            "lifespan": "on",
+            "timeout_graceful_shutdown": 5,
+            **options,
+        },
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
