@@ -4,6 +4,7 @@ consumer apply the same ones to what their clients send.
 - `TokenBucket`: frames per second with bursts (PROTOCOL.md §5: 20/s, bursts of 40).
 - `KeyedBuckets`: one bucket per key (user) with a bounded number of keys, for HTTP sends.
 - `WindowCounter`: how many events in the last `window` seconds (protocol errors, floods).
+- `InboundLimits`: a WebSocket connection's rate, flood and protocol-error limits.
 - `Throttle`: at most one event per key per interval (typing indicators).
 - `RevokedSessions`: sessions auth revoked, remembered until their tokens have expired anyway.
 """
@@ -95,6 +96,59 @@ class WindowCounter:
 
     def __len__(self) -> int:
         return len(self._events)
+
+
+class InboundLimits:
+    """What one WebSocket connection's client may send (producer and consumer alike, PROTOCOL.md
+    §5): `rate` frames per second with bursts of `burst`; `flood_limit` refused frames within
+    `flood_window` mean a flood (close 4013), `error_limit` protocol errors within
+    `error_window` a broken client (close 4501). The two counters are made on first use: most
+    connections never need them, and an idle connection should cost little memory."""
+
+    __slots__ = (
+        "_bucket",
+        "_error_limit",
+        "_errors",
+        "_flood_limit",
+        "_floods",
+        "_now",
+        "_windows",
+    )
+
+    def __init__(
+        self,
+        *,
+        rate: float,
+        burst: int,
+        flood_limit: int,
+        flood_window: float,
+        error_limit: int,
+        error_window: float,
+        now: Now,
+    ) -> None:
+        self._bucket = TokenBucket(rate, burst, now)
+        self._now = now
+        self._flood_limit = flood_limit
+        self._error_limit = error_limit
+        self._windows = (flood_window, error_window)
+        self._floods: WindowCounter | None = None
+        self._errors: WindowCounter | None = None
+
+    def take(self) -> int | None:
+        """Admit one frame: None when allowed, else the milliseconds until one would be."""
+        return self._bucket.take()
+
+    def flooding(self) -> bool:
+        """Count one refused frame; True when that makes a flood."""
+        if self._floods is None:
+            self._floods = WindowCounter(self._flood_limit, self._windows[0], self._now)
+        return self._floods.add()
+
+    def broken(self) -> bool:
+        """Count one protocol error; True when that makes too many."""
+        if self._errors is None:
+            self._errors = WindowCounter(self._error_limit, self._windows[1], self._now)
+        return self._errors.add()
 
 
 class Throttle(Generic[K]):

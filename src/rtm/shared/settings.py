@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from rtm.shared.limits import InboundLimits, Now
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -211,3 +213,15 @@ class WebSocketClientSettings(AuthClientSettings):
         200, ge=1, description="rate-limited frames within the flood window that close 4013"
     )
     flood_window_s: float = Field(10.0, gt=0, description="window of the limit above")
+
+    def inbound_limits(self, now: Now) -> InboundLimits:
+        """A new connection's limits on what its client sends."""
+        return InboundLimits(
+            rate=self.rate_per_second,
+            burst=self.rate_burst,
+            flood_limit=self.flood_limit,
+            flood_window=self.flood_window_s,
+            error_limit=self.protocol_error_limit,
+            error_window=self.protocol_error_window_s,
+            now=now,
+        )

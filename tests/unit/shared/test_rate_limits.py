@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rtm.shared.limits import (
+    InboundLimits,
     KeyedBuckets,
     RevokedSessions,
     Throttle,
@@ -105,3 +106,22 @@ def test_revoked_sessions_are_forgotten_after_their_ttl() -> None:
     clock.advance(61)
     assert "s1" not in revoked
     assert len(revoked) == 0
+
+
+def test_inbound_limits_refuse_past_the_burst_then_call_a_flood_and_a_broken_client() -> None:
+    clock = FakeClock()
+    limits = InboundLimits(
+        rate=1.0,
+        burst=2,
+        flood_limit=3,
+        flood_window=10.0,
+        error_limit=2,
+        error_window=60.0,
+        now=clock.monotonic,
+    )
+    assert [limits.take(), limits.take()] == [None, None]
+    assert limits.take() == 1000
+    assert [limits.flooding(), limits.flooding(), limits.flooding()] == [False, False, True]
+    clock.advance(1.0)
+    assert limits.take() is None
+    assert [limits.broken(), limits.broken()] == [False, True]

@@ -48,7 +48,7 @@ from rtm.shared.clock import utcnow
 from rtm.shared.errors import ErrorCode, RtmError
 from rtm.shared.fastws import PicowsSocket, picows_protocol
 from rtm.shared.frames import PONG
-from rtm.shared.limits import Now, TokenBucket, WindowCounter
+from rtm.shared.limits import Now
 from rtm.shared.logging import context_field
 from rtm.shared.tokens import AccessClaims, TokenError, TokenVerifier
 from rtm.shared.ws import (
@@ -84,12 +84,9 @@ class ConsumerSession:
     slots, timers and one future instead of tasks keep it small (the `idle` benchmark)."""
 
     __slots__ = (
-        "_bucket",
         "_done",
         "_expiry",
-        "_floods",
-        "_now",
-        "_protocol_errors",
+        "_limits",
         "claims",
         "closing",
         "connection",
@@ -119,11 +116,7 @@ class ConsumerSession:
         self.settings = settings
         self.outbox = Outbox(websocket, settings.send_queue_bytes)
         self.closing: tuple[int, str] | None = None
-        self._now = now
-        self._bucket = TokenBucket(settings.rate_per_second, settings.rate_burst, now)
-        # Made on the first protocol error / rate-limited frame: most connections never have one.
-        self._protocol_errors: WindowCounter | None = None
-        self._floods: WindowCounter | None = None
+        self._limits = settings.inbound_limits(now)
         self._expiry: asyncio.TimerHandle | None = None
         # Resolved when the session should end: the peer left, or a close was requested.
         self._done: asyncio.Future[None] | None = None
@@ -247,16 +240,13 @@ class ConsumerSession:
     def _limited(self) -> bool:
         """Take a token for one inbound frame; without one, answer `rate_limited` (and close
         4013 on a sustained flood)."""
-        retry_after_ms = self._bucket.take()
+        retry_after_ms = self._limits.take()
         if retry_after_ms is None:
             return False
         self._error(
             RtmError(ErrorCode.RATE_LIMITED, "too many frames", retry_after_ms=retry_after_ms)
         )
-        if self._floods is None:
-            settings = self.settings
-            self._floods = WindowCounter(settings.flood_limit, settings.flood_window_s, self._now)
-        if self._floods.add():
+        if self._limits.flooding():
             self.request_close(CloseCode.FLOOD, "sustained flood")
         return True
 
@@ -266,12 +256,7 @@ class ConsumerSession:
 
     def _protocol_error(self, error: RtmError) -> None:
         self._error(error)
-        if self._protocol_errors is None:
-            settings = self.settings
-            self._protocol_errors = WindowCounter(
-                settings.protocol_error_limit, settings.protocol_error_window_s, self._now
-            )
-        if self._protocol_errors.add():
+        if self._limits.broken():
             self.request_close(CloseCode.PROTOCOL_ERRORS, "too many protocol errors")
 
     async def _handle(self, text: str) -> None:

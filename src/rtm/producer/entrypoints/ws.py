@@ -55,7 +55,6 @@ from rtm.producer.services import Result, SendPipeline, internal_error
 from rtm.shared.clock import utcnow
 from rtm.shared.errors import ErrorCode, RtmError
 from rtm.shared.frames import PONG, parse_frame, validate_frame
-from rtm.shared.limits import TokenBucket, WindowCounter
 from rtm.shared.tokens import AccessClaims, TokenError
 from rtm.shared.ws import (
     CloseCode,
@@ -108,12 +107,7 @@ class ProducerConnection:
         self._ws = websocket
         self._ctx = context
         settings = context.settings
-        now = context.monotonic
-        self._bucket = TokenBucket(settings.rate_per_second, settings.rate_burst, now)
-        self._protocol_errors = WindowCounter(
-            settings.protocol_error_limit, settings.protocol_error_window_s, now
-        )
-        self._floods = WindowCounter(settings.flood_limit, settings.flood_window_s, now)
+        self._limits = settings.inbound_limits(context.monotonic)
         self._outbox = Outbox(websocket, settings.send_queue_bytes)
         self._pipeline = SendPipeline(
             context.messages, max_in_flight=settings.max_in_flight, on_result=self._send_result
@@ -273,7 +267,7 @@ class ProducerConnection:
                 self._error(exc, ref)
 
     def _limited(self, ref: str | None) -> bool:
-        retry_after_ms = self._bucket.take()
+        retry_after_ms = self._limits.take()
         if retry_after_ms is None:
             return False
         RATE_LIMITED.labels("ws").inc()
@@ -281,7 +275,7 @@ class ProducerConnection:
             RtmError(ErrorCode.RATE_LIMITED, "too many frames", retry_after_ms=retry_after_ms),
             ref,
         )
-        if self._floods.add():
+        if self._limits.flooding():
             self.request_close(CloseCode.FLOOD, "sustained flood")
         return True
 
@@ -352,7 +346,7 @@ class ProducerConnection:
 
     def _protocol_error(self, error: RtmError, ref: str | None) -> None:
         self._error(error, ref)
-        if self._protocol_errors.add():
+        if self._limits.broken():
             self.request_close(CloseCode.PROTOCOL_ERRORS, "too many protocol errors")
 
     def _error(self, error: RtmError, ref: str | None) -> None:
