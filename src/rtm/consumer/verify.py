@@ -17,10 +17,9 @@ from nats.aio.client import Client as NatsClient
 
 from rtm.consumer.adapters.jetstream_history import JetStreamHistory
 from rtm.consumer.adapters.postgres_continuity import PostgresAuditPositions, PostgresStoredHistory
-from rtm.consumer.continuity_service import ContinuityService, VerifyProgress
-from rtm.consumer.domain.continuity_ports import ContinuityUnavailable
 from rtm.consumer.domain.continuity_report import ContinuityReport
-from rtm.consumer.domain.exceptions import Unavailable
+from rtm.consumer.domain.exceptions import ContinuityUnavailable, Unavailable
+from rtm.consumer.services import ContinuityService, VerifyProgress
 from rtm.shared.connect import NATS_FAILURES
 from rtm.shared.postgres import PostgresDatabase
 

@@ -18,9 +18,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from rtm.consumer.continuity_service import VerifyProgress
-from rtm.consumer.domain.continuity_ports import ContinuityUnavailable
 from rtm.consumer.domain.continuity_report import ContinuityReport, Sample
+from rtm.consumer.domain.exceptions import ContinuityUnavailable
+from rtm.consumer.services import VerifyProgress
 from rtm.local.plan import redact
 from rtm.local.settings import RunnerSettings
 from rtm.local.status import read_status

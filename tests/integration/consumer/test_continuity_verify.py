@@ -10,7 +10,7 @@ import pytest
 from nats.aio.client import Client as NatsClient
 
 from rtm.consumer.domain.continuity import OrderKind
-from rtm.consumer.domain.continuity_ports import ContinuityUnavailable
+from rtm.consumer.domain.exceptions import ContinuityUnavailable
 from rtm.consumer.settings import ConsumerSettings
 from rtm.consumer.verify import verify_continuity
 from rtm.shared.contract import message_subject, partition_of

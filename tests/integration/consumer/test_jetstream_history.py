@@ -12,7 +12,7 @@ from nats.aio.client import Client as NatsClient
 
 from rtm.consumer.adapters.jetstream_history import JetStreamHistory
 from rtm.consumer.domain.continuity import StreamEntry
-from rtm.consumer.domain.continuity_ports import ContinuityUnavailable
+from rtm.consumer.domain.exceptions import ContinuityUnavailable
 from rtm.shared.contract import STREAM
 from tests.integration.consumer.continuity_support import Published, publish_message
 

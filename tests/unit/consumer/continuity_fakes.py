@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from rtm.consumer.domain.continuity import Evidence, StoredRow, StreamEntry
-from rtm.consumer.domain.continuity_ports import ContinuityUnavailable, HeadedRow, StreamBounds
+from rtm.consumer.domain.continuity_ports import HeadedRow, StreamBounds
+from rtm.consumer.domain.exceptions import ContinuityUnavailable
 from rtm.shared.contract import AcceptedMessage
 
 

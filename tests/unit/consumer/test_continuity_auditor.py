@@ -9,9 +9,9 @@ import uuid
 import pytest
 from prometheus_client import REGISTRY
 
-from rtm.consumer.continuity_service import ContinuityService
 from rtm.consumer.domain.continuity import StreamEntry
 from rtm.consumer.entrypoints.auditor import ContinuityAuditor
+from rtm.consumer.services import ContinuityService
 from tests.unit.consumer.continuity_fakes import (
     InMemoryAuditPositions,
     InMemoryStoredHistory,

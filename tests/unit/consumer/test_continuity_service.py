@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import uuid
 
-from rtm.consumer.continuity_service import ContinuityService, VerifyProgress
 from rtm.consumer.domain.continuity import OrderKind, Outcome, StoredRow, StreamEntry
+from rtm.consumer.services import ContinuityService, VerifyProgress
 from tests.unit.consumer.continuity_fakes import (
     InMemoryAuditPositions,
     InMemoryStoredHistory,

@@ -9,11 +9,11 @@ import nats.errors
 import pytest
 
 from rtm.consumer.adapters.jetstream_source import (
-    DeliveryGap,
     JetStreamPartitionSource,
     consumer_name,
     owner_of,
 )
+from rtm.consumer.domain.exceptions import DeliveryGap
 from rtm.consumer.domain.model import FenceToken
 
 

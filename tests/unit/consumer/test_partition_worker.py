@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 
 from rtm.consumer.domain.delivery import decode_delivery, encode_delivery
-from rtm.consumer.domain.exceptions import Fenced, OffsetMoved
+from rtm.consumer.domain.exceptions import Fenced, OffsetMoved, OutOfOrder
 from rtm.consumer.domain.model import (
     Claim,
     FenceToken,
@@ -22,7 +22,7 @@ from rtm.consumer.domain.model import (
 )
 from rtm.consumer.domain.numbering import number_batch
 from rtm.consumer.domain.ports import Delivery
-from rtm.consumer.services import OutOfOrder, PartitionWorker
+from rtm.consumer.services import PartitionWorker
 from rtm.shared.contract import AcceptedMessage
 
 NOW = datetime(2026, 11, 24, 1, 2, 3, 456000, tzinfo=UTC)

@@ -24,7 +24,8 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from rtm.consumer.domain.continuity import StreamEntry, stream_entry
-from rtm.consumer.domain.continuity_ports import ContinuityUnavailable, StreamBounds
+from rtm.consumer.domain.continuity_ports import StreamBounds
+from rtm.consumer.domain.exceptions import ContinuityUnavailable
 from rtm.shared.connect import NATS_FAILURES
 from rtm.shared.contract import MESSAGE_SUBJECT_PREFIX, STREAM, partition_filter
 from rtm.shared.ids import new_id

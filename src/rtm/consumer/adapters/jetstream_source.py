@@ -38,6 +38,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
+from rtm.consumer.domain.exceptions import DeliveryGap
 from rtm.consumer.domain.model import FenceToken, StreamPosition, payload_check
 from rtm.consumer.domain.ports import Delivery
 from rtm.shared.connect import NATS_FAILURES
@@ -65,10 +66,6 @@ def owner_of(partition: int, name: str) -> FenceToken | None:
     if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
         return None
     return FenceToken(int(parts[0]), int(parts[1]))
-
-
-class DeliveryGap(Exception):
-    """The source cannot vouch that nothing was skipped: restart from the committed offset."""
 
 
 def _reconnects(nc: NatsClient | None) -> int:

@@ -21,8 +21,8 @@ from typing import Any
 import asyncpg
 
 from rtm.consumer.domain.continuity import Evidence, StoredRow, StreamEntry
-from rtm.consumer.domain.continuity_ports import ContinuityUnavailable, HeadedRow
-from rtm.consumer.domain.exceptions import Unavailable
+from rtm.consumer.domain.continuity_ports import HeadedRow
+from rtm.consumer.domain.exceptions import ContinuityUnavailable, Unavailable
 from rtm.shared.postgres import PostgresDatabase
 
 _ROW_COLUMNS = "m.message_id, m.conversation_id, m.seq, m.sender_id, m.client_msg_id, m.stream_seq"

@@ -1,10 +1,10 @@
 """Ports of the continuity check: reading JetStream's history and PostgreSQL's rows, and keeping
 the auditor's position.
 
-Every method raises `ContinuityUnavailable` (and nothing else of its transport) when it cannot
-read: the check did not run, which is not a finding. Implementations live in
-`rtm.consumer.adapters.jetstream_history` and `rtm.consumer.adapters.postgres_continuity`;
-unit tests use in-memory fakes.
+Every method raises `ContinuityUnavailable` (`rtm.consumer.domain.exceptions`), and nothing else
+of its transport, when it cannot read: the check did not run, which is not a finding.
+Implementations live in `rtm.consumer.adapters.jetstream_history` and
+`rtm.consumer.adapters.postgres_continuity`; unit tests use in-memory fakes.
 """
 
 from __future__ import annotations
@@ -15,10 +15,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from rtm.consumer.domain.continuity import Evidence, StoredRow, StreamEntry
-
-
-class ContinuityUnavailable(Exception):
-    """JetStream or PostgreSQL could not be read: the check could not run (not a finding)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,10 +1,13 @@
-"""Consumer errors.
+"""Consumer errors: every one the consumer defines, by what it means to the caller.
 
 RtmError (rtm.shared.errors)
   ConversationNotVisible   -- not a member, or no such conversation (`forbidden`, 404)
   Unavailable              -- PostgreSQL cannot answer now (`unavailable`, 503, retry_after_ms)
 OffsetMoved                -- the committed offset is not the one this worker started from
 Fenced                     -- a newer owner claimed the partition: this worker stops for good
+OutOfOrder                 -- a source handed over a batch not in stream order
+DeliveryGap                -- a source cannot vouch nothing was skipped: restart from the offset
+ContinuityUnavailable      -- the continuity check could not read JetStream or PostgreSQL
 """
 
 from __future__ import annotations
@@ -56,3 +59,18 @@ class Fenced(Exception):
     def __init__(self, partition: int, token: FenceToken, holder: FenceToken | None) -> None:
         super().__init__(f"partition {partition}: fenced out (our token {token}, holder {holder})")
         self.partition = partition
+
+
+class OutOfOrder(Exception):
+    """The source delivered a batch that is not in stream order (e.g. a redelivery)."""
+
+    def __init__(self, partition: int, seqs: list[int]) -> None:
+        super().__init__(f"partition {partition}: out-of-order batch {seqs[:5]}...")
+
+
+class DeliveryGap(Exception):
+    """The source cannot vouch that nothing was skipped: restart from the committed offset."""
+
+
+class ContinuityUnavailable(Exception):
+    """JetStream or PostgreSQL could not be read: the check could not run (not a finding)."""

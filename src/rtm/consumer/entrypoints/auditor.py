@@ -20,10 +20,10 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
-from rtm.consumer.continuity_service import AuditResult, ContinuityService
 from rtm.consumer.domain.continuity import Outcome
-from rtm.consumer.domain.continuity_ports import ContinuityUnavailable
+from rtm.consumer.domain.exceptions import ContinuityUnavailable
 from rtm.consumer.entrypoints import metrics
+from rtm.consumer.services import AuditResult, ContinuityService
 
 logger = logging.getLogger(__name__)
 
