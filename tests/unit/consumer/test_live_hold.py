@@ -14,6 +14,7 @@ from rtm.consumer.domain.model import StoredMessage
 from rtm.consumer.entrypoints.hub import LiveConnection
 from rtm.consumer.services import ReadService, Recovery
 from rtm.shared.ws import Outbox
+from tests.support.outbox import FakeOutbox
 
 USER, CONV = uuid.uuid4(), uuid.uuid4()
 
@@ -22,20 +23,6 @@ def stored(seq: int) -> StoredMessage:
     return StoredMessage(
         uuid.uuid4(), CONV, seq, USER, uuid.uuid4(), f"m{seq}", datetime(2026, 1, 1, tzinfo=UTC)
     )
-
-
-class FakeOutbox:
-    overflowed = False
-
-    def __init__(self) -> None:
-        self.frames: list[str] = []
-
-    def put(self, frame: str) -> bool:
-        self.frames.append(frame)
-        return True
-
-    def seqs(self) -> list[int]:
-        return [orjson.loads(f)["seq"] for f in self.frames]
 
 
 class FakeReads:

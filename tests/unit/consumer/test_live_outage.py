@@ -12,11 +12,11 @@ from typing import cast
 import pytest
 
 from rtm.consumer.domain.exceptions import Unavailable
-from rtm.consumer.entrypoints import hub
-from rtm.consumer.entrypoints.hub import LiveConnection
+from rtm.consumer.entrypoints.hub import FILL_MAX_WAITING, Backoff, LiveConnection
 from rtm.consumer.services import ReadService, Recovery
 from rtm.shared.ws import CloseCode, Outbox
-from tests.unit.consumer.test_live_hold import CONV, USER, FakeOutbox, live, stored
+from tests.support.outbox import FakeOutbox
+from tests.unit.consumer.test_live_hold import CONV, USER, live, stored
 
 
 class FlakyReads:
@@ -40,13 +40,12 @@ class FlakyReads:
         return Recovery(conversation_id, messages, self.head, recovered=True)
 
 
-@pytest.fixture(autouse=True)
-def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(hub, "RETRY_FIRST_S", 0.01)
-    monkeypatch.setattr(hub, "RETRY_MAX_S", 0.02)
+FAST = Backoff(first_s=0.01, max_s=0.02)
 
 
-def connection(reads: FlakyReads) -> tuple[LiveConnection, FakeOutbox, list[int]]:
+def connection(
+    reads: FlakyReads, *, max_waiting: int = FILL_MAX_WAITING
+) -> tuple[LiveConnection, FakeOutbox, list[int]]:
     outbox, closed = FakeOutbox(), []
     conn = LiveConnection(
         USER,
@@ -54,6 +53,8 @@ def connection(reads: FlakyReads) -> tuple[LiveConnection, FakeOutbox, list[int]
         cast(Outbox, outbox),
         cast(ReadService, reads),
         lambda code, reason: closed.append(code),
+        backoff=FAST,
+        max_waiting=max_waiting,
     )
     return conn, outbox, closed
 
@@ -114,11 +115,8 @@ async def test_a_gap_fill_during_an_outage_is_tried_again_and_keeps_the_order() 
     assert closed == []
 
 
-async def test_a_gap_fill_holding_too_many_messages_closes_4008(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(hub, "FILL_MAX_WAITING", 2)
-    conn, outbox, closed = connection(FlakyReads(head=9))
+async def test_a_gap_fill_holding_too_many_messages_closes_4008() -> None:
+    conn, outbox, closed = connection(FlakyReads(head=9), max_waiting=2)
     conn.end_hold()
     conn.offer(CONV, 1, live(1))
     for seq in (4, 5, 6):

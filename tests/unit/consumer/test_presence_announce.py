@@ -8,31 +8,16 @@ import uuid
 from collections.abc import Sequence
 from typing import cast
 
-import orjson
 import pytest
 from nats.aio.client import Client as NatsClient
 
 from rtm.consumer.domain.ports import ConversationDirectory
-from rtm.consumer.entrypoints import events as events_module
-from rtm.consumer.entrypoints.events import LiveEvents
+from rtm.consumer.entrypoints.events import FLUSH_SLICE_FRAMES, LiveEvents
 from rtm.consumer.entrypoints.hub import Hub, LiveConnection
 from rtm.consumer.services import ReadService
 from rtm.shared.contract import PresenceEvent
 from rtm.shared.ws import Outbox
-
-
-class FakeOutbox:
-    overflowed = False
-
-    def __init__(self) -> None:
-        self.frames: list[str] = []
-
-    def put(self, frame: str) -> bool:
-        self.frames.append(frame)
-        return True
-
-    def presence(self) -> list[tuple[str, str]]:
-        return [(f["user_id"], f["status"]) for f in map(orjson.loads, self.frames)]
+from tests.support.outbox import FakeOutbox
 
 
 class FakeDirectory:
@@ -55,7 +40,9 @@ class Offline:
     is_connected = False
 
 
-def setup(local: int) -> tuple[LiveEvents, FakeDirectory, dict[uuid.UUID, FakeOutbox]]:
+def setup(
+    local: int, *, flush_slice_frames: int = FLUSH_SLICE_FRAMES
+) -> tuple[LiveEvents, FakeDirectory, dict[uuid.UUID, FakeOutbox]]:
     hub, directory = Hub(), FakeDirectory()
     outboxes: dict[uuid.UUID, FakeOutbox] = {}
     for _ in range(local):
@@ -64,7 +51,11 @@ def setup(local: int) -> tuple[LiveEvents, FakeDirectory, dict[uuid.UUID, FakeOu
         hub.add(LiveConnection(user, uuid.uuid4(), cast(Outbox, outbox), reads, lambda c, r: None))
         outboxes[user] = outbox
     events = LiveEvents(
-        cast(NatsClient, Offline()), hub, cast(ConversationDirectory, directory), "c1"
+        cast(NatsClient, Offline()),
+        hub,
+        cast(ConversationDirectory, directory),
+        "c1",
+        flush_slice_frames=flush_slice_frames,
     )
     return events, directory, outboxes
 
@@ -110,12 +101,9 @@ async def test_a_failed_query_is_retried_by_the_next_flush() -> None:
     assert outbox.presence() == [(str(user), "online")]
 
 
-async def test_a_big_flush_lets_other_work_run_between_slices(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_a_big_flush_lets_other_work_run_between_slices() -> None:
     """Live messages must not wait behind a million presence frames."""
-    monkeypatch.setattr(events_module, "FLUSH_SLICE_FRAMES", 10)
-    events, _, outboxes = setup(local=5)
+    events, _, outboxes = setup(local=5, flush_slice_frames=10)
     remote = [uuid.uuid4() for _ in range(20)]  # 20 changes x 5 recipients = 100 frames
     events.apply_presence(PresenceEvent("c2/x", "heartbeat", tuple(remote), 1))
     seen_mid_flush: list[int] = []

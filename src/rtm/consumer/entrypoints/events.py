@@ -48,6 +48,8 @@ from rtm.shared.contract import (
 
 logger = logging.getLogger(__name__)
 READ_STORE_QUEUE = "rtm-read-store"
+# Presence frames one flush queues before it lets other work run (live messages must not wait
+# behind a million presence frames).
 FLUSH_SLICE_FRAMES = 2_000
 HEARTBEAT_CHUNK = 2000  # users per heartbeat event (~80 kB)
 Handler = Callable[[Msg], Awaitable[None]]
@@ -65,6 +67,7 @@ class LiveEvents:
         *,
         presence_interval: float = 5.0,
         presence_flush: float = 0.25,
+        flush_slice_frames: int = FLUSH_SLICE_FRAMES,
     ) -> None:
         self._nc = nc
         self._hub = hub
@@ -73,6 +76,7 @@ class LiveEvents:
         self.source = f"{instance_id}/{uuid.uuid4().hex[:8]}"
         self._interval = presence_interval
         self._flush_interval = presence_flush
+        self._flush_slice = flush_slice_frames
         self._beat = 0
         self._dirty = asyncio.Event()
         self._flush_failing = False
@@ -213,7 +217,7 @@ class LiveEvents:
                 frame = presence_frame(change.user_id, change.status)
                 self._hub.send_to_users(list(recipients), frame)
                 sent += len(recipients)
-                if sent >= FLUSH_SLICE_FRAMES:
+                if sent >= self._flush_slice:
                     # A group of 1,000 coming online is ~1M frames: let live messages through
                     # between slices (a profile saw 75-85 ms stalls delay a fan-out's p99).
                     sent = 0

@@ -1,20 +1,10 @@
 """Live delivery to this instance's sockets.
 
-The `Hub` maps users to their open connections. Each `LiveConnection` keeps, per conversation,
-the last seq it delivered, so a client sees a conversation's messages with strictly increasing
-seq and no gap: a duplicate is dropped, and a gap (a fan-out lost, or a resume seam) is filled
-from PostgreSQL before later live messages, which wait in a buffer meanwhile.
-
-A new connection holds its live messages until its first `resume` has been handled (or
-`resume_grace_s` has passed without one): a message pushed before the resume would set the
-connection's position past the client's cursor, and the messages in between could then never be
-sent without breaking "strictly increasing seq". Held messages are merged into the resume's
-catch-up, or delivered in order when the hold ends.
-
-While PostgreSQL cannot answer (`Unavailable`), nothing is sent past a gap either: a gap fill is
-tried again, backing off, with the conversation's later live messages waiting behind it, and a
-resume that failed leaves the connection at the client's cursor (`keep_from`), so the next live
-message of that conversation starts a fill from there. The socket stays open.
+The `Hub` maps users to their open connections. Each `LiveConnection` carries out what its
+`DeliveryOrder` (`rtm.consumer.domain.ordering`, where the rules and their reasons are) decides:
+it pushes frames to the socket's outbox, reads gap fills from PostgreSQL in tasks of its own, and
+tries a fill again, backing off, while PostgreSQL cannot answer (`Unavailable`). The socket stays
+open meanwhile; the conversation's later live messages wait behind the fill.
 """
 
 from __future__ import annotations
@@ -24,12 +14,21 @@ import logging
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import orjson
 
 from rtm.consumer.domain.delivery import LiveDelivery, message_frame
 from rtm.consumer.domain.exceptions import Unavailable
+from rtm.consumer.domain.ordering import (
+    Action,
+    DeliveryOrder,
+    RetryFill,
+    Send,
+    StartFill,
+    TooFarBehind,
+)
 from rtm.consumer.entrypoints import metrics
 from rtm.consumer.services import ReadService, Recovery
 from rtm.shared.ws import CloseCode, Outbox
@@ -38,24 +37,43 @@ logger = logging.getLogger(__name__)
 
 Closer = Callable[[int, str], None]
 
-RETRY_FIRST_S = 0.5  # a read PostgreSQL could not answer is tried again after this, doubling...
-RETRY_MAX_S = 5.0  # ...up to this
 # Live messages one conversation's gap fill may hold while it waits for PostgreSQL; past it the
 # connection is closed 4008 (reconnect, then resume) rather than hold more.
 FILL_MAX_WAITING = 1000
 
 
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """How a read PostgreSQL could not answer is tried again: after `first_s`, doubling up to
+    `max_s`."""
+
+    first_s: float = 0.5
+    max_s: float = 5.0
+
+    def pauses(self) -> Iterator[float]:
+        pause = self.first_s
+        while True:
+            yield pause
+            pause = min(pause * 2, self.max_s)
+
+
 class LiveConnection:
-    """One authenticated consumer WebSocket, as the hub sees it."""
+    """One authenticated consumer WebSocket, as the hub sees it.
+
+    Args:
+        outbox: the socket's send queue.
+        reads: gap fills and resume catch-ups are read through it.
+        close: closes the socket (code, reason) without awaiting.
+        backoff: how a fill PostgreSQL could not answer is tried again.
+        max_waiting: see `FILL_MAX_WAITING`.
+    """
 
     __slots__ = (
+        "_backoff",
         "_cut_off",
-        "_filling",
-        "_held",
-        "_last",
+        "_order",
         "_outbox",
         "_reads",
-        "_resuming",
         "_tasks",
         "close",
         "session_id",
@@ -69,17 +87,17 @@ class LiveConnection:
         outbox: Outbox,
         reads: ReadService,
         close: Closer,
+        *,
+        backoff: Backoff = Backoff(),
+        max_waiting: int = FILL_MAX_WAITING,
     ) -> None:
         self.user_id = user_id
         self.session_id = session_id
         self._outbox = outbox
         self._reads = reads
         self.close = close
-        self._last: dict[uuid.UUID, int] = {}
-        self._filling: dict[uuid.UUID, list[tuple[int, str]]] = {}
-        # Live messages held until the first resume (None once the hold has ended).
-        self._held: dict[uuid.UUID, list[tuple[int, str]]] | None = {}
-        self._resuming = False  # the first resume is being handled: it ends the hold itself
+        self._backoff = backoff
+        self._order = DeliveryOrder(max_waiting=max_waiting)
         self._tasks: set[asyncio.Task[None]] = set()
         self._cut_off = False
 
@@ -93,142 +111,105 @@ class LiveConnection:
 
     def offer(self, conversation_id: uuid.UUID, seq: int, frame: str) -> None:
         """A live message; delivered now, dropped as a duplicate, or held behind a gap fill."""
-        buffer = self._filling.get(conversation_id)
-        if buffer is not None:
-            buffer.append((seq, frame))
-            return
-        last = self._last.get(conversation_id)
-        if self._held is not None and last is None:
-            self._held.setdefault(conversation_id, []).append((seq, frame))
-            return
-        if last is not None and seq <= last:
-            return
-        if last is not None and seq > last + 1:
-            self._filling[conversation_id] = [(seq, frame)]
-            task = asyncio.create_task(self._fill(conversation_id, last))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-            return
-        self._last[conversation_id] = seq
-        self.push(frame)
+        self._run(self._order.offer(conversation_id, seq, frame))
+
+    def _run(self, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Send):
+                self.push(action.frame)
+            elif isinstance(action, StartFill):
+                task = asyncio.create_task(self._fill(action.conversation_id, action.after))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            elif isinstance(action, TooFarBehind):
+                self.close(CloseCode.SLOW_CONSUMER, action.reason)
 
     async def _fill(self, conversation_id: uuid.UUID, after: int) -> None:
         """Fill a gap, trying again while PostgreSQL is unavailable: the conversation's later
         live messages wait behind it, and are sent late but in order."""
-        pause = RETRY_FIRST_S
+        pauses = self._backoff.pauses()
+        first = True
         while True:
             try:
-                await self.catch_up(conversation_id, after, already_filling=True)
-                return
+                recovery = await self._reads.recover(self.user_id, conversation_id, after)
             except Unavailable as exc:
-                if len(self._filling.get(conversation_id, ())) > FILL_MAX_WAITING:
-                    self._filling.pop(conversation_id, None)
-                    self.close(CloseCode.SLOW_CONSUMER, "gap recovery waits for the database")
+                actions = self._order.fill_unavailable(conversation_id)
+                if not isinstance(actions[0], RetryFill):
+                    self._run(actions)
                     return
-                if pause == RETRY_FIRST_S:
+                if first:
                     logger.warning(
                         "gap fill of conversation %s waits for PostgreSQL (%s); retrying",
                         conversation_id,
                         exc.message,
                     )
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, RETRY_MAX_S)
+                    first = False
+                await asyncio.sleep(next(pauses))
+                continue
+            except asyncio.CancelledError:
+                self._order.catch_up_abandoned(conversation_id)
+                raise
             except Exception:  # last line of defence of the fill's task: log it, close
+                self._order.catch_up_abandoned(conversation_id)
                 logger.exception("gap fill failed for conversation %s", conversation_id)
                 self.close(CloseCode.INTERNAL, "gap recovery failed: reconnect and resume")
                 return
+            self._caught_up(conversation_id, after, recovery)
+            return
 
     async def catch_up(
-        self,
-        conversation_id: uuid.UUID,
-        after: int,
-        *,
-        already_filling: bool = False,
-        head: int | None = None,
+        self, conversation_id: uuid.UUID, after: int, *, head: int | None = None
     ) -> Recovery:
-        """Send everything after `after` from the store, then what arrived live meanwhile.
-        `head`: the conversation's head as a resume looked it up (membership checked), so
-        nothing is read again when nothing is missing.
+        """A resume's catch-up: send everything after `after` from the store, then what arrived
+        live meanwhile. `head`: the conversation's head as the resume looked it up (membership
+        checked), so nothing is read again when nothing is missing.
 
-        Raises `Unavailable` when PostgreSQL cannot answer. A gap fill's live messages then keep
-        waiting for its next try; a resume's are offered again with the connection kept at
-        `after` (`keep_from`), so none of them is sent past a gap.
+        Raises `Unavailable` when PostgreSQL cannot answer: the connection then stays at
+        `after` (`keep_from`), so no live message of the conversation is sent past a gap.
         """
-        shared = False  # a gap fill of the conversation is running: its buffer is ours too
-        if not already_filling:
-            held = self._held.pop(conversation_id, []) if self._held is not None else []
-            shared = conversation_id in self._filling
-            self._filling.setdefault(conversation_id, []).extend(held)
+        shared = self._order.begin_catch_up(conversation_id)
         try:
             recovery = await self._reads.recover(self.user_id, conversation_id, after, head=head)
         except Unavailable:
-            if not already_filling and not shared:
-                self._resume_failed(conversation_id, after)
+            self._run(self._order.resume_unavailable(conversation_id, after, shared=shared))
             raise
         except BaseException:
-            self._filling.pop(conversation_id, None)
+            self._order.catch_up_abandoned(conversation_id)
             raise
-        try:
-            last = max(after, self._last.get(conversation_id, after))
-            if not recovery.recovered:
-                last = recovery.last_seq
-            for message in recovery.messages:
-                if message.seq > last:
-                    last = message.seq
-                    self.push(message_frame(message).decode())
-            later: list[tuple[int, str]] = []
-            for seq, frame in sorted(self._filling.get(conversation_id, [])):
-                if seq == last + 1:
-                    last = seq
-                    self.push(frame)
-                elif seq > last:
-                    later.append((seq, frame))
-            self._last[conversation_id] = last
-        finally:
-            self._filling.pop(conversation_id, None)
-        for seq, frame in later:  # still behind a gap: offer() fills it again
-            self.offer(conversation_id, seq, frame)
+        self._caught_up(conversation_id, after, recovery)
         return recovery
 
-    def _resume_failed(self, conversation_id: uuid.UUID, cursor: int) -> None:
-        """The connection stays at the client's cursor; what waited for the resume is offered
-        again: sent if it follows on, else held behind a gap fill."""
-        waiting = self._filling.pop(conversation_id, [])
-        self.keep_from(conversation_id, cursor)
-        for seq, frame in sorted(waiting):
-            self.offer(conversation_id, seq, frame)
+    def _caught_up(self, conversation_id: uuid.UUID, after: int, recovery: Recovery) -> None:
+        messages = [(m.seq, message_frame(m).decode()) for m in recovery.messages]
+        self._run(
+            self._order.caught_up(
+                conversation_id,
+                after,
+                messages,
+                last_seq=recovery.last_seq,
+                recovered=recovery.recovered,
+            )
+        )
 
     def keep_from(self, conversation_id: uuid.UUID, cursor: int) -> None:
-        """The client has the conversation up to `cursor` (its resume could not be served):
-        from now on a live message past `cursor + 1` waits for a gap fill instead of being
-        sent past the gap."""
-        self._last[conversation_id] = max(self._last.get(conversation_id, cursor), cursor)
+        """See `DeliveryOrder.keep_from`: a resume could not reach this conversation."""
+        self._order.keep_from(conversation_id, cursor)
 
     def last_sent(self, conversation_id: uuid.UUID) -> int:
         """The last seq of the conversation this connection has been sent (0: none)."""
-        return self._last.get(conversation_id, 0)
+        return self._order.last_sent(conversation_id)
 
     def begin_resume(self) -> None:
-        """A resume is being handled: the hold, if any, now lasts until it is done (`end_hold`),
-        whatever the grace period says."""
-        self._resuming = True
+        """A resume is being handled: the hold lasts until it is done (`end_hold`)."""
+        self._order.begin_resume()
 
     def grace_over(self) -> None:
-        """The grace period for the first resume has passed: stop holding, unless a resume is
-        being handled. Ending the hold halfway through one would deliver a held message of a
-        conversation it has not caught up yet, and its catch-up would then start past that
-        message: everything between the cursor and it would be skipped (found by C1 when
-        PostgreSQL answered the resume slower than the grace)."""
-        if not self._resuming:
-            self.end_hold()
+        """The grace period for the first resume has passed (see `DeliveryOrder.grace_over`)."""
+        self._run(self._order.grace_over())
 
     def end_hold(self) -> None:
-        """Stop holding live messages (after the first resume, or its grace period): deliver
-        the held ones of conversations the resume did not cover, in seq order."""
-        held, self._held = self._held, None
-        for conversation_id, frames in (held or {}).items():
-            for seq, frame in sorted(frames):
-                self.offer(conversation_id, seq, frame)
+        """Stop holding live messages (after the first resume, or its grace period)."""
+        self._run(self._order.end_hold())
 
     def cancel(self) -> None:
         for task in list(self._tasks):

@@ -30,7 +30,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from rtm.consumer.domain.exceptions import ConversationNotVisible, Unavailable
 from rtm.consumer.entrypoints import metrics
-from rtm.consumer.entrypoints.hub import RETRY_FIRST_S, RETRY_MAX_S, Hub, LiveConnection
+from rtm.consumer.entrypoints.hub import Backoff, Hub, LiveConnection
 from rtm.consumer.entrypoints.schemas import (
     INBOUND,
     AuthFrame,
@@ -185,16 +185,17 @@ class ConsumerSession:
         events = self.websocket.app.state.events
         if events is None:
             return
-        pause = RETRY_FIRST_S
+        backoff = Backoff()
+        pauses = backoff.pauses()
         while True:
             try:
                 contacts = await events.online_contacts(self.claims.user_id)
                 break
             except Unavailable as exc:
-                if pause == RETRY_FIRST_S:
+                pause = next(pauses)
+                if pause == backoff.first_s:
                     logger.warning("online contacts wait for PostgreSQL (%s)", exc.message)
                 await asyncio.sleep(pause)
-                pause = min(pause * 2, RETRY_MAX_S)
         for contact in contacts:
             self.connection.push(
                 orjson.dumps(presence_frame(contact, "online")).decode(), "presence"
