@@ -47,4 +47,4 @@ async def running(
 
 def running_consumer(app: Any) -> AbstractAsyncContextManager[str]:
     """A consumer app served as `rtm-consumer` serves it: `/v1/ws` on picows."""
-    return running(app, ws=ws_protocol(app, app.state.settings))
+    return running(app, ws=ws_protocol(app, app.state.consumer.settings))

@@ -84,5 +84,5 @@ def running_consumer_on_uvloop(
 ) -> AbstractAsyncContextManager[str]:
     """A consumer app served as `rtm-consumer` serves it: `/v1/ws` on picows, on uvloop."""
     return running_on_uvloop(
-        app, ws=ws_protocol(app, app.state.settings), send_buffer_bytes=send_buffer_bytes
+        app, ws=ws_protocol(app, app.state.consumer.settings), send_buffer_bytes=send_buffer_bytes
     )

@@ -1,11 +1,14 @@
-"""The consumer's composition root: the one place that knows every concrete class.
+"""The consumer's one composition root: settings in, a running service out.
 
-`create_app(settings)` returns the ASGI app. Its lifespan starts a background task that connects
-to PostgreSQL and NATS (retrying for ever), applies migrations, and then starts the partition
-manager and the fan-out subscriptions; until then `/health/ready` answers 503 and the API answers
+`build(settings)` wires adapters into services and services into the entrypoints, without I/O,
+and returns a `Consumer`: the ASGI app, the `ConsumerContext` its entrypoints share, and the
+`ConsumerRuntime` its lifespan starts and stops. The runtime connects to PostgreSQL and NATS in
+the background (retrying for ever), applies migrations, and then starts the partition manager
+and the NATS subscriptions; until then `/health/ready` answers 503 and the API answers
 `unavailable`, but the process is up and serving. PostgreSQL is reached through one
 `rtm.shared.postgres.PostgresDatabase`: every use of a connection is bounded by
-`RTM_DB_TIMEOUT_S`, and an outage is the consumer's `Unavailable`.
+`RTM_DB_TIMEOUT_S`, and an outage is the consumer's `Unavailable`. `serve(settings)` runs it
+under uvicorn, `/v1/ws` on picows, until SIGTERM.
 """
 
 from __future__ import annotations
@@ -13,13 +16,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from types import FrameType
 
+import uvicorn
 from fastapi import FastAPI
 from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg
 
 from rtm.consumer.adapters.fanout import NatsFanout
 from rtm.consumer.adapters.jetstream_source import JetStreamPartitionSources
@@ -29,77 +35,78 @@ from rtm.consumer.adapters.postgres_queries import (
     PostgresMessageQueries,
 )
 from rtm.consumer.adapters.postgres_store import PostgresMessageStore
-from rtm.consumer.domain.delivery import decode_delivery
 from rtm.consumer.domain.exceptions import Unavailable
+from rtm.consumer.domain.ports import MessageQueries
 from rtm.consumer.entrypoints import asyncapi, http, ws
 from rtm.consumer.entrypoints.auditor import ContinuityAuditor
+from rtm.consumer.entrypoints.deliveries import Deliveries
+from rtm.consumer.entrypoints.deps import ConsumerContext
 from rtm.consumer.entrypoints.events import LiveEvents
-from rtm.consumer.entrypoints.hub import Hub
+from rtm.consumer.entrypoints.hub import Backoff, Hub
 from rtm.consumer.entrypoints.workers import PartitionManager
 from rtm.consumer.services import ReadService
 from rtm.consumer.settings import ConsumerSettings
 from rtm.consumer.verify import continuity_service
-from rtm.shared.connect import connect_nats, retry_forever
-from rtm.shared.contract import DELIVER_SUBJECT_PREFIX, SESSION_REVOKED, STREAM, SessionRevoked
+from rtm.shared.connect import NATS_FAILURES, connect_nats, retry_forever
+from rtm.shared.contract import STREAM
 from rtm.shared.health import Readiness
 from rtm.shared.http import create_http_app
 from rtm.shared.jetstream import ensure_stream
 from rtm.shared.postgres import PostgresDatabase
 from rtm.shared.revocation import RevokedSessions, load_revoked
+from rtm.shared.runtime import tune_gc
+from rtm.shared.serving import uvicorn_edge_options
 from rtm.shared.tokens import TokenVerifier
 from rtm.shared.ws import CloseCode
 
 logger = logging.getLogger(__name__)
 
+VERSION = "1.0.0"
+DESCRIPTION = (
+    "Receive side of rtm: live delivery over WebSocket (`/v1/ws`), history and "
+    "the conversation list over HTTP."
+)
+
 
 class ConsumerRuntime:
     """The consumer's connections and background work, started after the app is up."""
 
-    def __init__(self, settings: ConsumerSettings, hub: Hub, app: FastAPI) -> None:
+    def __init__(
+        self,
+        settings: ConsumerSettings,
+        context: ConsumerContext,
+        database: PostgresDatabase,
+        deliveries: Deliveries,
+    ) -> None:
         self.settings = settings
-        self.hub = hub
-        self.app = app
-        self.database = PostgresDatabase(
-            settings.database_url,
-            pool_size=settings.db_pool_size,
-            timeout=settings.db_timeout_s,
-            unavailable=Unavailable,
-            migrations_dir=settings.migrations_dir if settings.migrate_on_start else None,
-        )
-        # Reads exist from the start: WebSockets are served before PostgreSQL answers, and
-        # until it does each read is `Unavailable`, as in any outage (a session that found no
-        # read service kept none, and its `resume` failed with an AttributeError).
-        app.state.reads = ReadService(
-            PostgresMessageQueries(self.database), max_recovery=settings.max_recovery
-        )
+        self.context = context
+        self.database = database
+        self.deliveries = deliveries
         self.nc: NatsClient | None = None
         self.manager: PartitionManager | None = None
-        self.stream_ok = False
         self.started = False
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        settings = self.settings
+        settings, context = self.settings, self.context
         self.database.start()  # migrations, then the pool; retried until they succeed
         await self.database.ready.wait()
         self.nc = await connect_nats(settings.nats_url, f"rtm-consumer-{settings.instance_id}")
         js = self.nc.jetstream()
         await retry_forever("JetStream stream", lambda: ensure_stream(js))
-        self.stream_ok = True
-        await self.nc.subscribe(f"{DELIVER_SUBJECT_PREFIX}.>", cb=self._on_delivery)
-        await self.nc.subscribe(SESSION_REVOKED, cb=self._on_revoked)
-        known = await load_revoked(js, self.app.state.revoked)
+        await self.deliveries.subscribe(self.nc)
+        known = await load_revoked(js, context.revoked)
         logger.info("%s revoked sessions known at start", known)
         events = LiveEvents(
             self.nc,
-            self.hub,
+            context.hub,
             PostgresConversationDirectory(self.database),
             settings.instance_id,
             presence_interval=settings.presence_interval_s,
             presence_flush=settings.presence_flush_s,
         )
         self._tasks.append(await events.start())
-        self.app.state.events = events
+        context.events = events
         self.manager = PartitionManager(
             partitions=settings.partitions,
             leases=KvPartitionLeases(js, settings.instance_id, settings.lease_ttl_s),
@@ -123,26 +130,6 @@ class ConsumerRuntime:
         self.started = True
         logger.info("consumer %s ready", settings.instance_id)
 
-    async def _on_delivery(self, msg: Msg) -> None:
-        try:
-            delivery = decode_delivery(msg.data)
-        except (ValueError, UnicodeDecodeError):
-            logger.error("dropping malformed delivery on %s", msg.subject)
-            return
-        self.hub.deliver(delivery)
-        # Let the sockets' writers run: a burst of deliveries arrives without any suspension
-        # point in between, and would otherwise pile up in fast readers' queues too (4008).
-        await asyncio.sleep(0)
-
-    async def _on_revoked(self, msg: Msg) -> None:
-        try:
-            event = SessionRevoked.decode(msg.data)
-        except (ValueError, KeyError, TypeError):
-            logger.error("dropping malformed session-revoked event")
-            return
-        self.app.state.revoked.add(event.session_id)
-        self.hub.close_session(event.session_id, CloseCode.SESSION_REVOKED, "session revoked")
-
     async def readiness_nats(self) -> str | None:
         if self.nc is None or not self.nc.is_connected:
             return "not connected"
@@ -153,7 +140,7 @@ class ConsumerRuntime:
             return "NATS not connected"
         try:
             await self.nc.jetstream().stream_info(STREAM)
-        except Exception as exc:
+        except NATS_FAILURES as exc:
             return f"stream {STREAM}: {exc}"
         return None
 
@@ -179,7 +166,7 @@ class ConsumerRuntime:
             if self.manager is not None:
                 self.manager.abort()
             if self.nc is not None and not self.nc.is_closed:
-                with contextlib.suppress(Exception):
+                with contextlib.suppress(*NATS_FAILURES):
                     await asyncio.wait_for(self.nc.close(), 1.0)
             self.database.terminate()
 
@@ -187,58 +174,121 @@ class ConsumerRuntime:
         for task in self._tasks:
             task.cancel()
         if self.manager is not None:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(*NATS_FAILURES):
                 await self.manager.stop()
         if self.nc is not None and not self.nc.is_closed:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(*NATS_FAILURES):
                 await self.nc.drain()
         await self.database.close()
 
 
-def create_app(settings: ConsumerSettings) -> FastAPI:
-    readiness = Readiness()
-    hub = Hub()
+@dataclass
+class Consumer:
+    """A wired consumer: the ASGI app, the context its entrypoints share, and the runtime its
+    lifespan starts and stops."""
+
+    app: FastAPI
+    context: ConsumerContext
+    runtime: ConsumerRuntime
+
+
+def build(settings: ConsumerSettings, *, queries: MessageQueries | None = None) -> Consumer:
+    """Wire the consumer from `settings` (no I/O until the app's lifespan starts).
+
+    `queries`: what reads go through (PostgreSQL's, on the consumer's pool, unless given).
+    """
+    database = PostgresDatabase(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        timeout=settings.db_timeout_s,
+        unavailable=Unavailable,
+        migrations_dir=settings.migrations_dir if settings.migrate_on_start else None,
+    )
     verifier = TokenVerifier(
         settings.jwks_url, settings.token_issuer, max_lifetime=settings.access_token_ttl_seconds
     )
+    context = ConsumerContext(
+        settings=settings,
+        hub=Hub(),
+        reads=ReadService(
+            queries or PostgresMessageQueries(database), max_recovery=settings.max_recovery
+        ),
+        verifier=verifier,
+        revoked=RevokedSessions(),
+        monotonic=time.monotonic,
+        backoff=Backoff(),
+    )
+    runtime = ConsumerRuntime(settings, context, database, Deliveries(context.hub, context.revoked))
+    readiness = Readiness()
+    readiness.add("nats", runtime.readiness_nats)
+    readiness.add("jetstream", runtime.readiness_stream)
+    readiness.add("postgres", runtime.readiness_postgres)
+    readiness.add("startup", lambda: None if runtime.started else "still starting")
+    readiness.add("partitions", runtime.readiness_partitions)
+    readiness.add("jwks", lambda: None if verifier.has_keys else "no keys fetched yet")
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = ConsumerRuntime(settings, hub, app)
-        readiness.add("nats", runtime.readiness_nats)
-        readiness.add("jetstream", runtime.readiness_stream)
-        readiness.add("postgres", runtime.readiness_postgres)
-        readiness.add("startup", lambda: None if runtime.started else "still starting")
-        readiness.add("partitions", runtime.readiness_partitions)
-        readiness.add("jwks", lambda: None if verifier.has_keys else "no keys fetched yet")
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         starting = asyncio.create_task(runtime.start(), name="consumer-start")
         jwks = asyncio.create_task(retry_forever("auth JWKS", verifier.refresh, cap=3.0))
-        app.state.runtime = runtime
         try:
             yield
         finally:
-            hub.close_all(CloseCode.RESTARTING, "service restarting")
+            context.hub.close_all(CloseCode.RESTARTING, "service restarting")
             for task in (starting, jwks):
                 task.cancel()
             await runtime.stop()
 
     app = create_http_app(
         title="rtm consumer",
-        version="1.0.0",
-        description="Receive side of rtm: live delivery over WebSocket (`/v1/ws`), history and "
-        "the conversation list over HTTP.",
+        version=VERSION,
+        description=DESCRIPTION,
         settings=settings,
         readiness=readiness,
         lifespan=lifespan,
     )
-    app.state.settings = settings
-    app.state.hub = hub
-    app.state.verifier = verifier
-    app.state.reads = None
-    app.state.events = None
-    app.state.revoked = RevokedSessions()
-    app.state.monotonic = time.monotonic  # the clock of the inbound rate limits
+    app.state.consumer = context
     app.include_router(http.create_router(settings))
     app.include_router(ws.router)
     app.include_router(asyncapi.router)
-    return app
+    return Consumer(app, context, runtime)
+
+
+def create_app(settings: ConsumerSettings, *, queries: MessageQueries | None = None) -> FastAPI:
+    """The consumer's ASGI app (for uvicorn, tests, or any ASGI server)."""
+    return build(settings, queries=queries).app
+
+
+def server(settings: ConsumerSettings) -> uvicorn.Server:
+    """A uvicorn server for the consumer on `host:consumer_port`: its app, `/v1/ws` on picows,
+    the edge limits of `rtm.shared.serving`."""
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.consumer_port,
+        ws=ws.ws_protocol(app, settings),
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+        lifespan="on",
+        **uvicorn_edge_options(settings),
+    )
+    return uvicorn.Server(config)
+
+
+def _exit_ok(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
+def serve(settings: ConsumerSettings) -> None:
+    """Run the consumer until SIGTERM/SIGINT; returns after a graceful stop.
+
+    uvicorn shuts down gracefully on SIGTERM, then re-raises it; the handler installed here
+    turns that re-raise into a clean exit code 0.
+    """
+    logger.info("consumer starting on http://%s:%d", settings.host, settings.consumer_port)
+    signal.signal(signal.SIGTERM, _exit_ok)
+    consumer_server = server(settings)
+    tune_gc(settings.gc_young_threshold)
+    consumer_server.run()

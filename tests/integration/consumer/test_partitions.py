@@ -8,7 +8,7 @@ import uuid
 from nats.aio.client import Client as NatsClient
 
 from rtm.chaos.checker import Acked, Stored, check_history
-from rtm.consumer.bootstrap import create_app
+from rtm.consumer.bootstrap import Consumer, build
 from rtm.consumer.settings import ConsumerSettings
 from tests.integration.consumer.conftest import publish, wait_ready
 from tests.support.asgi import running_consumer
@@ -31,21 +31,21 @@ async def test_two_instances_split_partitions_and_survive_one_stopping(
             await publish(nc, conversation, sender, f"m{i}", client)
             acked.append(Acked(conversation, sender, client))
 
-    first_app, second_app = create_app(consumer_settings), create_app(second)
+    first_consumer, second_consumer = build(consumer_settings), build(second)
 
-    def owned(app: object) -> list[int]:
-        manager = app.state.runtime.manager  # type: ignore[attr-defined]
+    def owned(consumer: Consumer) -> list[int]:
+        manager = consumer.runtime.manager
         return list(manager.owned) if manager else []
 
-    async with running_consumer(first_app) as first_base:
+    async with running_consumer(first_consumer.app) as first_base:
         await wait_ready(first_base)
-        async with running_consumer(second_app) as second_base:
+        async with running_consumer(second_consumer.app) as second_base:
             await wait_ready(second_base)
             for _ in range(100):  # the fair share is 2 each once both heartbeat
-                if len(owned(first_app)) == 2 and len(owned(second_app)) == 2:
+                if len(owned(first_consumer)) == 2 and len(owned(second_consumer)) == 2:
                     break
                 await asyncio.sleep(0.1)
-            assert sorted(owned(first_app) + owned(second_app)) == [0, 1, 2, 3]
+            assert sorted(owned(first_consumer) + owned(second_consumer)) == [0, 1, 2, 3]
             await send(200)
         # the second instance stopped (gracefully); the first takes its partitions over
         await send(200)
@@ -53,7 +53,7 @@ async def test_two_instances_split_partitions_and_survive_one_stopping(
             if len(await stored_messages(database_url)) >= 400:
                 break
             await asyncio.sleep(0.05)
-        assert sorted(owned(first_app)) == [0, 1, 2, 3]
+        assert sorted(owned(first_consumer)) == [0, 1, 2, 3]
     rows = await stored_messages(database_url)
     stored = [
         Stored(r["conversation_id"], r["seq"], r["sender_id"], r["client_msg_id"], r["stream_seq"])

@@ -19,13 +19,16 @@ import asyncio
 import json
 import socket
 import uuid
+from collections.abc import Awaitable, Callable
+from typing import NoReturn, cast
 
 import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
 from rtm.consumer.bootstrap import create_app
-from rtm.consumer.services import ReadService
+from rtm.consumer.domain.ports import MessageQueries
+from rtm.consumer.settings import ConsumerSettings
 from tests.integration.consumer.conftest import settings_for
 from tests.support.asgi import running_consumer
 from tests.support.tokens import TokenFactory
@@ -63,15 +66,25 @@ async def test_a_resume_before_postgresql_answers_is_unavailable_and_the_socket_
         assert json.loads(await ws.recv())["type"] == "pong"  # the socket stays
 
 
-async def test_a_bug_during_a_resume_is_answered_internal_and_closes_1011(
-    consumer: str, tokens: TokenFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    async def broken(*_: object, **__: object) -> dict[uuid.UUID, int]:
-        raise RuntimeError("a bug in the read path")
+class BuggyQueries:
+    """Reads that trip a bug: every query raises `RuntimeError`."""
 
-    monkeypatch.setattr(ReadService, "visible_heads", broken)
+    def __getattr__(self, name: str) -> Callable[..., Awaitable[NoReturn]]:
+        async def broken(*_: object, **__: object) -> NoReturn:
+            raise RuntimeError(f"a bug in the read path ({name})")
+
+        return broken
+
+
+async def test_a_bug_during_a_resume_is_answered_internal_and_closes_1011(
+    consumer_settings: ConsumerSettings, tokens: TokenFactory
+) -> None:
+    app = create_app(consumer_settings, queries=cast(MessageQueries, BuggyQueries()))
     headers = {"Authorization": f"Bearer {tokens.token(uuid.uuid4())}"}
-    async with websockets.connect(f"ws://{consumer}/v1/ws", additional_headers=headers) as ws:
+    async with (
+        running_consumer(app) as base,
+        websockets.connect(f"ws://{base}/v1/ws", additional_headers=headers) as ws,
+    ):
         async with asyncio.timeout(10):
             while json.loads(await ws.recv())["type"] != "ready":
                 pass

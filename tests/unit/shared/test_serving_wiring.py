@@ -3,7 +3,7 @@ is tested over real sockets in tests/integration/auth/test_auth_edges.py)."""
 
 from __future__ import annotations
 
-from rtm.consumer.__main__ import server_config
+from rtm.consumer.bootstrap import server as consumer_server
 from rtm.consumer.settings import ConsumerSettings
 from rtm.producer.bootstrap import server
 from rtm.producer.settings import ProducerSettings
@@ -33,4 +33,4 @@ def test_the_consumer_serves_with_the_edge_limits_of_its_settings() -> None:
     settings = ConsumerSettings(
         http_header_timeout_s=1.5, http_keep_alive_s=2.5, max_connections_per_address=7
     )
-    assert edge_limits(server_config(settings).http) == (1.5, 2.5, 7)
+    assert edge_limits(consumer_server(settings).config.http) == (1.5, 2.5, 7)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from fastapi import Request
 
+from rtm.consumer.entrypoints.deps import get_context
 from rtm.consumer.entrypoints.schemas import (
     AuthFrame,
     AuthOkFrame,
@@ -97,8 +98,7 @@ document = SERVICE.document  # for given settings, no request needed (the tests 
 
 
 def _settings(request: Request) -> ConsumerSettings:
-    settings: ConsumerSettings = request.app.state.settings
-    return settings
+    return get_context(request).settings
 
 
 router = SERVICE.router(_settings)

@@ -1,32 +1,60 @@
-"""FastAPI dependencies of the consumer's HTTP API."""
+"""What the entrypoints need, and the FastAPI dependencies that hand it out.
+
+`ConsumerContext` is built once by `rtm.consumer.bootstrap` and stored on `app.state.consumer`;
+routes and sockets receive it (and the caller's verified token claims) through the `Annotated`
+aliases here.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request, Security
+from fastapi import Depends, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
 
+from rtm.consumer.entrypoints.events import LiveEvents
+from rtm.consumer.entrypoints.hub import Backoff, Hub
 from rtm.consumer.services import ReadService
-from rtm.shared.errors import ErrorCode, RtmError
+from rtm.consumer.settings import ConsumerSettings
+from rtm.shared.revocation import RevokedSessions
 from rtm.shared.tokens import AccessClaims, TokenError, TokenVerifier
 
 
-def _verifier(request: Request) -> TokenVerifier:
-    verifier: TokenVerifier = request.app.state.verifier
-    return verifier
+@dataclass
+class ConsumerContext:
+    """The services and per-process state the HTTP, WebSocket and NATS entrypoints drive.
+
+    `reads` exists from composition: sockets are served before PostgreSQL answers, and until it
+    does every read is `Unavailable`, as in any outage. `events` exists once NATS is connected
+    (until then a new socket is sent no list of online contacts).
+    """
+
+    settings: ConsumerSettings
+    hub: Hub
+    reads: ReadService
+    verifier: TokenVerifier
+    revoked: RevokedSessions
+    monotonic: Callable[[], float]  # the clock of the inbound rate limits
+    backoff: Backoff  # how a read PostgreSQL could not answer is tried again
+    events: LiveEvents | None = None
+
+    async def verify(self, token: str) -> AccessClaims:
+        """Verify an access token and refuse those of revoked sessions."""
+        claims = await self.verifier.verify(token)
+        if self.revoked.is_revoked(claims.session_id):
+            raise TokenError("session revoked")
+        return claims
 
 
-def _reads(request: Request) -> ReadService:
-    reads: ReadService | None = request.app.state.reads
-    if reads is None:
-        raise RtmError(
-            ErrorCode.UNAVAILABLE,
-            "starting: the database is not reachable yet",
-            retry_after_ms=1000,
-        )
-    return reads
+def get_context(connection: HTTPConnection) -> ConsumerContext:
+    context: ConsumerContext = connection.app.state.consumer
+    return context
 
+
+Context = Annotated[ConsumerContext, Depends(get_context)]
 
 # Documents the bearer scheme in the OpenAPI document; a missing or malformed header is our
 # own 401 `unauthorized` (below), not FastAPI's 403.
@@ -36,16 +64,16 @@ _bearer = HTTPBearer(
 
 
 async def _claims(
-    request: Request,
-    verifier: Annotated[TokenVerifier, Depends(_verifier)],
+    context: Context,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
 ) -> AccessClaims:
     if credentials is None:
         raise TokenError("missing bearer token")
-    claims = await verifier.verify(credentials.credentials)
-    if request.app.state.revoked.is_revoked(claims.session_id):
-        raise TokenError("session revoked")
-    return claims
+    return await context.verify(credentials.credentials)
+
+
+def _reads(context: Context) -> ReadService:
+    return context.reads
 
 
 Claims = Annotated[AccessClaims, Depends(_claims)]

@@ -30,7 +30,8 @@ from starlette.websockets import WebSocketDisconnect
 
 from rtm.consumer.domain.exceptions import ConversationNotVisible, Unavailable
 from rtm.consumer.entrypoints import metrics
-from rtm.consumer.entrypoints.hub import Backoff, Hub, LiveConnection
+from rtm.consumer.entrypoints.deps import ConsumerContext
+from rtm.consumer.entrypoints.hub import LiveConnection
 from rtm.consumer.entrypoints.schemas import (
     INBOUND,
     AuthFrame,
@@ -42,15 +43,13 @@ from rtm.consumer.entrypoints.schemas import (
     resumed_entry,
     resumed_frame,
 )
-from rtm.consumer.services import ReadService
 from rtm.consumer.settings import ConsumerSettings
 from rtm.shared.clock import utcnow
 from rtm.shared.errors import ErrorCode, RtmError
 from rtm.shared.fastws import PicowsSocket, picows_protocol
 from rtm.shared.frames import PONG
-from rtm.shared.limits import Now
 from rtm.shared.logging import context_field
-from rtm.shared.tokens import AccessClaims, TokenError, TokenVerifier
+from rtm.shared.tokens import AccessClaims, TokenError
 from rtm.shared.ws import (
     CloseCode,
     HandshakeFailed,
@@ -90,38 +89,31 @@ class ConsumerSession:
         "claims",
         "closing",
         "connection",
-        "hub",
+        "context",
         "outbox",
-        "reads",
-        "settings",
-        "verifier",
         "websocket",
     )
 
     def __init__(
-        self,
-        websocket: ServerSocket,
-        claims: AccessClaims,
-        hub: Hub,
-        reads: ReadService,
-        verifier: TokenVerifier,
-        settings: ConsumerSettings,
-        now: Now = time.monotonic,
+        self, websocket: ServerSocket, claims: AccessClaims, context: ConsumerContext
     ) -> None:
         self.websocket = websocket
         self.claims = claims
-        self.hub = hub
-        self.reads = reads
-        self.verifier = verifier
-        self.settings = settings
+        self.context = context
+        settings = context.settings
         self.outbox = Outbox(websocket, settings.send_queue_bytes)
         self.closing: tuple[int, str] | None = None
-        self._limits = settings.inbound_limits(now)
+        self._limits = settings.inbound_limits(context.monotonic)
         self._expiry: asyncio.TimerHandle | None = None
         # Resolved when the session should end: the peer left, or a close was requested.
         self._done: asyncio.Future[None] | None = None
         self.connection = LiveConnection(
-            claims.user_id, claims.session_id, self.outbox, reads, self.request_close
+            claims.user_id,
+            claims.session_id,
+            self.outbox,
+            context.reads,
+            self.request_close,
+            backoff=context.backoff,
         )
         if settings.resume_grace_s <= 0:
             self.connection.end_hold()
@@ -140,11 +132,11 @@ class ConsumerSession:
 
     async def run(self) -> None:
         metrics.WS_CONNECTIONS.inc()
-        self.hub.add(self.connection)
+        self.context.hub.add(self.connection)
         loop = asyncio.get_running_loop()
         self._done = loop.create_future()
         # Timers, not tasks: an idle connection should cost as little memory as possible.
-        hold = loop.call_later(self.settings.resume_grace_s, self.connection.grace_over)
+        hold = loop.call_later(self.context.settings.resume_grace_s, self.connection.grace_over)
         self._expiry = loop.call_later(0, self._check_expiry)
         # A direct (picows) outbox writes from `put`; only the ASGI one needs its writer task.
         writer = None if self.outbox.direct else asyncio.create_task(self.outbox.run())
@@ -163,7 +155,7 @@ class ConsumerSession:
             await self._done
         finally:
             metrics.WS_CONNECTIONS.dec()
-            self.hub.remove(self.connection)
+            self.context.hub.remove(self.connection)
             self.connection.cancel()
             hold.cancel()
             if self._expiry is not None:
@@ -182,10 +174,10 @@ class ConsumerSession:
     async def _send_presence(self) -> None:
         """Tell a new connection which of its contacts are online right now. While PostgreSQL
         cannot say who they are, ask again, backing off: the list comes late, not never."""
-        events = self.websocket.app.state.events
+        events = self.context.events
         if events is None:
             return
-        backoff = Backoff()
+        backoff = self.context.backoff
         pauses = backoff.pauses()
         while True:
             try:
@@ -262,19 +254,19 @@ class ConsumerSession:
 
     async def _handle(self, text: str) -> None:
         kind, frame = decode_frame(
-            text, max_resume_conversations=self.settings.max_resume_conversations
+            text, max_resume_conversations=self.context.settings.max_resume_conversations
         )
         metrics.FRAMES_IN.labels(kind).inc()
         if isinstance(frame, AuthFrame):
             try:
-                claims = await self.verifier.verify(frame.token)
+                claims = await self.context.verifier.verify(frame.token)
             except TokenError as exc:
                 self.request_close(close_code_for(exc), exc.message)
                 return
             if claims.user_id != self.claims.user_id:
                 self.request_close(CloseCode.INVALID_TOKEN, "token is for another user")
                 return
-            if self.websocket.app.state.revoked.is_revoked(claims.session_id):
+            if self.context.revoked.is_revoked(claims.session_id):
                 self.request_close(CloseCode.SESSION_REVOKED, "session revoked")
                 return
             self.claims = claims
@@ -301,7 +293,7 @@ class ConsumerSession:
         recovered: list[tuple[uuid.UUID, bool]] = []
         cursors = list(frame.cursors.items())
         try:
-            heads = await self.reads.visible_heads(self.claims.user_id, list(frame.cursors))
+            heads = await self.context.reads.visible_heads(self.claims.user_id, list(frame.cursors))
         except Unavailable as exc:
             self._resume_unavailable(exc, cursors)
             return
@@ -374,9 +366,8 @@ async def serve_socket(websocket: ServerSocket) -> None:
 
 
 async def _serve(websocket: ServerSocket) -> None:
-    state = websocket.app.state
-    settings: ConsumerSettings = state.settings
-    hub: Hub = state.hub
+    context: ConsumerContext = websocket.app.state.consumer  # a picows socket is no HTTPConnection
+    settings = context.settings
     await websocket.accept()
     if not origin_allowed(websocket.headers.get("origin"), settings.allowed_origins):
         # accepted first so the browser sees close code 1008, not a bare HTTP 403
@@ -384,7 +375,7 @@ async def _serve(websocket: ServerSocket) -> None:
         return
     try:
         claims = await authenticate(
-            websocket, state.verifier, settings.auth_timeout_s, revoked=state.revoked.is_revoked
+            websocket, context.verifier, settings.auth_timeout_s, revoked=context.revoked.is_revoked
         )
     except HandshakeFailed as failed:
         await close_quietly(websocket, failed.code, failed.reason)
@@ -394,10 +385,8 @@ async def _serve(websocket: ServerSocket) -> None:
     except RtmError as error:  # JWKS unavailable
         await close_quietly(websocket, CloseCode.INTERNAL, error.message)
         return
-    if hub.count_for(claims.user_id) >= settings.max_connections_per_user:
+    if context.hub.count_for(claims.user_id) >= settings.max_connections_per_user:
         await close_quietly(websocket, CloseCode.TOO_MANY_CONNECTIONS, "too many connections")
         return
-    session = ConsumerSession(
-        websocket, claims, hub, state.reads, state.verifier, settings, state.monotonic
-    )
+    session = ConsumerSession(websocket, claims, context)
     await session.run()
