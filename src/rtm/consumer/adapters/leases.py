@@ -19,7 +19,7 @@ from datetime import datetime
 
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import APIError, BucketNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from rtm.consumer.domain.model import FenceToken, Lease
@@ -81,7 +81,7 @@ class KvPartitionLeases:
             return Lease(FenceToken(self._epoch, revision), revision)
         except KeyWrongLastSequenceError:
             return None
-        except Exception as exc:  # nats-py raises a plain APIError for "wrong last sequence"
+        except APIError as exc:  # nats-py raises a plain APIError for "wrong last sequence"
             if "wrong last sequence" in str(exc).lower() or "key exists" in str(exc).lower():
                 return None
             raise
@@ -92,7 +92,7 @@ class KvPartitionLeases:
             return int(await self._kv().update(f"p{partition}", self._instance, last=revision))
         except KeyWrongLastSequenceError:
             return None
-        except Exception as exc:
+        except APIError as exc:
             if "wrong last sequence" in str(exc).lower():
                 return None
             raise

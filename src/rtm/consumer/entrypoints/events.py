@@ -115,7 +115,7 @@ class LiveEvents:
                 logger.error("dropping malformed event on %s: %s", msg.subject, exc)
             except Unavailable as exc:
                 logger.warning("dropping an event on %s: %s", msg.subject, exc.message)
-            except Exception:
+            except Exception:  # last line of defence of a subscription: log it, keep it
                 logger.exception("event handler failed on %s", msg.subject)
 
         return run
@@ -202,13 +202,15 @@ class LiveEvents:
             return
         contacts: dict[uuid.UUID, set[uuid.UUID]] = {}
         if self._hub.connection_count:
+            asked = False
             try:
                 contacts = await self._directory.contacts_among(
                     [change.user_id for change in changes], self._hub.users()
                 )
-            except BaseException:
-                self.presence.restore(changes)
-                raise
+                asked = True
+            finally:
+                if not asked:  # whatever stopped the query, the changes wait for the next flush
+                    self.presence.restore(changes)
         sent = 0
         for change in changes:
             metrics.PRESENCE_CHANGES.labels(change.status).inc()

@@ -168,14 +168,17 @@ class LiveConnection:
         `after` (`keep_from`), so no live message of the conversation is sent past a gap.
         """
         shared = self._order.begin_catch_up(conversation_id)
+        answered = False  # by the store, or by its being unavailable
         try:
             recovery = await self._reads.recover(self.user_id, conversation_id, after, head=head)
+            answered = True
         except Unavailable:
+            answered = True
             self._run(self._order.resume_unavailable(conversation_id, after, shared=shared))
             raise
-        except BaseException:
-            self._order.catch_up_abandoned(conversation_id)
-            raise
+        finally:
+            if not answered:  # not a member, cancelled, or a bug: nothing to send for it
+                self._order.catch_up_abandoned(conversation_id)
         self._caught_up(conversation_id, after, recovery)
         return recovery
 

@@ -32,17 +32,33 @@ import math
 import random
 import time
 
-from rtm.consumer.domain.exceptions import Fenced, OffsetMoved
+from rtm.consumer.domain.exceptions import (
+    DeliveryGap,
+    Fenced,
+    OffsetMoved,
+    OutOfOrder,
+    Unavailable,
+)
 from rtm.consumer.domain.model import Lease
 from rtm.consumer.domain.ports import Fanout, MessageStore, PartitionLeases, PartitionSources
 from rtm.consumer.entrypoints import metrics
 from rtm.consumer.services import PartitionWorker
+from rtm.shared.connect import NATS_FAILURES
 
 logger = logging.getLogger(__name__)
 LAG_REPORT_S = 5.0
 STOP_STEP_S = 2.0  # bound on each network step of a stop (a dead NATS must not hold it up)
 RECANCEL_S = 0.5  # a stopping worker is cancelled again this often until it has ended
 SLOW_STOP_WARN_S = 5.0
+# What a lease round or a partition worker's step raises when a dependency fails or the source
+# cannot vouch for a batch: logged in one line, and tried again. Anything else is a bug: logged
+# with its traceback, and tried again too (the loops are the last line of defence).
+EXPECTED_FAILURES: tuple[type[BaseException], ...] = (
+    *NATS_FAILURES,
+    Unavailable,
+    DeliveryGap,
+    OutOfOrder,
+)
 
 
 class _Ownership:
@@ -122,8 +138,11 @@ class PartitionManager:
                 self.last_round = time.monotonic()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
-                logger.warning("lease round failed (%r); retrying", exc)
+            except Exception as exc:  # last line of defence of the lease loop: log, go on
+                if isinstance(exc, EXPECTED_FAILURES):
+                    logger.warning("lease round failed (%r); retrying", exc)
+                else:
+                    logger.exception("lease round failed; retrying")
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
             # that arrives as the event is set, and the loop would take leases after `stop`.
             with contextlib.suppress(TimeoutError):
@@ -256,11 +275,16 @@ class PartitionManager:
             except OffsetMoved as exc:
                 metrics.WORKER_RESTARTS.labels("offset_moved").inc()
                 logger.warning("%s; restarting from the committed offset", exc)
-            except Exception as exc:
+            except Exception as exc:  # last line of defence of the worker: log, restart it
                 metrics.WORKER_RESTARTS.labels("error").inc()
-                logger.warning(
-                    "partition %s worker failed: %r; retrying in %.1fs", partition, exc, backoff
-                )
+                if isinstance(exc, EXPECTED_FAILURES):
+                    logger.warning(
+                        "partition %s worker failed: %r; retrying in %.1fs", partition, exc, backoff
+                    )
+                else:
+                    logger.exception(
+                        "partition %s worker failed; retrying in %.1fs", partition, backoff
+                    )
                 await asyncio.sleep(backoff + random.uniform(0, backoff / 2))  # noqa: S311
                 backoff = min(backoff * 2, 5.0)
             finally:
