@@ -66,6 +66,7 @@ class LiveConnection:
         close: closes the socket (code, reason) without awaiting.
         backoff: how a fill PostgreSQL could not answer is tried again.
         max_waiting: see `FILL_MAX_WAITING`.
+        holding: hold live messages until the first resume or its grace period (False: none).
     """
 
     __slots__ = (
@@ -90,6 +91,7 @@ class LiveConnection:
         *,
         backoff: Backoff = Backoff(),
         max_waiting: int = FILL_MAX_WAITING,
+        holding: bool = True,
     ) -> None:
         self.user_id = user_id
         self.session_id = session_id
@@ -97,7 +99,7 @@ class LiveConnection:
         self._reads = reads
         self.close = close
         self._backoff = backoff
-        self._order = DeliveryOrder(max_waiting=max_waiting)
+        self._order = DeliveryOrder(max_waiting=max_waiting, holding=holding)
         self._tasks: set[asyncio.Task[None]] = set()
         self._cut_off = False
 

@@ -114,9 +114,8 @@ class ConsumerSession:
             context.reads,
             self.request_close,
             backoff=context.backoff,
+            holding=settings.resume_grace_s > 0,
         )
-        if settings.resume_grace_s <= 0:
-            self.connection.end_hold()
 
     def request_close(self, code: int, reason: str) -> None:
         """Close from anywhere (hub, overflow, revocation) without awaiting."""
