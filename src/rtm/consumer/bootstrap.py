@@ -20,6 +20,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.errors import SlowConsumerError
 
 from rtm.consumer.adapters.fanout import NatsFanout
 from rtm.consumer.adapters.jetstream_source import JetStreamPartitionSources
@@ -76,20 +78,31 @@ class ConsumerRuntime:
         self.manager: PartitionManager | None = None
         self.stream_ok = False
         self.started = False
+        self._deliveries: Subscription | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         settings = self.settings
         self.database.start()  # migrations, then the pool; retried until they succeed
-        await self.database.ready.wait()
-        self.nc = await connect_nats(settings.nats_url, f"rtm-consumer-{settings.instance_id}")
+        self.nc = await connect_nats(
+            settings.nats_url, f"rtm-consumer-{settings.instance_id}", watcher=self
+        )
         js = self.nc.jetstream()
+        revoked = self.app.state.revoked
+        await self.nc.subscribe(SESSION_REVOKED, cb=self._on_revoked)
+        known = await retry_forever("revoked sessions", lambda: load_revoked(js, revoked))
+        logger.info("%s revoked sessions known at start", known)
+        self._deliveries = await self.nc.subscribe(
+            f"{DELIVER_SUBJECT_PREFIX}.>", cb=self._on_delivery
+        )
+        # Sockets are served once the server has the subscription (and the revocations are
+        # known), see `Hub`; PostgreSQL may still be down, as in any outage (a `resume` is then
+        # `unavailable`). A reconnect meanwhile replays the subscription: `reconnected`.
+        await retry_forever("NATS delivery subscription", self.nc.flush)
+        self.hub.feed_resumed()
         await retry_forever("JetStream stream", lambda: ensure_stream(js))
         self.stream_ok = True
-        await self.nc.subscribe(f"{DELIVER_SUBJECT_PREFIX}.>", cb=self._on_delivery)
-        await self.nc.subscribe(SESSION_REVOKED, cb=self._on_revoked)
-        known = await load_revoked(js, self.app.state.revoked)
-        logger.info("%s revoked sessions known at start", known)
+        await self.database.ready.wait()
         events = LiveEvents(
             self.nc,
             self.hub,
@@ -122,6 +135,18 @@ class ConsumerRuntime:
             self._tasks.append(asyncio.create_task(auditor.run(), name="continuity-auditor"))
         self.started = True
         logger.info("consumer %s ready", settings.instance_id)
+
+    def disconnected(self) -> None:
+        self.hub.feed_interrupted("lost the NATS connection")
+
+    def reconnected(self) -> None:
+        if self._deliveries is not None:
+            self.hub.feed_resumed()
+
+    def slow_consumer(self, error: SlowConsumerError) -> None:
+        if error.sub is self._deliveries:
+            self.hub.feed_interrupted("deliveries dropped (slow consumer)")
+            self.hub.feed_resumed()
 
     async def _on_delivery(self, msg: Msg) -> None:
         try:
@@ -195,6 +220,13 @@ class ConsumerRuntime:
         await self.database.close()
 
 
+def _report_start_failure(task: asyncio.Task[None]) -> None:
+    """Start-up retries what it waits for; anything else it raises would otherwise vanish with
+    the task, leaving an instance that is up, never ready, and silent about why."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        logger.critical("consumer start-up failed; not ready until restarted", exc_info=exc)
+
+
 def create_app(settings: ConsumerSettings) -> FastAPI:
     readiness = Readiness()
     hub = Hub()
@@ -212,6 +244,7 @@ def create_app(settings: ConsumerSettings) -> FastAPI:
         readiness.add("partitions", runtime.readiness_partitions)
         readiness.add("jwks", lambda: None if verifier.has_keys else "no keys fetched yet")
         starting = asyncio.create_task(runtime.start(), name="consumer-start")
+        starting.add_done_callback(_report_start_failure)
         jwks = asyncio.create_task(retry_forever("auth JWKS", verifier.refresh, cap=3.0))
         app.state.runtime = runtime
         try:

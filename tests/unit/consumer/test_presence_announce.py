@@ -57,6 +57,7 @@ class Offline:
 
 def setup(local: int) -> tuple[LiveEvents, FakeDirectory, dict[uuid.UUID, FakeOutbox]]:
     hub, directory = Hub(), FakeDirectory()
+    hub.feed_resumed()
     outboxes: dict[uuid.UUID, FakeOutbox] = {}
     for _ in range(local):
         user, outbox = uuid.uuid4(), FakeOutbox()

@@ -30,7 +30,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from rtm.consumer.domain.exceptions import ConversationNotVisible, Unavailable
 from rtm.consumer.entrypoints import metrics
-from rtm.consumer.entrypoints.hub import RETRY_FIRST_S, RETRY_MAX_S, Hub, LiveConnection
+from rtm.consumer.entrypoints.hub import RETRY_FIRST_S, RETRY_MAX_S, FeedDown, Hub, LiveConnection
 from rtm.consumer.entrypoints.schemas import (
     INBOUND,
     AuthFrame,
@@ -139,8 +139,13 @@ class ConsumerSession:
             self._done.set_result(None)
 
     async def run(self) -> None:
+        try:
+            self.hub.add(self.connection)
+        except FeedDown as down:
+            metrics.WS_CLOSES.labels(str(CloseCode.RESTARTING)).inc()
+            await close_quietly(self.websocket, CloseCode.RESTARTING, str(down))
+            return
         metrics.WS_CONNECTIONS.inc()
-        self.hub.add(self.connection)
         loop = asyncio.get_running_loop()
         self._done = loop.create_future()
         # Timers, not tasks: an idle connection should cost as little memory as possible.
