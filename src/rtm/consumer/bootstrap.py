@@ -5,7 +5,8 @@ and returns a `Consumer`: the ASGI app, the `ConsumerContext` its entrypoints sh
 `ConsumerRuntime` its lifespan starts and stops. The runtime connects to PostgreSQL and NATS in
 the background (retrying for ever), applies migrations, and then starts the partition manager
 and the NATS subscriptions; until then `/health/ready` answers 503 and the API answers
-`unavailable`, but the process is up and serving. PostgreSQL is reached through one
+`unavailable`, but the process is up and serving (WebSockets from when the delivery
+subscription is in place: `rtm.consumer.entrypoints.deliveries`). PostgreSQL is reached through one
 `rtm.shared.postgres.PostgresDatabase`: every use of a connection is bounded by
 `RTM_DB_TIMEOUT_S`, and an outage is the consumer's `Unavailable`. `serve(settings)` runs it
 under uvicorn, `/v1/ws` on picows, until SIGTERM.
@@ -53,7 +54,7 @@ from rtm.shared.health import Readiness
 from rtm.shared.http import create_http_app
 from rtm.shared.jetstream import ensure_stream
 from rtm.shared.postgres import PostgresDatabase
-from rtm.shared.revocation import RevokedSessions, load_revoked
+from rtm.shared.revocation import RevokedSessions
 from rtm.shared.runtime import tune_gc
 from rtm.shared.serving import uvicorn_edge_options
 from rtm.shared.tokens import TokenVerifier
@@ -90,13 +91,13 @@ class ConsumerRuntime:
     async def start(self) -> None:
         settings, context = self.settings, self.context
         self.database.start()  # migrations, then the pool; retried until they succeed
-        await self.database.ready.wait()
-        self.nc = await connect_nats(settings.nats_url, f"rtm-consumer-{settings.instance_id}")
+        self.nc = await connect_nats(
+            settings.nats_url, f"rtm-consumer-{settings.instance_id}", watcher=self.deliveries
+        )
         js = self.nc.jetstream()
+        await self.deliveries.start(self.nc)  # sockets are served from here on
         await retry_forever("JetStream stream", lambda: ensure_stream(js))
-        await self.deliveries.subscribe(self.nc)
-        known = await load_revoked(js, context.revoked)
-        logger.info("%s revoked sessions known at start", known)
+        await self.database.ready.wait()
         events = LiveEvents(
             self.nc,
             context.hub,
@@ -182,6 +183,13 @@ class ConsumerRuntime:
         await self.database.close()
 
 
+def _report_start_failure(task: asyncio.Task[None]) -> None:
+    """Start-up retries what it waits for; anything else it raises would otherwise vanish with
+    the task, leaving an instance that is up, never ready, and silent about why."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        logger.critical("consumer start-up failed; not ready until restarted", exc_info=exc)
+
+
 @dataclass
 class Consumer:
     """A wired consumer: the ASGI app, the context its entrypoints share, and the runtime its
@@ -230,6 +238,7 @@ def build(settings: ConsumerSettings, *, queries: MessageQueries | None = None) 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         starting = asyncio.create_task(runtime.start(), name="consumer-start")
+        starting.add_done_callback(_report_start_failure)
         jwks = asyncio.create_task(retry_forever("auth JWKS", verifier.refresh, cap=3.0))
         try:
             yield

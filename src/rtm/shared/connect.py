@@ -12,7 +12,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import nats
 import nats.errors
@@ -66,16 +66,40 @@ async def retry_forever(
             return result
 
 
-async def connect_nats(url: str, name: str) -> NatsClient:
+class ConnectionWatcher(Protocol):
+    """Told when a NATS connection can lose messages, and when it is whole again.
+
+    Core NATS keeps nothing for a subscriber that is not there: from `disconnected` (or a
+    `slow_consumer` error, where the client dropped messages) until `reconnected` (called once
+    the subscriptions are replayed and flushed), messages to this client may be lost.
+    """
+
+    def disconnected(self) -> None: ...
+
+    def reconnected(self) -> None: ...
+
+    def slow_consumer(self, error: nats.errors.SlowConsumerError) -> None: ...
+
+
+async def connect_nats(url: str, name: str, watcher: ConnectionWatcher | None = None) -> NatsClient:
     """A NATS connection that reconnects by itself for ever once established."""
 
     async def disconnected() -> None:
         logger.warning("NATS disconnected; reconnecting")
+        if watcher is not None:
+            watcher.disconnected()
 
     async def reconnected() -> None:
         logger.info("NATS reconnected")
+        if watcher is not None:
+            watcher.reconnected()
 
     async def error(exc: Exception) -> None:
+        if isinstance(exc, nats.errors.SlowConsumerError):
+            logger.warning("NATS dropped messages for a slow subscription: %s", exc)
+            if watcher is not None:
+                watcher.slow_consumer(exc)
+            return
         logger.debug("NATS error: %s", exc)
 
     async def attempt() -> NatsClient:

@@ -29,7 +29,7 @@ from websockets.exceptions import ConnectionClosed
 from rtm.consumer.bootstrap import create_app
 from rtm.consumer.domain.ports import MessageQueries
 from rtm.consumer.settings import ConsumerSettings
-from tests.integration.consumer.conftest import settings_for
+from tests.integration.consumer.conftest import settings_for, wait_ready
 from tests.support.asgi import running_consumer
 from tests.support.tokens import TokenFactory
 
@@ -51,19 +51,31 @@ async def test_a_resume_before_postgresql_answers_is_unavailable_and_the_socket_
     settings = settings_for(unreachable, nats_url, auth_url)
     user = uuid.uuid4()
     headers = {"Authorization": f"Bearer {tokens.token(user)}"}
-    async with (
-        running_consumer(create_app(settings)) as base,
-        websockets.connect(f"ws://{base}/v1/ws", additional_headers=headers) as ws,
-        asyncio.timeout(10),
-    ):
-        while json.loads(await ws.recv())["type"] != "ready":
-            pass
+    async with running_consumer(create_app(settings)) as base, asyncio.timeout(10):
+        ws = await served(f"ws://{base}/v1/ws", headers)
         await ws.send(json.dumps({"type": "resume", "cursors": {str(uuid.uuid4()): 3}}))
         answer = json.loads(await ws.recv())
         assert (answer["type"], answer.get("code")) == ("error", "unavailable"), answer
         assert answer.get("retry_after_ms", 0) > 0
         await ws.send(json.dumps({"type": "ping"}))
         assert json.loads(await ws.recv())["type"] == "pong"  # the socket stays
+        await ws.close()
+
+
+async def served(url: str, headers: dict[str, str]) -> websockets.ClientConnection:
+    """A socket past `ready`, reconnecting while the consumer refuses with 1012 (it serves once
+    subscribed to deliveries, which it is before PostgreSQL answers)."""
+    while True:
+        ws = await websockets.connect(url, additional_headers=headers)
+        try:
+            while json.loads(await ws.recv())["type"] != "ready":
+                pass
+        except ConnectionClosed as closed:
+            if closed.rcvd is None or closed.rcvd.code != 1012:
+                raise
+            await asyncio.sleep(0.05)
+            continue
+        return ws
 
 
 class BuggyQueries:
@@ -81,11 +93,12 @@ async def test_a_bug_during_a_resume_is_answered_internal_and_closes_1011(
 ) -> None:
     app = create_app(consumer_settings, queries=cast(MessageQueries, BuggyQueries()))
     headers = {"Authorization": f"Bearer {tokens.token(uuid.uuid4())}"}
-    async with (
-        running_consumer(app) as base,
-        websockets.connect(f"ws://{base}/v1/ws", additional_headers=headers) as ws,
-    ):
-        async with asyncio.timeout(10):
+    async with running_consumer(app) as base:
+        await wait_ready(base)
+        async with (
+            websockets.connect(f"ws://{base}/v1/ws", additional_headers=headers) as ws,
+            asyncio.timeout(10),
+        ):
             while json.loads(await ws.recv())["type"] != "ready":
                 pass
             await ws.send(json.dumps({"type": "resume", "cursors": {str(uuid.uuid4()): 3}}))

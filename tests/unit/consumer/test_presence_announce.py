@@ -44,6 +44,7 @@ def setup(
     local: int, *, flush_slice_frames: int = FLUSH_SLICE_FRAMES
 ) -> tuple[LiveEvents, FakeDirectory, dict[uuid.UUID, FakeOutbox]]:
     hub, directory = Hub(), FakeDirectory()
+    hub.feed_resumed()
     outboxes: dict[uuid.UUID, FakeOutbox] = {}
     for _ in range(local):
         user, outbox = uuid.uuid4(), FakeOutbox()

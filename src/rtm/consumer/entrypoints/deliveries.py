@@ -1,6 +1,12 @@
 """The consumer's core-NATS subscriptions that reach local sockets: stored messages on
 `rtm.deliver.>` (from the partition workers of every instance), and session revocations.
 
+Core NATS keeps nothing for a subscriber that is not there, so the hub serves sockets only
+while the delivery subscription is in place (see `Hub`): `start` tells it so once the revoked
+sessions are known and the subscription is on the server, and as the connection's watcher
+(`rtm.shared.connect.ConnectionWatcher`) `Deliveries` tells it when deliveries may be lost (a
+disconnect, or messages dropped for a slow subscription) and when they arrive again.
+
 A malformed message is logged and dropped: it was not written by rtm, and the subscription
 lives on.
 """
@@ -12,27 +18,54 @@ import logging
 
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.errors import SlowConsumerError
 
 from rtm.consumer.domain.delivery import decode_delivery
 from rtm.consumer.entrypoints.hub import Hub
+from rtm.shared.connect import retry_forever
 from rtm.shared.contract import DELIVER_SUBJECT_PREFIX, SESSION_REVOKED, SessionRevoked
-from rtm.shared.revocation import RevokedSessions
+from rtm.shared.revocation import RevokedSessions, load_revoked
 from rtm.shared.ws import CloseCode
 
 logger = logging.getLogger(__name__)
 
 
 class Deliveries:
-    """Hands stored messages to the hub, and closes the sockets of revoked sessions."""
+    """Hands stored messages to the hub, closes the sockets of revoked sessions, and tells the
+    hub whether deliveries are arriving."""
 
     def __init__(self, hub: Hub, revoked: RevokedSessions) -> None:
         self._hub = hub
         self._revoked = revoked
+        self._subscription: Subscription | None = None
 
-    async def subscribe(self, nc: NatsClient) -> None:
-        """Subscribe on `nc` (once it is connected; nats-py resubscribes after a reconnect)."""
-        await nc.subscribe(f"{DELIVER_SUBJECT_PREFIX}.>", cb=self.on_delivery)
+    async def start(self, nc: NatsClient) -> None:
+        """Subscribe on `nc` (connected, with this object as its watcher): revocations first,
+        then learn the earlier ones, then the deliveries; sockets are served once the server
+        has the subscription (flushed). PostgreSQL may still be down, as in any outage (a
+        `resume` is then `unavailable`). A reconnect meanwhile replays the subscriptions:
+        `reconnected`."""
         await nc.subscribe(SESSION_REVOKED, cb=self.on_revoked)
+        known = await retry_forever(
+            "revoked sessions", lambda: load_revoked(nc.jetstream(), self._revoked)
+        )
+        logger.info("%s revoked sessions known at start", known)
+        self._subscription = await nc.subscribe(f"{DELIVER_SUBJECT_PREFIX}.>", cb=self.on_delivery)
+        await retry_forever("NATS delivery subscription", nc.flush)
+        self._hub.feed_resumed()
+
+    def disconnected(self) -> None:
+        self._hub.feed_interrupted("lost the NATS connection")
+
+    def reconnected(self) -> None:
+        if self._subscription is not None:
+            self._hub.feed_resumed()
+
+    def slow_consumer(self, error: SlowConsumerError) -> None:
+        if error.sub is self._subscription:
+            self._hub.feed_interrupted("deliveries dropped (slow consumer)")
+            self._hub.feed_resumed()
 
     async def on_delivery(self, msg: Msg) -> None:
         try:

@@ -221,15 +221,51 @@ class LiveConnection:
             task.cancel()
 
 
+class FeedDown(Exception):
+    """This instance is not receiving deliveries: a socket served now could miss messages."""
+
+
 class Hub:
-    """This instance's live connections, by user and by session."""
+    """This instance's live connections, by user and by session.
+
+    Live messages reach this instance over core NATS, which keeps nothing for a subscriber that
+    is not there. A gap is filled when a later message of the conversation arrives, but the last
+    messages of a conversation have none after them: a socket served while the delivery
+    subscription was missing would miss them for good, and its client could not know. So the
+    hub holds connections only while the feed is live: none before the subscription is in
+    place (`feed_resumed`), and all of them are closed (1012: reconnect, then resume) the
+    moment it is interrupted (`feed_interrupted`). A connection that exists has been subscribed
+    for all of its life; what it missed before, its `resume` reads from PostgreSQL.
+    """
 
     def __init__(self) -> None:
         self._by_user: dict[uuid.UUID, set[LiveConnection]] = defaultdict(set)
+        self._feed_down = "not subscribed to deliveries yet"
         self.on_first_connection: Callable[[uuid.UUID], None] | None = None
         self.on_last_disconnect: Callable[[uuid.UUID], None] | None = None
 
+    @property
+    def feed_live(self) -> bool:
+        return not self._feed_down
+
+    def feed_resumed(self) -> None:
+        """The delivery subscription is in place on the server (subscribed and flushed)."""
+        if self._feed_down:
+            logger.info("delivery feed live (was: %s)", self._feed_down)
+        self._feed_down = ""
+
+    def feed_interrupted(self, reason: str) -> None:
+        """Deliveries may be lost from now on: end every connection, refuse new ones."""
+        if not self._feed_down:
+            count = self.connection_count
+            logger.warning("delivery feed interrupted (%s): closing %s sockets", reason, count)
+        self._feed_down = reason
+        self.close_all(CloseCode.RESTARTING, f"{reason}: reconnect, then resume")
+
     def add(self, connection: LiveConnection) -> None:
+        """Raises `FeedDown` unless deliveries are arriving."""
+        if self._feed_down:
+            raise FeedDown(f"{self._feed_down}: reconnect, then resume")
         connections = self._by_user[connection.user_id]
         connections.add(connection)
         if len(connections) == 1 and self.on_first_connection is not None:

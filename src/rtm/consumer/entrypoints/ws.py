@@ -31,7 +31,7 @@ from starlette.websockets import WebSocketDisconnect
 from rtm.consumer.domain.exceptions import ConversationNotVisible, Unavailable
 from rtm.consumer.entrypoints import metrics
 from rtm.consumer.entrypoints.deps import ConsumerContext
-from rtm.consumer.entrypoints.hub import LiveConnection
+from rtm.consumer.entrypoints.hub import FeedDown, LiveConnection
 from rtm.consumer.entrypoints.schemas import (
     INBOUND,
     AuthFrame,
@@ -130,8 +130,13 @@ class ConsumerSession:
             self._done.set_result(None)
 
     async def run(self) -> None:
+        try:
+            self.context.hub.add(self.connection)
+        except FeedDown as down:
+            metrics.WS_CLOSES.labels(str(CloseCode.RESTARTING)).inc()
+            await close_quietly(self.websocket, CloseCode.RESTARTING, str(down))
+            return
         metrics.WS_CONNECTIONS.inc()
-        self.context.hub.add(self.connection)
         loop = asyncio.get_running_loop()
         self._done = loop.create_future()
         # Timers, not tasks: an idle connection should cost as little memory as possible.
