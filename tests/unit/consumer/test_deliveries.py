@@ -1,0 +1,140 @@
+"""The delivery entrypoint: sockets are served once the subscription is in place, closed when
+deliveries may be lost, and stored messages and revocations reach the hub."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any, cast
+
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.errors import SlowConsumerError
+from nats.js.errors import BucketNotFoundError
+
+from rtm.consumer.domain.delivery import encode_delivery
+from rtm.consumer.domain.model import StoredMessage
+from rtm.consumer.entrypoints.deliveries import Deliveries
+from rtm.consumer.entrypoints.hub import Hub, LiveConnection
+from rtm.consumer.services import ReadService
+from rtm.shared.contract import DELIVER_SUBJECT_PREFIX, SESSION_REVOKED, SessionRevoked
+from rtm.shared.revocation import RevokedSessions
+from rtm.shared.ws import CloseCode, Outbox
+from tests.support.outbox import FakeOutbox
+
+
+class FakeJetStream:
+    async def key_value(self, bucket: str) -> None:
+        raise BucketNotFoundError()  # no revocations yet
+
+
+class FakeNats:
+    """Subscribes (nothing more) and counts flushes."""
+
+    def __init__(self) -> None:
+        self.subscriptions: list[Subscription] = []
+        self.flushes = 0
+
+    @property
+    def subjects(self) -> list[str]:
+        return [s.subject for s in self.subscriptions]
+
+    async def subscribe(self, subject: str, **_: Any) -> Subscription:
+        self.subscriptions.append(cast(Subscription, SimpleNamespace(subject=subject)))
+        return self.subscriptions[-1]
+
+    async def flush(self) -> None:
+        self.flushes += 1
+
+    def jetstream(self) -> FakeJetStream:
+        return FakeJetStream()
+
+
+def msg(data: bytes, subject: str = "rtm.deliver.x") -> Msg:
+    return cast(Msg, SimpleNamespace(data=data, subject=subject))
+
+
+def connection(closed: list[int]) -> tuple[LiveConnection, FakeOutbox]:
+    outbox = FakeOutbox()
+    conn = LiveConnection(
+        uuid.uuid4(),
+        uuid.uuid4(),
+        cast(Outbox, outbox),
+        cast(ReadService, None),
+        lambda code, reason: closed.append(code),
+        holding=False,
+    )
+    return conn, outbox
+
+
+async def started() -> tuple[Deliveries, Hub, RevokedSessions, FakeNats]:
+    hub, revoked, nc = Hub(), RevokedSessions(), FakeNats()
+    deliveries = Deliveries(hub, revoked)
+    await deliveries.start(cast(NatsClient, nc))
+    return deliveries, hub, revoked, nc
+
+
+async def test_sockets_are_served_once_the_subscription_is_flushed() -> None:
+    hub = Hub()
+    assert not hub.feed_live
+    deliveries = Deliveries(hub, RevokedSessions())
+    nc = FakeNats()
+    await deliveries.start(cast(NatsClient, nc))
+    assert (hub.feed_live, nc.flushes) == (True, 1)
+    assert nc.subjects == [SESSION_REVOKED, f"{DELIVER_SUBJECT_PREFIX}.>"]
+
+
+async def test_a_disconnect_closes_every_socket_until_reconnected() -> None:
+    deliveries, hub, _, _ = await started()
+    closed: list[int] = []
+    hub.add(connection(closed)[0])
+    deliveries.disconnected()
+    assert (closed, hub.feed_live) == ([CloseCode.RESTARTING], False)
+    deliveries.reconnected()
+    assert hub.feed_live
+
+
+async def test_a_reconnect_before_the_subscription_exists_serves_nothing() -> None:
+    hub = Hub()
+    deliveries = Deliveries(hub, RevokedSessions())
+    deliveries.reconnected()
+    assert not hub.feed_live
+
+
+async def test_dropped_deliveries_close_the_sockets_but_not_other_slow_subscriptions() -> None:
+    deliveries, hub, _, nc = await started()
+    closed: list[int] = []
+    hub.add(connection(closed)[0])
+    other = cast(Subscription, SimpleNamespace(subject="rtm.events.typing"))
+    deliveries.slow_consumer(SlowConsumerError("rtm.events.typing", "", 1, other))
+    assert closed == []
+    (own,) = [s for s in nc.subscriptions if s.subject.startswith(DELIVER_SUBJECT_PREFIX)]
+    deliveries.slow_consumer(SlowConsumerError("rtm.deliver.x", "", 2, own))
+    assert closed == [CloseCode.RESTARTING]
+    assert hub.feed_live  # new sockets resume from PostgreSQL: served again at once
+
+
+async def test_a_delivery_reaches_the_member_sockets_and_a_malformed_one_is_dropped() -> None:
+    deliveries, hub, _, _ = await started()
+    conn, outbox = connection([])
+    hub.add(conn)
+    message = StoredMessage(
+        uuid.uuid4(), uuid.uuid4(), 1, uuid.uuid4(), uuid.uuid4(), "hi", datetime.now(UTC)
+    )
+    await deliveries.on_delivery(msg(b"not a delivery"))
+    await deliveries.on_delivery(msg(encode_delivery(message, [conn.user_id])))
+    assert outbox.seqs() == [1]
+
+
+async def test_a_revocation_closes_the_session_and_is_remembered() -> None:
+    deliveries, hub, revoked, _ = await started()
+    closed: list[int] = []
+    conn, _ = connection(closed)
+    hub.add(conn)
+    await deliveries.on_revoked(msg(b"{", SESSION_REVOKED))
+    event = SessionRevoked(conn.session_id, conn.user_id)
+    await deliveries.on_revoked(msg(event.encode(), SESSION_REVOKED))
+    assert closed == [CloseCode.SESSION_REVOKED]
+    assert revoked.is_revoked(conn.session_id)
