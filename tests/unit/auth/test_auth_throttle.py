@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from rtm.auth.throttle import (
+from rtm.auth.domain.throttle import (
     FailureRecord,
     ThrottlePolicy,
     account_key,

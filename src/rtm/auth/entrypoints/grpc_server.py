@@ -25,8 +25,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from rtm.auth.entrypoints.servicer import AuthServicer
 from rtm.auth.proto import auth_pb2, auth_pb2_grpc
-from rtm.auth.servicer import AuthServicer
 from rtm.shared.logging import bind_log_context, correlation_id
 
 logger = logging.getLogger(__name__)
