@@ -34,6 +34,12 @@ from rtm.auth.adapters.throttle_store import PostgresThrottleStore
 from rtm.auth.domain.exceptions import Unavailable
 from rtm.auth.domain.keys import KeyCipher
 from rtm.auth.domain.policy import AuthPolicy
+from rtm.auth.domain.ports import (
+    AuthStore,
+    PasswordHasher,
+    RevocationNotifier,
+    ThrottleStore,
+)
 from rtm.auth.domain.throttle import ThrottlePolicy
 from rtm.auth.entrypoints.deps import AuthContext
 from rtm.auth.entrypoints.grpc_server import HealthReporter, bind, create_grpc_server
@@ -287,6 +293,46 @@ class Auth:
         self._tasks[-1].set_name(f"auth-{name}")
 
 
+def wire_services(
+    *,
+    store: AuthStore,
+    throttle: ThrottleStore,
+    keys: KeyRing,
+    hasher: PasswordHasher,
+    notifier: RevocationNotifier,
+    policy: AuthPolicy,
+    clock: Clock,
+    sleep: Sleep = asyncio.sleep,
+) -> AuthContext:
+    """The services both entrypoints drive, on any implementation of the ports (`build` passes
+    the PostgreSQL, NATS and argon2 adapters; unit tests pass in-memory fakes)."""
+    grants = GrantIssuer(keys, policy)
+    authenticator = Authenticator(store, keys, policy, clock)
+    return AuthContext(
+        accounts=AccountService(
+            store=store, hasher=hasher, notifier=notifier, policy=policy, clock=clock
+        ),
+        logins=LoginService(
+            store=store,
+            throttle=throttle,
+            hasher=hasher,
+            grants=grants,
+            policy=policy,
+            clock=clock,
+            sleep=sleep,
+        ),
+        sessions=SessionService(
+            store=store,
+            authenticator=authenticator,
+            grants=grants,
+            notifier=notifier,
+            policy=policy,
+            clock=clock,
+        ),
+        authenticator=authenticator,
+    )
+
+
 def build(settings: AuthSettings, *, clock: Clock = utcnow, sleep: Sleep = asyncio.sleep) -> Auth:
     """Wire auth from `settings` (no I/O until `Auth.start`).
 
@@ -326,31 +372,15 @@ def build(settings: AuthSettings, *, clock: Clock = utcnow, sleep: Sleep = async
         bucket_ttl_s=settings.access_token_ttl_seconds + settings.token_leeway_seconds,
     )
     publisher = RevocationPublisher(bus, store)
-    policy = policy_from(settings)
-    grants = GrantIssuer(keys, policy)
-    authenticator = Authenticator(store, keys, policy, clock)
-    context = AuthContext(
-        accounts=AccountService(
-            store=store, hasher=hasher, notifier=publisher, policy=policy, clock=clock
-        ),
-        logins=LoginService(
-            store=store,
-            throttle=PostgresThrottleStore(db),
-            hasher=hasher,
-            grants=grants,
-            policy=policy,
-            clock=clock,
-            sleep=sleep,
-        ),
-        sessions=SessionService(
-            store=store,
-            authenticator=authenticator,
-            grants=grants,
-            notifier=publisher,
-            policy=policy,
-            clock=clock,
-        ),
-        authenticator=authenticator,
+    context = wire_services(
+        store=store,
+        throttle=PostgresThrottleStore(db),
+        keys=keys,
+        hasher=hasher,
+        notifier=publisher,
+        policy=policy_from(settings),
+        clock=clock,
+        sleep=sleep,
     )
     return Auth(
         settings,

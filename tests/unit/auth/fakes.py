@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from rtm.auth.adapters.argon2 import Argon2Parameters, Argon2PasswordHasher
+from rtm.auth.bootstrap import wire_services
 from rtm.auth.domain.exceptions import UsernameTaken
 from rtm.auth.domain.keys import KeyCipher
 from rtm.auth.domain.model import (
@@ -28,14 +29,8 @@ from rtm.auth.domain.model import (
 from rtm.auth.domain.policy import AuthPolicy
 from rtm.auth.domain.ports import StoredKey
 from rtm.auth.domain.throttle import FailureRecord, ThrottlePolicy, after_failure, is_stale
-from rtm.auth.services import (
-    AccountService,
-    Authenticator,
-    GrantIssuer,
-    KeyRing,
-    LoginService,
-    SessionService,
-)
+from rtm.auth.entrypoints.deps import AuthContext
+from rtm.auth.services import AccountService, Authenticator, KeyRing, LoginService, SessionService
 from rtm.shared.contract import SessionRevoked
 from tests.support.clock import FakeClock
 
@@ -291,10 +286,7 @@ def make_policy(**overrides: object) -> AuthPolicy:
 class ServiceKit:
     """Auth's services on fakes, with handles on each fake."""
 
-    accounts: AccountService
-    logins: LoginService
-    sessions: SessionService
-    authenticator: Authenticator
+    context: AuthContext
     store: InMemoryAuthStore
     throttle: InMemoryThrottleStore
     key_store: InMemoryKeyStore
@@ -303,9 +295,25 @@ class ServiceKit:
     clock: FakeClock
     hasher: Argon2PasswordHasher
 
+    @property
+    def accounts(self) -> AccountService:
+        return self.context.accounts
+
+    @property
+    def logins(self) -> LoginService:
+        return self.context.logins
+
+    @property
+    def sessions(self) -> SessionService:
+        return self.context.sessions
+
+    @property
+    def authenticator(self) -> Authenticator:
+        return self.context.authenticator
+
 
 async def service_kit(hasher: Argon2PasswordHasher | None = None, **policy: object) -> ServiceKit:
-    """The services wired as `rtm.auth.bootstrap.build` wires them, on fakes and a fake clock."""
+    """The services wired as in production (`wire_services`), on fakes and a fake clock."""
     clock = FakeClock()
     store, throttle, key_store = InMemoryAuthStore(), InMemoryThrottleStore(), InMemoryKeyStore()
     settings = make_policy(**policy)
@@ -321,35 +329,14 @@ async def service_kit(hasher: Argon2PasswordHasher | None = None, **policy: obje
     await keys.ensure()
     hasher = hasher or Argon2PasswordHasher(FAST_ARGON2, workers=2)
     notifier = RecordingNotifier()
-    grants = GrantIssuer(keys, settings)
-    authenticator = Authenticator(store, keys, settings, clock)
-    return ServiceKit(
-        accounts=AccountService(
-            store=store, hasher=hasher, notifier=notifier, policy=settings, clock=clock
-        ),
-        logins=LoginService(
-            store=store,
-            throttle=throttle,
-            hasher=hasher,
-            grants=grants,
-            policy=settings,
-            clock=clock,
-            sleep=clock.sleep,
-        ),
-        sessions=SessionService(
-            store=store,
-            authenticator=authenticator,
-            grants=grants,
-            notifier=notifier,
-            policy=settings,
-            clock=clock,
-        ),
-        authenticator=authenticator,
+    context = wire_services(
         store=store,
         throttle=throttle,
-        key_store=key_store,
         keys=keys,
-        notifier=notifier,
-        clock=clock,
         hasher=hasher,
+        notifier=notifier,
+        policy=settings,
+        clock=clock,
+        sleep=clock.sleep,
     )
+    return ServiceKit(context, store, throttle, key_store, keys, notifier, clock, hasher)

@@ -14,6 +14,7 @@ from rtm.auth.domain.exceptions import (
     InvalidInput,
     InvalidRefreshToken,
     NotFound,
+    RefreshTokenReused,
     Throttled,
     UsernameTaken,
 )
@@ -210,8 +211,12 @@ async def test_reusing_a_spent_refresh_token_revokes_the_session(kit: ServiceKit
     await signed_up(kit)
     first = await kit.logins.login("alice", "password-1", CLIENT)
     second = await kit.sessions.refresh(first.refresh_token, CLIENT)
-    with pytest.raises(InvalidRefreshToken):
+    with pytest.raises(RefreshTokenReused) as caught:  # the edge counts reuse apart
         await kit.sessions.refresh(first.refresh_token, CLIENT)
+    assert (caught.value.code, caught.value.message) == (
+        InvalidRefreshToken().code,
+        InvalidRefreshToken().message,
+    )  # the client cannot tell reuse from any other invalid token
     assert kit.store.revoked_reason(first.session_id) is RevokeReason.REFRESH_REUSE
     assert [e.session_id for e in kit.notifier.events] == [first.session_id]
     with pytest.raises(InvalidRefreshToken):
@@ -235,13 +240,14 @@ async def test_logout_by_refresh_token_or_bearer_ends_the_session(kit: ServiceKi
     await signed_up(kit)
     one = await kit.logins.login("alice", "password-1", CLIENT)
     two = await kit.logins.login("alice", "password-1", CLIENT)
-    await kit.sessions.logout(refresh_token=one.refresh_token, access_token=None)
-    await kit.sessions.logout(refresh_token=None, access_token=two.access_token)
+    assert await kit.sessions.logout(refresh_token=one.refresh_token, access_token=None)
+    assert await kit.sessions.logout(refresh_token=None, access_token=two.access_token)
     for grant in (one, two):
         with pytest.raises(TokenError):
             await kit.authenticator.authenticate(grant.access_token)
     assert {e.session_id for e in kit.notifier.events} == {one.session_id, two.session_id}
-    await kit.sessions.logout(refresh_token=one.refresh_token, access_token=None)  # idempotent
+    # idempotent, and says it ended nothing (the edge counts one revocation per session)
+    assert not await kit.sessions.logout(refresh_token=one.refresh_token, access_token=None)
     assert len(kit.notifier.events) == 2
     with pytest.raises(TokenError):
         await kit.sessions.logout(refresh_token=None, access_token=None)
@@ -264,7 +270,8 @@ async def test_sessions_are_listed_and_revocable_by_their_user_only(kit: Service
         await kit.sessions.revoke_session(caller, bob.session_id)  # not hers: "not found"
     with pytest.raises(NotFound):
         await kit.sessions.revoke_session(caller, uuid.uuid4())
-    await kit.sessions.revoke_session(caller, alice1.session_id)
+    assert await kit.sessions.revoke_session(caller, alice1.session_id)
+    assert not await kit.sessions.revoke_session(caller, alice1.session_id)
     assert [v.session.id for v in await kit.sessions.list_sessions(caller)] == [alice2.session_id]
     assert kit.notifier.events[-1].session_id == alice1.session_id
 
