@@ -152,7 +152,7 @@ class Auth:
             handshake_timeout_s=self.settings.http_header_timeout_s,
         )
         self._grpc_server = server
-        health = HealthReporter(self._health, self._serving, self.settings.health_interval_seconds)
+        health = HealthReporter(self._health, self._serving)
         self.grpc_port = bind(server, self.settings.host, self.settings.grpc_port)
         await health.check_once()
         await server.start()

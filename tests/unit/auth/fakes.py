@@ -340,3 +340,11 @@ async def service_kit(hasher: Argon2PasswordHasher | None = None, **policy: obje
         sleep=clock.sleep,
     )
     return ServiceKit(context, store, throttle, key_store, keys, notifier, clock, hasher)
+
+
+CLIENT = ClientInfo(address="192.0.2.7", user_agent="pytest")
+
+
+async def signed_up(kit: ServiceKit, name: str = "alice", password: str = "password-1") -> None:
+    """Register `name` (no client address: not rate limited)."""
+    await kit.accounts.register(name, password, None)
