@@ -15,12 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 
 import grpc
-import uvicorn
 from fastapi import FastAPI
 from grpc_health.v1._async import HealthServicer
 
@@ -44,6 +42,7 @@ from rtm.auth.domain.throttle import ThrottlePolicy
 from rtm.auth.entrypoints.deps import AuthContext
 from rtm.auth.entrypoints.grpc_server import HealthReporter, bind, create_grpc_server
 from rtm.auth.entrypoints.http import create_app as create_http_front
+from rtm.auth.entrypoints.http_server import HttpServer
 from rtm.auth.entrypoints.servicer import AuthServicer
 from rtm.auth.services import (
     AccountService,
@@ -59,7 +58,6 @@ from rtm.shared.connect import retry_forever
 from rtm.shared.health import Readiness
 from rtm.shared.migrate import apply_migrations
 from rtm.shared.postgres import PostgresDatabase
-from rtm.shared.serving import uvicorn_edge_options
 
 logger = logging.getLogger(__name__)
 
@@ -89,14 +87,6 @@ def policy_from(settings: AuthSettings) -> AuthPolicy:
         register_burst=settings.register_burst,
         register_per_minute=settings.register_per_minute,
     )  # fmt: skip
-
-
-class _EmbeddedUvicorn(uvicorn.Server):
-    """uvicorn inside our event loop: signals are the process's business, not uvicorn's."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
 
 
 class Auth:
@@ -134,12 +124,10 @@ class Auth:
             context, settings=settings, readiness=self.readiness, lifespan=self._lifespan
         )
         self.grpc_port = 0
-        self.http_port = 0
+        self._http = HttpServer(self.http_app, settings)
         self._clock = clock
         self._grpc_server: grpc.aio.Server | None = None
         self._health: HealthServicer | None = None
-        self._uvicorn: _EmbeddedUvicorn | None = None
-        self._http_task: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._db_ready = asyncio.Event()
 
@@ -167,7 +155,7 @@ class Auth:
                     "relay")  # fmt: skip
         self._spawn(self._loop(self._purge, PURGE_INTERVAL_S), "purge")
         if serve_http:
-            await self._start_http()
+            await self._http.start()
 
     async def wait_ready(self, timeout: float = 30.0) -> None:
         """Until PostgreSQL is connected and a signing key loaded (tests, the runner)."""
@@ -177,12 +165,10 @@ class Auth:
         """Stop taking requests, finish in-flight ones, then close connections."""
         if self._health is not None:
             await self._health.enter_graceful_shutdown()
-        if self._uvicorn is not None:
-            self._uvicorn.should_exit = True
+        self._http.begin_shutdown()
         if self._grpc_server is not None:
             await self._grpc_server.stop(grace=5.0)
-        if self._http_task is not None:  # uvicorn finishes its in-flight requests first
-            await asyncio.wait([self._http_task], timeout=6.0)
+        await self._http.wait_closed()  # uvicorn finishes its in-flight requests first
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -191,6 +177,11 @@ class Auth:
         await self.db.close()
         self.hasher.close()
         logger.info("auth stopped")
+
+    @property
+    def http_port(self) -> int:
+        """The HTTP port bound (the configured one, or the free one port 0 got)."""
+        return self._http.port
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, _: FastAPI) -> AsyncIterator[None]:
@@ -201,40 +192,6 @@ class Auth:
             yield
         finally:
             await self.stop()
-
-    async def _start_http(self) -> None:
-        # We bind the socket ourselves: a port in use is then an OSError here, not uvicorn's
-        # sys.exit(1) from inside a task, and port 0 (tests) tells us the port it got.
-        family = socket.AF_INET6 if ":" in self.settings.host else socket.AF_INET
-        # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on sockets that say TCP, and
-        # without it every response waits ~40 ms for the client's delayed ACK (Nagle).
-        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((self.settings.host, self.settings.http_port))
-        except OSError:
-            sock.close()
-            raise
-        self.http_port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            self.http_app,
-            lifespan="off",
-            log_config=None,
-            access_log=False,
-            proxy_headers=bool(self.settings.trusted_proxies),
-            forwarded_allow_ips=self.settings.trusted_proxies or None,
-            timeout_graceful_shutdown=5,
-            **uvicorn_edge_options(self.settings),
-        )
-        self._uvicorn = _EmbeddedUvicorn(config)
-        self._spawn(self._uvicorn.serve(sockets=[sock]), "http")
-        http_task = self._http_task = self._tasks[-1]
-        # uvicorn offers a flag, not an event, for "listening": poll it briefly.
-        while not self._uvicorn.started and not http_task.done():  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
-        if http_task.done():
-            http_task.result()  # re-raises why it could not start
-        logger.info("HTTP listening on %s:%s", self.settings.host, self.http_port)
 
     async def _connect_database(self, health: HealthReporter) -> None:
         """Migrations (when configured), the pool, the signing keys and the dummy hash, retried
