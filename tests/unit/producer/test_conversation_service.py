@@ -9,8 +9,8 @@ import pytest
 from rtm.producer.domain.exceptions import Forbidden, UnknownUsers, ValidationFailed
 from rtm.producer.domain.model import ChangeKind, ConversationKind, CreateConversation
 from rtm.producer.services import ConversationService
+from tests.support.clock import FakeClock
 from tests.support.producer_fakes import (
-    FakeClock,
     FakeEventPublisher,
     InMemoryConversationRepository,
     membership_for,

@@ -20,8 +20,8 @@ from rtm.producer.domain.model import (
 )
 from rtm.producer.services import ConversationService, MessageService, SignalService
 from rtm.shared.limits import Throttle
+from tests.support.clock import FakeClock
 from tests.support.producer_fakes import (
-    FakeClock,
     FakeEventPublisher,
     FakeMessagePublisher,
     InMemoryConversationRepository,

@@ -16,8 +16,8 @@ from rtm.producer.domain.model import (
     StoredSend,
 )
 from rtm.producer.services import MessageService
+from tests.support.clock import FakeClock
 from tests.support.producer_fakes import (
-    FakeClock,
     FakeMessagePublisher,
     InMemoryConversationRepository,
     membership_for,

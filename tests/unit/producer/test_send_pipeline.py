@@ -11,8 +11,8 @@ from rtm.producer.domain.exceptions import TooManyInFlight
 from rtm.producer.domain.model import Ack, Conversation, ConversationKind, SendMessage
 from rtm.producer.services import MessageService, Result, SendPipeline
 from rtm.shared.errors import ErrorCode
+from tests.support.clock import FakeClock
 from tests.support.producer_fakes import (
-    FakeClock,
     FakeMessagePublisher,
     InMemoryConversationRepository,
     membership_for,

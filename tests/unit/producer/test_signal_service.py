@@ -11,8 +11,8 @@ from rtm.producer.domain.exceptions import Forbidden, ValidationFailed
 from rtm.producer.domain.model import Conversation, ConversationKind
 from rtm.producer.services import SignalService
 from rtm.shared.limits import Throttle
+from tests.support.clock import FakeClock
 from tests.support.producer_fakes import (
-    FakeClock,
     FakeEventPublisher,
     InMemoryConversationRepository,
     Published,

@@ -12,7 +12,7 @@ from rtm.shared.limits import (
     TokenBucket,
     WindowCounter,
 )
-from tests.support.producer_fakes import FakeClock
+from tests.support.clock import FakeClock
 
 
 def test_bucket_allows_the_burst_then_refuses_with_a_retry_delay() -> None:

@@ -1,10 +1,10 @@
 """HTTP JSON front of auth (PROTOCOL.md §3) for browsers, on `rtm.shared.http`'s base app.
 
-The routes call the same `AuthService` as the gRPC servicer; `RtmError`s raised by it become the
-protocol's error envelope in the shared app's one handler (401, 404, 409, 422, 429 with
-`Retry-After`, 503). Route docstrings are the API documentation at `/v1/swagger`, and each route
-lists every status it can answer (schemathesis holds the document to it:
-tests/integration/auth/test_openapi_contract.py).
+The routes call the same services (`AuthContext`) as the gRPC servicer and count the same
+outcomes; the `RtmError`s they raise become the protocol's error envelope in the shared app's
+one handler (401, 404, 409, 422, 429 with `Retry-After`, 503). Route docstrings are the API
+documentation at `/v1/swagger`, and each route lists every status it can answer (schemathesis
+holds the document to it: tests/integration/auth/test_openapi_contract.py).
 """
 
 from __future__ import annotations
@@ -12,15 +12,21 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response, status
+from fastapi import APIRouter, FastAPI, Query, Response, status
 from fastapi.routing import APIRoute
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from rtm.auth.model import ClientInfo
-from rtm.auth.schemas import (
+from rtm.auth.domain.model import RevokeReason
+from rtm.auth.entrypoints.deps import AuthContext, BearerHeader, Caller, Client, Context
+from rtm.auth.entrypoints.metrics import (
+    count_deletion,
+    count_revocation,
+    observe_login,
+    observe_refresh,
+    observe_registration,
+)
+from rtm.auth.entrypoints.schemas import (
     GrantOut,
     JwksOut,
     LoginBody,
@@ -32,37 +38,9 @@ from rtm.auth.schemas import (
     UserOut,
     UsersOut,
 )
-from rtm.auth.service import AuthService
 from rtm.auth.settings import AuthSettings
 from rtm.shared.health import Readiness
 from rtm.shared.http import Lifespan, create_http_app, error_responses
-from rtm.shared.tokens import AccessClaims
-
-_bearer_scheme = HTTPBearer(auto_error=False, description="an access token from /v1/auth/login")
-
-
-def _service(request: Request) -> AuthService:
-    service: AuthService = request.app.state.auth_service
-    return service
-
-
-def _client(request: Request) -> ClientInfo:
-    return ClientInfo(
-        address=request.client.host if request.client else None,
-        user_agent=request.headers.get("user-agent"),
-    )
-
-
-Service = Annotated[AuthService, Depends(_service)]
-Client = Annotated[ClientInfo, Depends(_client)]
-BearerHeader = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer_scheme)]
-
-
-async def _caller(service: Service, credentials: BearerHeader) -> AccessClaims:
-    return await service.authenticate(credentials.credentials if credentials else None)
-
-
-Caller = Annotated[AccessClaims, Depends(_caller)]
 
 auth_router = APIRouter(prefix="/v1/auth", tags=["auth"])
 jwks_router = APIRouter(tags=["keys"])
@@ -79,26 +57,32 @@ _AUTHED = (401, 503)
     operation_id="register",
     responses=error_responses(*_BODY, 409, 429),
 )
-async def register(body: RegisterBody, service: Service, client: Client) -> UserOut:
+async def register(body: RegisterBody, context: Context, client: Client) -> UserOut:
     """Create an account. The username is stored normalised (NFKC + casefold)."""
-    return UserOut.of(
-        await service.register(body.username, body.password, body.display_name, client)
-    )
+    with observe_registration():
+        user = await context.accounts.register(
+            body.username, body.password, body.display_name, client
+        )
+    return UserOut.of(user)
 
 
 @auth_router.post("/login", operation_id="login", responses=error_responses(*_BODY, 401, 429))
-async def login(body: LoginBody, service: Service, client: Client) -> GrantOut:
+async def login(body: LoginBody, context: Context, client: Client) -> GrantOut:
     """Start a session. Unknown user and wrong password get the same 401. Repeated failures from
     one address (for one account, or for any) get 429 with `retry_after_ms`; an account failing
     from many addresses is only slowed down (by at most a few seconds), never locked."""
-    return GrantOut.of(await service.login(body.username, body.password, client))
+    with observe_login():
+        grant = await context.logins.login(body.username, body.password, client)
+    return GrantOut.of(grant)
 
 
 @auth_router.post("/refresh", operation_id="refresh", responses=error_responses(*_BODY, 401))
-async def refresh(body: RefreshBody, service: Service, client: Client) -> GrantOut:
+async def refresh(body: RefreshBody, context: Context, client: Client) -> GrantOut:
     """Trade a refresh token for new tokens. The old refresh token is spent: presenting it again
     ends the whole session."""
-    return GrantOut.of(await service.refresh(body.refresh_token, client))
+    with observe_refresh():
+        grant = await context.sessions.refresh(body.refresh_token, client)
+    return GrantOut.of(grant)
 
 
 @auth_router.post(
@@ -108,20 +92,21 @@ async def refresh(body: RefreshBody, service: Service, client: Client) -> GrantO
     responses=error_responses(*_BODY, 401),
 )
 async def logout(
-    service: Service, credentials: BearerHeader, body: LogoutBody | None = None
+    context: Context, credentials: BearerHeader, body: LogoutBody | None = None
 ) -> Response:
     """End the session of `refresh_token`, or else of the bearer token."""
-    await service.logout(
+    ended = await context.sessions.logout(
         refresh_token=body.refresh_token if body else None,
         access_token=credentials.credentials if credentials else None,
     )
+    count_revocation(RevokeReason.LOGOUT, ended)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @auth_router.get("/me", operation_id="me", responses=error_responses(*_AUTHED))
-async def me(service: Service, caller: Caller) -> UserOut:
+async def me(context: Context, caller: Caller) -> UserOut:
     """The caller's account."""
-    return UserOut.of(await service.get_user(caller, None))
+    return UserOut.of(await context.accounts.get_user(caller, None))
 
 
 @auth_router.delete(
@@ -130,17 +115,18 @@ async def me(service: Service, caller: Caller) -> UserOut:
     operation_id="delete_me",
     responses=error_responses(*_AUTHED),
 )
-async def delete_me(service: Service, caller: Caller) -> Response:
+async def delete_me(context: Context, caller: Caller) -> Response:
     """Delete the caller's account for good: every session ends (sockets close with 4503 within
     seconds), logging in is refused like an unknown user, and the username stays taken."""
-    await service.delete_user(caller.user_id)
+    count_deletion(await context.accounts.delete_user(caller.user_id))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @auth_router.get("/sessions", operation_id="list_sessions", responses=error_responses(*_AUTHED))
-async def list_sessions(service: Service, caller: Caller) -> SessionsOut:
+async def list_sessions(context: Context, caller: Caller) -> SessionsOut:
     """The caller's live sessions, newest first."""
-    return SessionsOut(sessions=[SessionOut.of(v) for v in await service.list_sessions(caller)])
+    views = await context.sessions.list_sessions(caller)
+    return SessionsOut(sessions=[SessionOut.of(view) for view in views])
 
 
 @auth_router.delete(
@@ -149,9 +135,11 @@ async def list_sessions(service: Service, caller: Caller) -> SessionsOut:
     operation_id="revoke_session",
     responses=error_responses(*_AUTHED, 404, 422),
 )
-async def revoke_session(session_id: uuid.UUID, service: Service, caller: Caller) -> Response:
+async def revoke_session(session_id: uuid.UUID, context: Context, caller: Caller) -> Response:
     """End one of the caller's sessions; its sockets close with 4503 within seconds."""
-    await service.revoke_session(caller, session_id)
+    count_revocation(
+        RevokeReason.REVOKED, await context.sessions.revoke_session(caller, session_id)
+    )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -162,7 +150,7 @@ def _users_router(default_limit: int, max_limit: int) -> APIRouter:
     @router.get("", operation_id="search_users", responses=error_responses(*_AUTHED, 422))
     # Defaults, not Annotated: the annotations are strings that cannot see `max_limit`.
     async def search_users(
-        service: Service,
+        context: Context,
         caller: Caller,
         q: str = Query(
             max_length=256,
@@ -172,14 +160,15 @@ def _users_router(default_limit: int, max_limit: int) -> APIRouter:
         limit: int | None = Query(None, ge=1, le=max_limit, description=f"default {default_limit}"),
     ) -> UsersOut:
         """Users whose (normalised) username starts with `q`, by username."""
-        return UsersOut(users=[UserOut.of(u) for u in await service.search_users(caller, q, limit)])
+        users = await context.accounts.search_users(caller, q, limit)
+        return UsersOut(users=[UserOut.of(user) for user in users])
 
     @router.get(
         "/{user_id}", operation_id="get_user", responses=error_responses(*_AUTHED, 404, 422)
     )
-    async def get_user(user_id: uuid.UUID, service: Service, caller: Caller) -> UserOut:
+    async def get_user(user_id: uuid.UUID, context: Context, caller: Caller) -> UserOut:
         """One user by id."""
-        return UserOut.of(await service.get_user(caller, user_id))
+        return UserOut.of(await context.accounts.get_user(caller, user_id))
 
     return router
 
@@ -211,20 +200,20 @@ def _refuser(allow: str) -> Callable[[], Awaitable[Response]]:
 
 
 @jwks_router.get("/.well-known/jwks.json", operation_id="jwks", responses=error_responses(503))
-async def jwks(service: Service, response: Response) -> JwksOut:
+async def jwks(context: Context, response: Response) -> JwksOut:
     """The public keys that verify access tokens (cache briefly; refetch on an unknown `kid`)."""
     response.headers["Cache-Control"] = "public, max-age=60"
-    return JwksOut.model_validate(service.jwks())
+    return JwksOut.model_validate(context.authenticator.jwks())
 
 
 def create_app(
-    service: AuthService,
+    context: AuthContext,
     *,
     settings: AuthSettings,
     readiness: Readiness,
     lifespan: Lifespan = None,
 ) -> FastAPI:
-    """The auth HTTP app around an already built `AuthService`."""
+    """The auth HTTP app around already built services (`rtm.auth.bootstrap` builds them)."""
     app = create_http_app(
         title="rtm auth",
         version="1.0.0",
@@ -233,7 +222,7 @@ def create_app(
         readiness=readiness,
         lifespan=lifespan,
     )
-    app.state.auth_service = service
+    app.state.auth = context
     users_router = _users_router(settings.search_default_limit, settings.search_max_limit)
     routers = (auth_router, users_router, jwks_router)
     for router in routers:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from rtm.auth.exceptions import InvalidInput
+from rtm.auth.domain.exceptions import InvalidInput
 
 USERNAME_RE = re.compile(r"[a-z0-9_.-]{3,32}")
 PREFIX_RE = re.compile(r"[a-z0-9_.-]{1,32}")
@@ -78,6 +78,14 @@ class Deletion:
     user: User
     newly_deleted: bool  # False: it was deleted already
     revoked: tuple[Session, ...]  # the live sessions this call ended
+
+
+@dataclass(frozen=True, slots=True)
+class SessionView:
+    """A session as its user sees it, marked when it is the caller's own."""
+
+    session: Session
+    current: bool
 
 
 class RevokeReason(StrEnum):

@@ -7,6 +7,7 @@ Exception tree:
         InvalidInput               -- validation_failed: a field breaks a rule (`field` names it)
         InvalidCredentials         -- unauthorized: unknown user or wrong password (one answer)
         InvalidRefreshToken        -- unauthorized: unknown, spent, expired or revoked
+          RefreshTokenReused       -- the same answer, for a spent token: its session was revoked
         UsernameTaken              -- already_exists: taken after normalisation
         NotFound                   -- not_found: no such user/session visible to the caller
         Throttled                  -- rate_limited: too many failures or sign-ups; `retry_after_ms`
@@ -38,6 +39,11 @@ class InvalidCredentials(AuthError):
 class InvalidRefreshToken(AuthError):
     def __init__(self) -> None:
         super().__init__(ErrorCode.UNAUTHORIZED, "invalid refresh token")
+
+
+class RefreshTokenReused(InvalidRefreshToken):
+    """A spent refresh token came back, and its session was ended for it. The client gets the
+    answer of any invalid refresh token; the type lets the edge count reuse apart."""
 
 
 class UsernameTaken(AuthError):

@@ -11,7 +11,6 @@ get INVALID_ARGUMENT (`MalformedRequestInterceptor`).
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 import logging
@@ -25,8 +24,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from rtm.auth.entrypoints.servicer import AuthServicer
 from rtm.auth.proto import auth_pb2, auth_pb2_grpc
-from rtm.auth.servicer import AuthServicer
 from rtm.shared.logging import bind_log_context, correlation_id
 
 logger = logging.getLogger(__name__)
@@ -36,18 +35,18 @@ Probe = Callable[[], Awaitable[bool]]
 
 
 class HealthReporter:
-    """Keeps the gRPC health status in line with a readiness probe."""
+    """Keeps the gRPC health status in line with a readiness probe (the composition root calls
+    `check_once` every few seconds)."""
 
-    def __init__(self, health: HealthServicer, probe: Probe, interval: float) -> None:
+    def __init__(self, health: HealthServicer, probe: Probe) -> None:
         self._health = health
         self._probe = probe
-        self._interval = interval
         self.serving = False
 
     async def check_once(self) -> bool:
         try:
             serving = await self._probe()
-        except Exception:  # a broken probe means not serving, and is worth a traceback
+        except Exception:  # last line of defence: a broken probe is NOT_SERVING, with a traceback
             logger.exception("health probe failed")
             serving = False
         status = (
@@ -61,11 +60,6 @@ class HealthReporter:
         for name in ("", SERVICE_NAME):
             await self._health.set(name, status)
         return serving
-
-    async def run(self) -> None:
-        while True:
-            await self.check_once()
-            await asyncio.sleep(self._interval)
 
 
 if TYPE_CHECKING:  # generic in the type stubs only

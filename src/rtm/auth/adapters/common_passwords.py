@@ -1,5 +1,5 @@
 """The shipped list of common and breached passwords that registration refuses (adapter: it reads
-package data; the rule itself is `rtm.auth.model.validate_password`).
+package data; the rule itself is `rtm.auth.domain.model.validate_password`).
 
 `data/common-passwords.txt.xz` holds ~200,000 lower-cased passwords of 8 bytes or more, sorted,
 one a line (~600 KB); `data/README.md` says where they come from and under which license, and

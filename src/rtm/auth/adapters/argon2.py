@@ -1,4 +1,4 @@
-"""Password hashing with argon2id, off the event loop.
+"""`PasswordHasher` with argon2id, off the event loop.
 
 argon2 is deliberately slow and memory-hard (~30 ms and 19 MiB per hash at OWASP's minimum), so
 every hash and verify runs in a small dedicated thread pool: the event loop keeps answering health
@@ -30,7 +30,7 @@ class Argon2Parameters:
     salt_len: int = 16
 
 
-class PasswordHasher:
+class Argon2PasswordHasher:
     """Hashes and verifies passwords on `workers` threads.
 
     Args:

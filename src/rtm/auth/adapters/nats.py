@@ -1,4 +1,4 @@
-"""Session revocations on NATS: the event producers and consumers act on within seconds.
+"""The NATS side of session revocations: the event producers and consumers act on within seconds.
 
 Each ended session is announced twice:
 
@@ -9,15 +9,15 @@ Each ended session is announced twice:
   while disconnected, reads the still-relevant revocations from there.
 
 The revocation itself is committed in PostgreSQL first; the event is best effort at that moment
-and the row stays `revocation_published = false` until both sends succeed. A relay loop retries
-those rows, so a NATS outage delays revocation events but never loses them.
+and the row stays `revocation_published = false` until both sends succeed. A relay loop
+(`rtm.auth.adapters.publishers.RevocationPublisher`) retries those rows, so a NATS outage delays
+revocation events but never loses them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 import nats
 from nats.aio.client import Client as NatsClient
@@ -25,9 +25,8 @@ from nats.js.api import KeyValueConfig
 from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
-from rtm.auth.exceptions import Unavailable
-from rtm.auth.ports import RevocationOutbox
-from rtm.shared.connect import NATS_FAILURES
+from rtm.auth.domain.exceptions import Unavailable
+from rtm.shared.connect import NATS_FAILURES, retry_forever
 from rtm.shared.contract import SESSION_REVOKED, SessionRevoked
 
 logger = logging.getLogger(__name__)
@@ -57,14 +56,13 @@ class NatsBus:
         return self._nc is not None and self._nc.is_connected
 
     async def connect_forever(self, *, max_backoff: float = 5.0) -> None:
-        delay = min(0.2, max_backoff)
-        while self._nc is None:
-            try:
-                self._nc = await self._connect(max_reconnect_attempts=-1)
-            except DELIVERY_ERRORS as exc:
-                logger.warning("NATS not reachable (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, max_backoff)
+        """Connect, retrying with capped backoff (`rtm.shared.connect.retry_forever`)."""
+        if self._nc is None:
+            self._nc = await retry_forever(
+                f"NATS at {','.join(self._servers)}",
+                lambda: self._connect(max_reconnect_attempts=-1),
+                cap=max_backoff,
+            )
         logger.info("connected to NATS")
 
     async def connect_briefly(self) -> bool:
@@ -129,49 +127,3 @@ class NatsBus:
 
     async def _on_reconnected(self) -> None:
         logger.info("NATS reconnected")
-
-
-class RevocationPublisher:
-    """`RevocationNotifier` that sends in the background and marks delivered rows.
-
-    Args:
-        bus: where events go.
-        outbox: where undelivered revocations are found and marked delivered.
-    """
-
-    def __init__(self, bus: NatsBus, outbox: RevocationOutbox) -> None:
-        self._bus = bus
-        self._outbox = outbox
-        self._tasks: set[asyncio.Task[Any]] = set()
-
-    def notify(self, event: SessionRevoked) -> None:
-        task = asyncio.get_running_loop().create_task(self._deliver(event))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def relay_once(self) -> int:
-        """Deliver what earlier attempts could not; returns how many were delivered."""
-        delivered = 0
-        for event in await self._outbox.unpublished_revocations():
-            if not await self._deliver(event):
-                break
-            delivered += 1
-        return delivered
-
-    async def drain(self) -> None:
-        """Wait for in-flight sends (shutdown)."""
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=5.0)
-
-    async def _deliver(self, event: SessionRevoked) -> bool:
-        try:
-            await self._bus.publish_revocation(event)
-            await self._outbox.mark_revocation_published(event.session_id)
-        except DELIVERY_ERRORS as exc:
-            logger.warning(
-                "revocation of session %s not delivered yet (%s); will retry",
-                event.session_id,
-                exc,
-            )
-            return False
-        return True

@@ -19,8 +19,8 @@ from typing import Any
 
 import asyncpg
 
-from rtm.auth.exceptions import UsernameTaken
-from rtm.auth.model import (
+from rtm.auth.domain.exceptions import UsernameTaken
+from rtm.auth.domain.model import (
     ClientInfo,
     Credentials,
     Deletion,

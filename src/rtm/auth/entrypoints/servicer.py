@@ -1,6 +1,7 @@
-"""gRPC entrypoint: `rtm.auth.v1.AuthService` over the application service.
+"""gRPC entrypoint: `rtm.auth.v1.AuthService` over auth's services (`AuthContext`).
 
-Each RPC converts its request to a call of `AuthService` and the result to its response; errors
+Each RPC converts its request to a service call and the result to its response, counting
+outcomes (`rtm.auth.entrypoints.metrics`) as the HTTP routes do; errors
 are translated once, in `_translated`: an `RtmError` becomes its status code (PROTOCOL.md §3),
 anything else is logged with the call's correlation id and answered INTERNAL, never UNKNOWN.
 Authenticated RPCs read `authorization: Bearer <token>` from the call metadata.
@@ -18,11 +19,17 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from rtm.auth.exceptions import InvalidInput
-from rtm.auth.model import ClientInfo, Grant, User
+from rtm.auth.domain.exceptions import InvalidInput
+from rtm.auth.domain.model import ClientInfo, Grant, RevokeReason, User
+from rtm.auth.entrypoints.deps import AuthContext
+from rtm.auth.entrypoints.metrics import (
+    count_revocation,
+    observe_login,
+    observe_refresh,
+    observe_registration,
+)
 from rtm.auth.proto import auth_pb2 as pb
 from rtm.auth.proto import auth_pb2_grpc as pb_grpc
-from rtm.auth.service import AuthService
 from rtm.shared.errors import ErrorCode, RtmError
 from rtm.shared.ids import new_id
 from rtm.shared.logging import context_field
@@ -132,40 +139,50 @@ def client_info(context: Context) -> ClientInfo:
 
 
 class AuthServicer(pb_grpc.AuthServiceServicer):
-    """`rtm.auth.v1.AuthService` on `AuthService`."""
+    """`rtm.auth.v1.AuthService` on auth's services."""
 
-    def __init__(self, service: AuthService) -> None:
-        self._service = service
+    def __init__(self, context: AuthContext) -> None:
+        self._accounts = context.accounts
+        self._logins = context.logins
+        self._sessions = context.sessions
+        self._authenticator = context.authenticator
 
     @_translated
     async def Register(self, request: pb.RegisterRequest, context: Context) -> pb.RegisterResponse:  # noqa: N802
         display_name = request.display_name if request.HasField("display_name") else None
-        user = await self._service.register(
-            request.username, request.password, display_name, client_info(context)
-        )
+        with observe_registration():
+            user = await self._accounts.register(
+                request.username, request.password, display_name, client_info(context)
+            )
         return pb.RegisterResponse(user=_user(user))
 
     @_translated
     async def Login(self, request: pb.LoginRequest, context: Context) -> pb.TokenGrant:  # noqa: N802
-        grant = await self._service.login(request.username, request.password, client_info(context))
+        with observe_login():
+            grant = await self._logins.login(
+                request.username, request.password, client_info(context)
+            )
         return _grant(grant)
 
     @_translated
     async def Refresh(self, request: pb.RefreshRequest, context: Context) -> pb.TokenGrant:  # noqa: N802
-        return _grant(await self._service.refresh(request.refresh_token, client_info(context)))
+        with observe_refresh():
+            grant = await self._sessions.refresh(request.refresh_token, client_info(context))
+        return _grant(grant)
 
     @_translated
     async def Logout(self, request: pb.LogoutRequest, context: Context) -> pb.LogoutResponse:  # noqa: N802
-        await self._service.logout(
+        ended = await self._sessions.logout(
             refresh_token=request.refresh_token or None, access_token=bearer_token(context)
         )
+        count_revocation(RevokeReason.LOGOUT, ended)
         return pb.LogoutResponse()
 
     @_translated
     async def ValidateToken(  # noqa: N802 - gRPC names
         self, request: pb.ValidateTokenRequest, context: Context
     ) -> pb.ValidateTokenResponse:
-        claims = await self._service.authenticate(request.access_token)
+        claims = await self._authenticator.authenticate(request.access_token)
         return pb.ValidateTokenResponse(
             user_id=str(claims.user_id),
             session_id=str(claims.session_id),
@@ -174,24 +191,24 @@ class AuthServicer(pb_grpc.AuthServiceServicer):
 
     @_translated
     async def GetUser(self, request: pb.GetUserRequest, context: Context) -> pb.GetUserResponse:  # noqa: N802
-        caller = await self._service.authenticate(bearer_token(context))
+        caller = await self._authenticator.authenticate(bearer_token(context))
         user_id = _uuid(request.user_id, "user_id") if request.user_id else None
-        return pb.GetUserResponse(user=_user(await self._service.get_user(caller, user_id)))
+        return pb.GetUserResponse(user=_user(await self._accounts.get_user(caller, user_id)))
 
     @_translated
     async def SearchUsers(  # noqa: N802 - gRPC names
         self, request: pb.SearchUsersRequest, context: Context
     ) -> pb.SearchUsersResponse:
-        caller = await self._service.authenticate(bearer_token(context))
-        users = await self._service.search_users(caller, request.query, request.limit or None)
+        caller = await self._authenticator.authenticate(bearer_token(context))
+        users = await self._accounts.search_users(caller, request.query, request.limit or None)
         return pb.SearchUsersResponse(users=[_user(user) for user in users])
 
     @_translated
     async def ListSessions(  # noqa: N802 - gRPC names
         self, request: pb.ListSessionsRequest, context: Context
     ) -> pb.ListSessionsResponse:
-        caller = await self._service.authenticate(bearer_token(context))
-        views = await self._service.list_sessions(caller)
+        caller = await self._authenticator.authenticate(bearer_token(context))
+        views = await self._sessions.list_sessions(caller)
         return pb.ListSessionsResponse(
             sessions=[
                 pb.Session(
@@ -211,10 +228,12 @@ class AuthServicer(pb_grpc.AuthServiceServicer):
     async def RevokeSession(  # noqa: N802 - gRPC names
         self, request: pb.RevokeSessionRequest, context: Context
     ) -> pb.RevokeSessionResponse:
-        caller = await self._service.authenticate(bearer_token(context))
-        await self._service.revoke_session(caller, _uuid(request.session_id, "session_id"))
+        caller = await self._authenticator.authenticate(bearer_token(context))
+        ended = await self._sessions.revoke_session(caller, _uuid(request.session_id, "session_id"))
+        count_revocation(RevokeReason.REVOKED, ended)
         return pb.RevokeSessionResponse()
 
     @_translated
     async def GetJwks(self, request: pb.GetJwksRequest, context: Context) -> pb.GetJwksResponse:  # noqa: N802
-        return pb.GetJwksResponse(keys=[pb.Jwk(**key) for key in self._service.jwks()["keys"]])
+        keys = self._authenticator.jwks()["keys"]
+        return pb.GetJwksResponse(keys=[pb.Jwk(**key) for key in keys])

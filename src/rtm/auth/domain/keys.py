@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from rtm.auth.ports import StoredKey
+from rtm.auth.domain.ports import StoredKey
 from rtm.shared.tokens import ALGORITHM
 
 _NONCE_BYTES = 12

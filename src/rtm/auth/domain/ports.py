@@ -1,8 +1,10 @@
-"""Ports of the auth service: what the application service needs from the outside world.
+"""Ports of the auth service: what its services need from the outside world.
 
-Adapters: `rtm.auth.store` (PostgreSQL) implements `AuthStore`, `ThrottleStore` and `KeyStore`;
-`rtm.auth.events` implements `RevocationNotifier` over NATS. Tests use in-memory fakes. Every
-method may raise `rtm.auth.exceptions.Unavailable` when its backing service cannot answer now.
+Adapters (`rtm.auth.adapters`): PostgreSQL implements `AuthStore` and `RevocationOutbox`
+(`postgres`), `KeyStore` (`key_store`) and `ThrottleStore` (`throttle_store`); NATS implements
+`RevocationNotifier` (`publishers`); argon2 implements `PasswordHasher` (`argon2`). Tests use
+in-memory fakes. Every method may raise `rtm.auth.domain.exceptions.Unavailable` when its backing
+service cannot answer now.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from rtm.auth.model import (
+from rtm.auth.domain.model import (
     ClientInfo,
     Credentials,
     Deletion,
@@ -22,7 +24,7 @@ from rtm.auth.model import (
     Session,
     User,
 )
-from rtm.auth.throttle import FailureRecord
+from rtm.auth.domain.throttle import FailureRecord
 from rtm.shared.contract import SessionRevoked
 
 
@@ -104,7 +106,7 @@ class RevocationOutbox(Protocol):
 
 
 class ThrottleStore(Protocol):
-    """Failure records of throttling keys (see `rtm.auth.throttle`)."""
+    """Failure records of throttling keys (see `rtm.auth.domain.throttle`)."""
 
     async def records(self, keys: Sequence[str]) -> dict[str, FailureRecord]: ...
 
@@ -116,7 +118,7 @@ class ThrottleStore(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class StoredKey:
-    """A signing key as stored: the private half encrypted (see `rtm.auth.keys.KeyCipher`)."""
+    """A signing key as stored: the private half encrypted (`rtm.auth.domain.keys.KeyCipher`)."""
 
     kid: str
     encrypted_private_key: bytes
@@ -147,3 +149,16 @@ class RevocationNotifier(Protocol):
 
     def notify(self, event: SessionRevoked) -> None:
         """Send in the background; must not raise. Undelivered events are retried later."""
+
+
+class PasswordHasher(Protocol):
+    """Slow, salted password hashing (argon2id in `rtm.auth.adapters.argon2`): never blocks the
+    event loop, and a missing account costs what a wrong password costs."""
+
+    async def hash(self, password: str) -> str: ...
+
+    async def verify(self, password_hash: str | None, password: str) -> bool:
+        """True when `password` matches; `None` (no such account) is always False, as slowly."""
+
+    def needs_rehash(self, password_hash: str) -> bool:
+        """The hash was made with other parameters than the current ones."""

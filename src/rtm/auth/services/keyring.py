@@ -1,8 +1,8 @@
 """The in-memory view of the signing keys one auth process signs and verifies with.
 
-See `rtm.auth.keys` for the lifecycle. `KeyRing` answers from memory (no database round trip per
-token); `reload`, `ensure` and `rotate_if_due` talk to the `KeyStore`, and the composition root
-calls them from a background loop.
+See `rtm.auth.domain.keys` for the lifecycle. `KeyRing` answers from memory (no database round
+trip per token); `reload`, `ensure`, `rotate` and `maintain` talk to the `KeyStore` port, and the
+composition root calls `maintain` from a background loop.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from datetime import datetime, timedelta
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from rtm.auth.exceptions import Unavailable
-from rtm.auth.keys import KeyCipher, KeyDecryptionError, SigningKey, new_stored_key, open_key
-from rtm.auth.ports import KeyStore
+from rtm.auth.domain.exceptions import Unavailable
+from rtm.auth.domain.keys import KeyCipher, KeyDecryptionError, SigningKey, new_stored_key, open_key
+from rtm.auth.domain.ports import KeyStore
 
 logger = logging.getLogger(__name__)
 

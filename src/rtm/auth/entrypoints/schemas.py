@@ -1,8 +1,9 @@
 """HTTP bodies of the auth front (pydantic lives here, at the edge, not in the domain).
 
 Limits here are shape limits that keep absurd input away from the service; the rules that matter
-(username charset, password bytes, common passwords) are enforced once, in `rtm.auth.model`, for
-both entrypoints. Bodies derive from `RequestBody`: an unknown field is a 422 naming it.
+(username charset, password bytes, common passwords) are enforced once, in
+`rtm.auth.domain.model`, for both entrypoints. Bodies derive from `RequestBody`: an unknown field
+is a 422 naming it.
 
 The JSON Schemas document those rules as far as JSON Schema can say them (checked by
 schemathesis, tests/integration/auth/test_openapi_contract.py): exactly for ASCII input; for other
@@ -17,12 +18,18 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_serializer
 
-from rtm.auth.model import DISPLAY_NAME_MAX, PASSWORD_MAX_BYTES, PASSWORD_MIN_BYTES, Grant, User
-from rtm.auth.service import SessionView
+from rtm.auth.domain.model import (
+    DISPLAY_NAME_MAX,
+    PASSWORD_MAX_BYTES,
+    PASSWORD_MIN_BYTES,
+    Grant,
+    SessionView,
+    User,
+)
 from rtm.shared.clock import format_time
 from rtm.shared.http import RequestBody
 
-# What `rtm.auth.model` accepts, said in JSON Schema (see the module docstring).
+# What `rtm.auth.domain.model` accepts, said in JSON Schema (see the module docstring).
 USERNAME_SCHEMA = {
     "type": "string",
     "pattern": "^[A-Za-z0-9_.-]{3,32}$",
