@@ -36,19 +36,29 @@ Probe = Callable[[], Awaitable[bool]]
 
 class HealthReporter:
     """Keeps the gRPC health status in line with a readiness probe (the composition root calls
-    `check_once` every few seconds)."""
+    `check_once` every few seconds).
 
-    def __init__(self, health: HealthServicer, probe: Probe) -> None:
+    One failed probe is not an outage: under load a PostgreSQL round trip can miss the check's
+    deadline once, and flipping to NOT_SERVING for it sends callers away for a whole interval
+    (a test saw exactly that on a busy machine). SERVING turns NOT_SERVING after `tolerate`
+    failed probes in a row; NOT_SERVING turns SERVING at the first good one.
+    """
+
+    def __init__(self, health: HealthServicer, probe: Probe, tolerate: int = 2) -> None:
         self._health = health
         self._probe = probe
+        self._tolerate = tolerate
+        self._failures = 0
         self.serving = False
 
     async def check_once(self) -> bool:
         try:
-            serving = await self._probe()
-        except Exception:  # last line of defence: a broken probe is NOT_SERVING, with a traceback
+            ok = await self._probe()
+        except Exception:  # last line of defence: a broken probe is a failure, with a traceback
             logger.exception("health probe failed")
-            serving = False
+            ok = False
+        self._failures = 0 if ok else self._failures + 1
+        serving = ok or (self.serving and self._failures < self._tolerate)
         status = (
             health_pb2.HealthCheckResponse.SERVING
             if serving
