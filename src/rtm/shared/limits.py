@@ -6,7 +6,6 @@ consumer apply the same ones to what their clients send.
 - `WindowCounter`: how many events in the last `window` seconds (protocol errors, floods).
 - `InboundLimits`: a WebSocket connection's rate, flood and protocol-error limits.
 - `Throttle`: at most one event per key per interval (typing indicators).
-- `RevokedSessions`: sessions auth revoked, remembered until their tokens have expired anyway.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable
-from typing import Generic, TypeVar, cast
+from typing import Generic, TypeVar
 
 Now = Callable[[], float]
 K = TypeVar("K", bound=Hashable)
@@ -173,34 +172,3 @@ class Throttle(Generic[K]):
         self._last.move_to_end(key)
         while len(self._last) > self._max_keys:
             self._last.popitem(last=False)
-
-
-class RevokedSessions(Generic[K]):
-    """Sessions whose tokens must be refused, each remembered for `ttl` seconds (longer than an
-    access token lives, after which its tokens fail on `exp` anyway)."""
-
-    def __init__(self, ttl: float, now: Now) -> None:
-        self._ttl = ttl
-        self._now = now
-        self._until: OrderedDict[K, float] = OrderedDict()
-
-    def add(self, session: K) -> None:
-        self._prune()
-        self._until[session] = self._now() + self._ttl
-        self._until.move_to_end(session)
-
-    def __contains__(self, session: object) -> bool:
-        until = self._until.get(cast(K, session))
-        return until is not None and until > self._now()
-
-    def _prune(self) -> None:
-        moment = self._now()
-        while self._until:
-            session, until = next(iter(self._until.items()))
-            if until > moment:
-                break
-            del self._until[session]
-
-    def __len__(self) -> int:
-        self._prune()
-        return len(self._until)

@@ -1,4 +1,4 @@
-"""Token bucket, windows, throttles and revocations, on an injected clock."""
+"""Token bucket, windows and throttles, on an injected clock."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import pytest
 from rtm.shared.limits import (
     InboundLimits,
     KeyedBuckets,
-    RevokedSessions,
     Throttle,
     TokenBucket,
     WindowCounter,
@@ -95,17 +94,6 @@ def test_throttle_allows_one_event_per_interval_per_key() -> None:
     assert throttle.ready("other")
     clock.advance(1.0)
     assert throttle.ready("k")
-
-
-def test_revoked_sessions_are_forgotten_after_their_ttl() -> None:
-    clock = FakeClock()
-    revoked: RevokedSessions[str] = RevokedSessions(60, clock.monotonic)
-    revoked.add("s1")
-    assert "s1" in revoked
-    assert "s2" not in revoked
-    clock.advance(61)
-    assert "s1" not in revoked
-    assert len(revoked) == 0
 
 
 def test_inbound_limits_refuse_past_the_burst_then_call_a_flood_and_a_broken_client() -> None:

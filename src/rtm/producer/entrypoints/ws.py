@@ -134,7 +134,7 @@ class ProducerConnection:
                 self._ws,
                 self._ctx.verifier,
                 settings.auth_timeout_s,
-                revoked=self._ctx.revoked.__contains__,
+                revoked=self._ctx.revoked.is_revoked,
             )
         except HandshakeFailed as exc:
             await self._end(exc.code, exc.reason)
