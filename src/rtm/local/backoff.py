@@ -13,6 +13,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from rtm.shared.backoff import ExponentialBackoff
+
 
 @dataclass(frozen=True, slots=True)
 class RestartPolicy:
@@ -50,10 +52,11 @@ class RestartPolicy:
         """
         if restart < 1:
             raise ValueError("restart numbers start at 1")
-        # min() before ** would overflow for large restart counts; the exponent is bounded.
-        exponent = min(restart - 1, 64)
-        base = min(self.cap, self.initial * self.factor**exponent)
-        return base * (1.0 - self.jitter * random())
+        # The jitter only shortens the delay, so that `cap` is the longest wait.
+        backoff = ExponentialBackoff(
+            self.initial, self.cap, self.factor, jitter=(1.0, 1.0 - self.jitter)
+        )
+        return backoff.delay(restart, random)
 
 
 @dataclass(slots=True)

@@ -18,6 +18,8 @@ import nats
 import nats.errors
 from nats.aio.client import Client as NatsClient
 
+from rtm.shared.backoff import ExponentialBackoff
+
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -28,10 +30,10 @@ NATS_FAILURES: tuple[type[BaseException], ...] = (nats.errors.Error, TimeoutErro
 
 def backoff_delays(base: float = 0.2, cap: float = 5.0) -> Callable[[int], float]:
     """Delay before attempt `n` (1-based): base·2ⁿ⁻¹ capped at `cap`, with ±25 % jitter."""
+    backoff = ExponentialBackoff(base, cap, jitter=(0.75, 1.25))
 
     def delay(attempt: int) -> float:
-        raw: float = min(cap, base * 2 ** (attempt - 1))
-        return raw * random.uniform(0.75, 1.25)  # noqa: S311 - jitter, not crypto
+        return backoff.delay(attempt, random.random)
 
     return delay
 
