@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from contextlib import AbstractAsyncContextManager
 
 import pytest
 
-from rtm.producer.domain.exceptions import TooManyInFlight
+from rtm.producer.domain.exceptions import Forbidden, TooManyInFlight
 from rtm.producer.domain.model import Ack, Conversation, ConversationKind, SendMessage
 from rtm.producer.services import MessageService, Result, SendPipeline
 from rtm.shared.errors import ErrorCode
@@ -165,3 +166,51 @@ async def test_a_bug_while_sending_is_logged_with_the_send_and_its_correlation_i
     [line] = [r for r in caplog.records if r.getMessage() == "unexpected error while sending"]
     assert getattr(line, "client_msg_id", None) == command.client_msg_id
     assert error.message.endswith(str(getattr(line, "cid", None)))
+
+
+class GatedSender:
+    """A send path whose checks finish when the test says so; records the publish order."""
+
+    def __init__(self) -> None:
+        self.checked: dict[uuid.UUID, asyncio.Event] = {}
+        self.published: list[uuid.UUID] = []
+
+    def command(self, refused: bool = False) -> SendMessage:
+        command = SendMessage(
+            uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), "refused" if refused else ""
+        )
+        self.checked[command.client_msg_id] = asyncio.Event()
+        return command
+
+    async def send(self, command: SendMessage, turn: AbstractAsyncContextManager[object]) -> Ack:
+        await self.checked[command.client_msg_id].wait()
+        if command.body == "refused":
+            raise Forbidden()
+        async with turn:
+            self.published.append(command.client_msg_id)
+        return Ack(
+            command.client_msg_id, uuid.uuid4(), len(self.published), False, FakeClock().now()
+        )
+
+
+async def test_a_send_checked_early_waits_for_the_earlier_sends_to_be_published() -> None:
+    """Checks overlap, publishes do not overtake: the second send's check finishing first
+    does not publish it before the first."""
+    sender = GatedSender()
+    pipeline = SendPipeline(sender, max_in_flight=8)
+    first, refused, third = sender.command(), sender.command(refused=True), sender.command()
+    for command in (first, refused, third):
+        pipeline.submit(command)
+    sender.checked[third.client_msg_id].set()
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert sender.published == []
+    sender.checked[first.client_msg_id].set()
+    sender.checked[refused.client_msg_id].set()
+    answers = pipeline.answers()
+    results = [await anext(answers) for _ in range(3)]
+    await answers.aclose()
+    await pipeline.close()
+    assert sender.published == [first.client_msg_id, third.client_msg_id]
+    assert [command for command, _ in results] == [first, refused, third]
+    assert isinstance(results[1][1], Forbidden)

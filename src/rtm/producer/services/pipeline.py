@@ -20,11 +20,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from typing import Protocol
 
 from rtm.producer.domain.exceptions import TooManyInFlight
 from rtm.producer.domain.model import Ack, SendMessage
-from rtm.producer.services.messages import MessageService
 from rtm.shared.errors import ErrorCode, RtmError
 from rtm.shared.ids import new_id
 
@@ -66,6 +67,15 @@ class _PublishTurn:
         self._done.set()
 
 
+class Sender(Protocol):
+    """What the pipeline needs of the send path (`MessageService`): a send that publishes
+    within `turn` and returns the ack, or raises an `RtmError` to answer with."""
+
+    async def send(
+        self, command: SendMessage, turn: AbstractAsyncContextManager[object]
+    ) -> Ack: ...
+
+
 @dataclass(slots=True)
 class _Sending:
     command: SendMessage
@@ -76,11 +86,11 @@ class SendPipeline:
     """The ordered send pipeline of one connection.
 
     Args:
-        service: the send path.
+        service: the send path (`MessageService`).
         max_in_flight: sends submitted and not yet answered; one more raises `TooManyInFlight`.
     """
 
-    def __init__(self, service: MessageService, *, max_in_flight: int) -> None:
+    def __init__(self, service: Sender, *, max_in_flight: int) -> None:
         self._service = service
         self._max_in_flight = max_in_flight
         self._sending: asyncio.Queue[_Sending] = asyncio.Queue()
