@@ -39,7 +39,7 @@ from rtm.producer.services import (
     ConversationService,
     MembershipService,
     MessageService,
-    SignalService,
+    TypingAndReadService,
 )
 from rtm.producer.settings import ProducerSettings
 from rtm.shared.clock import utcnow
@@ -50,6 +50,7 @@ from rtm.shared.contract import (
     ConversationEvent,
     SessionRevoked,
 )
+from rtm.shared.gc_tuning import tune_gc
 from rtm.shared.health import Readiness
 from rtm.shared.http import create_http_app
 from rtm.shared.ids import new_id
@@ -57,7 +58,6 @@ from rtm.shared.jetstream import stream_config
 from rtm.shared.limits import KeyedBuckets, Throttle
 from rtm.shared.postgres import PostgresDatabase
 from rtm.shared.revocation import REVOCATION_MEMORY_S, RevokedSessions, load_revoked
-from rtm.shared.runtime import tune_gc
 from rtm.shared.serving import uvicorn_edge_options
 from rtm.shared.tokens import JwksUnavailable, TokenVerifier
 from rtm.shared.ws import CloseCode
@@ -152,7 +152,7 @@ def build(settings: ProducerSettings, *, verifier: TokenVerifier | None = None) 
             now=utcnow,
             new_id=new_id,
         ),
-        signals=SignalService(
+        typing_and_reads=TypingAndReadService(
             membership,
             events,
             typing_throttle=Throttle(settings.typing_interval_s, monotonic),

@@ -87,7 +87,7 @@ async def test_non_member_and_missing_conversation_get_the_same_forbidden(world:
         await world.service.send(world.send(sender=world.eve))
     with pytest.raises(Forbidden) as missing:
         await world.service.send(world.send(conversation=uuid.uuid4()))
-    assert existing.value.to_dict() == missing.value.to_dict()
+    assert existing.value.to_wire() == missing.value.to_wire()
     assert world.publisher.submitted == []
 
 

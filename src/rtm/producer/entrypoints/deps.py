@@ -16,7 +16,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 
 from rtm.producer.entrypoints.connections import ConnectionRegistry
-from rtm.producer.services import ConversationService, MessageService, SignalService
+from rtm.producer.services import ConversationService, MessageService, TypingAndReadService
 from rtm.producer.settings import ProducerSettings
 from rtm.shared.limits import KeyedBuckets
 from rtm.shared.revocation import RevokedSessions
@@ -30,7 +30,7 @@ class ProducerContext:
     settings: ProducerSettings
     messages: MessageService
     conversations: ConversationService
-    signals: SignalService
+    typing_and_reads: TypingAndReadService
     verifier: TokenVerifier
     connections: ConnectionRegistry
     revoked: RevokedSessions

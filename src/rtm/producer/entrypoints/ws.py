@@ -301,11 +301,13 @@ class ProducerConnection:
             self._received.append(received)
         elif kind == "typing":
             typing = validate_frame(TypingFrame, frame)
-            self._spawn(self._ctx.signals.typing(self.user_id, typing.conversation_id))
+            self._spawn(self._ctx.typing_and_reads.typing(self.user_id, typing.conversation_id))
         elif kind == "read":
             read = validate_frame(ReadFrame, frame)
             validate_read_seq(read.seq)
-            self._spawn(self._ctx.signals.read(self.user_id, read.conversation_id, read.seq))
+            self._spawn(
+                self._ctx.typing_and_reads.read(self.user_id, read.conversation_id, read.seq)
+            )
         elif kind == "auth":
             await self._reauthenticate(validate_frame(AuthFrame, frame).token)
 
@@ -349,7 +351,7 @@ class ProducerConnection:
             SENDS.labels("ws", "duplicate" if result.duplicate else "accepted").inc()
             if not result.duplicate:
                 MESSAGES_PUBLISHED.labels("ws").inc()
-            self._emit(result.to_dict())
+            self._emit(result.to_wire())
             if received is not None:
                 ACK_LATENCY.labels("ws").observe(self._ctx.monotonic() - received)
         else:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
@@ -122,7 +122,7 @@ class SendPipeline:
         finally:
             turn.end()
 
-    async def answers(self) -> AsyncIterator[tuple[SendMessage, Result]]:
+    async def answers(self) -> AsyncGenerator[tuple[SendMessage, Result], None]:
         """Each submitted send with its ack or error, in submission order, for ever (sends
         cancelled by `close` get no answer)."""
         while True:
