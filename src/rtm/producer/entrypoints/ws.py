@@ -332,7 +332,7 @@ class ProducerConnection:
             await work
         except RtmError as exc:
             self._error(exc, None)
-        except Exception as exc:
+        except Exception as exc:  # last line of defence of a side task: logged, answered
             self._error(internal_error(exc, "handling a frame"), None)
 
     # -- outbound --------------------------------------------------------------------------
