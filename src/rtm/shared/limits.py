@@ -3,7 +3,8 @@ consumer apply the same ones to what their clients send.
 
 - `TokenBucket`: frames per second with bursts (PROTOCOL.md §5: 20/s, bursts of 40).
 - `KeyedBuckets`: one bucket per key (user) with a bounded number of keys, for HTTP sends.
-- `WindowCounter`: how many events in the last `window` seconds (protocol errors, floods).
+- `SlidingWindow`, `WindowCounter`: how many events in the last `window` seconds (protocol
+  errors, floods; the local supervisor's crashes).
 - `InboundLimits`: a WebSocket connection's rate, flood and protocol-error limits.
 - `Throttle`: at most one event per key per interval (typing indicators).
 """
@@ -76,22 +77,44 @@ class KeyedBuckets(Generic[K]):
         return len(self._buckets)
 
 
-class WindowCounter:
-    """Counts events in a sliding window of `window` seconds; `exceeded` at `limit` events."""
+class SlidingWindow:
+    """The events of the last `window` seconds, at moments the caller gives (its own clock); an
+    event `window` seconds old no longer counts."""
 
-    def __init__(self, limit: int, window: float, now: Now) -> None:
-        self._limit = limit
+    __slots__ = ("_events", "_window")
+
+    def __init__(self, window: float) -> None:
         self._window = window
-        self._now = now
         self._events: deque[float] = deque()
 
-    def add(self) -> bool:
-        """Record one event; True when this makes `limit` events within the window."""
-        moment = self._now()
+    def add(self, moment: float) -> int:
+        """Record one event at `moment`; returns how many fall within the window ending then."""
         self._events.append(moment)
         while self._events and self._events[0] <= moment - self._window:
             self._events.popleft()
-        return len(self._events) >= self._limit
+        return len(self._events)
+
+    def clear(self) -> None:
+        self._events.clear()
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+
+class WindowCounter:
+    """Counts events in a sliding window of `window` seconds of `now`; `add` says when they
+    reach `limit`."""
+
+    __slots__ = ("_events", "_limit", "_now")
+
+    def __init__(self, limit: int, window: float, now: Now) -> None:
+        self._limit = limit
+        self._now = now
+        self._events = SlidingWindow(window)
+
+    def add(self) -> bool:
+        """Record one event; True when this makes `limit` events within the window."""
+        return self._events.add(self._now()) >= self._limit
 
     def __len__(self) -> int:
         return len(self._events)

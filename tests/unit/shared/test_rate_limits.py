@@ -7,6 +7,7 @@ import pytest
 from rtm.shared.limits import (
     InboundLimits,
     KeyedBuckets,
+    SlidingWindow,
     Throttle,
     TokenBucket,
     WindowCounter,
@@ -113,3 +114,12 @@ def test_inbound_limits_refuse_past_the_burst_then_call_a_flood_and_a_broken_cli
     clock.advance(1.0)
     assert limits.take() is None
     assert [limits.broken(), limits.broken()] == [False, True]
+
+
+def test_sliding_window_forgets_an_event_as_it_turns_window_seconds_old() -> None:
+    """On the caller's clock: an event `window` seconds old no longer counts; clear forgets all."""
+    window = SlidingWindow(60.0)
+    assert [window.add(0.0), window.add(30.0), window.add(59.9)] == [1, 2, 3]
+    assert window.add(60.0) == 3
+    window.clear()
+    assert len(window) == 0
