@@ -69,7 +69,7 @@ async def retry_forever(
                 what,
                 reason,
                 wait,
-                exc_info=not isinstance(exc, _OUTAGES),
+                exc_info=None if isinstance(exc, _OUTAGES) else exc,
             )
             await asyncio.sleep(wait)
         else:
