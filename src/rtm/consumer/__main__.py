@@ -10,8 +10,8 @@ import uvicorn
 from rtm.consumer.bootstrap import create_app
 from rtm.consumer.entrypoints.ws import ws_protocol
 from rtm.consumer.settings import ConsumerSettings
+from rtm.shared.gc_tuning import tune_gc
 from rtm.shared.logging import setup_logging
-from rtm.shared.runtime import tune_gc
 from rtm.shared.serving import uvicorn_edge_options
 
 

@@ -47,7 +47,7 @@ from rtm.shared.health import Readiness
 from rtm.shared.http import create_http_app
 from rtm.shared.jetstream import ensure_stream
 from rtm.shared.postgres import PostgresDatabase
-from rtm.shared.revocation import RevokedSessions, load_revoked
+from rtm.shared.revocation import REVOCATION_MEMORY_S, RevokedSessions, load_revoked
 from rtm.shared.tokens import TokenVerifier
 from rtm.shared.ws import CloseCode
 
@@ -269,7 +269,7 @@ def create_app(settings: ConsumerSettings) -> FastAPI:
     app.state.verifier = verifier
     app.state.reads = None
     app.state.events = None
-    app.state.revoked = RevokedSessions()
+    app.state.revoked = RevokedSessions(REVOCATION_MEMORY_S, time.monotonic)
     app.state.monotonic = time.monotonic  # the clock of the inbound rate limits
     app.include_router(http.create_router(settings))
     app.include_router(ws.router)

@@ -64,6 +64,9 @@ OUTAGES: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,  # connection closed under us
     asyncpg.exceptions.InternalClientError,  # protocol upset by a FATAL error it did not expect
 )
+# What a statement on a plain asyncpg connection raises when it cannot be answered: an outage,
+# or any error the server answers (while it shuts down or starts, say).
+POSTGRES_FAILURES: tuple[type[BaseException], ...] = (*OUTAGES, asyncpg.PostgresError)
 
 
 async def keep_session(_: asyncpg.Connection) -> None:
@@ -159,13 +162,15 @@ class PostgresDatabase:
         except OUTAGES as exc:
             raise self._unavailable("the database is unavailable") from exc
         self._pool = pool
+        answered = False
         try:
             async with self.connection() as conn:  # the pool alone connects to nothing
                 await conn.fetchval("SELECT 1")
-        except BaseException:
-            self._pool = None
-            pool.terminate()
-            raise
+            answered = True
+        finally:
+            if not answered:  # whatever stopped it (an outage, a cancelled start): no pool
+                self._pool = None
+                pool.terminate()
         self.ready.set()
 
     @asynccontextmanager

@@ -108,7 +108,7 @@ async def test_non_members_cannot_add_and_missing_conversations_answer_alike(
         await world.service.add_member(world.carol, conversation, world.carol)
     with pytest.raises(Forbidden) as missing:
         await world.service.add_member(world.carol, uuid.uuid4(), world.carol)
-    assert not_member.value.to_dict() == missing.value.to_dict()
+    assert not_member.value.to_wire() == missing.value.to_wire()
 
 
 async def test_direct_conversations_take_no_new_members(world: World) -> None:

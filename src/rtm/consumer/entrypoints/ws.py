@@ -46,10 +46,10 @@ from rtm.consumer.services import ReadService
 from rtm.consumer.settings import ConsumerSettings
 from rtm.shared.clock import utcnow
 from rtm.shared.errors import ErrorCode, RtmError
-from rtm.shared.fastws import PicowsSocket, picows_protocol
 from rtm.shared.frames import PONG
 from rtm.shared.limits import Now
 from rtm.shared.logging import context_field
+from rtm.shared.picows_server import PicowsSocket, picows_protocol
 from rtm.shared.tokens import AccessClaims, TokenError, TokenVerifier
 from rtm.shared.ws import (
     CloseCode,
@@ -355,7 +355,7 @@ async def consumer_socket(websocket: WebSocket) -> None:
 
 def ws_protocol(app: FastAPI, settings: ConsumerSettings) -> type:
     """uvicorn's `ws=` for the consumer: `/v1/ws` on picows, on the HTTP API's port (see
-    `rtm.shared.fastws` and docs/architecture.md, "The WebSocket stack")."""
+    `rtm.shared.picows_server` and docs/architecture.md, "The WebSocket stack")."""
 
     def route(request: picows.WSUpgradeRequest) -> PicowsSocket | None:
         if request.path.split(b"?", 1)[0] != b"/v1/ws":

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from rtm.shared import runtime
+from rtm.shared import gc_tuning
 
 
 @pytest.fixture
@@ -20,7 +20,7 @@ def restored_gc() -> Iterator[None]:
 
 
 def collections_observed(generation: int) -> float:
-    for metric in runtime.GC_PAUSES.collect():
+    for metric in gc_tuning.GC_PAUSES.collect():
         for sample in metric.samples:
             if sample.name.endswith("_count") and sample.labels == {"generation": str(generation)}:
                 return sample.value
@@ -32,7 +32,7 @@ def test_tune_gc_raises_the_young_threshold_freezes_and_times_collections(
 ) -> None:
     before = collections_observed(2)
 
-    runtime.tune_gc(12_345)
+    gc_tuning.tune_gc(12_345)
 
     assert gc.get_threshold()[0] == 12_345
     assert gc.get_freeze_count() > 0

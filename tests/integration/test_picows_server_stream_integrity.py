@@ -1,4 +1,4 @@
-"""`rtm.shared.fastws` on uvloop, as the consumer runs it: a reader that reads nothing while
+"""`rtm.shared.picows_server` on uvloop, as the consumer runs it: a reader that reads nothing while
 frames of every size pile up gets them all intact, in order, then an intact 4008 close.
 
 This is issue #10 without the consumer around it: picows writes a frame over 8 KiB from a
@@ -17,7 +17,7 @@ import picows
 import pytest
 from fastapi import FastAPI
 
-from rtm.shared.fastws import CLOSE_LINGER_S, PicowsSocket, picows_protocol
+from rtm.shared.picows_server import CLOSE_LINGER_S, PicowsSocket, picows_protocol
 from rtm.shared.ws import Outbox
 from tests.support.uvloop_server import running_on_uvloop
 from tests.support.wsstream import CLOSE, TEXT, SlowReader

@@ -101,7 +101,7 @@ class PicowsSocket(picows.WSListener):
     async def _serve(self) -> None:
         try:
             await self._handler(self)
-        except Exception:
+        except Exception:  # last line of defence of the session task
             logger.exception("WebSocket session failed")
             self.close_now(1011, "internal error")
         finally:

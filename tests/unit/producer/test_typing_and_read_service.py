@@ -9,7 +9,7 @@ import pytest
 
 from rtm.producer.domain.exceptions import Forbidden, ValidationFailed
 from rtm.producer.domain.model import Conversation, ConversationKind
-from rtm.producer.services import SignalService
+from rtm.producer.services import TypingAndReadService
 from rtm.shared.limits import Throttle
 from tests.support.clock import FakeClock
 from tests.support.producer_fakes import (
@@ -26,7 +26,7 @@ class World:
         self.repository = InMemoryConversationRepository()
         self.events = FakeEventPublisher()
         self.membership = membership_for(self.repository, self.clock)
-        self.service = SignalService(
+        self.service = TypingAndReadService(
             self.membership,
             self.events,
             typing_throttle=Throttle(1.0, self.clock.monotonic),

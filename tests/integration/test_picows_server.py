@@ -1,4 +1,4 @@
-"""picows inside uvicorn (`rtm.shared.fastws`): one port serves the HTTP API and `/v1/ws`.
+"""picows inside uvicorn (`rtm.shared.picows_server`): one port serves the HTTP API and `/v1/ws`.
 
 A real uvicorn server (uvloop) with a small echo endpoint, driven by the `websockets` client: the
 WebSocket rules the consumer relies on hold on this stack too.
@@ -16,7 +16,7 @@ import websockets
 from fastapi import FastAPI
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from rtm.shared.fastws import PicowsSocket, picows_protocol
+from rtm.shared.picows_server import PicowsSocket, picows_protocol
 from rtm.shared.ws import Outbox
 from tests.support.asgi import running
 

@@ -13,7 +13,7 @@ from rtm.producer.services.membership import MembershipService
 from rtm.shared.limits import Throttle
 
 
-class SignalService:
+class TypingAndReadService:
     """`typing` is ephemeral and throttled per (user, conversation): extra typing frames within
     the interval are dropped silently, since clients send one per keystroke. `read` is published
     for the consumer to store (monotonically) and fan out.

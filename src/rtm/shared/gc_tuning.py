@@ -1,4 +1,5 @@
-"""Process-wide tuning the services apply once, before they serve."""
+"""Garbage-collector tuning the services apply once, before they serve: raised thresholds, start-up
+objects frozen, and every collection's pause measured (`rtm_gc_pause_seconds`)."""
 
 from __future__ import annotations
 
