@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from rtm.shared.revocation import RevokedSessions
-from tests.support.producer_fakes import FakeClock
+from tests.support.clock import FakeClock
 
 
 def test_revoked_sessions_are_forgotten_after_their_ttl() -> None:
