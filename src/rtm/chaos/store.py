@@ -15,7 +15,7 @@ import asyncpg
 
 from rtm.chaos.checker import Stored
 from rtm.chaos.errors import ChaosError
-from rtm.shared.postgres import POSTGRES_FAILURES
+from rtm.shared.postgres import POSTGRES_FAILURES, tls_options
 
 QUERY_TIMEOUT_S = 3.0
 FINAL_READ_TIMEOUT_S = 60.0
@@ -30,7 +30,7 @@ async def _fetch(
     send a cancel request, which a frozen PostgreSQL leaves hanging past the run. The socket is
     closed instead (`terminate`), and the server drops the query when it wakes up.
     """
-    connection = await asyncpg.connect(database_url, timeout=timeout)
+    connection = await asyncpg.connect(database_url, timeout=timeout, **tls_options(database_url))
     try:
         fetching = asyncio.ensure_future(connection.fetch(query, list(conversations)))
         fetching.add_done_callback(_consume)
