@@ -24,10 +24,10 @@ import websockets
 from fastapi import WebSocket
 from prometheus_client import REGISTRY
 
-from rtm.shared.fastws import PicowsSocket, picows_protocol
 from rtm.shared.health import Readiness
 from rtm.shared.http import create_http_app
 from rtm.shared.logging import setup_logging
+from rtm.shared.picows_server import PicowsSocket, picows_protocol
 from rtm.shared.serving import uvicorn_edge_options
 from rtm.shared.settings import CommonSettings
 from tests.support.asgi import running
@@ -50,7 +50,7 @@ async def picows_echo(socket: PicowsSocket) -> None:
 
 
 def picows_ws_protocol(app: Any, settings: CommonSettings) -> type:
-    """The consumer's WebSocket stack: picows inside uvicorn (rtm.shared.fastws)."""
+    """The consumer's WebSocket stack: picows inside uvicorn (rtm.shared.picows_server)."""
 
     def route(request: picows.WSUpgradeRequest) -> PicowsSocket:
         return PicowsSocket(request, picows_echo, app=app, max_message_bytes=1024)

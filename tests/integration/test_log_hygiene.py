@@ -20,7 +20,7 @@ import httpx
 import pytest
 import websockets
 
-from rtm.auth.bootstrap import AuthRuntime
+from rtm.auth.bootstrap import build
 from rtm.consumer.bootstrap import create_app as create_consumer_app
 from rtm.consumer.settings import ConsumerSettings
 from rtm.producer.bootstrap import create_app as create_producer_app
@@ -53,7 +53,7 @@ async def logs(caplog: pytest.LogCaptureFixture) -> AsyncIterator[pytest.LogCapt
 async def system(
     logs: pytest.LogCaptureFixture, database_url: str, nats_url: str
 ) -> AsyncIterator[Urls]:
-    auth = AuthRuntime(make_settings(database_url, nats_url))
+    auth = build(make_settings(database_url, nats_url))
     await auth.start()
     try:
         await auth.wait_ready()

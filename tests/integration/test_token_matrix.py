@@ -50,9 +50,9 @@ from nats.aio.msg import Msg
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from rtm.auth.bootstrap import AuthRuntime
-from rtm.auth.model import ClientInfo
-from rtm.auth.tokens import new_refresh_token
+from rtm.auth.bootstrap import Auth, build
+from rtm.auth.domain.model import ClientInfo
+from rtm.auth.domain.tokens import new_refresh_token
 from rtm.consumer import bootstrap as consumer_bootstrap
 from rtm.consumer.entrypoints import ws as consumer_ws
 from rtm.consumer.settings import ConsumerSettings
@@ -194,11 +194,9 @@ def jwks_url(tokens: TokenFactory) -> Iterator[str]:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def auth(
-    database_url_for_module: str, nats_for_module: EmbeddedNats
-) -> AsyncIterator[AuthRuntime]:
+async def auth(database_url_for_module: str, nats_for_module: EmbeddedNats) -> AsyncIterator[Auth]:
     """Auth on the module's database and NATS: the deleted user's account and its deletion."""
-    runtime = AuthRuntime(make_settings(database_url_for_module, nats_for_module.url))
+    runtime = build(make_settings(database_url_for_module, nats_for_module.url))
     await runtime.start(serve_http=False)
     await runtime.wait_ready()
     yield runtime
@@ -211,7 +209,7 @@ async def system(
     nats_for_module: EmbeddedNats,
     jwks_url: str,
     tokens: TokenFactory,
-    auth: AuthRuntime,
+    auth: Auth,
 ) -> AsyncIterator[System]:
     # Many conversations of one user: the throttle of conversation commands out of the way.
     producer_settings = settings_for(
@@ -241,8 +239,10 @@ async def system(
         user, bystander = uuid.uuid4(), uuid.uuid4()
         register_users(database_url_for_module, [user, bystander])
         session, revoked = uuid.uuid4(), uuid.uuid4()
-        friend = (await auth.service.register("friend", "password-1", None)).id
-        friend_session = (await auth.service.login("friend", "password-1", CLIENT)).session_id
+        friend = (await auth.context.accounts.register("friend", "password-1", None)).id
+        friend_session = (
+            await auth.context.logins.login("friend", "password-1", CLIENT)
+        ).session_id
         headers = bearer(tokens.token(user, session))
         direct = await create_conversation(producer, headers, "direct", friend)
         group = await create_conversation(producer, headers, "group", friend, bystander)
@@ -286,9 +286,7 @@ async def revoke(
     await until_refused(producer, consumer, token, within=10, before_each_try=publish)
 
 
-async def delete(
-    auth: AuthRuntime, producer: str, consumer: str, token: str, user: uuid.UUID
-) -> None:
+async def delete(auth: Auth, producer: str, consumer: str, token: str, user: uuid.UUID) -> None:
     """Delete the user through auth while `token` holds an accepted socket on each service: the
     revocations auth publishes close both (4503) and make new handshakes fail (4503) within 5 s."""
     async with connected(producer, bearer(token)) as one, connected(consumer, bearer(token)) as two:
@@ -297,7 +295,7 @@ async def delete(
                 await ws.send(json.dumps({"type": "ping"}))
                 while json.loads(await ws.recv())["type"] != "pong":
                     pass
-        deletion = await auth.service.delete_user(user)
+        deletion = await auth.context.accounts.delete_user(user)
         assert len(deletion.revoked) == 1
         async with asyncio.timeout(5):
             assert [await close_code(one), await close_code(two)] == [4503, 4503]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime
 
 from rtm.producer.domain.exceptions import Unavailable, UnknownUsers
 from rtm.producer.domain.membership import CheckEvent, Cooldown, MembershipCache
@@ -20,23 +20,7 @@ from rtm.producer.domain.model import (
 )
 from rtm.producer.services.membership import MembershipService
 from rtm.shared.contract import AcceptedMessage, msg_id_header
-
-
-@dataclass
-class FakeClock:
-    """Both clocks the producer uses, moved by hand: `monotonic()` seconds and `now()`."""
-
-    seconds: float = 1000.0
-    start: datetime = field(default_factory=lambda: datetime(2026, 11, 24, 1, 2, 3, tzinfo=UTC))
-
-    def monotonic(self) -> float:
-        return self.seconds
-
-    def now(self) -> datetime:
-        return self.start + timedelta(seconds=self.seconds)
-
-    def advance(self, seconds: float) -> None:
-        self.seconds += seconds
+from tests.support.clock import FakeClock
 
 
 class InMemoryConversationRepository:

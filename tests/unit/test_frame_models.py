@@ -75,8 +75,8 @@ def _rate_limited() -> RtmError:
 
 
 PRODUCER_FRAMES: dict[str, tuple[type[BaseModel], Frame]] = {
-    "ack": (producer.AckOut, Ack(USER, PEER, 7, False, AT).to_dict()),
-    "ack duplicate": (producer.AckOut, Ack(USER, PEER, 7, True, AT).to_dict()),
+    "ack": (producer.AckOut, Ack(USER, PEER, 7, False, AT).to_wire()),
+    "ack duplicate": (producer.AckOut, Ack(USER, PEER, 7, True, AT).to_wire()),
     "error with field": (producer.ErrorFrame, producer.error_frame(_validation_error(), "x")),
     "error with retry": (producer.ErrorFrame, producer.error_frame(_rate_limited(), None)),
     "error plain": (
@@ -108,13 +108,13 @@ CONSUMER_FRAMES: dict[str, tuple[type[BaseModel], Frame]] = {
     **{
         f"conversation {event}": (
             consumer.ConversationFrame,
-            consumer.conversation_frame(event, _snapshot().to_dict()),
+            consumer.conversation_frame(event, _snapshot().to_wire()),
         )
         for event in CONVERSATION_EVENT_KINDS
     },
     "conversation direct": (
         consumer.ConversationFrame,
-        consumer.conversation_frame("created", _snapshot("direct", None).to_dict()),
+        consumer.conversation_frame("created", _snapshot("direct", None).to_wire()),
     ),
     "error with field": (consumer.ErrorFrame, consumer.error_frame(_validation_error())),
     "error with retry": (consumer.ErrorFrame, consumer.error_frame(_rate_limited(), "r")),

@@ -10,21 +10,19 @@ excepted), and a request body, if any, with an example.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any, cast
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from fastapi.utils import generate_unique_id
 
-from rtm.auth.http import create_app as create_auth_app
-from rtm.auth.service import AuthService
+from rtm.auth.bootstrap import create_app as create_auth_app
 from rtm.auth.settings import AuthSettings
 from rtm.consumer.bootstrap import create_app as create_consumer_app
 from rtm.consumer.settings import ConsumerSettings
 from rtm.producer.bootstrap import create_app as create_producer_app
 from rtm.producer.settings import ProducerSettings
-from rtm.shared.health import Readiness
 
 METHODS = ("get", "put", "post", "delete", "patch", "options", "head")
 # Operational routes every service has; they answer plain JSON or text, not the error envelope.
@@ -33,9 +31,7 @@ DOCS_PREFIX = "/v1/asyncapi"
 
 
 def auth_app() -> FastAPI:
-    # The HTTP front only keeps the service for its handlers; the document does not need one.
-    settings = AuthSettings(env="test", key_secret="docs-test-secret-0123456789abcdef")
-    return create_auth_app(cast(AuthService, object()), settings=settings, readiness=Readiness())
+    return create_auth_app(AuthSettings(env="test", key_secret="docs-test-secret-0123456789abcdef"))
 
 
 def producer_app() -> FastAPI:

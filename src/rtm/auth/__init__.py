@@ -1,19 +1,13 @@
-"""The auth service: accounts, sessions and tokens (PROTOCOL.md §3).
+"""The auth service: accounts, sessions and tokens (PROTOCOL.md §3), in four layers.
 
-Flat package, one noun per module:
-
-    settings     AuthSettings (env RTM_AUTH_*, RTM_TOKEN_ISSUER, the common RTM_*)
-    model        domain dataclasses and input rules (usernames, passwords)
-    exceptions   the AuthError tree
-    ports        Protocols the service needs (stores, revocation notifier)
-    service      AuthService: every use case, for both entrypoints
-    passwords    argon2id off the event loop
-    throttle     login throttling rules
-    tokens       signing access tokens, minting refresh tokens
-    keys         Ed25519 keys, encryption at rest, JWKs;  keyring: the in-memory key set
-    database     the asyncpg pool;  store, store_keys: PostgreSQL adapters
-    events       revocation events on NATS (core subject + KV bucket) with an outbox relay
-    servicer     gRPC entrypoint;  server: gRPC server with health and reflection
-    http         HTTP entrypoint (FastAPI);  schemas: its bodies
-    bootstrap    composition root (AuthRuntime);  __main__: `rtm-auth`
+domain/       pure: model and input rules, exceptions, ports (Protocols), policy, and the
+              rules of login throttling, tokens and signing keys
+services/     use cases both entrypoints drive: accounts, login, sessions, authentication,
+              grants, the key ring
+adapters/     PostgreSQL stores (accounts and sessions, signing keys, throttle records),
+              NATS revocation events, argon2, the shipped common-password list
+entrypoints/  gRPC servicer and server, HTTP front and its bodies, deps, metrics
+settings      AuthSettings (env RTM_AUTH_*, RTM_TOKEN_ISSUER, the common RTM_*)
+bootstrap     the composition root (`build`, `create_app`, `serve`);  __main__: `rtm-auth`
+proto/        generated gRPC stubs (scripts/gen_proto.py)
 """

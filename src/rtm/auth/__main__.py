@@ -20,8 +20,8 @@ import sys
 
 from pydantic import ValidationError
 
-from rtm.auth.bootstrap import AuthRuntime, serve
-from rtm.auth.exceptions import NotFound
+from rtm.auth.bootstrap import build, serve
+from rtm.auth.domain.exceptions import NotFound
 from rtm.auth.settings import AuthSettings
 from rtm.shared.logging import setup_logging
 
@@ -37,43 +37,42 @@ async def _serve_until_signalled(settings: AuthSettings) -> None:
 
 
 async def _rotate_key(settings: AuthSettings) -> str:
-    runtime = AuthRuntime(settings)
+    auth = build(settings)
     try:
-        await runtime.db.open()
-        await runtime.keys.ensure()
-        kid = await runtime.keys.rotate()
+        await auth.db.open()
+        await auth.keys.ensure()
+        kid = await auth.keys.rotate()
         assert kid is not None  # a forced rotation always stores its key
         return kid
     finally:
-        await runtime.db.close()
-        runtime.hasher.close()
+        await auth.db.close()
+        auth.hasher.close()
 
 
 async def _delete_user(settings: AuthSettings, reference: str) -> int:
     """Delete the account and publish its revocations; when NATS cannot be reached now, the
     running auth service's relay publishes them (the rows stay `revocation_published = false`)."""
-    runtime = AuthRuntime(settings)
+    auth = build(settings)
+    accounts = auth.context.accounts
     try:
-        await runtime.db.open()
-        await runtime.bus.connect_briefly()
+        await auth.db.open()
+        await auth.bus.connect_briefly()
         try:
-            deletion = await runtime.service.delete_user(
-                await runtime.service.user_id_of(reference)
-            )
+            deletion = await accounts.delete_user(await accounts.user_id_of(reference))
         except NotFound:
             print(f"rtm-auth: no such user: {reference}", file=sys.stderr)
             return 1
-        await runtime.publisher.drain()
+        await auth.publisher.drain()
         revoked = {session.id for session in deletion.revoked}
         pending = [
             event
-            for event in await runtime.store.unpublished_revocations(limit=len(revoked) + 100)
+            for event in await auth.store.unpublished_revocations(limit=len(revoked) + 100)
             if event.session_id in revoked
         ]
     finally:
-        await runtime.bus.close()
-        await runtime.db.close()
-        runtime.hasher.close()
+        await auth.bus.close()
+        await auth.db.close()
+        auth.hasher.close()
     user = deletion.user
     state = "deleted" if deletion.newly_deleted else "was already deleted"
     print(f"user {user.username} ({user.id}) {state}; {len(revoked)} sessions revoked")

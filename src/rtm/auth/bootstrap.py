@@ -1,10 +1,13 @@
-"""Composition root of the auth process: builds every part from `AuthSettings` and runs them.
+"""The auth process's one composition root: settings in, a running service out.
 
-Start order is chosen so that auth never dies of a missing dependency: the gRPC and HTTP servers
-listen at once (answering UNAVAILABLE / 503 and reporting not ready), while background tasks
-connect to PostgreSQL (applying migrations, loading or creating the signing key) and to NATS,
-retrying with backoff. Once up, the loops keep the signing keys fresh, relay revocation events
-NATS missed, and keep gRPC health in line with readiness.
+`build(settings)` wires adapters into services and services into both entrypoints (gRPC and
+HTTP), without I/O. `Auth.start` listens at once (answering UNAVAILABLE / 503 and reporting not
+ready) while background tasks connect to PostgreSQL (applying migrations, loading or creating
+the signing key) and to NATS, retrying with capped backoff (`rtm.shared.connect.retry_forever`),
+so auth never dies of a missing dependency. Once up, background loops keep the signing keys
+fresh, relay revocation events NATS missed, purge old rows, and keep gRPC health in line with
+readiness. `create_app(settings)` is the HTTP front alone (its lifespan runs the rest);
+`serve(settings, stop)` runs everything until `stop` is set.
 """
 
 from __future__ import annotations
@@ -12,41 +15,55 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 
-import psycopg
-import uvicorn
+import grpc
 from fastapi import FastAPI
+from grpc_health.v1._async import HealthServicer
 
-from rtm.auth.common_passwords import common_passwords
-from rtm.auth.events import NatsBus, RevocationPublisher
-from rtm.auth.exceptions import Unavailable
-from rtm.auth.http import create_app
-from rtm.auth.keyring import KeyRing
-from rtm.auth.keys import KeyCipher
-from rtm.auth.passwords import Argon2Parameters, PasswordHasher
-from rtm.auth.server import HealthReporter, bind, create_grpc_server
-from rtm.auth.service import AuthPolicy, AuthService
-from rtm.auth.servicer import AuthServicer
+from rtm.auth.adapters.argon2 import Argon2Parameters, Argon2PasswordHasher
+from rtm.auth.adapters.common_passwords import common_passwords
+from rtm.auth.adapters.key_store import PostgresKeyStore
+from rtm.auth.adapters.nats import NatsBus
+from rtm.auth.adapters.postgres import PostgresAuthStore
+from rtm.auth.adapters.publishers import RevocationPublisher
+from rtm.auth.adapters.throttle_store import PostgresThrottleStore
+from rtm.auth.domain.exceptions import Unavailable
+from rtm.auth.domain.keys import KeyCipher
+from rtm.auth.domain.policy import AuthPolicy
+from rtm.auth.domain.ports import (
+    AuthStore,
+    PasswordHasher,
+    RevocationNotifier,
+    ThrottleStore,
+)
+from rtm.auth.domain.throttle import ThrottlePolicy
+from rtm.auth.entrypoints.deps import AuthContext
+from rtm.auth.entrypoints.grpc_server import HealthReporter, bind, create_grpc_server
+from rtm.auth.entrypoints.http import create_app as create_http_front
+from rtm.auth.entrypoints.http_server import HttpServer
+from rtm.auth.entrypoints.servicer import AuthServicer
+from rtm.auth.services import (
+    AccountService,
+    Authenticator,
+    GrantIssuer,
+    KeyRing,
+    LoginService,
+    SessionService,
+)
 from rtm.auth.settings import AuthSettings
-from rtm.auth.store import PostgresAuthStore
-from rtm.auth.store_keys import PostgresKeyStore, PostgresThrottleStore
-from rtm.auth.throttle import ThrottlePolicy
 from rtm.shared.clock import utcnow
+from rtm.shared.connect import retry_forever
 from rtm.shared.health import Readiness
 from rtm.shared.migrate import apply_migrations
 from rtm.shared.postgres import PostgresDatabase
-from rtm.shared.serving import uvicorn_edge_options
 
 logger = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 Sleep = Callable[[float], Awaitable[object]]
-# What PostgreSQL (as `Unavailable`, from the database) and psycopg (migrations) raise while the
-# server is down or starting.
-STARTUP_ERRORS: tuple[type[BaseException], ...] = (Unavailable, psycopg.OperationalError)
+PURGE_INTERVAL_S = 3600.0
 
 
 def policy_from(settings: AuthSettings) -> AuthPolicy:
@@ -72,108 +89,73 @@ def policy_from(settings: AuthSettings) -> AuthPolicy:
     )  # fmt: skip
 
 
-class _EmbeddedUvicorn(uvicorn.Server):
-    """uvicorn inside our event loop: signals are the process's business, not uvicorn's."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-
-class AuthRuntime:
-    """Every long-lived part of one auth process, started and stopped together.
-
-    Args:
-        settings: the configuration.
-        clock: the current time (tests move it).
-        sleep: how the login slowdown waits (tests pass one that moves `clock` instead).
-    """
+class Auth:
+    """Every long-lived part of one auth process, started and stopped together (built by
+    `build`; tests and `rtm-auth` read the handles: ports, `context`, `keys`, `store`...)."""
 
     def __init__(
-        self, settings: AuthSettings, *, clock: Clock = utcnow, sleep: Sleep = asyncio.sleep
+        self,
+        settings: AuthSettings,
+        *,
+        db: PostgresDatabase,
+        store: PostgresAuthStore,
+        key_store: PostgresKeyStore,
+        keys: KeyRing,
+        hasher: Argon2PasswordHasher,
+        bus: NatsBus,
+        publisher: RevocationPublisher,
+        context: AuthContext,
+        clock: Clock,
     ) -> None:
         self.settings = settings
-        self.db = PostgresDatabase(
-            settings.database_url,
-            pool_size=settings.db_pool_size,
-            timeout=settings.db_timeout_s,
-            unavailable=Unavailable,
-        )
-        self.store = PostgresAuthStore(self.db)
-        self.key_store = PostgresKeyStore(self.db)
-        self.keys = KeyRing(
-            self.key_store,
-            KeyCipher(settings.key_secret.get_secret_value()),
-            clock,
-            access_ttl=timedelta(seconds=settings.access_token_ttl_seconds),
-            leeway=timedelta(seconds=settings.token_leeway_seconds),
-            publish_lead=timedelta(seconds=settings.key_publish_lead_seconds),
-            rotation_interval=(
-                timedelta(days=settings.key_rotation_days) if settings.key_rotation_days else None
-            ),
-        )
-        self.hasher = PasswordHasher(
-            Argon2Parameters(
-                settings.argon2_memory_kib, settings.argon2_time_cost, settings.argon2_parallelism
-            ),
-            workers=settings.hash_workers,
-        )
-        self.bus = NatsBus(
-            [url.strip() for url in settings.nats_url.split(",") if url.strip()],
-            bucket=settings.revoked_sessions_bucket,
-            bucket_ttl_s=settings.access_token_ttl_seconds + settings.token_leeway_seconds,
-        )
-        self.publisher = RevocationPublisher(self.bus, self.store)
-        self.service = AuthService(
-            store=self.store,
-            throttle=PostgresThrottleStore(self.db),
-            keys=self.keys,
-            hasher=self.hasher,
-            notifier=self.publisher,
-            policy=policy_from(settings),
-            clock=clock,
-            sleep=sleep,
-        )
+        self.db = db
+        self.store = store
+        self.key_store = key_store
+        self.keys = keys
+        self.hasher = hasher
+        self.bus = bus
+        self.publisher = publisher
+        self.context = context
         self.readiness = Readiness()
-        self.readiness.add("postgres", self.db.check)
+        self.readiness.add("postgres", db.check)
         self.readiness.add("signing_keys", self._keys_check)
         self.readiness.add("nats", self._nats_check)
-        self.http_app: FastAPI = create_app(
-            self.service, settings=settings, readiness=self.readiness
+        self.http_app: FastAPI = create_http_front(
+            context, settings=settings, readiness=self.readiness, lifespan=self._lifespan
         )
-        self.grpc_server, self._health = create_grpc_server(
-            AuthServicer(self.service),
-            max_message_bytes=settings.grpc_max_message_bytes,
-            handshake_timeout_s=settings.http_header_timeout_s,
-        )
-        self.health = HealthReporter(self._health, self._serving, settings.health_interval_seconds)
         self.grpc_port = 0
-        self.http_port = 0
+        self._http = HttpServer(self.http_app, settings)
         self._clock = clock
-        self._uvicorn: _EmbeddedUvicorn | None = None
-        self._http_task: asyncio.Task[None] | None = None
+        self._grpc_server: grpc.aio.Server | None = None
+        self._health: HealthServicer | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._db_ready = asyncio.Event()
 
     async def start(self, *, serve_http: bool = True) -> None:
         """Listen on both ports and start connecting; returns once the servers listen."""
-        self.grpc_port = bind(self.grpc_server, self.settings.host, self.settings.grpc_port)
-        await self.health.check_once()
-        await self.grpc_server.start()
-        logger.info("gRPC listening on %s:%s", self.settings.host, self.grpc_port)
-        self._spawn(self._connect_database(), "postgres")
-        self._spawn(
-            self.bus.connect_forever(max_backoff=self.settings.reconnect_max_backoff_seconds),
-            "nats",
+        # Made here, not in __init__: gRPC's aio server belongs to the running event loop.
+        server, self._health = create_grpc_server(
+            AuthServicer(self.context),
+            max_message_bytes=self.settings.grpc_max_message_bytes,
+            handshake_timeout_s=self.settings.http_header_timeout_s,
         )
-        self._spawn(self._loop(self.health.check_once, self.settings.health_interval_seconds,
+        self._grpc_server = server
+        health = HealthReporter(self._health, self._serving)
+        self.grpc_port = bind(server, self.settings.host, self.settings.grpc_port)
+        await health.check_once()
+        await server.start()
+        logger.info("gRPC listening on %s:%s", self.settings.host, self.grpc_port)
+        backoff = self.settings.reconnect_max_backoff_seconds
+        self._spawn(self._connect_database(health), "postgres")
+        self._spawn(self.bus.connect_forever(max_backoff=backoff), "nats")
+        self._spawn(self._loop(health.check_once, self.settings.health_interval_seconds,
                                needs_db=False), "health")  # fmt: skip
         self._spawn(self._loop(self.keys.maintain, self.settings.key_reload_seconds), "keys")
         self._spawn(self._loop(self.publisher.relay_once, self.settings.relay_interval_seconds),
                     "relay")  # fmt: skip
-        self._spawn(self._loop(self._purge, 3600.0), "purge")
+        self._spawn(self._loop(self._purge, PURGE_INTERVAL_S), "purge")
         if serve_http:
-            await self._start_http()
+            await self._http.start()
 
     async def wait_ready(self, timeout: float = 30.0) -> None:
         """Until PostgreSQL is connected and a signing key loaded (tests, the runner)."""
@@ -181,12 +163,12 @@ class AuthRuntime:
 
     async def stop(self) -> None:
         """Stop taking requests, finish in-flight ones, then close connections."""
-        await self._health.enter_graceful_shutdown()
-        if self._uvicorn is not None:
-            self._uvicorn.should_exit = True
-        await self.grpc_server.stop(grace=5.0)
-        if self._http_task is not None:  # uvicorn finishes its in-flight requests first
-            await asyncio.wait([self._http_task], timeout=6.0)
+        if self._health is not None:
+            await self._health.enter_graceful_shutdown()
+        self._http.begin_shutdown()
+        if self._grpc_server is not None:
+            await self._grpc_server.stop(grace=5.0)
+        await self._http.wait_closed()  # uvicorn finishes its in-flight requests first
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -196,61 +178,42 @@ class AuthRuntime:
         self.hasher.close()
         logger.info("auth stopped")
 
-    async def _start_http(self) -> None:
-        # We bind the socket ourselves: a port in use is then an OSError here, not uvicorn's
-        # sys.exit(1) from inside a task, and port 0 (tests) tells us the port it got.
-        family = socket.AF_INET6 if ":" in self.settings.host else socket.AF_INET
-        # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on sockets that say TCP, and
-        # without it every response waits ~40 ms for the client's delayed ACK (Nagle).
-        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((self.settings.host, self.settings.http_port))
-        except OSError:
-            sock.close()
-            raise
-        self.http_port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            self.http_app,
-            lifespan="off",
-            log_config=None,
-            access_log=False,
-            proxy_headers=bool(self.settings.trusted_proxies),
-            forwarded_allow_ips=self.settings.trusted_proxies or None,
-            timeout_graceful_shutdown=5,
-            **uvicorn_edge_options(self.settings),
-        )
-        self._uvicorn = _EmbeddedUvicorn(config)
-        self._spawn(self._uvicorn.serve(sockets=[sock]), "http")
-        http_task = self._http_task = self._tasks[-1]
-        # uvicorn offers a flag, not an event, for "listening": poll it briefly.
-        while not self._uvicorn.started and not http_task.done():  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
-        if http_task.done():
-            http_task.result()  # re-raises why it could not start
-        logger.info("HTTP listening on %s:%s", self.settings.host, self.http_port)
+    @property
+    def http_port(self) -> int:
+        """The HTTP port bound (the configured one, or the free one port 0 got)."""
+        return self._http.port
 
-    async def _connect_database(self) -> None:
-        delay = min(0.2, self.settings.reconnect_max_backoff_seconds)
-        while True:
-            try:
-                if self.settings.migrate_on_start:
-                    await asyncio.to_thread(
-                        apply_migrations, self.settings.database_url, self.settings.migrations_dir
-                    )
-                await self.db.open()
-                await self.keys.ensure()
-                await self.hasher.warm_up()
-                break
-            except STARTUP_ERRORS as exc:
-                logger.warning("PostgreSQL not ready (%s: %s); retrying in %.1fs",
-                               type(exc).__name__, exc, delay)  # fmt: skip
-            except Exception:  # a failed migration or a bad key secret: say why, keep trying
-                logger.exception("cannot start on PostgreSQL; retrying in %.1fs", delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self.settings.reconnect_max_backoff_seconds)
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, _: FastAPI) -> AsyncIterator[None]:
+        """The HTTP app run by an outside ASGI server (`create_app`): gRPC and the background
+        work start and stop with it. `serve` runs uvicorn itself, with the lifespan off."""
+        await self.start(serve_http=False)
+        try:
+            yield
+        finally:
+            await self.stop()
+
+    async def _connect_database(self, health: HealthReporter) -> None:
+        """Migrations (when configured), the pool, the signing keys and the dummy hash, retried
+        together until they all succeed (a failed migration or a bad key secret is logged with
+        its cause at every attempt, and tried again)."""
+
+        async def attempt() -> None:
+            if self.settings.migrate_on_start:  # here, not in the pool: admin commands skip it
+                await asyncio.to_thread(
+                    apply_migrations, self.settings.database_url, self.settings.migrations_dir
+                )
+            await self.db.open()
+            await self.keys.ensure()
+            await self.hasher.warm_up()
+
+        await retry_forever(
+            "PostgreSQL (migrations, signing keys)",
+            attempt,
+            cap=self.settings.reconnect_max_backoff_seconds,
+        )
         self._db_ready.set()
-        await self.health.check_once()
+        await health.check_once()
         logger.info("PostgreSQL connected; signing key %s", self.keys.signing_key().kid)
 
     async def _loop(
@@ -258,14 +221,15 @@ class AuthRuntime:
     ) -> None:
         if needs_db:
             await self._db_ready.wait()
+        name = getattr(step, "__name__", step)
         while True:
             await asyncio.sleep(interval)
             try:
                 await step()
             except Unavailable as exc:
-                logger.warning("%s skipped: %s", getattr(step, "__name__", step), exc)
-            except Exception:  # a background loop must outlive one bad pass
-                logger.exception("background step %s failed", getattr(step, "__name__", step))
+                logger.warning("%s skipped: %s", name, exc)
+            except Exception:  # last line of defence: a background loop outlives one bad pass
+                logger.exception("background step %s failed", name)
 
     async def _purge(self) -> None:
         now = self._clock()
@@ -286,11 +250,120 @@ class AuthRuntime:
         self._tasks[-1].set_name(f"auth-{name}")
 
 
+def wire_services(
+    *,
+    store: AuthStore,
+    throttle: ThrottleStore,
+    keys: KeyRing,
+    hasher: PasswordHasher,
+    notifier: RevocationNotifier,
+    policy: AuthPolicy,
+    clock: Clock,
+    sleep: Sleep = asyncio.sleep,
+) -> AuthContext:
+    """The services both entrypoints drive, on any implementation of the ports (`build` passes
+    the PostgreSQL, NATS and argon2 adapters; unit tests pass in-memory fakes)."""
+    grants = GrantIssuer(keys, policy)
+    authenticator = Authenticator(store, keys, policy, clock)
+    return AuthContext(
+        accounts=AccountService(
+            store=store, hasher=hasher, notifier=notifier, policy=policy, clock=clock
+        ),
+        logins=LoginService(
+            store=store,
+            throttle=throttle,
+            hasher=hasher,
+            grants=grants,
+            policy=policy,
+            clock=clock,
+            sleep=sleep,
+        ),
+        sessions=SessionService(
+            store=store,
+            authenticator=authenticator,
+            grants=grants,
+            notifier=notifier,
+            policy=policy,
+            clock=clock,
+        ),
+        authenticator=authenticator,
+    )
+
+
+def build(settings: AuthSettings, *, clock: Clock = utcnow, sleep: Sleep = asyncio.sleep) -> Auth:
+    """Wire auth from `settings` (no I/O until `Auth.start`).
+
+    Args:
+        settings: the configuration.
+        clock: the current time (tests move it).
+        sleep: how the login slowdown waits (tests pass one that moves `clock` instead).
+    """
+    db = PostgresDatabase(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        timeout=settings.db_timeout_s,
+        unavailable=Unavailable,
+    )
+    store = PostgresAuthStore(db)
+    key_store = PostgresKeyStore(db)
+    keys = KeyRing(
+        key_store,
+        KeyCipher(settings.key_secret.get_secret_value()),
+        clock,
+        access_ttl=timedelta(seconds=settings.access_token_ttl_seconds),
+        leeway=timedelta(seconds=settings.token_leeway_seconds),
+        publish_lead=timedelta(seconds=settings.key_publish_lead_seconds),
+        rotation_interval=(
+            timedelta(days=settings.key_rotation_days) if settings.key_rotation_days else None
+        ),
+    )
+    hasher = Argon2PasswordHasher(
+        Argon2Parameters(
+            settings.argon2_memory_kib, settings.argon2_time_cost, settings.argon2_parallelism
+        ),
+        workers=settings.hash_workers,
+    )
+    bus = NatsBus(
+        [url.strip() for url in settings.nats_url.split(",") if url.strip()],
+        bucket=settings.revoked_sessions_bucket,
+        bucket_ttl_s=settings.access_token_ttl_seconds + settings.token_leeway_seconds,
+    )
+    publisher = RevocationPublisher(bus, store)
+    context = wire_services(
+        store=store,
+        throttle=PostgresThrottleStore(db),
+        keys=keys,
+        hasher=hasher,
+        notifier=publisher,
+        policy=policy_from(settings),
+        clock=clock,
+        sleep=sleep,
+    )
+    return Auth(
+        settings,
+        db=db,
+        store=store,
+        key_store=key_store,
+        keys=keys,
+        hasher=hasher,
+        bus=bus,
+        publisher=publisher,
+        context=context,
+        clock=clock,
+    )
+
+
+def create_app(settings: AuthSettings) -> FastAPI:
+    """Auth's HTTP front as an ASGI app (for any ASGI server, or tests); its lifespan starts
+    gRPC and the background work, too."""
+    return build(settings).http_app
+
+
 async def serve(settings: AuthSettings, stop: asyncio.Event) -> None:
-    """Run auth until `stop` is set, then shut down cleanly."""
-    runtime = AuthRuntime(settings)
+    """Run auth (gRPC and HTTP) until `stop` is set, then shut down cleanly."""
+    auth = build(settings)
     try:
-        await runtime.start()  # OSError when a port is taken: still stop what did start
+        await auth.start()  # OSError when a port is taken: still stop what did start
         await stop.wait()
     finally:
-        await runtime.stop()
+        await auth.stop()

@@ -234,9 +234,11 @@ async def _facts(
         "step": f"{options.step_seconds:g} s per ramp step, body {options.body_chars} chars",
         "ramp threshold": f"p99 delivery ≤ {options.p99_ms:g} ms",
     }
+    from rtm.shared.postgres import POSTGRES_FAILURES  # asyncpg: only when used
+
     try:
         pg = await postgres_facts(target.database_url or args.database_url)
-    except Exception as exc:  # facts are nice to have; never fail a run over them
+    except POSTGRES_FAILURES as exc:  # facts are nice to have; never fail a run over them
         pg = {"PostgreSQL": f"unknown ({exc.__class__.__name__})"}
     if "PostgreSQL" in pg:
         found_versions["PostgreSQL"] = pg.pop("PostgreSQL")

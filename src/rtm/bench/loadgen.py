@@ -22,7 +22,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 
 import uvloop
-from picows import ws_connect
+from picows import WSError, ws_connect
 
 from rtm.bench.loadgen_sockets import Receiver, Sender, Socket
 from rtm.bench.model import (
@@ -117,7 +117,7 @@ class Worker:
                     self.tell(await self._hold(command))
                 elif isinstance(command, Stop):
                     break
-        except Exception:
+        except Exception:  # last line of defence: the traceback goes to the parent's report
             self.tell(Failed(self.plan.worker, traceback.format_exc()))
         finally:
             reporter.cancel()
@@ -143,7 +143,7 @@ class Worker:
                 )
                 await asyncio.wait_for(asyncio.shield(listener.ready), self.plan.connect_timeout)
                 return
-            except Exception as exc:  # refused, timed out, closed, picows' handshake errors
+            except (OSError, TimeoutError, WSError) as exc:  # refused, timed out, closed, handshake
                 last_error = exc
                 listener.close()
                 if listener.ready.done() and not listener.ready.cancelled():

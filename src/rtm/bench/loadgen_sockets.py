@@ -66,7 +66,7 @@ class Socket(WSListener):
 
     def close(self) -> None:
         if self.transport is not None and self.open:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(OSError, RuntimeError):  # the socket went away meanwhile
                 self.transport.send_close(WSCloseCode.OK)
                 self.transport.disconnect()
 

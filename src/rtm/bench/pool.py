@@ -130,7 +130,7 @@ class ProcessGroup:
             if member.process.is_alive():
                 member.process.kill()
                 await asyncio.to_thread(member.process.join, 3.0)
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(OSError, ValueError):  # the pipe is closed already
                 loop.remove_reader(member.conn.fileno())
             member.conn.close()
         self._members.clear()

@@ -188,5 +188,5 @@ class ProcessSampler:
         while True:
             await asyncio.sleep(self.interval)
             for window in list(self._open.values()):
-                with contextlib.suppress(Exception):
+                with contextlib.suppress(OSError, ValueError):  # a process gone mid-read
                     await asyncio.to_thread(window.sample)

@@ -22,7 +22,15 @@ from typing import Any
 
 import orjson
 import uvloop
-from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+from picows import (
+    WSCloseCode,
+    WSError,
+    WSFrame,
+    WSListener,
+    WSMsgType,
+    WSTransport,
+    ws_connect,
+)
 
 from rtm.bench.model import Failed, Progress
 
@@ -114,7 +122,7 @@ class _Client(WSListener):
 
     async def close(self) -> None:
         if self.transport is not None and not self.transport.is_disconnected:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(OSError, RuntimeError, TimeoutError, WSError):
                 self.transport.send_close(WSCloseCode.OK)
                 self.transport.disconnect()
                 await asyncio.wait_for(self.transport.wait_disconnected(), 5)
@@ -218,7 +226,7 @@ def resume_main(conn: Connection, plan: ResumePlan) -> None:
     async def main() -> None:
         try:
             conn.send(await run_resume(plan, report))
-        except Exception:
+        except Exception:  # last line of defence: the traceback goes to the parent's report
             conn.send(Failed(0, traceback.format_exc()))
 
     try:

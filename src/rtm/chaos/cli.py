@@ -29,10 +29,10 @@ from rtm.chaos.logs import partition_lines
 from rtm.chaos.outcome import ChaosConfig, Outcome
 from rtm.chaos.report import Facts, commit, markdown, summary
 from rtm.chaos.run import run_chaos, system_settings
-from rtm.chaos.store import DB_FAILURES
 from rtm.local.datadir import remove_data_dir
 from rtm.local.plan import consumer_names
 from rtm.local.runner import LocalSystem
+from rtm.shared.postgres import POSTGRES_FAILURES
 
 DESCRIPTION = """\
 Break a whole rtm system on purpose while it carries traffic, then check that nothing acked was
@@ -200,7 +200,7 @@ async def _facts(system: LocalSystem, command: str, consumers: int) -> Facts:
     """What the report says beside the results: machine, versions, commit, settings."""
     try:
         pg = await postgres_facts(system.database_url)
-    except DB_FAILURES as exc:  # facts are nice to have; never fail a run over them
+    except POSTGRES_FAILURES as exc:  # facts are nice to have; never fail a run over them
         pg = {"PostgreSQL": f"unknown ({exc.__class__.__name__})"}
     found = versions()
     found["PostgreSQL"] = pg.pop("PostgreSQL", "unknown")

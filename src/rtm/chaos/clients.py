@@ -20,6 +20,7 @@ import websockets
 
 from rtm.bench.population import BenchUser
 from rtm.chaos.errors import LoginFailed, MalformedFrame
+from rtm.shared.backoff import ExponentialBackoff
 
 RENEW_AFTER_S = 10 * 60  # access tokens live 15 min
 OPEN_TIMEOUT_S = 5.0
@@ -89,16 +90,18 @@ class Backoff:
     long after the server is back would be measured instead.
     """
 
+    _PACE = ExponentialBackoff(0.1, 2.0, jitter=(0.5, 1.5))
+
     def __init__(self, rng: random.Random) -> None:
         self._rng = rng
-        self._delay = 0.1
+        self._attempt = 1
 
     def reset(self) -> None:
-        self._delay = 0.1
+        self._attempt = 1
 
     async def wait(self) -> None:
-        await asyncio.sleep(self._delay * (0.5 + self._rng.random()))
-        self._delay = min(2.0, self._delay * 2)
+        await asyncio.sleep(self._PACE.delay(self._attempt, self._rng.random))
+        self._attempt += 1
 
 
 def parse_frame(raw: bytes | str) -> dict[str, Any]:

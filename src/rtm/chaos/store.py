@@ -15,13 +15,10 @@ import asyncpg
 
 from rtm.chaos.checker import Stored
 from rtm.chaos.errors import ChaosError
-from rtm.shared.postgres import OUTAGES
+from rtm.shared.postgres import POSTGRES_FAILURES, tls_options
 
 QUERY_TIMEOUT_S = 3.0
 FINAL_READ_TIMEOUT_S = 60.0
-# What a call to a PostgreSQL that is down, frozen or restarting raises (the services' outages,
-# and any error the server answers while it shuts down or starts).
-DB_FAILURES: tuple[type[BaseException], ...] = (*OUTAGES, asyncpg.PostgresError)
 
 
 async def _fetch(
@@ -33,7 +30,7 @@ async def _fetch(
     send a cancel request, which a frozen PostgreSQL leaves hanging past the run. The socket is
     closed instead (`terminate`), and the server drops the query when it wakes up.
     """
-    connection = await asyncpg.connect(database_url, timeout=timeout)
+    connection = await asyncpg.connect(database_url, timeout=timeout, **tls_options(database_url))
     try:
         fetching = asyncio.ensure_future(connection.fetch(query, list(conversations)))
         fetching.add_done_callback(_consume)
@@ -61,7 +58,7 @@ async def heads(database_url: str, conversations: Sequence[str]) -> dict[str, in
             " WHERE conversation_id = ANY($1::uuid[]) GROUP BY conversation_id",
             conversations,
         )
-    except DB_FAILURES:
+    except POSTGRES_FAILURES:
         return None
     counts = dict.fromkeys(conversations, 0)
     counts.update({str(row["conversation_id"]): int(row["n"]) for row in rows})
@@ -87,7 +84,7 @@ async def stored_rows(
                 conversations,
                 timeout=FINAL_READ_TIMEOUT_S,
             )
-        except DB_FAILURES as exc:
+        except POSTGRES_FAILURES as exc:
             last = exc
             await asyncio.sleep(1.0)
             continue

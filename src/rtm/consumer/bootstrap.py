@@ -43,19 +43,19 @@ from rtm.consumer.entrypoints.auditor import ContinuityAuditor
 from rtm.consumer.entrypoints.deliveries import Deliveries
 from rtm.consumer.entrypoints.deps import ConsumerContext
 from rtm.consumer.entrypoints.events import LiveEvents
-from rtm.consumer.entrypoints.hub import Backoff, Hub
+from rtm.consumer.entrypoints.hub import DB_RETRY, Hub
 from rtm.consumer.entrypoints.workers import PartitionManager
 from rtm.consumer.services import ReadService
 from rtm.consumer.settings import ConsumerSettings
 from rtm.consumer.verify import continuity_service
 from rtm.shared.connect import NATS_FAILURES, connect_nats, retry_forever
 from rtm.shared.contract import STREAM
+from rtm.shared.gc_tuning import tune_gc
 from rtm.shared.health import Readiness
 from rtm.shared.http import create_http_app
 from rtm.shared.jetstream import ensure_stream
 from rtm.shared.postgres import PostgresDatabase
-from rtm.shared.revocation import RevokedSessions
-from rtm.shared.runtime import tune_gc
+from rtm.shared.revocation import REVOCATION_MEMORY_S, RevokedSessions
 from rtm.shared.serving import uvicorn_edge_options
 from rtm.shared.tokens import TokenVerifier
 from rtm.shared.ws import CloseCode
@@ -215,6 +215,7 @@ def build(settings: ConsumerSettings, *, queries: MessageQueries | None = None) 
     verifier = TokenVerifier(
         settings.jwks_url, settings.token_issuer, max_lifetime=settings.access_token_ttl_seconds
     )
+    monotonic = time.monotonic
     context = ConsumerContext(
         settings=settings,
         hub=Hub(),
@@ -222,9 +223,9 @@ def build(settings: ConsumerSettings, *, queries: MessageQueries | None = None) 
             queries or PostgresMessageQueries(database), max_recovery=settings.max_recovery
         ),
         verifier=verifier,
-        revoked=RevokedSessions(),
-        monotonic=time.monotonic,
-        backoff=Backoff(),
+        revoked=RevokedSessions(REVOCATION_MEMORY_S, monotonic),
+        monotonic=monotonic,
+        backoff=DB_RETRY,
     )
     runtime = ConsumerRuntime(settings, context, database, Deliveries(context.hub, context.revoked))
     readiness = Readiness()

@@ -9,9 +9,11 @@ service that can never start.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from rtm.shared.backoff import ExponentialBackoff
+from rtm.shared.limits import SlidingWindow
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +52,11 @@ class RestartPolicy:
         """
         if restart < 1:
             raise ValueError("restart numbers start at 1")
-        # min() before ** would overflow for large restart counts; the exponent is bounded.
-        exponent = min(restart - 1, 64)
-        base = min(self.cap, self.initial * self.factor**exponent)
-        return base * (1.0 - self.jitter * random())
+        # The jitter only shortens the delay, so that `cap` is the longest wait.
+        backoff = ExponentialBackoff(
+            self.initial, self.cap, self.factor, jitter=(1.0, 1.0 - self.jitter)
+        )
+        return backoff.delay(restart, random)
 
 
 @dataclass(slots=True)
@@ -61,14 +64,14 @@ class CrashHistory:
     """The crashes of one process that still count against its budget."""
 
     policy: RestartPolicy
-    _times: deque[float] = field(default_factory=deque)
+    _times: SlidingWindow = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._times = SlidingWindow(self.policy.window)
 
     def record(self, now: float) -> int:
         """Note a crash at monotonic time `now`; returns how many count within the window."""
-        self._times.append(now)
-        while self._times and now - self._times[0] > self.policy.window:
-            self._times.popleft()
-        return len(self._times)
+        return self._times.add(now)
 
     def exhausted(self) -> bool:
         """True once more than `max_restarts` crashes fell within one window."""

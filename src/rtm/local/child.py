@@ -12,6 +12,7 @@ import contextlib
 import logging
 import pwd
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -24,6 +25,15 @@ from rtm.local.process import die_with_parent, kill_group, signal_tree
 from rtm.local.spec import ChildSpec, ChildStatus, State
 
 logger = logging.getLogger("rtm.local.supervisor")
+
+# What preparing and spawning a process raises when it cannot start: a missing binary or folder,
+# a failing prepare step (initdb), an OS user (`run_as`) that does not exist.
+_START_FAILURES: tuple[type[Exception], ...] = (
+    OSError,
+    RuntimeError,
+    subprocess.SubprocessError,
+    KeyError,
+)
 
 _PROBE_TIMEOUT = 5.0
 _PROBE_FAST = 0.1  # until first ready: readiness time is what `rtm up` reports
@@ -136,9 +146,14 @@ class Child:
                 self._run_over.set_result(None)
                 return None
             proc = await self._spawn()
-        except Exception as exc:  # a failed start is a crash: paced, counted, reported
+        except _START_FAILURES as exc:  # a failed start is a crash: paced, counted, reported
             logger.error("%s could not start: %s", self.spec.name, exc)
             self._log.mark(f"could not start: {exc}")
+            self._run_over.set_result(None)
+            return None
+        except Exception as exc:  # last line of defence of the supervising task: a bug
+            logger.exception("%s could not start", self.spec.name)
+            self._log.mark(f"could not start: {exc!r}")
             self._run_over.set_result(None)
             return None
         self._proc = proc
@@ -208,7 +223,8 @@ class Child:
                         reason = await probe()
                 except TimeoutError:
                     reason = f"readiness check timed out after {_PROBE_TIMEOUT:.0f}s"
-                except Exception as exc:  # a broken probe means not ready, not a dead loop
+                except Exception as exc:  # last line of defence: a probe that raises is a bug
+                    logger.exception("%s: readiness check failed", self.spec.name)
                     reason = f"{type(exc).__name__}: {exc}"
             if proc.returncode is not None:
                 return

@@ -19,6 +19,7 @@ from pathlib import Path
 from watchfiles import Change, awatch
 
 from rtm.local.system import System
+from rtm.shared.migrate import MIGRATION_FAILURES
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ async def reload_on_change(system: System, package_dir: Path, services: Sequence
         if any(path.suffix == ".sql" for path in paths):
             try:
                 await system.migrate()
-            except Exception:  # a broken migration must not end `rtm dev`; the author fixes it
+            except MIGRATION_FAILURES:  # a broken migration must not end `rtm dev`; fix and save
                 logger.exception("migrations failed; fix them and save again")
         runner_code = [p for p in paths if is_runner_code(p, package_dir)]
         if runner_code:

@@ -19,6 +19,7 @@ import shutil
 import signal
 import stat
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,7 +46,7 @@ def pginstall_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall"
 
 
-def _reachable_by(path: Path, uid: int, gid: int) -> bool:
+def reachable_by(path: Path, uid: int, gid: int) -> bool:
     """Can `uid` traverse every folder from / down to `path`?"""
     for folder in [*reversed(path.parents), path]:
         if not folder.exists():
@@ -116,6 +117,9 @@ class EmbeddedPostgres:
     database: str = "rtm"
     os_user: str = "nobody"
     log_path: Path | None = None
+    # Whether the OS user can traverse every folder down to a path (as root, binaries and data
+    # it cannot reach are copied or moved where it can); tests pass a stricter one.
+    reachable: Callable[[Path, int, int], bool] = field(default=reachable_by, repr=False)
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
     _run_as: str | None = field(default=None, init=False)
     _bin: Path | None = field(default=None, init=False)
@@ -156,11 +160,11 @@ class EmbeddedPostgres:
             return
         self._run_as = self.os_user
         entry = pwd.getpwnam(self.os_user)
-        if not _reachable_by(self._bin / "postgres", entry.pw_uid, entry.pw_gid):
+        if not self.reachable(self._bin / "postgres", entry.pw_uid, entry.pw_gid):
             self._bin = _reachable_copy_of_binaries(install) / "bin"
         if self.data_dir.is_symlink():
             self._data = self.data_dir.resolve()
-        elif not _reachable_by(self.data_dir.parent, entry.pw_uid, entry.pw_gid):
+        elif not self.reachable(self.data_dir.parent, entry.pw_uid, entry.pw_gid):
             tag = hashlib.sha256(str(self.data_dir.absolute()).encode()).hexdigest()[:12]
             self._data = REACHABLE_BASE / f"rtm-pgdata-{tag}"
             if self.data_dir.exists() and not any(self.data_dir.iterdir()):

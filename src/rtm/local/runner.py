@@ -144,13 +144,13 @@ class LocalSystem:
         self._loop, self._thread = loop, thread
         try:
             self._system = self._call(self._build_and_start())
-        except BaseException:
-            self._shutdown_loop()
-            _print_log_tails(self.settings.data_dir / "logs")  # before cleanup deletes them
-            if self._cleanup and self._failed is not None:
-                with contextlib.suppress(AlreadyRunningError):  # another runner's data: keep it
-                    self._failed.remove_data()
-            raise
+        finally:
+            if self._system is None:  # whatever stopped it, Ctrl-C included: clean up
+                self._shutdown_loop()
+                _print_log_tails(self.settings.data_dir / "logs")  # before cleanup deletes them
+                if self._cleanup and self._failed is not None:
+                    with contextlib.suppress(AlreadyRunningError):  # another runner's data
+                        self._failed.remove_data()
         return self
 
     async def _build_and_start(self) -> System:
@@ -182,7 +182,7 @@ class LocalSystem:
         loop, thread = self._loop, self._thread
         if loop is None or thread is None:
             return
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(TimeoutError, RuntimeError):  # a thread still busy; loop gone
             self._call(loop.shutdown_default_executor(), timeout=30)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Literal
 
 import httpx
+import psycopg
 
 from rtm.local import probes
 from rtm.local.datadir import DataDirLock, remove_data_dir
@@ -42,9 +44,20 @@ from rtm.local.settings import RunnerSettings
 from rtm.local.spec import ChildSpec, ChildStatus
 from rtm.local.status import StatusFile
 from rtm.local.supervisor import Supervisor
-from rtm.shared.migrate import apply_migrations
+from rtm.shared.migrate import MIGRATION_FAILURES, apply_migrations
 
 logger = logging.getLogger(__name__)
+
+# What starting the embedded servers raises besides `RunnerError` (a server that never became
+# ready): a missing binary or folder, initdb failing, the database not created, an OS user
+# (`pg_os_user`) that does not exist.
+_INFRA_FAILURES: tuple[type[Exception], ...] = (
+    OSError,
+    RuntimeError,
+    subprocess.SubprocessError,
+    psycopg.Error,
+    KeyError,
+)
 
 
 class System:
@@ -95,6 +108,7 @@ class System:
             RunnerError: (or a subclass) with a message meant for people.
         """
         self._began = time.monotonic()
+        started = False
         try:
             self._lock.acquire()  # first: a second runner must not touch the first one's files
             s = self.settings
@@ -104,24 +118,23 @@ class System:
             self._client = httpx.AsyncClient(timeout=1.0, trust_env=False)
             try:
                 await self._start_infra(ports)
-            except RunnerError:
-                raise
-            except Exception as exc:  # initdb failed, binary missing, database not created...
+            except _INFRA_FAILURES as exc:  # initdb failed, binary missing, no such OS user...
                 raise RunnerError(
                     f"could not start the embedded servers: {type(exc).__name__}: {exc}"
                 ) from exc
             try:
                 await self.migrate()
-            except Exception as exc:  # any driver or migration error: one line for the user
+            except MIGRATION_FAILURES as exc:  # one line for the user
                 url = self.database_url or "?"
                 raise RunnerError(
                     f"migrations failed on {redact(url)}: {type(exc).__name__}: {exc}"
                 ) from exc
             if self._with_services:
                 await self._start_services(ports)
-        except BaseException:
-            await self.stop()
-            raise
+            started = True
+        finally:
+            if not started:  # whatever stopped it, Ctrl-C included: stop what did start
+                await self.stop()
         self.ready_after = time.monotonic() - self._began
         self._status.set_urls(self.urls)
 

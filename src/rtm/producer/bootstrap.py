@@ -17,7 +17,6 @@ import logging
 import signal
 import socket
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ from rtm.producer.services import (
     ConversationService,
     MembershipService,
     MessageService,
-    SignalService,
+    TypingAndReadService,
 )
 from rtm.producer.settings import ProducerSettings
 from rtm.shared.clock import utcnow
@@ -51,23 +50,21 @@ from rtm.shared.contract import (
     ConversationEvent,
     SessionRevoked,
 )
+from rtm.shared.gc_tuning import tune_gc
 from rtm.shared.health import Readiness
 from rtm.shared.http import create_http_app
 from rtm.shared.ids import new_id
 from rtm.shared.jetstream import stream_config
-from rtm.shared.limits import KeyedBuckets, RevokedSessions, Throttle
+from rtm.shared.limits import KeyedBuckets, Throttle
 from rtm.shared.postgres import PostgresDatabase
-from rtm.shared.revocation import load_revoked
-from rtm.shared.runtime import tune_gc
+from rtm.shared.revocation import REVOCATION_MEMORY_S, RevokedSessions, load_revoked
 from rtm.shared.serving import uvicorn_edge_options
-from rtm.shared.tokens import TokenVerifier
+from rtm.shared.tokens import JwksUnavailable, TokenVerifier
 from rtm.shared.ws import CloseCode
 
 logger = logging.getLogger(__name__)
 
 VERSION = "1.0.0"
-# Auth's access tokens live 15 minutes: a revoked session is remembered a little longer.
-_REVOCATION_MEMORY_S = 20 * 60
 
 DESCRIPTION = """Everything a client **sends** (PROTOCOL.md §5).
 
@@ -90,15 +87,14 @@ class Producer:
 
 
 async def _fetch_jwks(verifier: TokenVerifier, max_backoff: float = 10.0) -> None:
-    """Fetch auth's keys until it answers (auth may start after us)."""
-    delay = 0.2
-    while not verifier.has_keys:
-        try:
-            await verifier.refresh()
-        except Exception as exc:  # auth not up yet: not ready until it is
-            logger.warning("JWKS not available (%s); retrying in %.1fs", exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, max_backoff)
+    """Fetch auth's keys until it answers with at least one (auth may start after us)."""
+
+    async def attempt() -> None:
+        await verifier.refresh()
+        if not verifier.has_keys:
+            raise JwksUnavailable("auth's JWKS holds no usable key yet")
+
+    await retry_forever("JWKS", attempt, cap=max_backoff)
     logger.info("JWKS fetched")
 
 
@@ -156,7 +152,7 @@ def build(settings: ProducerSettings, *, verifier: TokenVerifier | None = None) 
             now=utcnow,
             new_id=new_id,
         ),
-        signals=SignalService(
+        typing_and_reads=TypingAndReadService(
             membership,
             events,
             typing_throttle=Throttle(settings.typing_interval_s, monotonic),
@@ -164,7 +160,7 @@ def build(settings: ProducerSettings, *, verifier: TokenVerifier | None = None) 
         ),
         verifier=verifier,
         connections=ConnectionRegistry(settings.max_connections_per_user),
-        revoked=RevokedSessions(_REVOCATION_MEMORY_S, monotonic),
+        revoked=RevokedSessions(REVOCATION_MEMORY_S, monotonic),
         http_sends=KeyedBuckets(settings.rate_per_second, settings.rate_burst, monotonic),
         conversation_commands=KeyedBuckets(
             settings.conversation_rate_per_second, settings.conversation_burst, monotonic
@@ -299,14 +295,12 @@ def serve(settings: ProducerSettings) -> None:
     producer_server.run()
 
 
-async def _start_up(
-    bus: NatsBus, verifier: TokenVerifier, revoked: RevokedSessions[uuid.UUID]
-) -> None:
+async def _start_up(bus: NatsBus, verifier: TokenVerifier, revoked: RevokedSessions) -> None:
     """Background start-up work that waits for auth and NATS: JWKS, then known revocations."""
     await asyncio.gather(_fetch_jwks(verifier), _load_revocations(bus, revoked))
 
 
-async def _load_revocations(bus: NatsBus, revoked: RevokedSessions[uuid.UUID]) -> None:
+async def _load_revocations(bus: NatsBus, revoked: RevokedSessions) -> None:
     """Learn the revocations auth made before we started (its KV bucket keeps them for one
     access-token lifetime); later ones arrive as events."""
 

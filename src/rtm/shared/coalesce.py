@@ -64,7 +64,7 @@ class Coalescer(Generic[K, V]):
                 for future in futures:
                     future.cancel()
             raise
-        except Exception as exc:
+        except Exception as exc:  # not handled here: every caller raises it, as if its own
             for futures in callers.values():
                 for future in futures:
                     if not future.done():

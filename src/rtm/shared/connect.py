@@ -18,20 +18,26 @@ import nats
 import nats.errors
 from nats.aio.client import Client as NatsClient
 
+from rtm.shared.backoff import ExponentialBackoff
+from rtm.shared.errors import RtmError
+
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # What a NATS operation raises when the server or the connection fails: nats-py's own errors
 # (timeouts, no responders, JetStream API errors, a closed connection) and the socket's.
 NATS_FAILURES: tuple[type[BaseException], ...] = (nats.errors.Error, TimeoutError, OSError)
+# What an attempt raises when its dependency is down: logged in one line. Anything else (a failed
+# migration, a refused login, a bug) is retried too, but logged with its traceback.
+_OUTAGES: tuple[type[BaseException], ...] = (*NATS_FAILURES, RtmError)
 
 
 def backoff_delays(base: float = 0.2, cap: float = 5.0) -> Callable[[int], float]:
     """Delay before attempt `n` (1-based): base·2ⁿ⁻¹ capped at `cap`, with ±25 % jitter."""
+    backoff = ExponentialBackoff(base, cap, jitter=(0.75, 1.25))
 
     def delay(attempt: int) -> float:
-        raw: float = min(cap, base * 2 ** (attempt - 1))
-        return raw * random.uniform(0.75, 1.25)  # noqa: S311 - jitter, not crypto
+        return backoff.delay(attempt, random.random)
 
     return delay
 
@@ -52,13 +58,19 @@ async def retry_forever(
             result = await attempt()
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # last line of defence of a retry loop: logged, tried again
+        except Exception as exc:  # last line of defence of a start-up task: logged, tried again
             wait = delay(tries)
             cause = exc.__cause__ or exc
             reason = f"{type(cause).__name__}: {cause}"[:300]
             if on_failure is not None:
                 on_failure(reason)
-            logger.warning("%s unavailable (%s); retrying in %.1fs", what, reason, wait)
+            logger.warning(
+                "%s unavailable (%s); retrying in %.1fs",
+                what,
+                reason,
+                wait,
+                exc_info=None if isinstance(exc, _OUTAGES) else exc,
+            )
             await asyncio.sleep(wait)
         else:
             if tries > 1:

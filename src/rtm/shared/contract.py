@@ -153,7 +153,7 @@ class ConversationSnapshot:
     created_at: datetime
     last_seq: int
 
-    def to_dict(self) -> dict[str, object]:
+    def to_wire(self) -> dict[str, object]:
         return {
             "id": str(self.id),
             "kind": self.kind,
@@ -191,7 +191,7 @@ class ConversationEvent:
         return orjson.dumps(
             {
                 "event": self.event,
-                "conversation": self.conversation.to_dict(),
+                "conversation": self.conversation.to_wire(),
                 "user_ids": [str(user) for user in self.user_ids],
             }
         )

@@ -76,7 +76,7 @@ class RtmError(Exception):
         self.field = field
         self.retry_after_ms = retry_after_ms
 
-    def to_dict(self) -> dict[str, object]:
+    def to_wire(self) -> dict[str, object]:
         """The `{"code","message","field"?,"retry_after_ms"?}` object of HTTP and WS errors."""
         body: dict[str, object] = {"code": self.code.value, "message": self.message}
         if self.field is not None:

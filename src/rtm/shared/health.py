@@ -40,7 +40,8 @@ class Readiness:
                 )
             except TimeoutError:
                 reason = f"check timed out after {self._timeout:.0f}s"
-            except Exception as exc:  # a broken check means not ready, not a crash
+            except Exception as exc:  # last line of defence: a check that raises is a bug
+                logger.exception("readiness check %s failed", name)
                 reason = f"{type(exc).__name__}: {exc}"
             if reason is not None:
                 failing[name] = reason

@@ -106,7 +106,7 @@ def error_response(error: RtmError) -> JSONResponse:
     if error.retry_after_ms is not None:
         headers["Retry-After"] = str(max(1, -(-error.retry_after_ms // 1000)))
     return JSONResponse(
-        {"error": error.to_dict()}, status_code=http_status(error.code), headers=headers
+        {"error": error.to_wire()}, status_code=http_status(error.code), headers=headers
     )
 
 

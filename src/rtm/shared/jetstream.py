@@ -6,7 +6,7 @@ import logging
 
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NotFoundError
 
 from rtm.shared.contract import MESSAGE_SUBJECT_PREFIX, STREAM
 
@@ -49,6 +49,6 @@ async def ensure_stream(js: JetStreamContext, config: StreamConfig | None = None
             await js.add_stream(wanted)
             logger.info("created JetStream stream %s", STREAM)
             return
-        except Exception:  # a concurrent starter created it first: fall through to update
+        except APIError:  # a concurrent starter created it first: fall through to update
             logger.debug("stream %s appeared concurrently", STREAM)
     await js.update_stream(wanted)

@@ -3,10 +3,10 @@ consumer apply the same ones to what their clients send.
 
 - `TokenBucket`: frames per second with bursts (PROTOCOL.md §5: 20/s, bursts of 40).
 - `KeyedBuckets`: one bucket per key (user) with a bounded number of keys, for HTTP sends.
-- `WindowCounter`: how many events in the last `window` seconds (protocol errors, floods).
+- `SlidingWindow`, `WindowCounter`: how many events in the last `window` seconds (protocol
+  errors, floods; the local supervisor's crashes).
 - `InboundLimits`: a WebSocket connection's rate, flood and protocol-error limits.
 - `Throttle`: at most one event per key per interval (typing indicators).
-- `RevokedSessions`: sessions auth revoked, remembered until their tokens have expired anyway.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable
-from typing import Generic, TypeVar, cast
+from typing import Generic, TypeVar
 
 Now = Callable[[], float]
 K = TypeVar("K", bound=Hashable)
@@ -77,22 +77,44 @@ class KeyedBuckets(Generic[K]):
         return len(self._buckets)
 
 
-class WindowCounter:
-    """Counts events in a sliding window of `window` seconds; `exceeded` at `limit` events."""
+class SlidingWindow:
+    """The events of the last `window` seconds, at moments the caller gives (its own clock); an
+    event `window` seconds old no longer counts."""
 
-    def __init__(self, limit: int, window: float, now: Now) -> None:
-        self._limit = limit
+    __slots__ = ("_events", "_window")
+
+    def __init__(self, window: float) -> None:
         self._window = window
-        self._now = now
         self._events: deque[float] = deque()
 
-    def add(self) -> bool:
-        """Record one event; True when this makes `limit` events within the window."""
-        moment = self._now()
+    def add(self, moment: float) -> int:
+        """Record one event at `moment`; returns how many fall within the window ending then."""
         self._events.append(moment)
         while self._events and self._events[0] <= moment - self._window:
             self._events.popleft()
-        return len(self._events) >= self._limit
+        return len(self._events)
+
+    def clear(self) -> None:
+        self._events.clear()
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+
+class WindowCounter:
+    """Counts events in a sliding window of `window` seconds of `now`; `add` says when they
+    reach `limit`."""
+
+    __slots__ = ("_events", "_limit", "_now")
+
+    def __init__(self, limit: int, window: float, now: Now) -> None:
+        self._limit = limit
+        self._now = now
+        self._events = SlidingWindow(window)
+
+    def add(self) -> bool:
+        """Record one event; True when this makes `limit` events within the window."""
+        return self._events.add(self._now()) >= self._limit
 
     def __len__(self) -> int:
         return len(self._events)
@@ -173,34 +195,3 @@ class Throttle(Generic[K]):
         self._last.move_to_end(key)
         while len(self._last) > self._max_keys:
             self._last.popitem(last=False)
-
-
-class RevokedSessions(Generic[K]):
-    """Sessions whose tokens must be refused, each remembered for `ttl` seconds (longer than an
-    access token lives, after which its tokens fail on `exp` anyway)."""
-
-    def __init__(self, ttl: float, now: Now) -> None:
-        self._ttl = ttl
-        self._now = now
-        self._until: OrderedDict[K, float] = OrderedDict()
-
-    def add(self, session: K) -> None:
-        self._prune()
-        self._until[session] = self._now() + self._ttl
-        self._until.move_to_end(session)
-
-    def __contains__(self, session: object) -> bool:
-        until = self._until.get(cast(K, session))
-        return until is not None and until > self._now()
-
-    def _prune(self) -> None:
-        moment = self._now()
-        while self._until:
-            session, until = next(iter(self._until.items()))
-            if until > moment:
-                break
-            del self._until[session]
-
-    def __len__(self) -> int:
-        self._prune()
-        return len(self._until)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import psycopg
 from yoyo import get_backend, read_migrations
+from yoyo.exceptions import BadMigration, LockTimeout, MigrationConflict
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +25,17 @@ def yoyo_url(database_url: str) -> str:
         if database_url.startswith(prefix):
             return "postgresql+psycopg://" + database_url[len(prefix) :]
     return database_url
+
+
+# What `apply_migrations` raises when the migrations cannot be applied: the folder or the
+# database missing, a migration that fails (SQL) or cannot be read, a lock held too long.
+MIGRATION_FAILURES: tuple[type[Exception], ...] = (
+    OSError,
+    psycopg.Error,
+    BadMigration,
+    LockTimeout,
+    MigrationConflict,
+)
 
 
 def apply_migrations(database_url: str, migrations_dir: Path) -> list[str]:

@@ -43,9 +43,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 
@@ -64,6 +66,9 @@ OUTAGES: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,  # connection closed under us
     asyncpg.exceptions.InternalClientError,  # protocol upset by a FATAL error it did not expect
 )
+# What a statement on a plain asyncpg connection raises when it cannot be answered: an outage,
+# or any error the server answers (while it shuts down or starts, say).
+POSTGRES_FAILURES: tuple[type[BaseException], ...] = (*OUTAGES, asyncpg.PostgresError)
 
 
 async def keep_session(_: asyncpg.Connection) -> None:
@@ -79,6 +84,28 @@ def _terminate(conn: asyncpg.Connection) -> None:
     call with `InterfaceError`."""
     with contextlib.suppress(asyncpg.InterfaceError):
         conn.terminate()
+
+
+_LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+def tls_options(dsn: str) -> dict[str, bool]:
+    """No TLS negotiation with a PostgreSQL on this machine, unless the URL or `PGSSLMODE` asks.
+
+    asyncpg's default (`sslmode=prefer`) first asks the server for TLS and waits for its answer
+    on a future of its own. An attempt cancelled at its timeout just after the TCP connection
+    was made (a frozen or overloaded server) leaves that future behind; when the socket closes,
+    asyncpg sets `ConnectionError('unexpected connection_lost() call')` on it and asyncio logs
+    "Future exception was never retrieved" at ERROR (the flake of the frozen-PostgreSQL outage
+    tests). Over loopback TLS protects nothing, so the negotiation is skipped there; any other
+    host keeps the default.
+    """
+    if os.environ.get("PGSSLMODE"):
+        return {}
+    parts = urlsplit(dsn)
+    if "sslmode" in parse_qs(parts.query) or "ssl" in parse_qs(parts.query):
+        return {}
+    return {"ssl": False} if parts.hostname in _LOOPBACK else {}
 
 
 class PostgresDatabase:
@@ -155,17 +182,20 @@ class PostgresDatabase:
                 timeout=self.timeout,
                 command_timeout=None,  # `connection` bounds every use (module docstring)
                 reset=keep_session,
+                **tls_options(self._dsn),
             )
         except OUTAGES as exc:
             raise self._unavailable("the database is unavailable") from exc
         self._pool = pool
+        answered = False
         try:
             async with self.connection() as conn:  # the pool alone connects to nothing
                 await conn.fetchval("SELECT 1")
-        except BaseException:
-            self._pool = None
-            pool.terminate()
-            raise
+            answered = True
+        finally:
+            if not answered:  # whatever stopped it (an outage, a cancelled start): no pool
+                self._pool = None
+                pool.terminate()
         self.ready.set()
 
     @asynccontextmanager

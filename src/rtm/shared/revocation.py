@@ -1,41 +1,59 @@
 """Sessions auth has revoked, as producer and consumer learn them from NATS.
 
 A revoked session's access tokens stay cryptographically valid until they expire, so services
-remember revoked session ids for one access-token lifetime and refuse them meanwhile.
+remember revoked session ids for a little longer than one access-token lifetime and refuse them
+meanwhile. `RevokedSessions` is that memory (pure, with an injected monotonic clock);
+`load_revoked` fills it at start from auth's KV bucket, and the `session.revoked` events keep it
+current afterwards.
 """
 
 from __future__ import annotations
 
-import time
 import uuid
+from collections import OrderedDict
 from typing import Protocol
 
 from nats.js import JetStreamContext
 from nats.js.errors import BucketNotFoundError, NoKeysError
 
+from rtm.shared.limits import Now
+
+# Auth's access tokens live 15 minutes: a revoked session is remembered a little longer.
+REVOCATION_MEMORY_S = 20 * 60
+REVOKED_SESSIONS_BUCKET = "rtm_revoked_sessions"
+
 
 class RevokedSessions:
-    """An expiring set of revoked session ids."""
+    """Sessions whose tokens must be refused, each remembered for `ttl` seconds of `now` (a
+    monotonic clock); after that its tokens fail on `exp` anyway, so it is forgotten."""
 
-    def __init__(self, remember_s: float = 15 * 60 + 60) -> None:
-        self._remember = remember_s
-        self._until: dict[uuid.UUID, float] = {}
+    def __init__(self, ttl: float, now: Now) -> None:
+        self._ttl = ttl
+        self._now = now
+        # Insertion order is expiry order (one ttl, and a re-added session moves to the end),
+        # so pruning stops at the first session still remembered.
+        self._until: OrderedDict[uuid.UUID, float] = OrderedDict()
 
     def add(self, session_id: uuid.UUID) -> None:
-        self._until[session_id] = time.monotonic() + self._remember
-        if len(self._until) > 10_000:
-            self._forget_expired()
+        self._prune()
+        self._until[session_id] = self._now() + self._ttl
+        self._until.move_to_end(session_id)
 
     def is_revoked(self, session_id: uuid.UUID) -> bool:
         until = self._until.get(session_id)
-        return until is not None and until > time.monotonic()
+        return until is not None and until > self._now()
 
-    def _forget_expired(self) -> None:
-        now = time.monotonic()
-        self._until = {sid: t for sid, t in self._until.items() if t > now}
+    def _prune(self) -> None:
+        moment = self._now()
+        while self._until:
+            session_id, until = next(iter(self._until.items()))
+            if until > moment:
+                break
+            del self._until[session_id]
 
-
-REVOKED_SESSIONS_BUCKET = "rtm_revoked_sessions"
+    def __len__(self) -> int:
+        self._prune()
+        return len(self._until)
 
 
 class RevocationSink(Protocol):

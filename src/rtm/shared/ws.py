@@ -50,8 +50,8 @@ class CloseCode(IntEnum):
 
 
 class ServerSocket(Protocol):
-    """The part of Starlette's `WebSocket` the endpoints use; `rtm.shared.fastws.PicowsSocket`
-    offers the same over picows."""
+    """The part of Starlette's `WebSocket` the endpoints use;
+    `rtm.shared.picows_server.PicowsSocket` offers the same over picows."""
 
     @property
     def headers(self) -> Mapping[str, str]: ...

@@ -17,14 +17,14 @@ import httpx
 import psycopg
 import pytest
 
-from rtm.auth.bootstrap import AuthRuntime
+from rtm.auth.bootstrap import Auth, build
 from rtm.auth.proto import auth_pb2_grpc
 from rtm.auth.settings import AuthSettings
 from rtm.local.postgres import EmbeddedPostgres
 from rtm.local.process import free_port
 from rtm.shared.migrate import apply_migrations
 from rtm.shared.settings import REPO_ROOT
-from tests.unit.auth.fakes import FakeClock
+from tests.support.clock import FakeClock
 
 if TYPE_CHECKING:  # the async stub type exists only in the generated .pyi
     from rtm.auth.proto.auth_pb2_grpc import AuthServiceAsyncStub
@@ -91,9 +91,9 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-async def runtime(db_url: str, clock: FakeClock) -> AsyncIterator[AuthRuntime]:
+async def runtime(db_url: str, clock: FakeClock) -> AsyncIterator[Auth]:
     """A started auth runtime (gRPC on a free port, no HTTP socket), ready to serve."""
-    started = AuthRuntime(make_settings(db_url), clock=clock, sleep=clock.sleep)
+    started = build(make_settings(db_url), clock=clock, sleep=clock.sleep)
     await started.start(serve_http=False)
     await started.wait_ready()
     yield started
@@ -101,13 +101,13 @@ async def runtime(db_url: str, clock: FakeClock) -> AsyncIterator[AuthRuntime]:
 
 
 @pytest.fixture
-async def stub(runtime: AuthRuntime) -> AsyncIterator[Stub]:
+async def stub(runtime: Auth) -> AsyncIterator[Stub]:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}") as channel:
         yield auth_pb2_grpc.AuthServiceStub(channel)
 
 
 @pytest.fixture
-async def http(runtime: AuthRuntime) -> AsyncIterator[httpx.AsyncClient]:
+async def http(runtime: Auth) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=runtime.http_app, client=(CLIENT_ADDRESS, 40000))
     async with httpx.AsyncClient(transport=transport, base_url="http://auth.test") as client:
         yield client

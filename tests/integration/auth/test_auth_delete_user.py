@@ -21,8 +21,8 @@ from nats.aio.msg import Msg
 from nats.js.errors import KeyNotFoundError
 
 from rtm.auth.__main__ import main
-from rtm.auth.bootstrap import AuthRuntime
-from rtm.auth.model import ClientInfo, Grant, Session
+from rtm.auth.bootstrap import Auth, build
+from rtm.auth.domain.model import ClientInfo, Grant, Session
 from rtm.local.process import free_port
 from rtm.shared.contract import SESSION_REVOKED, SessionRevoked
 from tests.integration.auth.conftest import KEY_SECRET, make_settings
@@ -72,18 +72,18 @@ async def revocations(nats_url: str) -> AsyncIterator[Revocations]:
 
 
 @pytest.fixture
-async def live_runtime(db_url: str, nats_url: str) -> AsyncIterator[AuthRuntime]:
+async def live_runtime(db_url: str, nats_url: str) -> AsyncIterator[Auth]:
     """A started auth runtime connected to a real NATS (its relay publishes revocations)."""
-    started = AuthRuntime(make_settings(db_url, nats_url))
+    started = build(make_settings(db_url, nats_url))
     await started.start(serve_http=False)
     await started.wait_ready()
     yield started
     await started.stop()
 
 
-async def logins(runtime: AuthRuntime, name: str, count: int) -> list[Grant]:
-    await runtime.service.register(name, PASSWORD, None)
-    return [await runtime.service.login(name, PASSWORD, CLIENT) for _ in range(count)]
+async def logins(runtime: Auth, name: str, count: int) -> list[Grant]:
+    await runtime.context.accounts.register(name, PASSWORD, None)
+    return [await runtime.context.logins.login(name, PASSWORD, CLIENT) for _ in range(count)]
 
 
 async def published(db_url: str, grants: list[Grant]) -> list[bool]:
@@ -114,7 +114,7 @@ async def assert_gone(http: httpx.AsyncClient, name: str, grants: list[Grant]) -
 
 
 @pytest.fixture
-async def live_http(live_runtime: AuthRuntime) -> AsyncIterator[httpx.AsyncClient]:
+async def live_http(live_runtime: Auth) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=live_runtime.http_app, client=("203.0.113.9", 40000))
     async with httpx.AsyncClient(transport=transport, base_url="http://auth.test") as client:
         yield client
@@ -124,7 +124,7 @@ async def live_http(live_runtime: AuthRuntime) -> AsyncIterator[httpx.AsyncClien
 
 
 async def test_deleting_me_revokes_every_session_on_nats(
-    live_runtime: AuthRuntime, live_http: httpx.AsyncClient, revocations: Revocations, db_url: str
+    live_runtime: Auth, live_http: httpx.AsyncClient, revocations: Revocations, db_url: str
 ) -> None:
     http = live_http
     grants = await logins(live_runtime, "alice", 3)
@@ -145,7 +145,7 @@ async def test_deleting_me_revokes_every_session_on_nats(
 
 
 async def test_deleting_me_needs_a_live_token(
-    live_runtime: AuthRuntime, live_http: httpx.AsyncClient
+    live_runtime: Auth, live_http: httpx.AsyncClient
 ) -> None:
     http = live_http
     [grant] = await logins(live_runtime, "alice", 1)
@@ -188,7 +188,7 @@ async def rtm_auth(db_url: str, nats_url: str, *args: str) -> tuple[int | None, 
 
 
 async def test_the_command_deletes_a_user_and_publishes_every_revocation(
-    runtime: AuthRuntime,
+    runtime: Auth,
     http: httpx.AsyncClient,
     revocations: Revocations,
     db_url: str,
@@ -211,7 +211,7 @@ async def test_the_command_deletes_a_user_and_publishes_every_revocation(
 
 
 async def test_without_nats_the_running_services_relay_publishes_them(
-    runtime: AuthRuntime, revocations: Revocations, db_url: str, nats_url: str
+    runtime: Auth, revocations: Revocations, db_url: str, nats_url: str
 ) -> None:
     """And an unknown user exits 1."""
     grants = await logins(runtime, "alice", 2)
@@ -224,7 +224,7 @@ async def test_without_nats_the_running_services_relay_publishes_them(
     assert "2 revocations not published yet" in err
     assert unknown[:2] == (1, "")
     assert "rtm-auth: no such user: nobody" in unknown[2]
-    relaying = AuthRuntime(make_settings(db_url, nats_url))  # an auth process that reaches NATS
+    relaying = build(make_settings(db_url, nats_url))  # an auth process that reaches NATS
     await relaying.start(serve_http=False)
     try:
         await revocations.wait_for(*grants)  # its relay (RTM_AUTH_RELAY_INTERVAL_SECONDS)
@@ -232,10 +232,10 @@ async def test_without_nats_the_running_services_relay_publishes_them(
         await relaying.stop()
 
 
-async def test_a_session_cannot_be_opened_for_a_deleted_user(live_runtime: AuthRuntime) -> None:
+async def test_a_session_cannot_be_opened_for_a_deleted_user(live_runtime: Auth) -> None:
     """The store side of a login racing the deletion (the service test races them for real)."""
     [grant] = await logins(live_runtime, "alice", 1)
-    await live_runtime.service.delete_user(grant.user.id)
+    await live_runtime.context.accounts.delete_user(grant.user.id)
     now = grant.user.created_at
     session = Session(uuid.uuid4(), grant.user.id, now, now, now.replace(year=now.year + 1))
     assert not await live_runtime.store.create_session(session, bytes(32))

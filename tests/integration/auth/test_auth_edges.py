@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from rtm.auth.bootstrap import AuthRuntime
+from rtm.auth.bootstrap import build
 from tests.integration.auth.conftest import make_settings
 
 TIMEOUT_S = 0.5
@@ -32,7 +32,7 @@ async def closed_within(port: int, limit_s: float) -> float:
 async def test_an_idle_connection_to_auth_is_closed_within_the_header_timeout(
     db_url: str, port_name: str
 ) -> None:
-    runtime = AuthRuntime(make_settings(db_url, http_header_timeout_s=TIMEOUT_S))
+    runtime = build(make_settings(db_url, http_header_timeout_s=TIMEOUT_S))
     await runtime.start(serve_http=True)
     try:
         elapsed = await closed_within(getattr(runtime, port_name), 10)

@@ -11,7 +11,7 @@ import nats
 import pytest
 from nats.aio.msg import Msg
 
-from rtm.auth.bootstrap import AuthRuntime
+from rtm.auth.bootstrap import build
 from rtm.auth.proto import auth_pb2 as pb
 from rtm.auth.proto.auth_pb2_grpc import AuthServiceStub
 from rtm.local.nats import EmbeddedNats
@@ -21,7 +21,7 @@ from tests.integration.auth.conftest import make_settings
 
 
 async def test_logout_and_revocation_publish_session_revoked(db_url: str, nats_url: str) -> None:
-    runtime = AuthRuntime(make_settings(db_url, nats_url))
+    runtime = build(make_settings(db_url, nats_url))
     await runtime.start(serve_http=False)
     nc = await nats.connect(nats_url)
     received: asyncio.Queue[SessionRevoked] = asyncio.Queue()
@@ -69,7 +69,7 @@ async def test_revocations_made_while_nats_is_down_are_delivered_when_it_returns
     db_url: str, tmp_path: Path
 ) -> None:
     server = EmbeddedNats(tmp_path / "nats", free_port(), free_port())
-    runtime = AuthRuntime(make_settings(db_url, server.url))
+    runtime = build(make_settings(db_url, server.url))
     await runtime.start(serve_http=False)  # NATS is not running: auth starts anyway
     try:
         await runtime.wait_ready()

@@ -11,7 +11,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from rtm.auth.bootstrap import AuthRuntime
+from rtm.auth.bootstrap import Auth
 from rtm.auth.proto import auth_pb2 as pb
 from tests.integration.auth.conftest import Stub, sql
 
@@ -153,13 +153,13 @@ async def test_sessions_are_listed_and_revoked(stub: Stub) -> None:
     assert garbled.code() is grpc.StatusCode.INVALID_ARGUMENT
 
 
-async def test_jwks_lists_the_signing_key(stub: Stub, runtime: AuthRuntime) -> None:
+async def test_jwks_lists_the_signing_key(stub: Stub, runtime: Auth) -> None:
     reply = await stub.GetJwks(pb.GetJwksRequest())
     assert [k.kid for k in reply.keys] == [runtime.keys.signing_key().kid]
     assert (reply.keys[0].kty, reply.keys[0].crv, reply.keys[0].alg) == ("OKP", "Ed25519", "EdDSA")
 
 
-async def test_health_serves_and_reflection_lists_the_services(runtime: AuthRuntime) -> None:
+async def test_health_serves_and_reflection_lists_the_services(runtime: Auth) -> None:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}") as channel:
         health = health_pb2_grpc.HealthStub(channel)
         for service in ("", "rtm.auth.v1.AuthService"):

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from rtm.auth.bootstrap import AuthRuntime
+from rtm.auth.bootstrap import Auth
 from tests.integration.auth.conftest import CLIENT_ADDRESS
 
 PASSWORD = "password-1"
@@ -145,7 +145,7 @@ async def test_users_search_and_get(http: httpx.AsyncClient) -> None:
     assert (bad_limit.status_code, error(bad_limit)["field"]) == (422, "limit")
 
 
-async def test_jwks_is_public_and_cacheable(http: httpx.AsyncClient, runtime: AuthRuntime) -> None:
+async def test_jwks_is_public_and_cacheable(http: httpx.AsyncClient, runtime: Auth) -> None:
     response = await http.get("/.well-known/jwks.json")
     assert response.status_code == 200
     assert "max-age" in response.headers["cache-control"]

@@ -7,13 +7,13 @@ import time
 
 import httpx
 
-from rtm.auth.bootstrap import AuthRuntime
+from rtm.auth.bootstrap import build
 from tests.integration.auth.conftest import make_settings
 
 
 async def test_keep_alive_requests_answer_without_a_delayed_ack_stall(db_url: str) -> None:
     """Without TCP_NODELAY each answer waits ~40 ms for the client's delayed ACK."""
-    runtime = AuthRuntime(make_settings(db_url))
+    runtime = build(make_settings(db_url))
     await runtime.start(serve_http=True)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{runtime.http_port}") as http:

@@ -8,13 +8,13 @@ from datetime import timedelta
 import asyncpg
 import pytest
 
-from rtm.auth.bootstrap import AuthRuntime
-from rtm.auth.exceptions import Unavailable
-from rtm.auth.keyring import KeyRing
-from rtm.auth.keys import KeyCipher
+from rtm.auth.adapters.key_store import PostgresKeyStore
+from rtm.auth.bootstrap import build
+from rtm.auth.domain.exceptions import Unavailable
+from rtm.auth.domain.keys import KeyCipher
 from rtm.auth.proto import auth_pb2 as pb
 from rtm.auth.proto.auth_pb2_grpc import AuthServiceStub
-from rtm.auth.store_keys import PostgresKeyStore
+from rtm.auth.services.keyring import KeyRing
 from rtm.shared.clock import utcnow
 from rtm.shared.postgres import PostgresDatabase
 from rtm.shared.tokens import TokenError, TokenVerifier
@@ -58,7 +58,7 @@ async def test_processes_starting_together_create_one_key(db_url: str) -> None:
 
 async def test_rotation_keeps_old_tokens_valid_and_verifiers_follow(db_url: str) -> None:
     """A verifier with a cached JWKS learns the new kid on first sight; old tokens still pass."""
-    runtime = AuthRuntime(make_settings(db_url, key_publish_lead_seconds=0))
+    runtime = build(make_settings(db_url, key_publish_lead_seconds=0))
     await runtime.start(serve_http=True)
     try:
         await runtime.wait_ready()

@@ -7,7 +7,7 @@ import time
 
 import httpx
 
-from rtm.auth.bootstrap import AuthRuntime
+from rtm.auth.bootstrap import build
 from rtm.auth.settings import OWASP_MEMORY_KIB, OWASP_TIME_COST
 from tests.integration.auth.conftest import make_settings
 
@@ -16,7 +16,7 @@ async def test_health_answers_while_twenty_logins_hash(db_url: str) -> None:
     settings = make_settings(
         db_url, argon2_memory_kib=OWASP_MEMORY_KIB, argon2_time_cost=OWASP_TIME_COST
     )
-    runtime = AuthRuntime(settings)
+    runtime = build(settings)
     await runtime.start(serve_http=False)
     transport = httpx.ASGITransport(app=runtime.http_app)
     try:

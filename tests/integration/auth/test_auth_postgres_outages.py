@@ -25,7 +25,7 @@ import grpc
 import httpx
 import pytest
 
-from rtm.auth.bootstrap import AuthRuntime
+from rtm.auth.bootstrap import Auth, build
 from rtm.auth.proto import auth_pb2 as pb
 from rtm.auth.proto.auth_pb2_grpc import AuthServiceStub
 from rtm.local.postgres import EmbeddedPostgres
@@ -50,9 +50,9 @@ def own_pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgre
 
 
 @pytest.fixture
-async def auth(own_pg: EmbeddedPostgres) -> AsyncIterator[AuthRuntime]:
+async def auth(own_pg: EmbeddedPostgres) -> AsyncIterator[Auth]:
     with migrated_database(own_pg, "ao_") as url:
-        runtime = AuthRuntime(make_settings(url))
+        runtime = build(make_settings(url))
         await runtime.start(serve_http=False)
         try:
             await runtime.wait_ready()
@@ -133,7 +133,7 @@ class Clients:
 async def test_logins_and_refreshes_during_a_postgresql_outage_are_ok_or_unavailable(
     outage: str,
     own_pg: EmbeddedPostgres,
-    auth: AuthRuntime,
+    auth: Auth,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Concurrent gRPC and HTTP logins and refreshes through a frozen or killed PostgreSQL:

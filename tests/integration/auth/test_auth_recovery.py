@@ -11,7 +11,7 @@ import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from rtm.auth.bootstrap import AuthRuntime
+from rtm.auth.bootstrap import build
 from rtm.auth.proto import auth_pb2 as pb
 from rtm.auth.proto.auth_pb2_grpc import AuthServiceStub
 from tests.integration.auth.conftest import make_settings
@@ -42,7 +42,7 @@ async def test_auth_starts_without_postgres_and_recovers_twice(
     db_url: str, proxy: SwitchableProxy
 ) -> None:
     via_proxy = db_url.replace(f":{urlsplit(db_url).port}/", f":{proxy.port}/")
-    runtime = AuthRuntime(make_settings(via_proxy))
+    runtime = build(make_settings(via_proxy))
     await runtime.start(serve_http=False)  # PostgreSQL "down": start must not fail
     transport = httpx.ASGITransport(app=runtime.http_app)
     try:

@@ -12,7 +12,7 @@ import pytest
 
 from rtm.auth.proto import auth_pb2 as pb
 from tests.integration.auth.conftest import Stub
-from tests.unit.auth.fakes import FakeClock
+from tests.support.clock import FakeClock
 
 
 async def session_row(db_url: str, session_id: str) -> asyncpg.Record:
@@ -85,7 +85,7 @@ async def test_an_expired_refresh_token_is_refused(
     conn = await asyncpg.connect(db_url)
     try:  # expired by auth's clock (a fake one, started at the real time, truncated)
         await conn.execute(
-            "UPDATE auth.refresh_tokens SET expires_at = $1", clock.now - timedelta(seconds=1)
+            "UPDATE auth.refresh_tokens SET expires_at = $1", clock.now() - timedelta(seconds=1)
         )
     finally:
         await conn.close()

@@ -11,7 +11,7 @@ import pytest
 
 from rtm.auth.proto import auth_pb2 as pb
 from tests.integration.auth.conftest import Stub
-from tests.unit.auth.fakes import FakeClock
+from tests.support.clock import FakeClock
 
 GOOD = {"username": "alice", "password": "password-1"}
 BAD = {"username": "alice", "password": "password-2"}

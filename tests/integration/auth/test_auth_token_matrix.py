@@ -22,7 +22,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from rtm.auth.bootstrap import AuthRuntime
+from rtm.auth.bootstrap import Auth
 from rtm.auth.proto import auth_pb2 as pb
 from tests.integration.auth.conftest import Stub, sql
 
@@ -40,7 +40,7 @@ def unsigned(header: dict[str, Any], claims: dict[str, Any]) -> str:
     return b64(json.dumps(header).encode()) + "." + b64(json.dumps(claims).encode())
 
 
-async def bad_token(kind: str, runtime: AuthRuntime, stub: Stub, db_url: str) -> str:
+async def bad_token(kind: str, runtime: Auth, stub: Stub, db_url: str) -> str:
     """A token of `kind`, for a real user and session wherever a claim needs one."""
     password = "password-1"
     await stub.Register(pb.RegisterRequest(username="victim", password=password))
@@ -118,7 +118,7 @@ HTTP_ROUTES = [
 @pytest.mark.parametrize("kind", KINDS)
 async def test_every_bad_token_is_refused_everywhere(
     kind: str,
-    runtime: AuthRuntime,
+    runtime: Auth,
     stub: Stub,
     http: httpx.AsyncClient,
     db_url: str,
@@ -139,7 +139,7 @@ async def test_every_bad_token_is_refused_everywhere(
 
 
 async def test_the_matrix_would_notice_an_accepted_token(
-    runtime: AuthRuntime, stub: Stub, http: httpx.AsyncClient
+    runtime: Auth, stub: Stub, http: httpx.AsyncClient
 ) -> None:
     """Control: a good token passes every one of those checks (so the matrix can fail)."""
     await stub.Register(pb.RegisterRequest(username="victim", password="password-1"))

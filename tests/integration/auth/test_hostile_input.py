@@ -18,11 +18,11 @@ import httpx
 import jwt
 import pytest
 
-from rtm.auth.bootstrap import AuthRuntime
+from rtm.auth.bootstrap import Auth, build
 from rtm.auth.proto import auth_pb2 as pb
 from rtm.auth.proto import auth_pb2_grpc
 from tests.integration.auth.conftest import CLIENT_ADDRESS, Stub, make_settings
-from tests.unit.auth.fakes import FakeClock
+from tests.support.clock import FakeClock
 
 PASSWORD = "hostile-input-password"
 NUL_NAME = "ab\x00cd"
@@ -60,7 +60,7 @@ def bearer(token: str) -> dict[str, str]:
 class CountingVerifies:
     """Counts argon2 verifications: an impossible name must still pay one (timing)."""
 
-    def __init__(self, runtime: AuthRuntime) -> None:
+    def __init__(self, runtime: Auth) -> None:
         self.count = 0
         original = runtime.hasher.verify
 
@@ -72,7 +72,7 @@ class CountingVerifies:
 
 
 async def test_a_nul_username_logs_in_like_an_unknown_user_over_http(
-    http: httpx.AsyncClient, runtime: AuthRuntime
+    http: httpx.AsyncClient, runtime: Auth
 ) -> None:
     await signed_up(http)
     verifies = CountingVerifies(runtime)
@@ -216,7 +216,7 @@ async def test_an_oversized_grpc_request_is_resource_exhausted(stub: Stub) -> No
 
 
 async def test_a_token_living_longer_than_the_access_ttl_is_refused(
-    http: httpx.AsyncClient, stub: Stub, runtime: AuthRuntime
+    http: httpx.AsyncClient, stub: Stub, runtime: Auth
 ) -> None:
     """Signed with auth's real key, for a live session: only its lifetime is wrong."""
     grant = await signed_up(http)
@@ -236,14 +236,12 @@ async def test_a_token_living_longer_than_the_access_ttl_is_refused(
     assert validated.code() is grpc.StatusCode.UNAUTHENTICATED
 
 
-def client_from(runtime: AuthRuntime, address: str) -> httpx.AsyncClient:
+def client_from(runtime: Auth, address: str) -> httpx.AsyncClient:
     transport = httpx.ASGITransport(app=runtime.http_app, client=(address, 40000))
     return httpx.AsyncClient(transport=transport, base_url="http://auth.test")
 
 
-async def test_an_attacker_cannot_lock_the_owner_out(
-    runtime: AuthRuntime, clock: FakeClock
-) -> None:
+async def test_an_attacker_cannot_lock_the_owner_out(runtime: Auth, clock: FakeClock) -> None:
     """50 failures from one address: that address is refused (429), while the owner, from
     another address, still logs in, held by at most the account's slowdown cap (3 s)."""
     async with (
@@ -274,19 +272,17 @@ async def test_an_attacker_cannot_lock_the_owner_out(
 
 
 @pytest.fixture
-async def strict_runtime(db_url: str, clock: FakeClock) -> AsyncIterator[AuthRuntime]:
+async def strict_runtime(db_url: str, clock: FakeClock) -> AsyncIterator[Auth]:
     """The runtime with the default registration limit scaled down: 3 at once, then 6/min."""
     settings = make_settings(db_url, register_burst=3, register_per_minute=6)
-    started = AuthRuntime(settings, clock=clock, sleep=clock.sleep)
+    started = build(settings, clock=clock, sleep=clock.sleep)
     await started.start(serve_http=False)
     await started.wait_ready()
     yield started
     await started.stop()
 
 
-async def test_registration_is_limited_per_address(
-    strict_runtime: AuthRuntime, clock: FakeClock
-) -> None:
+async def test_registration_is_limited_per_address(strict_runtime: Auth, clock: FakeClock) -> None:
     async with (
         client_from(strict_runtime, CLIENT_ADDRESS) as http,
         client_from(strict_runtime, "198.51.100.7") as elsewhere,
@@ -319,7 +315,7 @@ async def test_registration_is_limited_per_address(
 
 
 async def test_malformed_grpc_bytes_are_invalid_argument(
-    http: httpx.AsyncClient, runtime: AuthRuntime, caplog: pytest.LogCaptureFixture
+    http: httpx.AsyncClient, runtime: Auth, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Bytes that are not a LoginRequest (invalid UTF-8 in a `string` field; not protobuf at all)
     are refused before our code runs: INVALID_ARGUMENT naming the message, no ERROR traceback."""

@@ -22,8 +22,8 @@ import psycopg
 import pytest
 from schemathesis import Case
 
-from rtm.auth.bootstrap import AuthRuntime
-from rtm.auth.common_passwords import common_passwords
+from rtm.auth.adapters.common_passwords import common_passwords
+from rtm.auth.bootstrap import build
 from tests.integration.auth.conftest import make_settings
 from tests.support.openapi_contract import (
     CONTRACT_SETTINGS,
@@ -41,7 +41,7 @@ _names = itertools.count()
 @asynccontextmanager
 async def running_auth(database_url: str, nats_url: str) -> AsyncIterator[str]:
     """An auth runtime serving HTTP on 127.0.0.1:<free port>; yields `host:port`."""
-    runtime = AuthRuntime(make_settings(database_url, nats_url, host="127.0.0.1"))
+    runtime = build(make_settings(database_url, nats_url, host="127.0.0.1"))
     await runtime.start()
     try:
         yield f"127.0.0.1:{runtime.http_port}"
@@ -77,7 +77,7 @@ def auth_url(auth_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 def _document() -> dict[str, Any]:
     """The OpenAPI document of an auth app as `create_app` builds it (nothing connects)."""
-    runtime = AuthRuntime(make_settings("postgresql://127.0.0.1:9/unused"))
+    runtime = build(make_settings("postgresql://127.0.0.1:9/unused"))
     try:
         return runtime.http_app.openapi()
     finally:

@@ -13,16 +13,15 @@ from rtm.local.process import free_port, is_root
 
 
 @pytest.mark.skipif(not is_root(), reason="the copy is only made when running as root")
-def test_the_copied_binaries_find_their_shared_libraries(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    reachable = embedded._reachable_by
+def test_the_copied_binaries_find_their_shared_libraries(tmp_path: Path) -> None:
+    """Binaries under site-packages taken as unreachable are copied, and the copy runs."""
 
     def site_packages_unreachable(path: Path, uid: int, gid: int) -> bool:
-        return "site-packages" not in str(path) and reachable(path, uid, gid)
+        return "site-packages" not in str(path) and embedded.reachable_by(path, uid, gid)
 
-    monkeypatch.setattr(embedded, "_reachable_by", site_packages_unreachable)
-    server = embedded.EmbeddedPostgres(tmp_path / "pg", free_port())
+    server = embedded.EmbeddedPostgres(
+        tmp_path / "pg", free_port(), reachable=site_packages_unreachable
+    )
     try:
         server.start()
         assert str(embedded.REACHABLE_BASE) in str(server.argv()[0])

@@ -13,6 +13,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from websockets.exceptions import InvalidStatus
 
+from rtm.producer.bootstrap import create_app
 from rtm.producer.settings import ProducerSettings
 from rtm.shared.contract import (
     READ_EVENTS,
@@ -25,7 +26,14 @@ from rtm.shared.contract import (
     TypingEvent,
 )
 from rtm.shared.ws import CloseCode
-from tests.integration.producer.conftest import NewUser, User, create_conversation, open_socket
+from tests.integration.producer.conftest import (
+    NewUser,
+    User,
+    create_conversation,
+    open_socket,
+    wait_ready,
+)
+from tests.support.asgi import running
 from tests.support.tokens import TokenFactory
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -257,21 +265,20 @@ async def test_invalid_utf8_closes_1007(shared_producer: str, new_user: NewUser)
 
 
 async def test_disallowed_origin_closes_1008(
-    shared_producer: str,
-    shared_settings: ProducerSettings,
-    new_user: NewUser,
-    monkeypatch: pytest.MonkeyPatch,
+    shared_settings: ProducerSettings, new_user: NewUser
 ) -> None:
     """With `allowed_origins` restricted, a browser from elsewhere is refused (1008)."""
-    monkeypatch.setattr(shared_settings, "allowed_origins", ["https://ok.example"])
-    async with open_socket(
-        shared_producer, new_user(), headers={"Origin": "https://evil.example"}
-    ) as ws:
-        assert await ws.closed_with() == CloseCode.POLICY
-    async with open_socket(
-        shared_producer, new_user(), headers={"Origin": "https://ok.example"}
-    ) as ws:
-        await ws.ping()
+    settings = shared_settings.model_copy(update={"allowed_origins": ["https://ok.example"]})
+    async with running(create_app(settings), ws_max_size=settings.max_frame_bytes) as producer:
+        await wait_ready(producer)
+        async with open_socket(
+            producer, new_user(), headers={"Origin": "https://evil.example"}
+        ) as ws:
+            assert await ws.closed_with() == CloseCode.POLICY
+        async with open_socket(
+            producer, new_user(), headers={"Origin": "https://ok.example"}
+        ) as ws:
+            await ws.ping()
 
 
 async def collect(nc: NatsClient, subject: str) -> tuple[asyncio.Queue[bytes], Any]:

@@ -11,7 +11,7 @@ from tests.unit.auth.fakes import ServiceKit, service_kit
 
 @pytest.fixture
 async def kit() -> AsyncIterator[ServiceKit]:
-    """An `AuthService` on fakes with a fake clock; its hashing threads are stopped after."""
+    """Auth's services on fakes with a fake clock; its hashing threads are stopped after."""
     made = await service_kit()
     yield made
     made.hasher.close()

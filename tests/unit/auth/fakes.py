@@ -1,8 +1,8 @@
-"""In-memory fakes of auth's ports, and a clock tests move by hand.
+"""In-memory fakes of auth's ports, and its services wired on them (`service_kit`).
 
-They keep the contracts of `rtm.auth.ports` (atomic methods, one winner per refresh token, spent
-tokens revoking their session) so that service tests exercise the same rules the PostgreSQL
-adapters enforce; integration tests check the adapters against them.
+They keep the contracts of `rtm.auth.domain.ports` (atomic methods, one winner per refresh token,
+spent tokens revoking their session) so that service tests exercise the same rules the
+PostgreSQL adapters enforce; integration tests check the adapters against them.
 """
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-from rtm.auth.exceptions import UsernameTaken
-from rtm.auth.keyring import KeyRing
-from rtm.auth.keys import KeyCipher
-from rtm.auth.model import (
+from rtm.auth.adapters.argon2 import Argon2Parameters, Argon2PasswordHasher
+from rtm.auth.bootstrap import wire_services
+from rtm.auth.domain.exceptions import UsernameTaken
+from rtm.auth.domain.keys import KeyCipher
+from rtm.auth.domain.model import (
     ClientInfo,
     Credentials,
     Deletion,
@@ -25,35 +26,17 @@ from rtm.auth.model import (
     Session,
     User,
 )
-from rtm.auth.passwords import Argon2Parameters, PasswordHasher
-from rtm.auth.ports import StoredKey
-from rtm.auth.service import AuthPolicy, AuthService
-from rtm.auth.throttle import FailureRecord, ThrottlePolicy, after_failure, is_stale
+from rtm.auth.domain.policy import AuthPolicy
+from rtm.auth.domain.ports import StoredKey
+from rtm.auth.domain.throttle import FailureRecord, ThrottlePolicy, after_failure, is_stale
+from rtm.auth.entrypoints.deps import AuthContext
+from rtm.auth.services import AccountService, Authenticator, KeyRing, LoginService, SessionService
 from rtm.shared.contract import SessionRevoked
+from tests.support.clock import FakeClock
 
 # Cheap argon2 for tests; production parameters are tested once, in test_auth_passwords.
 FAST_ARGON2 = Argon2Parameters(memory_kib=64, time_cost=1, parallelism=1)
 TEST_SECRET = "unit-test-secret-that-is-long-enough-0123456789"
-
-
-class FakeClock:
-    """The current time, moved only by `advance`."""
-
-    def __init__(self, start: datetime | None = None) -> None:
-        # Starts at the real time: the shared verifier checks `exp` against the wall clock.
-        self.now = start or datetime.now(UTC).replace(microsecond=0)
-        self.slept: list[float] = []
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
-    async def sleep(self, seconds: float) -> None:
-        """A sleep that takes no time: the clock moves on by `seconds`, and `slept` records it."""
-        self.slept.append(seconds)
-        self.advance(seconds=seconds)
 
 
 @dataclass
@@ -225,7 +208,7 @@ class InMemoryAuthStore:
 
 @dataclass
 class InMemoryThrottleStore:
-    """`ThrottleStore` in a dict, using the pure rules of `rtm.auth.throttle`."""
+    """`ThrottleStore` in a dict, using the pure rules of `rtm.auth.domain.throttle`."""
 
     rows: dict[str, FailureRecord] = field(default_factory=dict)
 
@@ -301,19 +284,36 @@ def make_policy(**overrides: object) -> AuthPolicy:
 
 @dataclass
 class ServiceKit:
-    """An `AuthService` on fakes, with handles on each fake."""
+    """Auth's services on fakes, with handles on each fake."""
 
-    service: AuthService
+    context: AuthContext
     store: InMemoryAuthStore
     throttle: InMemoryThrottleStore
     key_store: InMemoryKeyStore
     keys: KeyRing
     notifier: RecordingNotifier
     clock: FakeClock
-    hasher: PasswordHasher
+    hasher: Argon2PasswordHasher
+
+    @property
+    def accounts(self) -> AccountService:
+        return self.context.accounts
+
+    @property
+    def logins(self) -> LoginService:
+        return self.context.logins
+
+    @property
+    def sessions(self) -> SessionService:
+        return self.context.sessions
+
+    @property
+    def authenticator(self) -> Authenticator:
+        return self.context.authenticator
 
 
-async def service_kit(hasher: PasswordHasher | None = None, **policy: object) -> ServiceKit:
+async def service_kit(hasher: Argon2PasswordHasher | None = None, **policy: object) -> ServiceKit:
+    """The services wired as in production (`wire_services`), on fakes and a fake clock."""
     clock = FakeClock()
     store, throttle, key_store = InMemoryAuthStore(), InMemoryThrottleStore(), InMemoryKeyStore()
     settings = make_policy(**policy)
@@ -327,9 +327,9 @@ async def service_kit(hasher: PasswordHasher | None = None, **policy: object) ->
         rotation_interval=timedelta(days=30),
     )
     await keys.ensure()
-    hasher = hasher or PasswordHasher(FAST_ARGON2, workers=2)
+    hasher = hasher or Argon2PasswordHasher(FAST_ARGON2, workers=2)
     notifier = RecordingNotifier()
-    service = AuthService(
+    context = wire_services(
         store=store,
         throttle=throttle,
         keys=keys,
@@ -339,4 +339,12 @@ async def service_kit(hasher: PasswordHasher | None = None, **policy: object) ->
         clock=clock,
         sleep=clock.sleep,
     )
-    return ServiceKit(service, store, throttle, key_store, keys, notifier, clock, hasher)
+    return ServiceKit(context, store, throttle, key_store, keys, notifier, clock, hasher)
+
+
+CLIENT = ClientInfo(address="192.0.2.7", user_agent="pytest")
+
+
+async def signed_up(kit: ServiceKit, name: str = "alice", password: str = "password-1") -> None:
+    """Register `name` (no client address: not rate limited)."""
+    await kit.accounts.register(name, password, None)

@@ -7,9 +7,10 @@ from datetime import timedelta
 import pytest
 from jwt import PyJWK
 
-from rtm.auth.keyring import KeyRing
-from rtm.auth.keys import KeyCipher, KeyDecryptionError, new_stored_key, open_key
-from tests.unit.auth.fakes import TEST_SECRET, FakeClock, InMemoryKeyStore
+from rtm.auth.domain.keys import KeyCipher, KeyDecryptionError, new_stored_key, open_key
+from rtm.auth.services.keyring import KeyRing
+from tests.support.clock import FakeClock
+from tests.unit.auth.fakes import TEST_SECRET, InMemoryKeyStore
 
 ACCESS_TTL = timedelta(minutes=15)
 LEEWAY = timedelta(seconds=5)
@@ -96,7 +97,7 @@ async def test_maintenance_rotates_only_when_due() -> None:
 
 
 async def test_without_a_loaded_key_signing_is_unavailable() -> None:
-    from rtm.auth.exceptions import Unavailable
+    from rtm.auth.domain.exceptions import Unavailable
 
     keys = ring(InMemoryKeyStore(), FakeClock())
     assert not keys.loaded

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rtm.auth.exceptions import InvalidInput
-from rtm.auth.model import (
+from rtm.auth.domain.exceptions import InvalidInput
+from rtm.auth.domain.model import (
     login_username,
     normalise_username,
     search_prefix,

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
-from rtm.auth.passwords import Argon2Parameters, PasswordHasher
+from rtm.auth.adapters.argon2 import Argon2Parameters, Argon2PasswordHasher
 from rtm.auth.settings import OWASP_MEMORY_KIB, OWASP_TIME_COST, AuthSettings
 from tests.unit.auth.fakes import FAST_ARGON2
 
 
 async def test_a_hash_verifies_its_password_only() -> None:
-    hasher = PasswordHasher(FAST_ARGON2)
+    hasher = Argon2PasswordHasher(FAST_ARGON2)
     try:
         stored = await hasher.hash("correct horse")
         assert stored.startswith("$argon2id$")
@@ -22,7 +22,7 @@ async def test_a_hash_verifies_its_password_only() -> None:
 
 
 async def test_unknown_users_verify_against_a_dummy_and_fail() -> None:
-    hasher = PasswordHasher(FAST_ARGON2)
+    hasher = Argon2PasswordHasher(FAST_ARGON2)
     try:
         await hasher.warm_up()
         assert not await hasher.verify(None, "anything at all")
@@ -31,7 +31,7 @@ async def test_unknown_users_verify_against_a_dummy_and_fail() -> None:
 
 
 async def test_hashes_made_with_other_parameters_need_a_rehash() -> None:
-    old, new = PasswordHasher(FAST_ARGON2), PasswordHasher(Argon2Parameters(128, 1, 1))
+    old, new = Argon2PasswordHasher(FAST_ARGON2), Argon2PasswordHasher(Argon2Parameters(128, 1, 1))
     try:
         stored = await old.hash("password1")
         assert not old.needs_rehash(stored)
@@ -50,7 +50,7 @@ async def test_production_defaults_are_owasp_argon2id_and_hash_off_the_loop() ->
     )
     assert params.memory_kib >= OWASP_MEMORY_KIB
     assert params.time_cost >= OWASP_TIME_COST
-    hasher = PasswordHasher(params, workers=2)
+    hasher = Argon2PasswordHasher(params, workers=2)
     try:
         hashing = asyncio.gather(*(hasher.hash("pw12345678") for _ in range(4)))
         ticks = 0

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from rtm.auth.throttle import (
+from rtm.auth.domain.policy import AuthPolicy
+from rtm.auth.domain.throttle import (
     FailureRecord,
     ThrottlePolicy,
     account_key,
@@ -67,3 +68,18 @@ def test_ipv6_addresses_share_their_64_and_mapped_ipv4_is_ipv4() -> None:
 def test_retry_delay_rounds_up_to_whole_milliseconds() -> None:
     assert to_milliseconds(timedelta(microseconds=1)) == 1
     assert to_milliseconds(timedelta(seconds=1, microseconds=1)) == 1001
+
+
+def test_a_policy_remembers_failures_as_long_as_its_longest_window() -> None:
+    """Failures are recorded for the longest of the three windows, so none forgets early."""
+    short = ThrottlePolicy(1, timedelta(seconds=1), timedelta(seconds=1), timedelta(minutes=5))
+    policy = AuthPolicy(
+        issuer="rtm-auth",
+        access_ttl=timedelta(minutes=15),
+        refresh_ttl=timedelta(days=30),
+        leeway=timedelta(seconds=5),
+        account_throttle=short,
+        address_throttle=POLICY,
+        pair_throttle=short,
+    )
+    assert policy.throttle_window == timedelta(minutes=15)

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rtm.auth.tokens import (
+from rtm.auth.domain.tokens import (
     REFRESH_TOKEN_PREFIX,
     AccessTokenSigner,
     hash_refresh_token,

@@ -3,6 +3,7 @@ deliveries may be lost, and stored messages and revocations reach the hub."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime
 from types import SimpleNamespace
@@ -20,9 +21,13 @@ from rtm.consumer.entrypoints.deliveries import Deliveries
 from rtm.consumer.entrypoints.hub import Hub, LiveConnection
 from rtm.consumer.services import ReadService
 from rtm.shared.contract import DELIVER_SUBJECT_PREFIX, SESSION_REVOKED, SessionRevoked
-from rtm.shared.revocation import RevokedSessions
+from rtm.shared.revocation import REVOCATION_MEMORY_S, RevokedSessions
 from rtm.shared.ws import CloseCode, Outbox
 from tests.support.outbox import FakeOutbox
+
+
+def revocations() -> RevokedSessions:
+    return RevokedSessions(REVOCATION_MEMORY_S, time.monotonic)
 
 
 class FakeJetStream:
@@ -70,7 +75,7 @@ def connection(closed: list[int]) -> tuple[LiveConnection, FakeOutbox]:
 
 
 async def started() -> tuple[Deliveries, Hub, RevokedSessions, FakeNats]:
-    hub, revoked, nc = Hub(), RevokedSessions(), FakeNats()
+    hub, revoked, nc = Hub(), revocations(), FakeNats()
     deliveries = Deliveries(hub, revoked)
     await deliveries.start(cast(NatsClient, nc))
     return deliveries, hub, revoked, nc
@@ -79,7 +84,7 @@ async def started() -> tuple[Deliveries, Hub, RevokedSessions, FakeNats]:
 async def test_sockets_are_served_once_the_subscription_is_flushed() -> None:
     hub = Hub()
     assert not hub.feed_live
-    deliveries = Deliveries(hub, RevokedSessions())
+    deliveries = Deliveries(hub, revocations())
     nc = FakeNats()
     await deliveries.start(cast(NatsClient, nc))
     assert (hub.feed_live, nc.flushes) == (True, 1)
@@ -98,7 +103,7 @@ async def test_a_disconnect_closes_every_socket_until_reconnected() -> None:
 
 async def test_a_reconnect_before_the_subscription_exists_serves_nothing() -> None:
     hub = Hub()
-    deliveries = Deliveries(hub, RevokedSessions())
+    deliveries = Deliveries(hub, revocations())
     deliveries.reconnected()
     assert not hub.feed_live
 

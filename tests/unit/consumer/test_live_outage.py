@@ -12,8 +12,9 @@ from typing import cast
 import pytest
 
 from rtm.consumer.domain.exceptions import Unavailable
-from rtm.consumer.entrypoints.hub import FILL_MAX_WAITING, Backoff, LiveConnection
+from rtm.consumer.entrypoints.hub import FILL_MAX_WAITING, LiveConnection
 from rtm.consumer.services import ReadService, Recovery
+from rtm.shared.backoff import ExponentialBackoff
 from rtm.shared.ws import CloseCode, Outbox
 from tests.support.outbox import FakeOutbox
 from tests.unit.consumer.test_live_hold import CONV, USER, live, stored
@@ -40,7 +41,7 @@ class FlakyReads:
         return Recovery(conversation_id, messages, self.head, recovered=True)
 
 
-FAST = Backoff(first_s=0.01, max_s=0.02)
+FAST = ExponentialBackoff(base=0.01, cap=0.02)
 
 
 def connection(

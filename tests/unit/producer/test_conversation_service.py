@@ -9,8 +9,8 @@ import pytest
 from rtm.producer.domain.exceptions import Forbidden, UnknownUsers, ValidationFailed
 from rtm.producer.domain.model import ChangeKind, ConversationKind, CreateConversation
 from rtm.producer.services import ConversationService
+from tests.support.clock import FakeClock
 from tests.support.producer_fakes import (
-    FakeClock,
     FakeEventPublisher,
     InMemoryConversationRepository,
     membership_for,
@@ -108,7 +108,7 @@ async def test_non_members_cannot_add_and_missing_conversations_answer_alike(
         await world.service.add_member(world.carol, conversation, world.carol)
     with pytest.raises(Forbidden) as missing:
         await world.service.add_member(world.carol, uuid.uuid4(), world.carol)
-    assert not_member.value.to_dict() == missing.value.to_dict()
+    assert not_member.value.to_wire() == missing.value.to_wire()
 
 
 async def test_direct_conversations_take_no_new_members(world: World) -> None:

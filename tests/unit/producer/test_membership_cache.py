@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from rtm.producer.domain.membership import CachedMembers, Cooldown, MembershipCache
-from tests.support.producer_fakes import FakeClock
+from tests.support.clock import FakeClock
 
 
 def members(count: int = 2) -> frozenset[uuid.UUID]:

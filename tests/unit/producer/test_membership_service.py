@@ -18,10 +18,10 @@ from rtm.producer.domain.model import (
     SendMessage,
     StoredSend,
 )
-from rtm.producer.services import ConversationService, MessageService, SignalService
+from rtm.producer.services import ConversationService, MessageService, TypingAndReadService
 from rtm.shared.limits import Throttle
+from tests.support.clock import FakeClock
 from tests.support.producer_fakes import (
-    FakeClock,
     FakeEventPublisher,
     FakeMessagePublisher,
     InMemoryConversationRepository,
@@ -71,7 +71,7 @@ class World:
             now=self.clock.now,
             new_id=uuid.uuid4,
         )
-        self.signals = SignalService(
+        self.typing_and_reads = TypingAndReadService(
             self.membership,
             self.events,
             typing_throttle=Throttle(0.0, self.clock.monotonic),
@@ -318,11 +318,11 @@ async def test_membership_writes_here_invalidate_the_cache(world: World) -> None
 
 
 async def test_typing_and_read_use_the_cache_too(world: World) -> None:
-    await world.signals.typing(world.alice, world.conversation)
+    await world.typing_and_reads.typing(world.alice, world.conversation)
     world.repository.down = True
-    assert await world.signals.typing(world.alice, world.conversation)
-    await world.signals.read(world.alice, world.conversation, 1)
+    assert await world.typing_and_reads.typing(world.alice, world.conversation)
+    await world.typing_and_reads.read(world.alice, world.conversation, 1)
     with pytest.raises(Forbidden):
-        await world.signals.read(world.eve, world.conversation, 1)
+        await world.typing_and_reads.read(world.eve, world.conversation, 1)
     with pytest.raises(Unavailable):
-        await world.signals.typing(world.alice, uuid.uuid4())
+        await world.typing_and_reads.typing(world.alice, uuid.uuid4())

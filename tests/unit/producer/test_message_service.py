@@ -16,8 +16,8 @@ from rtm.producer.domain.model import (
     StoredSend,
 )
 from rtm.producer.services import MessageService
+from tests.support.clock import FakeClock
 from tests.support.producer_fakes import (
-    FakeClock,
     FakeMessagePublisher,
     InMemoryConversationRepository,
     membership_for,
@@ -87,7 +87,7 @@ async def test_non_member_and_missing_conversation_get_the_same_forbidden(world:
         await world.service.send(world.send(sender=world.eve))
     with pytest.raises(Forbidden) as missing:
         await world.service.send(world.send(conversation=uuid.uuid4()))
-    assert existing.value.to_dict() == missing.value.to_dict()
+    assert existing.value.to_wire() == missing.value.to_wire()
     assert world.publisher.submitted == []
 
 
@@ -136,13 +136,21 @@ async def test_outages_answer_unavailable_and_never_ack(world: World, outage: st
     assert caught.value.retry_after_ms is not None
 
 
-async def test_prepare_then_submit_then_complete_is_the_same_as_send(world: World) -> None:
-    command = world.service.validate(world.send())
-    prepared = await world.service.prepare(command)
-    assert not isinstance(prepared, Ack)
-    pending = await world.service.submit(prepared)
-    ack = await world.service.complete(prepared, pending)
-    assert ack.message_id == prepared.message_id
+async def test_the_publish_happens_within_the_turn_it_is_given(world: World) -> None:
+    """The send is handed to JetStream inside `turn` (a connection's publish order), and the
+    PubAck is awaited after it."""
+    seen: list[str] = []
+
+    class Turn:
+        async def __aenter__(self) -> None:
+            seen.append(f"enter, {len(world.publisher.submitted)} published")
+
+        async def __aexit__(self, *exc_info: object) -> None:
+            seen.append(f"exit, {len(world.publisher.submitted)} published")
+
+    ack = await world.service.send(world.send(), Turn())
+    assert seen == ["enter, 0 published", "exit, 1 published"]
+    assert ack.message_id == world.publisher.stream[0].message_id
 
 
 @pytest.mark.parametrize(("outage", "level"), [("bus", logging.DEBUG), ("pubacks", logging.INFO)])

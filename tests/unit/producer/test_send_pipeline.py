@@ -1,18 +1,19 @@
-"""A connection's pipeline: concurrent checks, publishes and acks in submission order."""
+"""A connection's pipeline: concurrent checks, publishes and answers in submission order."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from contextlib import AbstractAsyncContextManager
 
 import pytest
 
-from rtm.producer.domain.exceptions import TooManyInFlight
+from rtm.producer.domain.exceptions import Forbidden, TooManyInFlight
 from rtm.producer.domain.model import Ack, Conversation, ConversationKind, SendMessage
 from rtm.producer.services import MessageService, Result, SendPipeline
 from rtm.shared.errors import ErrorCode
+from tests.support.clock import FakeClock
 from tests.support.producer_fakes import (
-    FakeClock,
     FakeMessagePublisher,
     InMemoryConversationRepository,
     membership_for,
@@ -38,11 +39,22 @@ class Harness:
             )
         ).id
         self.results: list[tuple[SendMessage, Result]] = []
-        self.pipeline = SendPipeline(
-            self.service,
-            max_in_flight=max_in_flight,
-            on_result=lambda command, result: self.results.append((command, result)),
-        )
+        self.pipeline = SendPipeline(self.service, max_in_flight=max_in_flight)
+        self._answering: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Collect the answers as the entrypoint would."""
+        self._answering = asyncio.create_task(self._collect())
+
+    async def _collect(self) -> None:
+        async for answer in self.pipeline.answers():
+            self.results.append(answer)
+
+    async def close(self) -> None:
+        await self.pipeline.close()
+        if self._answering is not None:
+            self._answering.cancel()
+            await asyncio.gather(self._answering, return_exceptions=True)
 
     def command(self, conversation: uuid.UUID | None = None) -> SendMessage:
         return SendMessage(self.user, uuid.uuid4(), conversation or self.conversation, "hi")
@@ -54,12 +66,12 @@ async def harness() -> Harness:
 
 
 async def test_sends_are_published_and_acked_in_submission_order(harness: Harness) -> None:
-    harness.pipeline.start()
+    harness.start()
     commands = [harness.command() for _ in range(50)]
     for command in commands:
         harness.pipeline.submit(command)
     assert await harness.pipeline.drain(5)
-    await harness.pipeline.close()
+    await harness.close()
     assert [m.client_msg_id for m in harness.publisher.stream] == [
         c.client_msg_id for c in commands
     ]
@@ -71,7 +83,7 @@ async def test_sends_are_published_and_acked_in_submission_order(harness: Harnes
 async def test_pubacks_are_awaited_concurrently(harness: Harness) -> None:
     """Every send is published before the first PubAck arrives: one round trip, not fifty."""
     harness.publisher.hold = True
-    harness.pipeline.start()
+    harness.start()
     for _ in range(10):
         harness.pipeline.submit(harness.command())
     for _ in range(100):
@@ -81,17 +93,17 @@ async def test_pubacks_are_awaited_concurrently(harness: Harness) -> None:
     assert harness.pipeline.in_flight == 10
     harness.publisher.release()
     assert await harness.pipeline.drain(5)
-    await harness.pipeline.close()
+    await harness.close()
     assert len(harness.results) == 10
 
 
 async def test_a_failed_send_does_not_stop_or_reorder_the_others(harness: Harness) -> None:
-    harness.pipeline.start()
+    harness.start()
     good1, bad, good2 = harness.command(), harness.command(uuid.uuid4()), harness.command()
     for command in (good1, bad, good2):
         harness.pipeline.submit(command)
     assert await harness.pipeline.drain(5)
-    await harness.pipeline.close()
+    await harness.close()
     assert [c for c, _ in harness.results] == [good1, bad, good2]
     error = harness.results[1][1]
     assert not isinstance(error, Ack)
@@ -102,7 +114,7 @@ async def test_a_failed_send_does_not_stop_or_reorder_the_others(harness: Harnes
 async def test_in_flight_limit_refuses_the_extra_send() -> None:
     harness = Harness(max_in_flight=3)
     harness.publisher.hold = True
-    harness.pipeline.start()
+    harness.start()
     for _ in range(3):
         harness.pipeline.submit(harness.command())
     with pytest.raises(TooManyInFlight) as caught:
@@ -115,24 +127,24 @@ async def test_in_flight_limit_refuses_the_extra_send() -> None:
     assert await harness.pipeline.drain(5)
     harness.pipeline.submit(harness.command())  # room again
     harness.publisher.release()
-    await harness.pipeline.close()
+    await harness.close()
 
 
 async def test_drain_times_out_while_pubacks_are_missing(harness: Harness) -> None:
     harness.publisher.hold = True
-    harness.pipeline.start()
+    harness.start()
     harness.pipeline.submit(harness.command())
     assert not await harness.pipeline.drain(0.05)
-    await harness.pipeline.close()
+    await harness.close()
     assert harness.results == []
 
 
 async def test_close_cancels_pending_checks_quietly(harness: Harness) -> None:
     harness.repository.gate = asyncio.Event()
-    harness.pipeline.start()
+    harness.start()
     harness.pipeline.submit(harness.command())
     await asyncio.sleep(0)
-    await harness.pipeline.close()
+    await harness.close()
     assert harness.results == []
 
 
@@ -143,14 +155,62 @@ async def test_a_bug_while_sending_is_logged_with_the_send_and_its_correlation_i
         raise RuntimeError("bug")
 
     harness.publisher.submit = broken  # type: ignore[method-assign, assignment]
-    harness.pipeline.start()
+    harness.start()
     command = harness.command()
     harness.pipeline.submit(command)
     assert await harness.pipeline.drain(5)
-    await harness.pipeline.close()
+    await harness.close()
     [(_, error)] = harness.results
     assert not isinstance(error, Ack)
     assert error.code is ErrorCode.INTERNAL
     [line] = [r for r in caplog.records if r.getMessage() == "unexpected error while sending"]
     assert getattr(line, "client_msg_id", None) == command.client_msg_id
     assert error.message.endswith(str(getattr(line, "cid", None)))
+
+
+class GatedSender:
+    """A send path whose checks finish when the test says so; records the publish order."""
+
+    def __init__(self) -> None:
+        self.checked: dict[uuid.UUID, asyncio.Event] = {}
+        self.published: list[uuid.UUID] = []
+
+    def command(self, refused: bool = False) -> SendMessage:
+        command = SendMessage(
+            uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), "refused" if refused else ""
+        )
+        self.checked[command.client_msg_id] = asyncio.Event()
+        return command
+
+    async def send(self, command: SendMessage, turn: AbstractAsyncContextManager[object]) -> Ack:
+        await self.checked[command.client_msg_id].wait()
+        if command.body == "refused":
+            raise Forbidden()
+        async with turn:
+            self.published.append(command.client_msg_id)
+        return Ack(
+            command.client_msg_id, uuid.uuid4(), len(self.published), False, FakeClock().now()
+        )
+
+
+async def test_a_send_checked_early_waits_for_the_earlier_sends_to_be_published() -> None:
+    """Checks overlap, publishes do not overtake: the second send's check finishing first
+    does not publish it before the first."""
+    sender = GatedSender()
+    pipeline = SendPipeline(sender, max_in_flight=8)
+    first, refused, third = sender.command(), sender.command(refused=True), sender.command()
+    for command in (first, refused, third):
+        pipeline.submit(command)
+    sender.checked[third.client_msg_id].set()
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert sender.published == []
+    sender.checked[first.client_msg_id].set()
+    sender.checked[refused.client_msg_id].set()
+    answers = pipeline.answers()
+    results = [await anext(answers) for _ in range(3)]
+    await answers.aclose()
+    await pipeline.close()
+    assert sender.published == [first.client_msg_id, third.client_msg_id]
+    assert [command for command, _ in results] == [first, refused, third]
+    assert isinstance(results[1][1], Forbidden)

@@ -1,4 +1,4 @@
-"""Token bucket, windows, throttles and revocations, on an injected clock."""
+"""Token bucket, windows and throttles, on an injected clock."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import pytest
 from rtm.shared.limits import (
     InboundLimits,
     KeyedBuckets,
-    RevokedSessions,
+    SlidingWindow,
     Throttle,
     TokenBucket,
     WindowCounter,
 )
-from tests.support.producer_fakes import FakeClock
+from tests.support.clock import FakeClock
 
 
 def test_bucket_allows_the_burst_then_refuses_with_a_retry_delay() -> None:
@@ -97,17 +97,6 @@ def test_throttle_allows_one_event_per_interval_per_key() -> None:
     assert throttle.ready("k")
 
 
-def test_revoked_sessions_are_forgotten_after_their_ttl() -> None:
-    clock = FakeClock()
-    revoked: RevokedSessions[str] = RevokedSessions(60, clock.monotonic)
-    revoked.add("s1")
-    assert "s1" in revoked
-    assert "s2" not in revoked
-    clock.advance(61)
-    assert "s1" not in revoked
-    assert len(revoked) == 0
-
-
 def test_inbound_limits_refuse_past_the_burst_then_call_a_flood_and_a_broken_client() -> None:
     clock = FakeClock()
     limits = InboundLimits(
@@ -125,3 +114,12 @@ def test_inbound_limits_refuse_past_the_burst_then_call_a_flood_and_a_broken_cli
     clock.advance(1.0)
     assert limits.take() is None
     assert [limits.broken(), limits.broken()] == [False, True]
+
+
+def test_sliding_window_forgets_an_event_as_it_turns_window_seconds_old() -> None:
+    """On the caller's clock: an event `window` seconds old no longer counts; clear forgets all."""
+    window = SlidingWindow(60.0)
+    assert [window.add(0.0), window.add(30.0), window.add(59.9)] == [1, 2, 3]
+    assert window.add(60.0) == 3
+    window.clear()
+    assert len(window) == 0

@@ -16,9 +16,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 
 from rtm.consumer.entrypoints.events import LiveEvents
-from rtm.consumer.entrypoints.hub import Backoff, Hub
+from rtm.consumer.entrypoints.hub import Hub
 from rtm.consumer.services import ReadService
 from rtm.consumer.settings import ConsumerSettings
+from rtm.shared.backoff import ExponentialBackoff
 from rtm.shared.revocation import RevokedSessions
 from rtm.shared.tokens import AccessClaims, TokenError, TokenVerifier
 
@@ -38,7 +39,7 @@ class ConsumerContext:
     verifier: TokenVerifier
     revoked: RevokedSessions
     monotonic: Callable[[], float]  # the clock of the inbound rate limits
-    backoff: Backoff  # how a read PostgreSQL could not answer is tried again
+    backoff: ExponentialBackoff  # how a read PostgreSQL could not answer is tried again
     events: LiveEvents | None = None
 
     async def verify(self, token: str) -> AccessClaims:

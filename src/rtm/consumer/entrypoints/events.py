@@ -124,7 +124,7 @@ class LiveEvents:
         event = ConversationEvent.decode(msg.data)
         audience = list(dict.fromkeys([*event.conversation.members, *event.user_ids]))
         self._hub.send_to_users(
-            audience, conversation_frame(event.event, event.conversation.to_dict())
+            audience, conversation_frame(event.event, event.conversation.to_wire())
         )
 
     async def _on_typing(self, msg: Msg) -> None:

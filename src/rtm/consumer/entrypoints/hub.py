@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import orjson
 
@@ -31,6 +31,7 @@ from rtm.consumer.domain.ordering import (
 )
 from rtm.consumer.entrypoints import metrics
 from rtm.consumer.services import ReadService, Recovery
+from rtm.shared.backoff import ExponentialBackoff
 from rtm.shared.ws import CloseCode, Outbox
 
 logger = logging.getLogger(__name__)
@@ -42,19 +43,8 @@ Closer = Callable[[int, str], None]
 FILL_MAX_WAITING = 1000
 
 
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """How a read PostgreSQL could not answer is tried again: after `first_s`, doubling up to
-    `max_s`."""
-
-    first_s: float = 0.5
-    max_s: float = 5.0
-
-    def pauses(self) -> Iterator[float]:
-        pause = self.first_s
-        while True:
-            yield pause
-            pause = min(pause * 2, self.max_s)
+# A read PostgreSQL could not answer is tried again after 0.5 s, doubling up to 5 s.
+DB_RETRY = ExponentialBackoff(base=0.5, cap=5.0)
 
 
 class LiveConnection:
@@ -89,7 +79,7 @@ class LiveConnection:
         reads: ReadService,
         close: Closer,
         *,
-        backoff: Backoff = Backoff(),
+        backoff: ExponentialBackoff = DB_RETRY,
         max_waiting: int = FILL_MAX_WAITING,
         holding: bool = True,
     ) -> None:
@@ -129,9 +119,9 @@ class LiveConnection:
     async def _fill(self, conversation_id: uuid.UUID, after: int) -> None:
         """Fill a gap, trying again while PostgreSQL is unavailable: the conversation's later
         live messages wait behind it, and are sent late but in order."""
-        pauses = self._backoff.pauses()
-        first = True
+        attempt = 0
         while True:
+            attempt += 1
             try:
                 recovery = await self._reads.recover(self.user_id, conversation_id, after)
             except Unavailable as exc:
@@ -139,14 +129,13 @@ class LiveConnection:
                 if not isinstance(actions[0], RetryFill):
                     self._run(actions)
                     return
-                if first:
+                if attempt == 1:
                     logger.warning(
                         "gap fill of conversation %s waits for PostgreSQL (%s); retrying",
                         conversation_id,
                         exc.message,
                     )
-                    first = False
-                await asyncio.sleep(next(pauses))
+                await asyncio.sleep(self._backoff.delay(attempt, random.random))
                 continue
             except asyncio.CancelledError:
                 self._order.catch_up_abandoned(conversation_id)

@@ -301,7 +301,7 @@ def presence_frame(user_id: uuid.UUID, status: str) -> dict[str, object]:
 
 
 def conversation_frame(event: str, conversation: dict[str, object]) -> dict[str, object]:
-    """`ConversationFrame`; `conversation` is `ConversationSnapshot.to_dict()`."""
+    """`ConversationFrame`; `conversation` is `ConversationSnapshot.to_wire()`."""
     return {"type": "conversation", "event": event, "conversation": conversation}
 
 
@@ -316,7 +316,7 @@ def _wire_text(text: str) -> str:
 
 def error_frame(error: RtmError, ref: str | None = None) -> str:
     """`ErrorFrame`, encoded."""
-    body = error.to_dict()
+    body = error.to_wire()
     for key in ("message", "field"):
         value = body.get(key)
         if isinstance(value, str):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 import uuid
 
@@ -46,9 +47,9 @@ from rtm.consumer.entrypoints.schemas import (
 from rtm.consumer.settings import ConsumerSettings
 from rtm.shared.clock import utcnow
 from rtm.shared.errors import ErrorCode, RtmError
-from rtm.shared.fastws import PicowsSocket, picows_protocol
 from rtm.shared.frames import PONG
 from rtm.shared.logging import context_field
+from rtm.shared.picows_server import PicowsSocket, picows_protocol
 from rtm.shared.tokens import AccessClaims, TokenError
 from rtm.shared.ws import (
     CloseCode,
@@ -181,17 +182,16 @@ class ConsumerSession:
         events = self.context.events
         if events is None:
             return
-        backoff = self.context.backoff
-        pauses = backoff.pauses()
+        attempt = 0
         while True:
+            attempt += 1
             try:
                 contacts = await events.online_contacts(self.claims.user_id)
                 break
             except Unavailable as exc:
-                pause = next(pauses)
-                if pause == backoff.first_s:
+                if attempt == 1:
                     logger.warning("online contacts wait for PostgreSQL (%s)", exc.message)
-                await asyncio.sleep(pause)
+                await asyncio.sleep(self.context.backoff.delay(attempt, random.random))
         for contact in contacts:
             self.connection.push(
                 orjson.dumps(presence_frame(contact, "online")).decode(), "presence"
@@ -347,7 +347,7 @@ async def consumer_socket(websocket: WebSocket) -> None:
 
 def ws_protocol(app: FastAPI, settings: ConsumerSettings) -> type:
     """uvicorn's `ws=` for the consumer: `/v1/ws` on picows, on the HTTP API's port (see
-    `rtm.shared.fastws` and docs/architecture.md, "The WebSocket stack")."""
+    `rtm.shared.picows_server` and docs/architecture.md, "The WebSocket stack")."""
 
     def route(request: picows.WSUpgradeRequest) -> PicowsSocket | None:
         if request.path.split(b"?", 1)[0] != b"/v1/ws":

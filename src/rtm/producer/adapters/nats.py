@@ -24,7 +24,7 @@ from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
 
 from rtm.producer.domain.exceptions import Unavailable
-from rtm.shared.connect import NATS_FAILURES
+from rtm.shared.connect import NATS_FAILURES, retry_forever
 from rtm.shared.contract import STREAM
 from rtm.shared.jetstream import ensure_stream
 
@@ -67,6 +67,7 @@ class NatsBus:
         self._on_reconnect: list[Callable[[], None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
+        self._connecting = False  # nats-py's close() fails on a client never asked to connect
         self._last_error_log = 0.0
         self.ready = asyncio.Event()
 
@@ -101,11 +102,12 @@ class NatsBus:
         for callback in self._on_reconnect:
             try:
                 callback()
-            except Exception:  # a broken hook must not stop the stream check below
+            except Exception:  # last line of defence of nats-py's callback: the stream check next
                 logger.exception("reconnect hook failed")
         self._spawn(self._ensure_stream(), "nats-ensure-stream")
 
     async def _connect(self) -> None:
+        self._connecting = True
         await self.nc.connect(
             servers=self._servers,
             name=self._name,
@@ -130,19 +132,11 @@ class NatsBus:
         await self._ensure_stream()
 
     async def _ensure_stream(self) -> None:
-        delay = 0.2
-        while True:
-            try:
-                await ensure_stream(self.js, self._stream)
-            except Exception as exc:  # bus hiccup or a stream refusing the config: retry
-                logger.warning(
-                    "cannot ensure stream %s (%s); retrying in %.1fs", STREAM, exc, delay
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            self.ready.set()
-            return
+        """Create or update the stream, retrying a bus hiccup or a stream refusing the config."""
+        await retry_forever(
+            f"JetStream stream {STREAM}", lambda: ensure_stream(self.js, self._stream)
+        )
+        self.ready.set()
 
     @property
     def connected(self) -> bool:
@@ -164,7 +158,7 @@ class NatsBus:
             await self.js.stream_info(STREAM)
         except Unavailable as exc:
             return exc.message
-        except Exception as exc:
+        except NATS_FAILURES as exc:
             return f"stream {STREAM}: {type(exc).__name__}: {exc}"[:300]
         return None
 
@@ -229,10 +223,10 @@ class NatsBus:
             try:
                 await asyncio.wait_for(self._replies_settled(), self.timeout)
                 await asyncio.wait_for(self.nc.drain(), self.timeout + 3)
-            except Exception as exc:  # shutting down anyway
+            except NATS_FAILURES as exc:  # shutting down anyway
                 logger.warning("NATS drain incomplete: %s", exc)
-        if not self.nc.is_closed:
+        if self._connecting and not self.nc.is_closed:
             try:
                 await self.nc.close()
-            except Exception as exc:  # never connected, or already torn down
+            except NATS_FAILURES as exc:  # already torn down
                 logger.debug("NATS close: %s", exc)

@@ -57,7 +57,7 @@ class _PendingPubAck:
 
         `asyncio.timeout_at`, not `wait_for`: on Python 3.11, `wait_for` returns the result of a
         future that completes just as the waiting task is cancelled and drops the cancellation,
-        so the acker that closing a connection cancels went on waiting for the next send, and
+        so a task that closing a connection cancelled went on waiting for the next send, and
         the close waited for ever (`test_producer_ws_stream_integrity.py`).
         """
         if self._future.cancelled():

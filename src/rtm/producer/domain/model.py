@@ -42,7 +42,7 @@ class Conversation:
     def has_member(self, user_id: uuid.UUID) -> bool:
         return user_id in self.members
 
-    def to_dict(self) -> dict[str, object]:
+    def to_wire(self) -> dict[str, object]:
         """The conversation object of PROTOCOL.md §4."""
         return {
             "id": str(self.id),
@@ -133,7 +133,7 @@ class Ack:
     duplicate: bool
     accepted_at: datetime
 
-    def to_dict(self) -> dict[str, object]:
+    def to_wire(self) -> dict[str, object]:
         """The ack frame of PROTOCOL.md §5, also the body of `POST /v1/messages`."""
         return {
             "type": "ack",

@@ -16,9 +16,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 
 from rtm.producer.entrypoints.connections import ConnectionRegistry
-from rtm.producer.services import ConversationService, MessageService, SignalService
+from rtm.producer.services import ConversationService, MessageService, TypingAndReadService
 from rtm.producer.settings import ProducerSettings
-from rtm.shared.limits import KeyedBuckets, RevokedSessions
+from rtm.shared.limits import KeyedBuckets
+from rtm.shared.revocation import RevokedSessions
 from rtm.shared.tokens import AccessClaims, TokenError, TokenVerifier
 
 
@@ -29,10 +30,10 @@ class ProducerContext:
     settings: ProducerSettings
     messages: MessageService
     conversations: ConversationService
-    signals: SignalService
+    typing_and_reads: TypingAndReadService
     verifier: TokenVerifier
     connections: ConnectionRegistry
-    revoked: RevokedSessions[uuid.UUID]
+    revoked: RevokedSessions
     http_sends: KeyedBuckets[uuid.UUID]
     conversation_commands: KeyedBuckets[uuid.UUID]  # creating conversations, adding members
     monotonic: Callable[[], float]
@@ -40,7 +41,7 @@ class ProducerContext:
     async def verify(self, token: str) -> AccessClaims:
         """Verify an access token and refuse those of revoked sessions."""
         claims = await self.verifier.verify(token)
-        if claims.session_id in self.revoked:
+        if self.revoked.is_revoked(claims.session_id):
             raise TokenError("session revoked")
         return claims
 

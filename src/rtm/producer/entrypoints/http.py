@@ -115,7 +115,7 @@ async def send_message(body: SendMessageBody, user: CurrentUser, context: Contex
     SENDS.labels("http", "duplicate" if ack.duplicate else "accepted").inc()
     if not ack.duplicate:
         MESSAGES_PUBLISHED.labels("http").inc()
-    response = _json(ack.to_dict(), 202)
+    response = _json(ack.to_wire(), 202)
     ACK_LATENCY.labels("http").observe(time.monotonic() - received)
     return response
 
@@ -154,7 +154,7 @@ async def create_conversation(
         title=body.title,
     )
     outcome = await context.conversations.create(command)
-    return _json(outcome.conversation.to_dict(), 201 if outcome.created else 200)
+    return _json(outcome.conversation.to_wire(), 201 if outcome.created else 200)
 
 
 @router.post(

@@ -8,7 +8,7 @@ fields, so clients may send additive extensions; HTTP bodies derive from `Reques
 them (422 `validation_failed` naming the field).
 
 WebSocket frames in: `SendFrame`, `TypingFrame`, `ReadFrame`, `AuthFrame`, `PingFrame`; out:
-`AckOut` (`Ack.to_dict()`), `ErrorFrame` (`error_frame`), `AuthOkFrame`, `PongFrame`. The AsyncAPI
+`AckOut` (`Ack.to_wire()`), `ErrorFrame` (`error_frame`), `AuthOkFrame`, `PongFrame`. The AsyncAPI
 document (`entrypoints/asyncapi.py`) is generated from these models, and a unit test checks what
 the builders emit against them.
 """
@@ -110,7 +110,7 @@ class ReadFrame(_Frame):
 
 def error_frame(error: RtmError, ref: str | None) -> dict[str, object]:
     """The `error` frame (`ErrorFrame`) for `error`; `ref` is the send's `client_msg_id`."""
-    body = error.to_dict()
+    body = error.to_wire()
     return {"type": "error", "code": body.pop("code"), "ref": ref, **body}
 
 

@@ -2,8 +2,11 @@
 
 One `ProducerConnection` per socket, with these tasks:
 
-    reader      parses each frame, applies the limits, dispatches it (never blocks on a send)
-    pipeline    the connection's sends: checked concurrently, published and acked in order
+    reader      parses each frame, applies the limits, dispatches it (never blocks on a send:
+                a send goes to the connection's `SendPipeline`, which runs
+                `MessageService.send` for it: checked, published to JetStream in order,
+                PubAck awaited)
+    answerer    writes each send's ack (or error) as the pipeline yields it, in send order
     writer      drains the bounded outbox (a slow reader is closed 4008, never buffered)
     watchdog    closes 4505 when the token expires (an `auth` frame pushes that back)
 
@@ -109,9 +112,7 @@ class ProducerConnection:
         settings = context.settings
         self._limits = settings.inbound_limits(context.monotonic)
         self._outbox = Outbox(websocket, settings.send_queue_bytes)
-        self._pipeline = SendPipeline(
-            context.messages, max_in_flight=settings.max_in_flight, on_result=self._send_result
-        )
+        self._pipeline = SendPipeline(context.messages, max_in_flight=settings.max_in_flight)
         # When each send still in the pipeline was read: its answers come in the same order.
         self._received: deque[float] = deque()
         self._close: tuple[CloseCode, str] | None = None
@@ -134,7 +135,7 @@ class ProducerConnection:
                 self._ws,
                 self._ctx.verifier,
                 settings.auth_timeout_s,
-                revoked=self._ctx.revoked.__contains__,
+                revoked=self._ctx.revoked.is_revoked,
             )
         except HandshakeFailed as exc:
             await self._end(exc.code, exc.reason)
@@ -175,7 +176,7 @@ class ProducerConnection:
         self.session_id = claims.session_id
 
     async def _run(self) -> None:
-        self._pipeline.start()
+        answerer = asyncio.create_task(self._answer_sends(), name="ws-answerer")
         writer = asyncio.create_task(self._outbox.run(), name="ws-writer")
         reader = asyncio.create_task(self._read(), name="ws-reader")
         watchdog = asyncio.create_task(self._watch_expiry(), name="ws-expiry")
@@ -195,14 +196,18 @@ class ProducerConnection:
             for task in (reader, watchdog, closing):
                 task.cancel()
             await asyncio.gather(reader, watchdog, closing, return_exceptions=True)
-            await self._finish(writer, peer_gone)
+            await self._finish(writer, answerer, peer_gone)
 
-    async def _finish(self, writer: asyncio.Task[None], peer_gone: bool) -> None:
+    async def _finish(
+        self, writer: asyncio.Task[None], answerer: asyncio.Task[None], peer_gone: bool
+    ) -> None:
         code, reason = self._close or (CloseCode.NORMAL, "")
         if code is CloseCode.RESTARTING and not peer_gone:
             # Graceful shutdown: nothing new is read; ack what was already sent to us.
             await self._pipeline.drain(self._ctx.settings.shutdown_timeout_s)
         await self._pipeline.close()
+        answerer.cancel()
+        await asyncio.gather(answerer, return_exceptions=True)
         for task in list(self._side_tasks):
             task.cancel()
         await asyncio.gather(*self._side_tasks, return_exceptions=True)
@@ -296,11 +301,13 @@ class ProducerConnection:
             self._received.append(received)
         elif kind == "typing":
             typing = validate_frame(TypingFrame, frame)
-            self._spawn(self._ctx.signals.typing(self.user_id, typing.conversation_id))
+            self._spawn(self._ctx.typing_and_reads.typing(self.user_id, typing.conversation_id))
         elif kind == "read":
             read = validate_frame(ReadFrame, frame)
             validate_read_seq(read.seq)
-            self._spawn(self._ctx.signals.read(self.user_id, read.conversation_id, read.seq))
+            self._spawn(
+                self._ctx.typing_and_reads.read(self.user_id, read.conversation_id, read.seq)
+            )
         elif kind == "auth":
             await self._reauthenticate(validate_frame(AuthFrame, frame).token)
 
@@ -325,19 +332,26 @@ class ProducerConnection:
             await work
         except RtmError as exc:
             self._error(exc, None)
-        except Exception as exc:
+        except Exception as exc:  # last line of defence of a side task: logged, answered
             self._error(internal_error(exc, "handling a frame"), None)
 
     # -- outbound --------------------------------------------------------------------------
 
-    def _send_result(self, command: SendMessage, result: Result) -> None:
+    async def _answer_sends(self) -> None:
+        async for command, result in self._pipeline.answers():
+            try:
+                self._answer_send(command, result)
+            except Exception as exc:  # last line of defence: the next sends are answered still
+                internal_error(exc, "answering a send")
+
+    def _answer_send(self, command: SendMessage, result: Result) -> None:
         ref = str(command.client_msg_id)
         received = self._received.popleft() if self._received else None
         if isinstance(result, Ack):
             SENDS.labels("ws", "duplicate" if result.duplicate else "accepted").inc()
             if not result.duplicate:
                 MESSAGES_PUBLISHED.labels("ws").inc()
-            self._emit(result.to_dict())
+            self._emit(result.to_wire())
             if received is not None:
                 ACK_LATENCY.labels("ws").observe(self._ctx.monotonic() - received)
         else:

@@ -4,7 +4,7 @@ from rtm.producer.services.conversations import ConversationService
 from rtm.producer.services.membership import MembershipService
 from rtm.producer.services.messages import MessageService
 from rtm.producer.services.pipeline import Result, SendPipeline, internal_error
-from rtm.producer.services.signals import SignalService
+from rtm.producer.services.typing_and_reads import TypingAndReadService
 
 __all__ = [
     "ConversationService",
@@ -12,6 +12,6 @@ __all__ = [
     "MessageService",
     "Result",
     "SendPipeline",
-    "SignalService",
+    "TypingAndReadService",
     "internal_error",
 ]

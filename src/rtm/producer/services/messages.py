@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from datetime import datetime
 
 from rtm.producer.domain.exceptions import Forbidden
-from rtm.producer.domain.model import Ack, SendMessage
+from rtm.producer.domain.model import Ack, Receipt, SendMessage, StoredSend
 from rtm.producer.domain.ports import MessagePublisher, PendingPublish
 from rtm.producer.domain.rules import validate_body
 from rtm.producer.services.membership import MembershipService
@@ -16,6 +17,9 @@ from rtm.shared.contract import AcceptedMessage
 from rtm.shared.errors import RtmError
 
 logger = logging.getLogger(__name__)
+
+# The turn of a send that waits for no other (HTTP): publish at once.
+_ANY_TIME: AbstractAsyncContextManager[object] = nullcontext()
 
 
 def _publish_failed(message: AcceptedMessage, error: RtmError, level: int) -> None:
@@ -41,18 +45,18 @@ def _to_millis(moment: datetime) -> datetime:
 
 
 class MessageService:
-    """The send path, in three steps so that a connection can pipeline its sends:
+    """The send path, one straight line (`send`): validate, check membership and duplicates,
+    publish to JetStream, wait for the PubAck, ack.
 
-    1. `prepare` (concurrent): membership (cached, see `MembershipService`) and the
-       stored-duplicate lookup, at most one database round trip. Returns the `Ack` of an earlier
-       identical send (PostgreSQL decides duplicates after the JetStream window), or the
-       `AcceptedMessage` to publish. While PostgreSQL is unreachable, a conversation with cached
-       membership is still served and duplicates rest on JetStream's `Nats-Msg-Id` window.
-    2. `submit` (in the connection's order): hand it to JetStream.
-    3. `complete`: wait for the PubAck; for a duplicate `Nats-Msg-Id`, fetch the original to ack
-       with its `message_id`.
-
-    `send` runs the three in a row (HTTP).
+    - The check is at most one database round trip: membership (cached, see
+      `MembershipService`) and the stored-duplicate lookup. A send already stored is answered
+      with the `Ack` of the original (PostgreSQL decides duplicates after the JetStream
+      window). While PostgreSQL is unreachable, a conversation with cached membership is still
+      served and duplicates rest on JetStream's `Nats-Msg-Id` window.
+    - The publish happens inside `turn`: a connection's pipeline (`SendPipeline`) passes one
+      that waits for the sends it received earlier to be published first, so that its sends
+      keep their order while their checks and PubAcks overlap. HTTP sends need no turn.
+    - For a duplicate `Nats-Msg-Id` the original is fetched, to ack with its `message_id`.
 
     Args:
         membership: membership and stored sends.
@@ -85,26 +89,24 @@ class MessageService:
             return command
         return SendMessage(command.sender_id, command.client_msg_id, command.conversation_id, body)
 
-    async def prepare(self, command: SendMessage) -> Ack | AcceptedMessage:
-        """Check a validated command: an `Ack` for a send already stored, else the message to
-        publish. Raises `Forbidden` (not a member, or no such conversation) or `Unavailable`."""
+    async def send(
+        self, command: SendMessage, turn: AbstractAsyncContextManager[object] = _ANY_TIME
+    ) -> Ack:
+        """Validate, check, publish (within `turn`) and wait for the PubAck.
+
+        Raises:
+            ValidationFailed: a bad body.
+            Forbidden: not a member, or no such conversation.
+            Unavailable: PostgreSQL (without cached membership) or JetStream is unreachable,
+                or the PubAck did not come in time; the client resends.
+        """
+        command = self.validate(command)
         check = await self._membership.check_send(command)
         if check.stored is not None:
-            stored = check.stored
-            logger.debug(
-                "duplicate send: already stored",
-                extra={"message_id": stored.message_id, "client_msg_id": command.client_msg_id},
-            )
-            return Ack(
-                client_msg_id=command.client_msg_id,
-                message_id=stored.message_id,
-                stream_seq=stored.stream_seq,
-                duplicate=True,
-                accepted_at=stored.accepted_at,
-            )
+            return _ack_of_stored(command, check.stored)
         if not check.is_member(command.sender_id):
             raise Forbidden()
-        return AcceptedMessage(
+        message = AcceptedMessage(
             message_id=self._new_id(),
             conversation_id=command.conversation_id,
             sender_id=command.sender_id,
@@ -112,30 +114,36 @@ class MessageService:
             body=command.body,
             accepted_at=_to_millis(self._now()),
         )
+        async with turn:
+            pending = await self._publish(message)
+        receipt = await self._receipt(message, pending)
+        if receipt.duplicate:
+            return await self._ack_of_original(message, receipt.stream_seq)
+        return Ack(
+            client_msg_id=message.client_msg_id,
+            message_id=message.message_id,
+            stream_seq=receipt.stream_seq,
+            duplicate=False,
+            accepted_at=message.accepted_at,
+        )
 
-    async def submit(self, message: AcceptedMessage) -> PendingPublish:
+    async def _publish(self, message: AcceptedMessage) -> PendingPublish:
         try:
             return await self._publisher.submit(message)
         except RtmError as exc:
             _publish_failed(message, exc, logging.DEBUG)
             raise
 
-    async def complete(self, message: AcceptedMessage, pending: PendingPublish) -> Ack:
-        """The ack once JetStream has stored `message` (or had stored the same send before)."""
+    async def _receipt(self, message: AcceptedMessage, pending: PendingPublish) -> Receipt:
         try:
-            receipt = await pending.receipt()
+            return await pending.receipt()
         except RtmError as exc:
             _publish_failed(message, exc, logging.INFO)
             raise
-        if not receipt.duplicate:
-            return Ack(
-                client_msg_id=message.client_msg_id,
-                message_id=message.message_id,
-                stream_seq=receipt.stream_seq,
-                duplicate=False,
-                accepted_at=message.accepted_at,
-            )
-        original = await self._publisher.original(receipt.stream_seq)
+
+    async def _ack_of_original(self, message: AcceptedMessage, stream_seq: int) -> Ack:
+        """JetStream had this send already (same `Nats-Msg-Id`): ack with the original."""
+        original = await self._publisher.original(stream_seq)
         logger.debug(
             "duplicate send: JetStream had it",
             extra={"message_id": original.message_id, "client_msg_id": message.client_msg_id},
@@ -143,15 +151,22 @@ class MessageService:
         return Ack(
             client_msg_id=message.client_msg_id,
             message_id=original.message_id,
-            stream_seq=receipt.stream_seq,
+            stream_seq=stream_seq,
             duplicate=True,
             accepted_at=original.accepted_at,
         )
 
-    async def send(self, command: SendMessage) -> Ack:
-        """Validate, check, publish and wait for the PubAck."""
-        outcome = await self.prepare(self.validate(command))
-        if isinstance(outcome, Ack):
-            return outcome
-        pending = await self.submit(outcome)
-        return await self.complete(outcome, pending)
+
+def _ack_of_stored(command: SendMessage, stored: StoredSend) -> Ack:
+    """PostgreSQL has this send already (same sender and `client_msg_id`): ack with it."""
+    logger.debug(
+        "duplicate send: already stored",
+        extra={"message_id": stored.message_id, "client_msg_id": command.client_msg_id},
+    )
+    return Ack(
+        client_msg_id=command.client_msg_id,
+        message_id=stored.message_id,
+        stream_seq=stored.stream_seq,
+        duplicate=True,
+        accepted_at=stored.accepted_at,
+    )

@@ -2,55 +2,36 @@
 
 PROTOCOL.md §4: the messages one connection sends are accepted in the order it sent them. A
 connection may have up to `max_in_flight` sends waiting for their ack; waiting for each PubAck
-before publishing the next would cap a connection at one round trip per message, so:
+before publishing the next would cap a connection at one round trip per message. So each send
+runs `MessageService.send` in a task of its own, and the pipeline adds only the order:
 
-    submit ─▶ prepare (task per send, concurrent: membership + duplicate lookup)
-                 │  awaited in submission order by the sequencer
-                 ▼
-              publish (sequencer: one at a time, so JetStream receives them in order)
-                 │  PubAcks awaited in order by the acker
-                 ▼
-              on_result(command, Ack | RtmError)   (in submission order)
+    submit(command)           a task per send: MessageService.send(command, turn)
+        │                         check (concurrent: membership + duplicate lookup)
+        │                         publish, when its `turn` comes (in submission order)
+        │                         wait for the PubAck (concurrent) → Ack | RtmError
+        ▼
+    answers()                 yields each send with its answer, in submission order
+
+The entrypoint (`entrypoints/ws.py`) submits what it reads and writes what `answers()` yields.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncGenerator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from typing import Protocol
 
 from rtm.producer.domain.exceptions import TooManyInFlight
 from rtm.producer.domain.model import Ack, SendMessage
-from rtm.producer.domain.ports import PendingPublish
-from rtm.producer.services.messages import MessageService
-from rtm.shared.contract import AcceptedMessage
 from rtm.shared.errors import ErrorCode, RtmError
 from rtm.shared.ids import new_id
 
 logger = logging.getLogger(__name__)
 
 Result = Ack | RtmError
-ResultSink = Callable[[SendMessage, Result], None]
-
-
-@dataclass(slots=True)
-class _Entry:
-    command: SendMessage
-    prepare: asyncio.Task[Ack | AcceptedMessage]
-
-
-@dataclass(slots=True)
-class _Answered:
-    command: SendMessage
-    result: Result
-
-
-@dataclass(slots=True)
-class _Publishing:
-    command: SendMessage
-    message: AcceptedMessage
-    pending: PendingPublish
 
 
 def internal_error(exc: BaseException, what: str, **fields: object) -> RtmError:
@@ -63,94 +44,107 @@ def internal_error(exc: BaseException, what: str, **fields: object) -> RtmError:
     return RtmError(ErrorCode.INTERNAL, f"internal error; correlation id {correlation}")
 
 
+class _PublishTurn:
+    """One send's place in its connection's publish order: entering it waits until the send
+    submitted before it has been handed to JetStream (or will never be); `end` lets the next
+    one in. A send that ends without publishing (a duplicate, a refusal, cancelled) ends its
+    turn too."""
+
+    __slots__ = ("_after", "_done")
+
+    def __init__(self, previous: _PublishTurn | None) -> None:
+        self._done: asyncio.Event = asyncio.Event()
+        self._after: asyncio.Event | None = None if previous is None else previous._done
+
+    async def __aenter__(self) -> None:
+        if self._after is not None:
+            await self._after.wait()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.end()
+
+    def end(self) -> None:
+        self._done.set()
+
+
+class Sender(Protocol):
+    """What the pipeline needs of the send path (`MessageService`): a send that publishes
+    within `turn` and returns the ack, or raises an `RtmError` to answer with."""
+
+    async def send(
+        self, command: SendMessage, turn: AbstractAsyncContextManager[object]
+    ) -> Ack: ...
+
+
+@dataclass(slots=True)
+class _Sending:
+    command: SendMessage
+    task: asyncio.Task[Ack]
+
+
 class SendPipeline:
     """The ordered send pipeline of one connection.
 
     Args:
-        service: the send path.
+        service: the send path (`MessageService`).
         max_in_flight: sends submitted and not yet answered; one more raises `TooManyInFlight`.
-        on_result: called once per submitted send, in submission order, with its ack or error.
     """
 
-    def __init__(self, service: MessageService, *, max_in_flight: int, on_result: ResultSink):
+    def __init__(self, service: Sender, *, max_in_flight: int) -> None:
         self._service = service
         self._max_in_flight = max_in_flight
-        self._on_result = on_result
-        self._entries: asyncio.Queue[_Entry] = asyncio.Queue()
-        self._published: asyncio.Queue[_Answered | _Publishing] = asyncio.Queue()
-        self._prepares: set[asyncio.Task[Ack | AcceptedMessage]] = set()
+        self._sending: asyncio.Queue[_Sending] = asyncio.Queue()
+        self._tasks: set[asyncio.Task[Ack]] = set()
+        self._last_turn: _PublishTurn | None = None
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self._tasks: list[asyncio.Task[None]] = []
 
     @property
     def in_flight(self) -> int:
         return self._in_flight
 
-    def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._sequence(), name="send-sequencer"),
-            asyncio.create_task(self._acknowledge(), name="send-acker"),
-        ]
-
     def submit(self, command: SendMessage) -> None:
-        """Queue a validated send; its answer comes through `on_result`."""
+        """Start sending a validated command; its answer comes from `answers`."""
         if self._in_flight >= self._max_in_flight:
             raise TooManyInFlight(self._max_in_flight)
-        task = asyncio.create_task(self._service.prepare(command), name="send-prepare")
-        self._prepares.add(task)
-        task.add_done_callback(self._prepares.discard)
+        turn = self._last_turn = _PublishTurn(self._last_turn)
+        task = asyncio.create_task(self._send(command, turn), name="send")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
         self._in_flight += 1
         self._idle.clear()
-        self._entries.put_nowait(_Entry(command, task))
+        self._sending.put_nowait(_Sending(command, task))
 
-    async def _sequence(self) -> None:
-        while True:
-            entry = await self._entries.get()
-            try:
-                outcome = await entry.prepare
-                if isinstance(outcome, Ack):
-                    self._published.put_nowait(_Answered(entry.command, outcome))
-                    continue
-                pending = await self._service.submit(outcome)
-            except RtmError as exc:
-                self._published.put_nowait(_Answered(entry.command, exc))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                error = internal_error(exc, "sending", client_msg_id=entry.command.client_msg_id)
-                self._published.put_nowait(_Answered(entry.command, error))
-            else:
-                self._published.put_nowait(_Publishing(entry.command, outcome, pending))
+    async def _send(self, command: SendMessage, turn: _PublishTurn) -> Ack:
+        try:
+            return await self._service.send(command, turn)
+        finally:
+            turn.end()
 
-    async def _acknowledge(self) -> None:
+    async def answers(self) -> AsyncGenerator[tuple[SendMessage, Result], None]:
+        """Each submitted send with its ack or error, in submission order, for ever (sends
+        cancelled by `close` get no answer)."""
         while True:
-            item = await self._published.get()
+            sending = await self._sending.get()
+            # wait(), not `await task`: our own cancellation must not pass for the send's.
+            await asyncio.wait((sending.task,))
+            if sending.task.cancelled():
+                continue
+            error = sending.task.exception()
             result: Result
-            if isinstance(item, _Answered):
-                result = item.result
-            else:
-                try:
-                    result = await self._service.complete(item.message, item.pending)
-                except RtmError as exc:
-                    result = exc
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    result = internal_error(
-                        exc,
-                        "waiting for a PubAck",
-                        message_id=item.message.message_id,
-                        client_msg_id=item.command.client_msg_id,
-                    )
+            if error is None:
+                result = sending.task.result()
+            elif isinstance(error, RtmError):
+                result = error
+            else:  # a bug in one send: answered `internal`, the others go on
+                result = internal_error(
+                    error, "sending", client_msg_id=sending.command.client_msg_id
+                )
             self._in_flight -= 1
             if self._in_flight == 0:
                 self._idle.set()
-            try:
-                self._on_result(item.command, result)
-            except Exception as exc:  # a broken sink must not stop the pipeline
-                internal_error(exc, "delivering a send result")
+            yield sending.command, result
 
     async def drain(self, timeout: float) -> bool:
         """Wait until every submitted send is answered; False on timeout."""
@@ -163,7 +157,7 @@ class SendPipeline:
     async def close(self) -> None:
         """Stop at once: unanswered sends get no answer (already published ones stay stored;
         the client resends them with the same client_msg_id and gets `duplicate: true`)."""
-        tasks = [*self._tasks, *self._prepares]
+        tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         if tasks:

@@ -1,0 +1,1 @@
+"""Auth's driven adapters: PostgreSQL stores, NATS revocation events, argon2, package data."""

@@ -1,0 +1,1 @@
+"""Auth's driving side: gRPC servicer and server, HTTP front, their bodies and metrics."""

@@ -1,0 +1,351 @@
+"""A WebSocket endpoint served by picows inside uvicorn's HTTP server, on the same port and URL.
+
+Why: the consumer writes every stored message to every member's socket. Through ASGI each write
+is a coroutine through Starlette's middleware `send` wrappers and uvicorn's protocol, woken by a
+per-connection writer task; the benchmark (docs/architecture.md, "The WebSocket stack") measured
+the ASGI path at about twice picows's CPU per delivered frame. picows writes a frame
+synchronously from C, so a message can go to all local members without a task switch.
+
+How: uvicorn takes a WebSocket protocol class (`ws=`). On an upgrade request it builds one,
+hands it the connection's transport and replays the request's bytes into it. `picows_protocol`
+returns a class that builds picows's server protocol instead; picows then parses the replayed
+request, asks `route` for a listener, answers 101, and frames the connection from then on.
+FastAPI keeps serving every plain HTTP request of the port.
+
+`PicowsSocket` gives the endpoint code the small part of Starlette's `WebSocket` it uses
+(`headers`, `receive`, `receive_text`, `send_text`, `close`), plus `send_now` and
+`buffered_bytes` for writes that need no task at all (see `rtm.shared.ws.Outbox`).
+
+picows gets the connection's transport through `_OwnedBuffers`, which copies what picows
+passes to `writelines` (see there: without it a slow reader got corrupted frames, issue #10).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, cast
+
+import picows
+from picows import picows as picows_impl
+from starlette.websockets import WebSocketDisconnect
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[["PicowsSocket"], Awaitable[None]]
+Route = Callable[[picows.WSUpgradeRequest], picows.WSListener | None]
+
+_MESSAGE_TOO_BIG = 1009
+_INVALID_TEXT = 1007
+_PROTOCOL_ERROR = 1002
+_NO_STATUS = 1005
+_ABNORMAL = 1006
+# How long a close we initiate may wait for the peer to take what was written before it.
+CLOSE_LINGER_S = 30.0
+
+
+class PicowsSocket(picows.WSListener):
+    """One upgraded connection: picows's callbacks on one side, Starlette's `WebSocket` calls on
+    the other. Fragmented messages are reassembled (bounded by `max_message_bytes`), text is
+    checked to be UTF-8 (1007 otherwise), and a client's close is answered with its code."""
+
+    __slots__ = (
+        "_fragment_bytes",
+        "_fragment_type",
+        "_fragments",
+        "_handler",
+        "_inbox",
+        "_linger",
+        "_max",
+        "_task",
+        "_transport",
+        "_waiter",
+        "app",
+        "disconnected",
+        "headers",
+    )
+
+    def __init__(
+        self,
+        request: picows.WSUpgradeRequest,
+        handler: Handler,
+        *,
+        app: Any,
+        max_message_bytes: int,
+        close_linger_s: float = CLOSE_LINGER_S,
+    ) -> None:
+        super().__init__()
+        self.app = app
+        self.headers: Mapping[str, str] = request.headers
+        self._handler = handler
+        self._max = max_message_bytes
+        self._linger = close_linger_s
+        # A list and one future, not an asyncio.Queue: a queue costs ~2 kB per idle connection.
+        self._inbox: list[dict[str, Any]] = []
+        self._waiter: asyncio.Future[None] | None = None
+        self._transport: picows.WSTransport | None = None
+        self._fragments: list[bytes] = []
+        self._fragment_type: picows.WSMsgType | None = None
+        self._fragment_bytes = 0
+        self._task: asyncio.Task[None] | None = None
+        self.disconnected = False
+
+    # -- picows's side ------------------------------------------------------------------------
+
+    def on_ws_connected(self, transport: picows.WSTransport) -> None:
+        self._transport = transport
+        # Held here: the loop keeps only a weak reference to a task.
+        self._task = asyncio.create_task(self._serve(), name="ws-session")
+
+    async def _serve(self) -> None:
+        try:
+            await self._handler(self)
+        except Exception:  # last line of defence of the session task
+            logger.exception("WebSocket session failed")
+            self.close_now(1011, "internal error")
+        finally:
+            if not self.disconnected and self._transport is not None:
+                self._transport.disconnect(graceful=True)
+
+    def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
+        kind = frame.msg_type
+        if kind == picows.WSMsgType.CLOSE:
+            code: Any = frame.get_close_code()  # an int for codes picows's enum lacks (4xxx)
+            self._closed_by_peer(int(code) if code is not None else _NO_STATUS)
+            return
+        if kind in (picows.WSMsgType.PING, picows.WSMsgType.PONG):
+            return  # picows answers pings itself
+        if kind == picows.WSMsgType.CONTINUATION:
+            if self._fragment_type is None:
+                self.close_now(_PROTOCOL_ERROR, "continuation without a first frame")
+                return
+        elif self._fragment_type is not None:
+            self.close_now(_PROTOCOL_ERROR, "new message inside a fragmented one")
+            return
+        else:
+            self._fragment_type = kind
+        self._fragment_bytes += frame.payload_size
+        if self._fragment_bytes > self._max:
+            self.close_now(_MESSAGE_TOO_BIG, "frame too big")
+            return
+        self._fragments.append(frame.get_payload_as_bytes())
+        if frame.fin:
+            self._deliver()
+
+    def _deliver(self) -> None:
+        payload = b"".join(self._fragments)
+        kind = self._fragment_type
+        self._fragments, self._fragment_type, self._fragment_bytes = [], None, 0
+        if kind == picows.WSMsgType.BINARY:
+            self._put({"type": "websocket.receive", "bytes": payload})
+            return
+        try:
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError:
+            self.close_now(_INVALID_TEXT, "invalid UTF-8")
+            return
+        self._put({"type": "websocket.receive", "text": text})
+
+    def _put(self, message: dict[str, Any]) -> None:
+        self._inbox.append(message)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def _closed_by_peer(self, code: int) -> None:
+        if self._transport is not None and not self.disconnected:
+            self._transport.send_close(_close_code(code if code != _NO_STATUS else 1000))
+            self._transport.disconnect(graceful=True)
+        self._gone(code)
+
+    def on_ws_disconnected(self, transport: picows.WSTransport) -> None:
+        self._gone(_ABNORMAL)
+
+    def _gone(self, code: int) -> None:
+        if not self.disconnected:
+            self.disconnected = True
+            self._put({"type": "websocket.disconnect", "code": code})
+
+    # -- the endpoint's side (Starlette's WebSocket, the part we use) --------------------------
+
+    async def accept(self) -> None:
+        """picows answered 101 before the session started."""
+
+    async def receive(self) -> dict[str, Any]:
+        while not self._inbox:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._inbox.pop(0)
+
+    async def receive_text(self) -> str:
+        message = await self.receive()
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(message["code"])
+        text: str = message["text"]  # KeyError for a binary frame, as in Starlette
+        return text
+
+    async def send_text(self, text: str) -> None:
+        if not self.send_now(text.encode()):
+            raise WebSocketDisconnect(_ABNORMAL)
+
+    def send_now(self, data: bytes) -> bool:
+        """Write a text frame of UTF-8 `data` at once (picows buffers what the socket does not
+        take yet); False when the connection is gone."""
+        if self.disconnected or self._transport is None:
+            return False
+        self._transport.send(picows.WSMsgType.TEXT, data)
+        return True
+
+    def buffered_bytes(self) -> int:
+        """Bytes written and not yet taken by the socket: the connection's real send queue."""
+        if self._transport is None:
+            return 0
+        return int(self._transport.underlying_transport.get_write_buffer_size())
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+        self.close_now(code, reason or "")
+
+    def close_now(self, code: int, reason: str = "") -> None:
+        """Send a close frame and end the connection once what is buffered is sent, or abort it
+        when the peer has not taken that within `close_linger_s`.
+
+        The close frame goes behind every frame written before it, the one the socket has only
+        partly taken included: a frame never starts inside another (RFC 6455 §5.2, §5.4). A
+        4008 cut-off is for a peer that does not read, though, and a graceful close waits for
+        it to read: without the bound, such a peer would keep the connection and up to
+        `send_queue_bytes` forever. Aborting is the RFC's "fail the connection" (§7.1.7)."""
+        if self._transport is None or self.disconnected:
+            return
+        self._transport.send_close(_close_code(code), reason.encode()[:120])
+        self._transport.disconnect(graceful=True)
+        asyncio.get_running_loop().call_later(self._linger, _abort_if_open, self._transport)
+        self._gone(code)
+
+
+def _abort_if_open(transport: picows.WSTransport) -> None:
+    """The peer did not take what was written before our close frame in time: drop it all."""
+    if not transport.is_disconnected:
+        logger.info("closed connection not drained in time: aborted")
+        transport.disconnect(graceful=False)
+
+
+def _close_code(code: int) -> picows.WSCloseCode:
+    """picows's stubs type close codes as its enum; at run time any int code goes through."""
+    result: Any = code
+    return cast(picows.WSCloseCode, result)
+
+
+def picows_protocol(
+    route: Route,
+    *,
+    max_frame_bytes: int,
+    ping_interval: float = 20.0,
+    ping_timeout: float = 20.0,
+    handshake_timeout: float = 5.0,
+) -> type:
+    """A uvicorn `ws=` protocol class whose upgrades picows serves; `route` picks the listener
+    by request (None: 404). picows pings a connection idle for `ping_interval` seconds and
+    drops it when the pong does not come within `ping_timeout`."""
+
+    def build() -> Any:
+        # The arguments of picows's own ws_create_server (picows 2.3): see its source.
+        return picows_impl.WSProtocol(  # type: ignore[attr-defined]  # not in picows's stubs
+            None,  # host and port (client side only)
+            None,  # path (client side only)
+            False,  # is_client_side
+            route,
+            logger,
+            True,  # disconnect_on_exception
+            handshake_timeout,
+            True,  # enable_auto_ping
+            ping_interval,
+            ping_timeout,
+            picows.WSAutoPingStrategy.PING_WHEN_IDLE,
+            True,  # enable_auto_pong
+            max_frame_bytes,
+            None,  # extra headers
+            2048,  # read buffer's initial size: clients send little; it grows when needed
+        )
+
+    class PicowsUpgrade(_Handover):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(build())
+
+    return PicowsUpgrade
+
+
+class _Handover(asyncio.Protocol):
+    """What uvicorn sees as the WebSocket protocol: it replays the upgrade request into
+    `data_received` (picows's protocol only takes bytes through `get_buffer`), then installs
+    picows's protocol on the transport in place of itself."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self._transport: Any = None  # asyncio's or uvloop's TCP transport
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
+        self._inner.connection_made(_OwnedBuffers(transport))
+
+    def data_received(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            buffer = self._inner.get_buffer(len(view))
+            size = min(len(buffer), len(view))
+            buffer[:size] = view[:size]
+            self._inner.buffer_updated(size)
+            view = view[size:]
+        asyncio.get_running_loop().call_soon(self._hand_over)
+
+    def _hand_over(self) -> None:
+        # uvicorn has called transport.set_protocol(self) by now: replace ourselves.
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.set_protocol(self._inner)
+
+    def eof_received(self) -> bool | None:
+        result: bool | None = self._inner.eof_received()
+        return result
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+
+class _OwnedBuffers:
+    """The connection's transport as picows sees it: the same, except that `writelines` copies
+    every buffer that is not `bytes`, so the transport never holds memory picows reuses.
+
+    Why: picows 2.3 (server side) writes a frame with over 8 KiB of payload as
+    `writelines([header, payload])`, `header` being a memoryview of the one header buffer it
+    reuses for every frame. uvloop's transport does not copy what the socket does not take at
+    once: it keeps that memoryview and later hands its pointer to libuv. So when a reader is
+    slow, each frame written meanwhile rewrites the pending header: the reader gets a wrong
+    length (or, after a 4008 cut-off, the close frame's header) and loses the frame boundaries
+    (issue #10). asyncio's transport copies in Python 3.11 but keeps memoryviews from 3.12.
+    The copy is of the header only (2-10 bytes): the payload is immutable `bytes` already
+    (`send_now` takes `bytes`). `write` needs no copy: picows passes it only `bytes` it made.
+    """
+
+    __slots__ = ("_inner", "get_write_buffer_size", "write")
+
+    def __init__(self, inner: asyncio.BaseTransport) -> None:
+        real: Any = inner  # uvloop's or asyncio's TCP transport
+        self._inner = real
+        # The calls made per frame: the real transport's bound methods, no Python in between.
+        self.write: Callable[[bytes], None] = real.write
+        self.get_write_buffer_size: Callable[[], int] = real.get_write_buffer_size
+
+    def writelines(self, buffers: Iterable[bytes | bytearray | memoryview]) -> None:
+        self._inner.writelines([b if type(b) is bytes else bytes(b) for b in buffers])
+
+    def __getattr__(self, name: str) -> Any:
+        """Everything else (`get_extra_info`, `close`, `abort`, ...) is the real transport's."""
+        return getattr(self._inner, name)

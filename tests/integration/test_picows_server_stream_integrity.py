@@ -1,0 +1,111 @@
+"""`rtm.shared.picows_server` on uvloop, as the consumer runs it: a reader that reads nothing while
+frames of every size pile up gets them all intact, in order, then an intact 4008 close.
+
+This is issue #10 without the consumer around it: picows writes a frame over 8 KiB from a
+header buffer it reuses, and uvloop keeps what it cannot send at once without copying it, so
+before the fix every frame written while the socket was full rewrote the pending headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import picows
+import pytest
+from fastapi import FastAPI
+
+from rtm.shared.picows_server import CLOSE_LINGER_S, PicowsSocket, picows_protocol
+from rtm.shared.ws import Outbox
+from tests.support.uvloop_server import running_on_uvloop
+from tests.support.wsstream import CLOSE, TEXT, SlowReader
+
+LIMIT = 256 * 1024  # the outbox bound: the socket's own write buffer
+LINGER_S = 0.5  # on /linger: how long a cut-off reader gets to take the rest
+SIZES = [50, 125, 126, 3000, 8192, 8193, 20_000, 65_535, 65_536, 70_000]  # UTF-8 bytes
+
+
+def payload(n: int) -> str:
+    """Frame n: its number, then filler of 1- to 4-byte characters, SIZES[n % len] bytes."""
+    head = f"{n:06d}"
+    filler = "aé€😀"[n % 4]
+    width = len(filler.encode())
+    size = SIZES[n % len(SIZES)]
+    return head + filler * ((size - len(head)) // width) + "z" * ((size - len(head)) % width)
+
+
+async def flood(socket: PicowsSocket) -> None:
+    """On "flood", write frames until the outbox overflows, then close 4008 as the consumer's
+    hub does."""
+    outbox = Outbox(socket, limit_bytes=LIMIT)
+    message = await socket.receive()
+    assert message.get("text") == "flood"
+    for n in range(100_000):
+        if not outbox.put(payload(n)):
+            await socket.close(4008, "send queue full: reconnect and resume")
+            return
+
+
+@dataclass
+class Served:
+    address: str
+    lost: threading.Event  # set once a connection's TCP connection is gone
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[Served]:
+    app = FastAPI()
+    lost = threading.Event()
+
+    class Observed(PicowsSocket):
+        __slots__ = ()
+
+        def on_ws_disconnected(self, transport: picows.WSTransport) -> None:
+            lost.set()
+            super().on_ws_disconnected(transport)
+
+    def route(request: picows.WSUpgradeRequest) -> PicowsSocket:
+        linger = LINGER_S if request.path == b"/linger" else CLOSE_LINGER_S
+        return Observed(request, flood, app=app, max_message_bytes=1024, close_linger_s=linger)
+
+    async with running_on_uvloop(
+        app, ws=picows_protocol(route, max_frame_bytes=1024), send_buffer_bytes=32 * 1024
+    ) as address:
+        yield Served(address, lost)
+
+
+async def test_a_reader_that_reads_nothing_gets_every_frame_intact_then_4008(
+    served: Served,
+) -> None:
+    reader = await asyncio.to_thread(SlowReader, served.address)
+    try:
+        # The flood is written in one loop turn: it is all buffered before the first read.
+        await asyncio.to_thread(reader.send_text, "flood")
+        stream = await asyncio.to_thread(reader.drain)
+    finally:
+        reader.close()
+    texts = [frame.text for frame in stream.frames if frame.opcode == TEXT]
+    assert texts == [payload(n) for n in range(len(texts))]
+    assert sum(len(text.encode()) for text in texts) > LIMIT - max(SIZES)
+    assert stream.close is not None
+    assert stream.close.opcode == CLOSE
+    assert (stream.close.close_code, stream.close.close_reason) == (
+        4008,
+        "send queue full: reconnect and resume",
+    )
+
+
+async def test_a_cut_off_reader_that_never_reads_is_aborted_after_the_linger(
+    served: Served,
+) -> None:
+    """The close waits for the peer to take what came before it, but not forever: a peer that
+    never reads would otherwise hold the connection and its buffer."""
+    reader = await asyncio.to_thread(SlowReader, served.address, path="/linger")
+    try:
+        await asyncio.to_thread(reader.send_text, "flood")
+        # Reads nothing: only the linger's abort can end the connection.
+        assert await asyncio.to_thread(served.lost.wait, 20), "the connection was not aborted"
+    finally:
+        reader.close()
