@@ -17,6 +17,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import BucketNotFoundError, NoKeysError
 
 from rtm.shared.limits import Now
+from rtm.shared.tokens import AccessClaims, TokenError, TokenVerifier
 
 # Auth's access tokens live 15 minutes: a revoked session is remembered a little longer.
 REVOCATION_MEMORY_S = 20 * 60
@@ -78,3 +79,14 @@ async def load_revoked(
             continue
         count += 1
     return count
+
+
+async def verify_unrevoked(
+    verifier: TokenVerifier, revoked: RevokedSessions, token: str
+) -> AccessClaims:
+    """Verify an access token and refuse those of revoked sessions: a revoked session's tokens
+    stay cryptographically valid until they expire, so the signature alone is not enough."""
+    claims = await verifier.verify(token)
+    if revoked.is_revoked(claims.session_id):
+        raise TokenError("session revoked")
+    return claims

@@ -20,7 +20,7 @@ rows naming one stream sequence) and **out of order** (per conversation, seq ord
 stream order and seqs dense from 1 up to the conversation's head, `conversation_heads.last_seq`).
 
 `rtm verify` and the consumer's continuity auditor both feed these functions what they read
-(`rtm.consumer.continuity_service`); neither has a comparison of its own.
+(`rtm.consumer.services.continuity`); neither has a comparison of its own.
 """
 
 from __future__ import annotations

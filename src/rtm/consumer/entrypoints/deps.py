@@ -20,7 +20,7 @@ from rtm.consumer.entrypoints.hub import Hub
 from rtm.consumer.services import ReadService
 from rtm.consumer.settings import ConsumerSettings
 from rtm.shared.backoff import ExponentialBackoff
-from rtm.shared.revocation import RevokedSessions
+from rtm.shared.revocation import RevokedSessions, verify_unrevoked
 from rtm.shared.tokens import AccessClaims, TokenError, TokenVerifier
 
 
@@ -44,10 +44,7 @@ class ConsumerContext:
 
     async def verify(self, token: str) -> AccessClaims:
         """Verify an access token and refuse those of revoked sessions."""
-        claims = await self.verifier.verify(token)
-        if self.revoked.is_revoked(claims.session_id):
-            raise TokenError("session revoked")
-        return claims
+        return await verify_unrevoked(self.verifier, self.revoked, token)
 
 
 def get_context(connection: HTTPConnection) -> ConsumerContext:

@@ -43,6 +43,7 @@ from rtm.consumer.domain.model import Lease
 from rtm.consumer.domain.ports import Fanout, MessageStore, PartitionLeases, PartitionSources
 from rtm.consumer.entrypoints import metrics
 from rtm.consumer.services import PartitionWorker
+from rtm.shared.backoff import ExponentialBackoff
 from rtm.shared.connect import NATS_FAILURES
 
 logger = logging.getLogger(__name__)
@@ -50,6 +51,8 @@ LAG_REPORT_S = 5.0
 STOP_STEP_S = 2.0  # bound on each network step of a stop (a dead NATS must not hold it up)
 RECANCEL_S = 0.5  # a stopping worker is cancelled again this often until it has ended
 SLOW_STOP_WARN_S = 5.0
+# A failed worker restarts after 0.1 s doubling to 5 s, plus up to half as much again (jitter).
+WORKER_RESTART = ExponentialBackoff(base=0.1, cap=5.0, jitter=(1.0, 1.5))
 # What a lease round or a partition worker's step raises when a dependency fails or the source
 # cannot vouch for a batch: logged in one line, and tried again. Anything else is a bug: logged
 # with its traceback, and tried again too (the loops are the last line of defence).
@@ -235,7 +238,7 @@ class PartitionManager:
 
     async def _work(self, owned: _Ownership) -> None:
         partition, token = owned.partition, owned.lease.token
-        backoff = 0.1
+        failures = 0  # in a row: only a step that worked ends a run of them
         while not owned.stopping:
             worker = PartitionWorker(
                 partition,
@@ -259,7 +262,7 @@ class PartitionManager:
                         metrics.JETSTREAM_REDELIVERED.labels(str(partition)).set(redelivered)
                     began = time.perf_counter()
                     outcome = await worker.step()
-                    backoff = 0.1  # only a step that worked ends a run of failures
+                    failures = 0
                     if outcome.delivered:
                         self.stored_batches += 1
                         metrics.BATCH_SECONDS.observe(time.perf_counter() - began)
@@ -277,16 +280,17 @@ class PartitionManager:
                 logger.warning("%s; restarting from the committed offset", exc)
             except Exception as exc:  # last line of defence of the worker: log, restart it
                 metrics.WORKER_RESTARTS.labels("error").inc()
+                failures += 1
+                pause = WORKER_RESTART.delay(failures, random.random)
                 if isinstance(exc, EXPECTED_FAILURES):
                     logger.warning(
-                        "partition %s worker failed: %r; retrying in %.1fs", partition, exc, backoff
+                        "partition %s worker failed: %r; retrying in %.1fs", partition, exc, pause
                     )
                 else:
                     logger.exception(
-                        "partition %s worker failed; retrying in %.1fs", partition, backoff
+                        "partition %s worker failed; retrying in %.1fs", partition, pause
                     )
-                await asyncio.sleep(backoff + random.uniform(0, backoff / 2))  # noqa: S311
-                backoff = min(backoff * 2, 5.0)
+                await asyncio.sleep(pause)
             finally:
                 await worker.close()
 

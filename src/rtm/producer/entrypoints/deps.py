@@ -19,7 +19,7 @@ from rtm.producer.entrypoints.connections import ConnectionRegistry
 from rtm.producer.services import ConversationService, MessageService, TypingAndReadService
 from rtm.producer.settings import ProducerSettings
 from rtm.shared.limits import KeyedBuckets
-from rtm.shared.revocation import RevokedSessions
+from rtm.shared.revocation import RevokedSessions, verify_unrevoked
 from rtm.shared.tokens import AccessClaims, TokenError, TokenVerifier
 
 
@@ -40,10 +40,7 @@ class ProducerContext:
 
     async def verify(self, token: str) -> AccessClaims:
         """Verify an access token and refuse those of revoked sessions."""
-        claims = await self.verifier.verify(token)
-        if self.revoked.is_revoked(claims.session_id):
-            raise TokenError("session revoked")
-        return claims
+        return await verify_unrevoked(self.verifier, self.revoked, token)
 
 
 def get_context(connection: HTTPConnection) -> ProducerContext:
