@@ -42,7 +42,7 @@ from rtm.consumer.entrypoints import asyncapi, http, ws
 from rtm.consumer.entrypoints.auditor import ContinuityAuditor
 from rtm.consumer.entrypoints.deliveries import Deliveries
 from rtm.consumer.entrypoints.deps import ConsumerContext
-from rtm.consumer.entrypoints.events import LiveEvents
+from rtm.consumer.entrypoints.ephemeral_events import EphemeralEvents
 from rtm.consumer.entrypoints.hub import DB_RETRY, Hub
 from rtm.consumer.entrypoints.workers import PartitionManager
 from rtm.consumer.services import ReadService
@@ -98,7 +98,7 @@ class ConsumerRuntime:
         await self.deliveries.start(self.nc)  # sockets are served from here on
         await retry_forever("JetStream stream", lambda: ensure_stream(js))
         await self.database.ready.wait()
-        events = LiveEvents(
+        events = EphemeralEvents(
             self.nc,
             context.hub,
             PostgresConversationDirectory(self.database),

@@ -12,7 +12,7 @@ import pytest
 from nats.aio.client import Client as NatsClient
 
 from rtm.consumer.domain.ports import ConversationDirectory
-from rtm.consumer.entrypoints.events import FLUSH_SLICE_FRAMES, LiveEvents
+from rtm.consumer.entrypoints.ephemeral_events import FLUSH_SLICE_FRAMES, EphemeralEvents
 from rtm.consumer.entrypoints.hub import Hub, LiveConnection
 from rtm.consumer.services import ReadService
 from rtm.shared.contract import PresenceEvent
@@ -42,7 +42,7 @@ class Offline:
 
 def setup(
     local: int, *, flush_slice_frames: int = FLUSH_SLICE_FRAMES
-) -> tuple[LiveEvents, FakeDirectory, dict[uuid.UUID, FakeOutbox]]:
+) -> tuple[EphemeralEvents, FakeDirectory, dict[uuid.UUID, FakeOutbox]]:
     hub, directory = Hub(), FakeDirectory()
     hub.feed_resumed()
     outboxes: dict[uuid.UUID, FakeOutbox] = {}
@@ -51,7 +51,7 @@ def setup(
         reads = cast(ReadService, None)
         hub.add(LiveConnection(user, uuid.uuid4(), cast(Outbox, outbox), reads, lambda c, r: None))
         outboxes[user] = outbox
-    events = LiveEvents(
+    events = EphemeralEvents(
         cast(NatsClient, Offline()),
         hub,
         cast(ConversationDirectory, directory),

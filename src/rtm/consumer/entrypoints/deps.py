@@ -15,7 +15,7 @@ from fastapi import Depends, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 
-from rtm.consumer.entrypoints.events import LiveEvents
+from rtm.consumer.entrypoints.ephemeral_events import EphemeralEvents
 from rtm.consumer.entrypoints.hub import Hub
 from rtm.consumer.services import ReadService
 from rtm.consumer.settings import ConsumerSettings
@@ -40,7 +40,7 @@ class ConsumerContext:
     revoked: RevokedSessions
     monotonic: Callable[[], float]  # the clock of the inbound rate limits
     backoff: ExponentialBackoff  # how a read PostgreSQL could not answer is tried again
-    events: LiveEvents | None = None
+    events: EphemeralEvents | None = None
 
     async def verify(self, token: str) -> AccessClaims:
         """Verify an access token and refuse those of revoked sessions."""

@@ -55,7 +55,7 @@ HEARTBEAT_CHUNK = 2000  # users per heartbeat event (~80 kB)
 Handler = Callable[[Msg], Awaitable[None]]
 
 
-class LiveEvents:
+class EphemeralEvents:
     """Subscribes to the event subjects and turns events into frames for local sockets."""
 
     def __init__(
