@@ -10,6 +10,7 @@ from typing import Any
 import uvicorn
 
 from rtm.consumer.entrypoints.ws import ws_protocol
+from rtm.producer.entrypoints.ws import ws_protocol as producer_ws_protocol
 
 
 @asynccontextmanager
@@ -48,3 +49,8 @@ async def running(
 def running_consumer(app: Any) -> AbstractAsyncContextManager[str]:
     """A consumer app served as `rtm-consumer` serves it: `/v1/ws` on picows."""
     return running(app, ws=ws_protocol(app, app.state.consumer.settings))
+
+
+def running_producer(app: Any, **options: Any) -> AbstractAsyncContextManager[str]:
+    """A producer app served as `rtm-producer` serves it: `/v1/ws` on picows."""
+    return running(app, ws=producer_ws_protocol(app, app.state.producer.settings), **options)

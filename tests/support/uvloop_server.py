@@ -25,6 +25,7 @@ from typing import Any
 import uvicorn
 
 from rtm.consumer.entrypoints.ws import ws_protocol
+from rtm.producer.entrypoints.ws import ws_protocol as producer_ws_protocol
 
 
 @asynccontextmanager
@@ -85,4 +86,15 @@ def running_consumer_on_uvloop(
     """A consumer app served as `rtm-consumer` serves it: `/v1/ws` on picows, on uvloop."""
     return running_on_uvloop(
         app, ws=ws_protocol(app, app.state.consumer.settings), send_buffer_bytes=send_buffer_bytes
+    )
+
+
+def running_producer_on_uvloop(
+    app: Any, *, send_buffer_bytes: int | None = None
+) -> AbstractAsyncContextManager[str]:
+    """A producer app served as `rtm-producer` serves it: `/v1/ws` on picows, on uvloop."""
+    return running_on_uvloop(
+        app,
+        ws=producer_ws_protocol(app, app.state.producer.settings),
+        send_buffer_bytes=send_buffer_bytes,
     )

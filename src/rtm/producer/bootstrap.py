@@ -259,15 +259,15 @@ class _GracefulServer(uvicorn.Server):
 
 
 def server(settings: ProducerSettings) -> uvicorn.Server:
-    """A uvicorn server for the producer on `host:producer_port`, WebSockets by websockets'
-    sans-I/O backend with the frame limit of PROTOCOL.md §5 (larger frames close 1009)."""
+    """A uvicorn server for the producer on `host:producer_port`: its app, `/v1/ws` on picows
+    with the frame limit of PROTOCOL.md §5 (larger frames close 1009), the edge limits of
+    `rtm.shared.serving`."""
     producer = build(settings)
     config = uvicorn.Config(
         producer.app,
         host=settings.host,
         port=settings.producer_port,
-        ws="websockets-sansio",
-        ws_max_size=settings.max_frame_bytes,
+        ws=ws.ws_protocol(producer.app, settings),
         log_config=None,
         access_log=False,
         lifespan="on",

@@ -33,7 +33,7 @@ from rtm.local.postgres import EmbeddedPostgres
 from rtm.producer.bootstrap import create_app
 from rtm.producer.settings import ProducerSettings
 from rtm.shared.jetstream import ensure_stream
-from tests.support.asgi import running
+from tests.support.asgi import running_producer
 from tests.support.db import register_users
 from tests.support.servers import migrated_database, running_nats
 from tests.support.tokens import TokenFactory, serve_jwks
@@ -93,7 +93,7 @@ async def wait_ready(base: str, timeout: float = 20.0) -> None:
 @pytest.fixture
 async def producer(producer_settings: ProducerSettings) -> AsyncIterator[str]:
     """A running, ready producer; yields its `host:port`."""
-    async with running(create_app(producer_settings), ws_max_size=64 * 1024) as base:
+    async with running_producer(create_app(producer_settings), ws_max_size=64 * 1024) as base:
         await wait_ready(base)
         yield base
 
@@ -123,7 +123,7 @@ def shared_settings(
 async def shared_producer(shared_settings: ProducerSettings) -> AsyncIterator[str]:
     """One running, ready producer for a whole test module; yields its `host:port`."""
     settings = shared_settings
-    async with running(create_app(settings), ws_max_size=settings.max_frame_bytes) as base:
+    async with running_producer(create_app(settings), ws_max_size=settings.max_frame_bytes) as base:
         await wait_ready(base)
         yield base
 

@@ -28,7 +28,7 @@ from rtm.local.nats import EmbeddedNats
 from rtm.producer.bootstrap import create_app
 from rtm.producer.settings import ProducerSettings
 from tests.integration.producer.conftest import settings_for
-from tests.support.asgi import running
+from tests.support.asgi import running_producer
 from tests.support.db import register_users
 from tests.support.openapi_contract import (
     CONTRACT_SETTINGS,
@@ -51,7 +51,7 @@ def producer_url(
         rate_burst=100_000,
         conversation_burst=100_000,
     )
-    with served_from_thread(running(create_app(settings))) as base_url:
+    with served_from_thread(running_producer(create_app(settings))) as base_url:
         yield base_url
 
 

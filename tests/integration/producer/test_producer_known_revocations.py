@@ -15,7 +15,7 @@ from rtm.producer.bootstrap import create_app
 from rtm.shared.contract import SessionRevoked
 from rtm.shared.revocation import REVOKED_SESSIONS_BUCKET
 from tests.integration.producer.conftest import settings_for, wait_ready
-from tests.support.asgi import running
+from tests.support.asgi import running_producer
 from tests.support.tokens import TokenFactory
 
 
@@ -29,7 +29,7 @@ async def test_revocations_made_before_start_are_refused_4503(
     )
     await kv.put(str(session), SessionRevoked(session, user).encode())
     await client.close()
-    async with running(create_app(settings_for(database_url, nats_url, auth_url))) as base:
+    async with running_producer(create_app(settings_for(database_url, nats_url, auth_url))) as base:
         await wait_ready(base)
         headers = {"Authorization": f"Bearer {tokens.token(user, session)}"}
         for _ in range(50):  # the load runs in the background right after start

@@ -32,7 +32,7 @@ from tests.integration.producer.conftest import (
     settings_for,
     wait_ready,
 )
-from tests.support.asgi import running
+from tests.support.asgi import running_producer
 from tests.support.db import register_users
 
 
@@ -73,7 +73,7 @@ async def test_unresponsive_nats_gets_unavailable_in_time_and_too_many_in_flight
     send beyond the in-flight limit is refused at once, and retries after recovery are
     deduplicated: one message per client_msg_id in the stream."""
     settings = settings_for(database_url, nats_server.url, auth_url, max_in_flight=2)
-    async with running(create_app(settings)) as base:
+    async with running_producer(create_app(settings)) as base:
         await wait_ready(base)
         alice, bob = new_user(), new_user()
         conversation = (await create_conversation(base, alice, "direct", bob))["id"]
@@ -109,7 +109,7 @@ async def test_stopped_nats_is_unavailable_at_once_and_recovers(
     database_url: str, nats_server: EmbeddedNats, auth_url: str, new_user: NewUser
 ) -> None:
     settings = settings_for(database_url, nats_server.url, auth_url)
-    async with running(create_app(settings)) as base:
+    async with running_producer(create_app(settings)) as base:
         await wait_ready(base)
         alice, bob = new_user(), new_user()
         conversation = (await create_conversation(base, alice, "direct", bob))["id"]
@@ -137,7 +137,7 @@ async def test_database_outage_keeps_known_conversations_open_and_recovers(
     and the producer stays ready; once PostgreSQL is back, everything is served again."""
     name = database_url.rsplit("/", 1)[1]
     settings = settings_for(database_url, nats_url, auth_url)
-    async with running(create_app(settings)) as base:
+    async with running_producer(create_app(settings)) as base:
         await wait_ready(base)
         alice, bob = new_user(), new_user()
         known = (await create_conversation(base, alice, "direct", bob))["id"]
@@ -212,7 +212,7 @@ async def test_starts_without_its_dependencies_and_becomes_ready_when_they_come(
         migrations_dir=REPO_ROOT / "migrations",
     )
     try:
-        async with running(create_app(settings)) as base:
+        async with running_producer(create_app(settings)) as base:
             await expect_ready_failing(base, "nats", "jetstream", "postgres")
             pg_server.create_database(name)
             nats_server.start()

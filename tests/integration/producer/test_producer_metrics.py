@@ -25,7 +25,7 @@ from tests.integration.producer.conftest import (
     settings_for,
     wait_ready,
 )
-from tests.support.asgi import running
+from tests.support.asgi import running_producer
 from tests.support.metrics import sample
 
 Series = tuple[str, dict[str, str]]
@@ -50,7 +50,7 @@ async def test_websocket_metrics_count_frames_errors_acks_and_cache_lookups(
     database_url: str, nats_url: str, auth_url: str, new_user: NewUser
 ) -> None:
     settings = settings_for(database_url, nats_url, auth_url)
-    async with running(create_app(settings)) as base:
+    async with running_producer(create_app(settings)) as base:
         await wait_ready(base)
         alice, bob, eve = new_user(), new_user(), new_user()
         conversation = (await create_conversation(base, alice, "direct", bob))["id"]
@@ -97,7 +97,7 @@ async def test_rate_limits_and_in_flight_refusals_are_counted(
         rate_burst=3,
         rate_per_second=0.01,
     )
-    async with running(create_app(settings)) as base:
+    async with running_producer(create_app(settings)) as base:
         await wait_ready(base)
         alice, bob = new_user(), new_user()
         conversation = (await create_conversation(base, alice, "direct", bob))["id"]
@@ -150,7 +150,10 @@ async def test_another_producers_membership_change_reaches_this_producers_cache(
     """Bob's membership is cached by producer B (TTL 30 s); Alice removes him through producer
     A: B learns it from A's conversation event, not from its TTL."""
     settings = settings_for(database_url, nats_url, auth_url)
-    async with running(create_app(settings)) as a, running(create_app(settings)) as b:
+    async with (
+        running_producer(create_app(settings)) as a,
+        running_producer(create_app(settings)) as b,
+    ):
         await asyncio.gather(wait_ready(a), wait_ready(b))
         alice, bob = new_user(), new_user()
         group = (await create_conversation(a, alice, "group", bob, title="t"))["id"]

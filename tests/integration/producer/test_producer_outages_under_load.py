@@ -36,7 +36,7 @@ from tests.integration.producer.outage_load import (
     make_world,
     sends_through,
 )
-from tests.support.asgi import running
+from tests.support.asgi import running_producer
 from tests.support.pg_outages import (
     assert_nothing_logged_as_a_bug,
     freezing,
@@ -98,7 +98,7 @@ async def outage_run(
     settings_db: str, nats_url: str, auth_url: str, new_user: NewUser, outage: Outage
 ) -> Run:
     settings = settings_for(settings_db, nats_url, auth_url)
-    async with running(create_app(settings)) as base, AsyncExitStack() as stack:
+    async with running_producer(create_app(settings)) as base, AsyncExitStack() as stack:
         await wait_ready(base)
         world = await make_world(base, settings_db, new_user)
         return await sends_through(base, world, outage, stack)

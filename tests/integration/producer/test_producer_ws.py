@@ -33,7 +33,7 @@ from tests.integration.producer.conftest import (
     open_socket,
     wait_ready,
 )
-from tests.support.asgi import running
+from tests.support.asgi import running_producer
 from tests.support.tokens import TokenFactory
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -269,7 +269,9 @@ async def test_disallowed_origin_closes_1008(
 ) -> None:
     """With `allowed_origins` restricted, a browser from elsewhere is refused (1008)."""
     settings = shared_settings.model_copy(update={"allowed_origins": ["https://ok.example"]})
-    async with running(create_app(settings), ws_max_size=settings.max_frame_bytes) as producer:
+    async with running_producer(
+        create_app(settings), ws_max_size=settings.max_frame_bytes
+    ) as producer:
         await wait_ready(producer)
         async with open_socket(
             producer, new_user(), headers={"Origin": "https://evil.example"}

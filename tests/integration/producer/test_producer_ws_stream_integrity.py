@@ -1,28 +1,20 @@
-"""Every byte the producer's `/v1/ws` (uvicorn's websockets-sansio, on uvloop as in production)
-sends a sender that reads nothing is part of a valid WebSocket frame, up to and including the
-4008 close that cuts it off (issue #10; the consumer's `/v1/ws` has the same test).
+"""Every byte the producer's `/v1/ws` (picows in uvicorn, on uvloop as in production) sends a
+sender that reads nothing is part of a valid WebSocket frame, up to and including the 4008
+close that cuts it off (issue #10; the consumer's `/v1/ws` has the same test).
 
 What piles up: the sender's acks. It sends messages (bodies of 4096, 2500, 3300 and 1000
 characters and 50 emoji, as in the report) and pings, and reads nothing; the producer answers
-each send with an ack and each ping with a pong, in 16- and 7-bit-length frames. The server's
-writer task blocks when uvicorn's buffer is full, the bounded outbox fills behind it, and the
-producer closes 4008. This path writes fresh `bytes` for every frame, so it does not share
-picows's bug; the test keeps it that way (moving the producer to picows is the documented next
-step, docs/architecture.md) and checks its cut-off.
+each send with an ack and each ping with a pong, in 16- and 7-bit-length frames. picows writes
+each at once; once the socket's write buffer holds more than `send_queue_bytes` the outbox
+refuses the next frame and the producer closes 4008.
 
-The close, per RFC 6455 (§5.2, §5.4: no frame starts inside another): the producer drops what
-is still in its outbox and writes the 4008 frame behind what uvicorn already has, which is
-whole frames only, so the sender gets a prefix of its acks in order, then the close. The close
-waits, like every uvicorn write, until the transport takes writes again, i.e. until the sender
-reads.
+The close, per RFC 6455 (§5.2, §5.4: no frame starts inside another): the 4008 frame goes
+behind every frame already written (`rtm.shared.picows_server.PicowsSocket.close_now`), so the
+sender gets a prefix of its acks in order, then the close, once it reads.
 
-Known producer bug, marked below (only that failure is expected; any other fails the test):
-when the cut-off comes while PubAcks arrive, `SendPipeline.close()` can wait forever. It cancels
-the acker task while `_PendingPubAck.receipt` awaits `asyncio.wait_for(future, ...)`; if the
-PubAck completes that future in the same loop turn, Python 3.11's `wait_for` returns it and
-drops the cancellation, the acker goes back to its empty queue, and the producer never sends
-the 4008 frame nor frees the connection. (With `async with asyncio.timeout(...)` there instead,
-this test passed 5 runs of 5; with `wait_for`, 1 of 5.) Remove the mark with the fix.
+Before `_PendingPubAck.receipt` used `asyncio.timeout_at`, a cut-off while PubAcks arrived could
+leave `SendPipeline.close()` waiting forever (Python 3.11's `wait_for` dropped the
+cancellation); this test caught it.
 """
 
 from __future__ import annotations
@@ -45,7 +37,7 @@ from tests.integration.producer.conftest import (
     wait_ready,
 )
 from tests.support.metrics import sample
-from tests.support.uvloop_server import running_on_uvloop
+from tests.support.uvloop_server import running_producer_on_uvloop
 from tests.support.wsstream import CLOSE, PING, PONG, TEXT, ServerStream, SlowReader
 
 BODIES = ["x" * 4096, "é" * 2500, "€" * 3300, "y" * 1000, "😀" * 50]
@@ -73,9 +65,7 @@ async def producer_on_uvloop(database_url: str, nats_url: str, auth_url: str) ->
         max_in_flight=10_000,
     )
     app = create_app(settings)
-    async with running_on_uvloop(
-        app, ws_max_size=settings.max_frame_bytes, send_buffer_bytes=KERNEL_SEND_BUFFER
-    ) as base:
+    async with running_producer_on_uvloop(app, send_buffer_bytes=KERNEL_SEND_BUFFER) as base:
         await wait_ready(base)
         yield base
 

@@ -7,13 +7,20 @@ One `ProducerConnection` per socket, with these tasks:
                 `MessageService.send` for it: checked, published to JetStream in order,
                 PubAck awaited)
     answerer    writes each send's ack (or error) as the pipeline yields it, in send order
-    writer      drains the bounded outbox (a slow reader is closed 4008, never buffered)
+    writer      drains the bounded outbox (a slow reader is closed 4008, never buffered); only
+                under a plain ASGI server: on picows the outbox writes at once
     watchdog    closes 4505 when the token expires (an `auth` frame pushes that back)
 
 A bad frame gets an error frame and the connection stays open; only the close codes of §8 end
 it: 4501 after too many protocol errors, 4013 for a sustained flood, 4503 on revocation, 4505 on
 expiry, 1012 on shutdown (after in-flight sends are acked). Frames over the size limit (1009)
-and invalid UTF-8 (1007) are closed by the WebSocket layer (uvicorn) itself.
+and invalid UTF-8 (1007) are closed by the WebSocket layer (picows, or uvicorn's) itself.
+
+`rtm-producer` serves `/v1/ws` with picows (`ws_protocol`, as the consumer does:
+`rtm.shared.picows_server`): a frame is read and an answer written from C, without the ASGI
+`receive`/`send` coroutines, Starlette's wrappers and uvicorn's writer task per frame (a profile
+at 1,000 msgs/s put 11-16% of the producer's CPU in writing acks through them). The ASGI route
+below serves the same session under any other ASGI server (tests, documentation).
 """
 
 from __future__ import annotations
@@ -26,13 +33,14 @@ from collections.abc import Coroutine
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, WebSocket
+import picows
+from fastapi import APIRouter, FastAPI, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
 from rtm.producer.domain.exceptions import TooManyInFlight
 from rtm.producer.domain.model import Ack, SendMessage
 from rtm.producer.domain.rules import validate_read_seq
-from rtm.producer.entrypoints.deps import ProducerContext, get_context
+from rtm.producer.entrypoints.deps import ProducerContext
 from rtm.producer.entrypoints.metrics import (
     ACK_LATENCY,
     ERRORS,
@@ -55,14 +63,17 @@ from rtm.producer.entrypoints.schemas import (
     error_frame,
 )
 from rtm.producer.services import Result, SendPipeline, internal_error
+from rtm.producer.settings import ProducerSettings
 from rtm.shared.clock import utcnow
 from rtm.shared.errors import ErrorCode, RtmError
 from rtm.shared.frames import PONG, parse_frame, validate_frame
+from rtm.shared.picows_server import PicowsSocket, picows_protocol
 from rtm.shared.tokens import AccessClaims, TokenError
 from rtm.shared.ws import (
     CloseCode,
     HandshakeFailed,
     Outbox,
+    ServerSocket,
     auth_ok,
     authenticate,
     close_quietly,
@@ -89,12 +100,44 @@ _FLUSH_TIMEOUT = 2.0
 
 @router.websocket("/v1/ws")
 async def producer_socket(websocket: WebSocket) -> None:
-    """Send messages, typing indicators and read markers (PROTOCOL.md §5)."""
+    """Send messages, typing indicators and read markers (PROTOCOL.md §5). The producer's
+    server serves this path with picows (`ws_protocol`); this ASGI route documents it and
+    serves it under any other ASGI server."""
     # The query string means nothing here, and a client may have put a token in it: drop it
     # before the server logs the accepted connection (uvicorn logs this scope's path and query).
     websocket.scope["query_string"] = b""
+    await serve_socket(websocket)
+
+
+def ws_protocol(app: FastAPI, settings: ProducerSettings) -> type:
+    """uvicorn's `ws=` for the producer: `/v1/ws` on picows, on the HTTP API's port (see
+    `rtm.shared.picows_server`). picows logs no request line, so a token a client put in the
+    query string is never logged either."""
+
+    def route(request: picows.WSUpgradeRequest) -> PicowsSocket | None:
+        if request.path.split(b"?", 1)[0] != b"/v1/ws":
+            return None
+        return PicowsSocket(
+            request, serve_socket, app=app, max_message_bytes=settings.max_frame_bytes
+        )
+
+    return picows_protocol(
+        route,
+        max_frame_bytes=settings.max_frame_bytes,
+        ping_interval=settings.ws_ping_interval_s,
+        ping_timeout=settings.ws_ping_timeout_s,
+    )
+
+
+async def serve_socket(websocket: ServerSocket) -> None:
+    """One producer WebSocket, under picows or any ASGI server."""
+    context: ProducerContext = websocket.app.state.producer  # a picows socket is no HTTPConnection
     with connection_log_context(websocket):
-        await ProducerConnection(websocket, get_context(websocket)).serve()
+        if isinstance(websocket, PicowsSocket):
+            # uvicorn logs the sockets it serves itself; picows does not (and neither logs the
+            # query string, where a client may have put a token).
+            logger.info('"WebSocket /v1/ws" accepted')
+        await ProducerConnection(websocket, context).serve()
 
 
 def _ref_of(kind: str, frame: dict[str, Any]) -> str | None:
@@ -106,7 +149,7 @@ def _ref_of(kind: str, frame: dict[str, Any]) -> str | None:
 class ProducerConnection:
     """One authenticated producer WebSocket (see the module docstring)."""
 
-    def __init__(self, websocket: WebSocket, context: ProducerContext) -> None:
+    def __init__(self, websocket: ServerSocket, context: ProducerContext) -> None:
         self._ws = websocket
         self._ctx = context
         settings = context.settings
@@ -177,13 +220,19 @@ class ProducerConnection:
 
     async def _run(self) -> None:
         answerer = asyncio.create_task(self._answer_sends(), name="ws-answerer")
-        writer = asyncio.create_task(self._outbox.run(), name="ws-writer")
+        # A direct (picows) outbox writes from `put`; only the ASGI one needs its writer task.
+        writer = (
+            None
+            if self._outbox.direct
+            else asyncio.create_task(self._outbox.run(), name="ws-writer")
+        )
         reader = asyncio.create_task(self._read(), name="ws-reader")
         watchdog = asyncio.create_task(self._watch_expiry(), name="ws-expiry")
         closing = asyncio.create_task(self._closing.wait(), name="ws-closing")
         peer_gone = False
         try:
-            await asyncio.wait({reader, writer, closing}, return_when=asyncio.FIRST_COMPLETED)
+            ends = {reader, closing} if writer is None else {reader, writer, closing}
+            await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
             if reader.done() and not reader.cancelled() and reader.exception() is not None:
                 error = reader.exception()
                 assert error is not None
@@ -199,7 +248,7 @@ class ProducerConnection:
             await self._finish(writer, answerer, peer_gone)
 
     async def _finish(
-        self, writer: asyncio.Task[None], answerer: asyncio.Task[None], peer_gone: bool
+        self, writer: asyncio.Task[None] | None, answerer: asyncio.Task[None], peer_gone: bool
     ) -> None:
         code, reason = self._close or (CloseCode.NORMAL, "")
         if code is CloseCode.RESTARTING and not peer_gone:
@@ -212,12 +261,15 @@ class ProducerConnection:
             task.cancel()
         await asyncio.gather(*self._side_tasks, return_exceptions=True)
         self._outbox.close()
-        if peer_gone or code is CloseCode.SLOW_CONSUMER:
-            writer.cancel()
-        flushed, _ = await asyncio.wait({writer}, timeout=_FLUSH_TIMEOUT)
-        if not flushed:
-            writer.cancel()
-        await asyncio.gather(writer, return_exceptions=True)
+        if writer is not None:
+            # What is queued goes out before the close frame (a direct outbox wrote it already:
+            # picows sends the close frame behind it, and lingers for the peer to take it).
+            if peer_gone or code is CloseCode.SLOW_CONSUMER:
+                writer.cancel()
+            flushed, _ = await asyncio.wait({writer}, timeout=_FLUSH_TIMEOUT)
+            if not flushed:
+                writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
         if not peer_gone:
             await self._end(code, reason)
 
