@@ -1,4 +1,5 @@
-"""The coalescer: lookups of one loop turn share one batched call."""
+"""The coalescer: lookups share batched calls, one call in flight at a time; lookups asked while
+one is in flight go together in the next."""
 
 from __future__ import annotations
 
@@ -86,3 +87,42 @@ async def test_a_cancelled_caller_does_not_disturb_the_others() -> None:
     assert await second == 2
     with pytest.raises(asyncio.CancelledError):
         await first
+
+
+async def _turns(n: int = 5) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+async def test_the_first_lookup_goes_at_once_and_those_asked_meanwhile_go_together_next() -> None:
+    table = Table({"a": 1, "b": 2, "c": 3})
+    table.gate = asyncio.Event()
+    coalescer: Coalescer[str, int] = Coalescer(table.lookup)
+    first = asyncio.create_task(coalescer.get("a", 0.5))
+    await _turns()
+    assert table.calls == [(["a"], 0.5)]  # no timer: it went at once
+
+    later = [asyncio.create_task(coalescer.get(k, 0.5)) for k in ("b", "c")]
+    await _turns()
+    assert len(table.calls) == 1  # one query in flight: the others wait for it
+
+    table.gate.set()
+    assert await first == 1
+    assert [await task for task in later] == [2, 3]
+    assert table.calls == [(["a"], 0.5), (["b", "c"], 0.5)]
+
+
+async def test_a_caller_waits_at_most_its_own_deadline_the_query_ahead_included() -> None:
+    table = Table({"a": 1, "b": 2})
+    table.gate = asyncio.Event()
+    coalescer: Coalescer[str, int] = Coalescer(table.lookup)
+    first = asyncio.create_task(coalescer.get("a", 0.5))
+    await _turns()
+
+    with pytest.raises(TimeoutError):
+        await coalescer.get("b", 0.5, wait_s=0.05)
+
+    table.gate.set()
+    assert await first == 1
+    await _turns()
+    assert table.calls == [(["a"], 0.5)]  # "b"'s caller had gone: not asked

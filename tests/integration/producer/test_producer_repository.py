@@ -151,6 +151,60 @@ async def test_check_send_reports_members_and_stored_duplicates_in_one_query(
     assert await repository.stored_send(b, client) is None
 
 
+async def test_concurrent_checks_share_batched_queries_and_each_gets_its_own_answer(
+    repository: PostgresConversationRepository, users: Users, database_url: str
+) -> None:
+    a, b, c, stranger = users(4)
+    group, other = (
+        conversation(ConversationKind.GROUP, a, b),
+        conversation(ConversationKind.GROUP, a, c),
+    )
+    await repository.create(group, None)
+    await repository.create(other, None)
+    client, message = uuid.uuid4(), uuid.uuid4()
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(
+            "INSERT INTO messaging.messages (message_id, conversation_id, seq, sender_id,"
+            " client_msg_id, body, sent_at, stream_seq) VALUES ($1, $2, 1, $3, $4, 'x', $5, 9)",
+            message,
+            other.id,
+            a,
+            client,
+            NOW,
+        )
+    finally:
+        await conn.close()
+    missing = uuid.uuid4()
+    asked = [
+        (group.id, a, uuid.uuid4()),
+        (group.id, stranger, uuid.uuid4()),
+        (other.id, a, client),
+        (other.id, c, uuid.uuid4()),
+        (missing, a, uuid.uuid4()),
+        (group.id, a, client),  # the stored send, asked for another conversation
+    ]
+    checks = await asyncio.gather(*(repository.check_send(*key) for key in asked))
+    stored = await asyncio.gather(
+        repository.stored_send(a, client, timeout=0.5),
+        repository.stored_send(b, client, timeout=0.5),
+    )
+
+    assert [check.members for check in checks] == [
+        frozenset({a, b}),
+        frozenset({a, b}),
+        frozenset({a, c}),
+        frozenset({a, c}),
+        None,
+        frozenset({a, b}),
+    ]
+    found = [None if check.stored is None else check.stored.message_id for check in checks]
+    assert found == [None, None, message, None, None, message]
+    assert stored[0] is not None
+    assert stored[0].message_id == message
+    assert stored[1] is None
+
+
 async def test_members_of_a_conversation_everyone_left_is_empty_not_missing(
     repository: PostgresConversationRepository,
     users: Users,

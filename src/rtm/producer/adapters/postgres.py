@@ -7,17 +7,23 @@ both schemas, and a foreign key (migration 0006) makes a membership of a non-use
 Connections come from `rtm.shared.postgres.PostgresDatabase`, built with the producer's
 `Unavailable`: every use is bounded (the lookups of a send by their own, shorter timeout), an
 outage is `Unavailable`, and a connection whose use failed is terminated, never reused (its
-module docstring says why). The coalesced duplicate lookups run as one task with one connection.
+module docstring says why).
+
+The lookups of a send (`check_send`, `stored_send`) are batched (`rtm.shared.coalesce`): one
+query in flight per kind, and every send that asks meanwhile goes in the next one, so PostgreSQL
+sees about one round trip per query time, not one per send. Each caller still waits at most its
+own deadline, the query ahead of its own included.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
+from typing import TypeVar
 
 import asyncpg
 
-from rtm.producer.domain.exceptions import UnknownUsers
+from rtm.producer.domain.exceptions import Unavailable, UnknownUsers
 from rtm.producer.domain.model import (
     Conversation,
     ConversationKind,
@@ -28,13 +34,31 @@ from rtm.producer.domain.model import (
 from rtm.shared.coalesce import Coalescer
 from rtm.shared.postgres import PostgresDatabase
 
-_CHECK_SEND = """
-SELECT c.id IS NOT NULL AS found,
-       ARRAY(SELECT user_id FROM messaging.members WHERE conversation_id = $1) AS members,
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+# A send's check: (conversation, sender, client_msg_id).
+SendKey = tuple[uuid.UUID, uuid.UUID, uuid.UUID]
+
+# A batch of sends' checks: each send's conversation (found, and its members, listed on the
+# first row of that conversation only) and any stored copy of the send.
+_CHECK_SENDS = """
+WITH k AS (
+    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[])
+        WITH ORDINALITY AS k(conversation_id, sender_id, client_msg_id, i)
+), first AS (
+    SELECT min(i) AS i FROM k GROUP BY conversation_id
+)
+SELECT k.conversation_id, k.sender_id, k.client_msg_id,
+       c.id IS NOT NULL AS found,
+       CASE WHEN first.i IS NOT NULL THEN
+           ARRAY(SELECT user_id FROM messaging.members WHERE conversation_id = k.conversation_id)
+       END AS members,
        m.message_id, m.stream_seq, m.sent_at
-FROM (SELECT 1) AS one
-LEFT JOIN messaging.conversations AS c ON c.id = $1
-LEFT JOIN messaging.messages AS m ON m.sender_id = $2 AND m.client_msg_id = $3
+FROM k
+LEFT JOIN first ON first.i = k.i
+LEFT JOIN messaging.conversations AS c ON c.id = k.conversation_id
+LEFT JOIN messaging.messages AS m
+    ON m.sender_id = k.sender_id AND m.client_msg_id = k.client_msg_id
 """
 
 _STORED_SENDS = """
@@ -127,6 +151,7 @@ class PostgresConversationRepository:
 
     def __init__(self, database: PostgresDatabase) -> None:
         self._db = database
+        self._checks: Coalescer[SendKey, SendCheck] = Coalescer(self._check_sends_now)
         self._stored_sends: Coalescer[tuple[uuid.UUID, uuid.UUID], StoredSend] = Coalescer(
             self._stored_sends_now
         )
@@ -139,19 +164,51 @@ class PostgresConversationRepository:
         *,
         timeout: float | None = None,
     ) -> SendCheck:
-        async with self._db.connection(timeout) as conn:
-            row = await conn.fetchrow(_CHECK_SEND, conversation_id, sender_id, client_msg_id)
-        assert row is not None  # SELECT FROM (SELECT 1) always yields one row
-        stored = None
-        if row["message_id"] is not None:
-            stored = StoredSend(row["message_id"], row["stream_seq"], row["sent_at"])
-        return SendCheck(members=_members(row), stored=stored)
+        """A send whose conversation's membership is not cached asks this (batched)."""
+        check = await self._batched(
+            self._checks, (conversation_id, sender_id, client_msg_id), timeout
+        )
+        assert check is not None  # every key of a batch is answered
+        return check
 
     async def stored_send(
         self, sender_id: uuid.UUID, client_msg_id: uuid.UUID, *, timeout: float | None = None
     ) -> StoredSend | None:
-        """Every send asks this: the lookups of one loop turn share one query (`Coalescer`)."""
-        return await self._stored_sends.get((sender_id, client_msg_id), timeout)
+        """Every send whose conversation's membership is cached asks this (batched)."""
+        return await self._batched(self._stored_sends, (sender_id, client_msg_id), timeout)
+
+    async def _batched(self, coalescer: Coalescer[K, V], key: K, timeout: float | None) -> V | None:
+        """The key's answer from the coalescer's next query, within the caller's own deadline
+        (`timeout`, else the database's), as if the query were its own."""
+        wait_s = timeout if timeout is not None else self._db.timeout
+        try:
+            return await coalescer.get(key, timeout, wait_s)
+        except TimeoutError as exc:
+            raise Unavailable(f"the database did not answer within {wait_s:g}s") from exc
+
+    async def _check_sends_now(
+        self, keys: Sequence[SendKey], timeout: float | None
+    ) -> dict[SendKey, SendCheck]:
+        async with self._db.connection(timeout) as conn:
+            rows = await conn.fetch(
+                _CHECK_SENDS,
+                [conversation for conversation, _, _ in keys],
+                [sender for _, sender, _ in keys],
+                [client_msg_id for _, _, client_msg_id in keys],
+            )
+        members: dict[uuid.UUID, frozenset[uuid.UUID] | None] = {
+            row["conversation_id"]: frozenset(row["members"]) if row["found"] else None
+            for row in rows
+            if row["members"] is not None
+        }
+        checks: dict[SendKey, SendCheck] = {}
+        for row in rows:
+            stored = None
+            if row["message_id"] is not None:
+                stored = StoredSend(row["message_id"], row["stream_seq"], row["sent_at"])
+            key = (row["conversation_id"], row["sender_id"], row["client_msg_id"])
+            checks[key] = SendCheck(members=members[row["conversation_id"]], stored=stored)
+        return checks
 
     async def _stored_sends_now(
         self, keys: Sequence[tuple[uuid.UUID, uuid.UUID]], timeout: float | None
