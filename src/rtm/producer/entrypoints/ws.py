@@ -42,17 +42,21 @@ from rtm.producer.domain.model import Ack, SendMessage
 from rtm.producer.domain.rules import validate_read_seq
 from rtm.producer.entrypoints.deps import ProducerContext
 from rtm.producer.entrypoints.metrics import (
-    ACK_LATENCY,
     ERRORS,
-    FRAMES_IN,
+    FRAMES_IN_BY_TYPE,
     FRAMES_OUT,
+    FRAMES_OUT_BY_TYPE,
     FRAMES_REFUSED,
     IN_FLIGHT_REFUSED,
-    MESSAGES_PUBLISHED,
+    PER_TURN,
     RATE_LIMITED,
     SENDS,
+    WS_ACCEPTED,
+    WS_ACK_LATENCY,
     WS_CLOSES,
     WS_CONNECTIONS,
+    WS_DUPLICATE,
+    WS_PUBLISHED,
 )
 from rtm.producer.entrypoints.schemas import (
     AuthFrame,
@@ -294,7 +298,7 @@ class ProducerConnection:
             received = self._ctx.monotonic()
             text = message.get("text")
             if text is None:
-                FRAMES_IN.labels("binary").inc()
+                PER_TURN.inc(FRAMES_IN_BY_TYPE["binary"])
                 if not self._limited(None):
                     self._protocol_error(
                         RtmError(ErrorCode.INVALID_MESSAGE, "binary frames are not supported"),
@@ -307,11 +311,11 @@ class ProducerConnection:
         try:
             kind, frame = parse_frame(text, FRAME_TYPES)
         except RtmError as exc:
-            FRAMES_IN.labels("invalid").inc()
+            PER_TURN.inc(FRAMES_IN_BY_TYPE["invalid"])
             if not self._limited(None):
                 self._protocol_error(exc, None)
             return
-        FRAMES_IN.labels(kind).inc()
+        PER_TURN.inc(FRAMES_IN_BY_TYPE[kind])
         ref = _ref_of(kind, frame)
         if self._limited(ref):
             return
@@ -397,18 +401,19 @@ class ProducerConnection:
                 internal_error(exc, "answering a send")
 
     def _answer_send(self, command: SendMessage, result: Result) -> None:
-        ref = str(command.client_msg_id)
         received = self._received.popleft() if self._received else None
         if isinstance(result, Ack):
-            SENDS.labels("ws", "duplicate" if result.duplicate else "accepted").inc()
-            if not result.duplicate:
-                MESSAGES_PUBLISHED.labels("ws").inc()
+            if result.duplicate:
+                PER_TURN.inc(WS_DUPLICATE)
+            else:
+                PER_TURN.inc(WS_ACCEPTED)
+                PER_TURN.inc(WS_PUBLISHED)
             self._emit(result.to_wire())
             if received is not None:
-                ACK_LATENCY.labels("ws").observe(self._ctx.monotonic() - received)
+                PER_TURN.observe(WS_ACK_LATENCY, self._ctx.monotonic() - received)
         else:
             SENDS.labels("ws", result.code.value).inc()
-            self._error(result, ref)
+            self._error(result, str(command.client_msg_id))
 
     def _protocol_error(self, error: RtmError, ref: str | None) -> None:
         self._error(error, ref)
@@ -424,6 +429,7 @@ class ProducerConnection:
         self._emit_text(orjson.dumps(frame).decode(), str(frame.get("type")))
 
     def _emit_text(self, text: str, kind: str) -> None:
-        FRAMES_OUT.labels(kind).inc()
+        child = FRAMES_OUT_BY_TYPE.get(kind)
+        PER_TURN.inc(child if child is not None else FRAMES_OUT.labels(kind))
         if not self._outbox.put(text) and self._outbox.overflowed:
             self.request_close(CloseCode.SLOW_CONSUMER, "slow consumer")

@@ -127,8 +127,11 @@ class SendPipeline:
         cancelled by `close` get no answer)."""
         while True:
             sending = await self._sending.get()
-            # wait(), not `await task`: our own cancellation must not pass for the send's.
-            await asyncio.wait((sending.task,))
+            if not sending.task.done():
+                # wait(), not `await task`: our own cancellation must not pass for the send's.
+                # (Only when not done: wait() on a done task still costs a loop turn, and the
+                # answers already there go out in the same turn, together.)
+                await asyncio.wait((sending.task,))
             if sending.task.cancelled():
                 continue
             error = sending.task.exception()
