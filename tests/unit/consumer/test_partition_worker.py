@@ -20,7 +20,6 @@ from rtm.consumer.domain.model import (
     StoredMessage,
     StreamPosition,
 )
-from rtm.consumer.domain.numbering import number_batch
 from rtm.consumer.domain.ports import Delivery
 from rtm.consumer.services import PartitionWorker
 from rtm.shared.contract import AcceptedMessage
@@ -86,10 +85,29 @@ class InMemoryMessageStore:
             raise Fenced(partition, token, self.fence)
         if expected_offset != self.offset.seq:
             raise OffsetMoved(partition, expected_offset, self.offset.seq)
-        heads = {CONV: max((m.seq for m in self.rows), default=0)}
-        stored, _, skipped = number_batch(
-            pending, already_stored={(m.sender_id, m.client_msg_id) for m in self.rows}, heads=heads
-        )
+        # The real numbering is PostgreSQL's (messaging.store_batch, tested against it); this
+        # fake knows one conversation and skips sends it has stored.
+        seen = {(m.sender_id, m.client_msg_id) for m in self.rows}
+        head = max((m.seq for m in self.rows), default=0)
+        stored: list[StoredMessage] = []
+        for item in pending:
+            message = item.message
+            if (message.sender_id, message.client_msg_id) in seen:
+                continue
+            seen.add((message.sender_id, message.client_msg_id))
+            head += 1
+            stored.append(
+                StoredMessage(
+                    message.message_id,
+                    message.conversation_id,
+                    head,
+                    message.sender_id,
+                    message.client_msg_id,
+                    message.body,
+                    message.accepted_at,
+                )
+            )
+        skipped = len(pending) - len(stored)
         self.rows += stored
         self.offset = end
         self.last_batch = tuple(m.message_id for m in stored)
