@@ -235,9 +235,14 @@ async def test_an_undecodable_payload_is_skipped_but_covered_by_the_offset() -> 
 
 def test_the_delivery_codec_round_trips() -> None:
     message = StoredMessage(uuid.uuid4(), CONV, 7, ALICE, uuid.uuid4(), "hé", NOW)
-    members = [ALICE, uuid.uuid4()]
+    members = (ALICE, uuid.uuid4())
     live = decode_delivery(encode_delivery(message, members))
     assert (live.conversation_id, live.seq, live.members) == (CONV, 7, members)
+    joined = (*members, uuid.uuid4())  # a member list that changed is read as it is now
+    assert decode_delivery(encode_delivery(message, joined)).members == joined
+    assert decode_delivery(encode_delivery(message, [])).members == ()
+    with pytest.raises(ValueError, match="UUID"):
+        decode_delivery(encode_delivery(message, []).replace(b" \n", b" not-a-uuid\n", 1))
     assert live.sent_at_ms == int(NOW.timestamp() * 1000)
     assert b'"seq":7' in live.frame
     with pytest.raises(ValueError, match="malformed"):
