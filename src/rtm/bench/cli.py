@@ -46,6 +46,20 @@ scenarios (default: all, in this order):
   fanout    one group of --connections members, --fanout-senders of them sending
   baseline  the machine's raw limits in the same run: a bare nats-py publish/subscribe loop,
             JetStream publish, and a bare picows broadcast server driven with the same shapes
+  pipeline  rooms through a bare pipeline with rtm's guarantees, in one process: picows in →
+            JetStream publish (Nats-Msg-Id, PubAck before the ack, the run's nats-server and
+            sync_interval) → pull consumer → one PostgreSQL transaction per batch (dense
+            per-room seq, the run's PostgreSQL) → picows fan-out; no auth, no validation. The
+            ceiling of this machine with these guarantees (needs the run's NATS and PostgreSQL)
+  socketio  rooms on Socket.IO (websocket transport, broadcast to the room, ack to the sender):
+            python-socketio under uvicorn + uvloop, and Node's socket.io 4.8 when node and npm
+            are on PATH (installed with npm into ~/.cache/rtm/bench-node on first use; skipped
+            with a note when that fails)
+
+Each rtm row's best step is compared with the baselines' best for the same shape: `vs bare`
+(rooms, direct, fanout), `vs pipeline` and `vs socket.io` (rooms; Node's when it ran, else
+python-socketio's); `server CPU µs/delivery` is the CPU time of all of a system's server
+processes (rtm: auth, producer, consumers, nats, postgres) per message frame delivered.
 
 rooms, direct and fanout ramp by default: the rate goes up a ladder, each step --duration
 seconds, until the p99 send→delivery latency passes --p99-ms (or a message is lost, or the rate
@@ -58,6 +72,7 @@ examples:
   rtm bench                                      everything, issue 6 scale (a few minutes)
   rtm bench rooms --rate 1000 --duration 10      one step: rooms at 1,000 msgs/s for 10 s
   rtm bench rooms fanout --connections 100       a quick ramp at a tenth of the scale
+  rtm bench rooms pipeline socketio              rooms against its ceiling and Socket.IO
   rtm bench --write BENCHMARKS.md                everything, recorded with machine and versions
 
 exit status: 0, or 1 when a message was lost or duplicated, or the run failed.

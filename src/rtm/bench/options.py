@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-SCENARIOS = ("idle", "resume", "rooms", "direct", "fanout", "baseline")
+SCENARIOS = ("idle", "resume", "rooms", "direct", "fanout", "baseline", "pipeline", "socketio")
 TRAFFIC = ("rooms", "direct", "fanout")
 
 

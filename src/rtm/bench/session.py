@@ -35,8 +35,9 @@ class Session:
         self.population = Population(target.auth, target.producer, display.status)
         self.sampler = ProcessSampler()
         self.rows: list[Row] = []
-        self.bare_best: dict[str, Row] = {}
-        self.best: dict[str, Row] = {}
+        # (system, shape) → the best step of its ramp: ("rtm", "rooms"), ("bare", "fanout"),
+        # ("pipeline", "rooms"), ("socket.io node", "rooms")...
+        self.best: dict[tuple[str, str], Row] = {}
         self.setup_notes: list[str] = []
         self._step = 0
 
