@@ -130,14 +130,14 @@ class Pipeline:
 
     async def consume(self, subscription: Any) -> None:
         """Fetch → store (one transaction) → fan out → AckAll, batch after batch, in order."""
-        import nats.errors
-
         prefix = len(self.subject) + 1
         insert = await self.db.prepare(_INSERT.format(table=self.table))
         while True:
             try:
                 messages = await subscription.fetch(BATCH, timeout=FETCH_TIMEOUT_S)
-            except nats.errors.TimeoutError:
+            except TimeoutError:  # nats.errors.TimeoutError, or asyncio's from deeper down
+                continue
+            if not messages:  # only status messages came back (a pull request expired)
                 continue
             rooms, seqs, ids, senders, client_ids, bodies = [], [], [], [], [], []
             for message in messages:

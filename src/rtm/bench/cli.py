@@ -144,6 +144,13 @@ def _parser() -> argparse.ArgumentParser:
         "--consumers", type=int, default=1, metavar="N", help="consumer instances to start [1]"
     )
     system.add_argument(
+        "--producers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="producer instances to start; the senders are spread over them [1]",
+    )
+    system.add_argument(
         "--sync-interval",
         default="always",
         metavar="V",
@@ -154,7 +161,9 @@ def _parser() -> argparse.ArgumentParser:
         "--keep-data", action="store_true", help="keep the scratch folder (logs) afterwards"
     )
     system.add_argument("--auth-url", metavar="URL", help="target a running system: auth HTTP")
-    system.add_argument("--producer-url", metavar="URL", help="... its producer")
+    system.add_argument(
+        "--producer-url", action="append", metavar="URL", help="... its producer(s) (repeat)"
+    )
     system.add_argument(
         "--consumer-url", action="append", metavar="URL", help="... its consumer(s) (repeat)"
     )
@@ -183,6 +192,8 @@ def options_from(args: argparse.Namespace) -> Options:
         ("--connections", args.connections),
         ("--room-size", args.room_size),
         ("--workers", args.workers),
+        ("--producers", args.producers),
+        ("--consumers", args.consumers),
         ("--resume-messages", args.resume_messages),
         ("--resume-rounds", args.resume_rounds),
     ):
@@ -220,7 +231,8 @@ def _targeted(args: argparse.Namespace) -> Target | None:
                          "--consumer-url")  # fmt: skip
     return Target(
         auth=require_loopback(args.auth_url),
-        producer=require_loopback(args.producer_url),
+        producer=require_loopback(args.producer_url[0]),
+        more_producers=[require_loopback(u) for u in args.producer_url[1:]],
         consumers=[require_loopback(u) for u in args.consumer_url],
         nats_url=require_loopback(args.nats_url) if args.nats_url else None,
         database_url=args.database_url,
@@ -242,6 +254,7 @@ async def _facts(
     found_versions = versions()
     settings = {
         "system": "started by rtm bench" if target.started else "targeted by URL",
+        "producers": str(len(target.producers)),
         "consumers": str(len(target.consumers)),
         "NATS sync_interval": target.sync_interval,
         "partitions": "8 (RTM_PARTITIONS default)",
@@ -269,7 +282,9 @@ async def run(args: argparse.Namespace, display: Display) -> int:
     failed = True
     try:
         if target is None:
-            started = StartedSystem(args.consumers, args.sync_interval, args.data_dir)
+            started = StartedSystem(
+                args.consumers, args.sync_interval, args.data_dir, producers=args.producers
+            )
             display.log(f"starting the system in {started.data_dir}")
             began = time.monotonic()
             target = await started.start()

@@ -64,12 +64,15 @@ class Row:
 
 
 def merge_usage(usage: dict[str, Usage]) -> dict[str, Usage]:
-    """consumer-1, consumer-2 … → consumer (summed), loadgen-0 … → loadgen."""
+    """consumer-1, consumer-2 … → consumer (summed), producer-1 … → producer, loadgen-0 … →
+    loadgen."""
     merged: dict[str, Usage] = {}
     for name, value in usage.items():
         key = name
         if name.startswith("consumer-"):
             key = "consumer"
+        elif name.startswith("producer-"):
+            key = "producer"
         elif name.startswith("loadgen"):
             key = "loadgen"
         old = merged.get(key)

@@ -99,6 +99,7 @@ def _plans(
     receivers: list[SocketSpec] = []
     senders: list[SocketSpec] = []
     consumers = [ws(base) for base in session.target.consumers]
+    producers = [ws(base) for base in session.target.producers]
     for group in range(shape.groups):
         for member in range(shape.size):
             position = group * shape.size + member
@@ -111,7 +112,12 @@ def _plans(
                     user.access_token,
                     "",
                 )
-                sender = SocketSpec(user.index, ws(session.target.producer), user.access_token, "")
+                sender = SocketSpec(
+                    user.index,
+                    producers[user.index % len(producers)],
+                    user.access_token,
+                    "",
+                )
             elif driven.flavor == "socketio":
                 assert driven.url is not None
                 receiver = SocketSpec(position, engineio.url(driven.url), None, room)
@@ -232,7 +238,7 @@ async def _measure(
 ) -> Row:
     step = session.next_step()
     target = session.target
-    services = [target.producer, *target.consumers] if driven.system == "rtm" else []
+    services = [*target.producers, *target.consumers] if driven.system == "rtm" else []
     before = await metrics.scrape(services) if services else {}
     window = session.sampler.open(watched)
     duration = session.options.step_seconds

@@ -57,7 +57,7 @@ class Session:
 
     async def quiesce(self) -> None:
         """Wait until the services hold no WebSocket of ours (closing takes them a moment)."""
-        bases = [self.target.producer, *self.target.consumers]
+        bases = [*self.target.producers, *self.target.consumers]
         deadline = time.monotonic() + 15
         async with httpx.AsyncClient(trust_env=False, timeout=5) as client:
             while time.monotonic() < deadline:
