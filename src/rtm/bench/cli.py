@@ -156,6 +156,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="V",
         help="embedded JetStream fsync: always, or a duration such as 2m [always]",
     )
+    system.add_argument(
+        "--no-node",
+        action="store_true",
+        help="socketio: python-socketio only, not Node's socket.io (no npm install)",
+    )
     system.add_argument("--data-dir", type=Path, metavar="DIR", help="[a scratch folder]")
     system.add_argument(
         "--keep-data", action="store_true", help="keep the scratch folder (logs) afterwards"
@@ -219,6 +224,7 @@ def options_from(args: argparse.Namespace) -> Options:
         resume_messages=args.resume_messages,
         resume_rounds=args.resume_rounds,
         per_connection_rate=args.per_connection_rate,
+        node=not args.no_node,
     )
 
 

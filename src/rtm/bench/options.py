@@ -34,6 +34,7 @@ class Options:
     resume_rounds: int = 5
     per_connection_rate: float = 20.0
     nats_seconds: float | None = None
+    node: bool = True  # socketio: also Node's socket.io, when node and npm are there
 
     @property
     def step_seconds(self) -> float:

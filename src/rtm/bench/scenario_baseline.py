@@ -112,6 +112,9 @@ async def run_socketio(session: Session) -> None:
     finally:
         await server.stop("stop")
 
+    if not session.options.node:
+        session.setup_notes.append("socket.io (Node): not run (--no-node)")
+        return
     session.display.status("socket.io for Node: checking node and npm", force=True)
     script, detail = await prepare_node(node_cache())
     if script is None:

@@ -9,9 +9,9 @@ import pytest
 from rtm.local.plan import (
     consumer_names,
     plan_services,
-    producer_names,
     port_claims,
     probe_host,
+    producer_names,
     redact,
     service_env,
     urls_for,
