@@ -45,6 +45,8 @@ def close_label(transport: WSTransport) -> str:
 class Socket(WSListener):
     """What both kinds of client share: readiness and close bookkeeping."""
 
+    role = ""  # what a Socket.IO server is told in the connect's auth payload
+
     def __init__(self, worker: Worker, spec: SocketSpec) -> None:
         super().__init__()
         self.worker = worker
@@ -74,8 +76,8 @@ class Socket(WSListener):
         packet when it is an event or an ack, for the caller to handle."""
         packet = engineio.parse(payload)
         if packet.eio == engineio.EIO_OPEN:
-            role = "receiver" if isinstance(self, Receiver) else "sender"
-            transport.send(_TEXT, engineio.connect({"room": self.conversation, "role": role}))
+            auth = {"room": self.conversation, "role": self.role}
+            transport.send(_TEXT, engineio.connect(auth))
         elif packet.eio == engineio.EIO_PING:
             transport.send(_TEXT, engineio.PONG)
         elif packet.sio == engineio.SIO_CONNECT:
@@ -96,6 +98,8 @@ class Socket(WSListener):
 
 class Receiver(Socket):
     """A socket that receives messages and checks each one: new, duplicate, out of order."""
+
+    role = "receiver"
 
     def __init__(self, worker: Worker, spec: SocketSpec) -> None:
         super().__init__(worker, spec)
@@ -173,6 +177,8 @@ class Receiver(Socket):
 
 class Sender(Socket):
     """A socket that sends messages and matches each ack (or error) to its send."""
+
+    role = "sender"
 
     def __init__(self, worker: Worker, spec: SocketSpec) -> None:
         super().__init__(worker, spec)

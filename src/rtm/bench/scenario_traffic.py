@@ -47,19 +47,18 @@ class Driven:
         return f"{self.prefix}{shape.name}"
 
 
-RTM = Driven("rtm", "rtm", "")
+def rtm_system(session: Session, shape: Shape) -> Driven:
+    """rtm itself: its rows are the shape's scenario, its servers every process of the target
+    (auth, producers, consumers, nats-server, PostgreSQL; none when targeted by URL)."""
+    return Driven("rtm", "rtm", shape.name, servers=tuple(session.target.watched()))
 
 
-async def run_traffic(session: Session, shape: Shape, driven: Driven = RTM) -> None:
+async def run_traffic(session: Session, shape: Shape, driven: Driven) -> None:
     """One traffic scenario: open the sockets, make the conversations (rtm only), warm up, then
     ramp or measure one step."""
     options = session.options
     name = driven.name(shape)
     rtm = driven.system == "rtm"
-    if rtm:
-        driven = Driven(
-            "rtm", "rtm", shape.name, servers=tuple(session.target.watched()), prefix=""
-        )
     users: list[BenchUser] = []
     if rtm:
         users = await session.population.ensure(shape.receivers)

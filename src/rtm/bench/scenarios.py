@@ -31,7 +31,7 @@ from rtm.bench.report import Row, compare
 from rtm.bench.scenario_baseline import run_baseline, run_pipeline, run_socketio
 from rtm.bench.scenario_idle import run_idle
 from rtm.bench.scenario_resume import run_resume
-from rtm.bench.scenario_traffic import run_traffic
+from rtm.bench.scenario_traffic import rtm_system, run_traffic
 from rtm.bench.session import Session
 from rtm.bench.shapes import shape_for
 from rtm.bench.stats import fmt_bytes
@@ -58,7 +58,8 @@ class Bench(Session):
                 elif name == "socketio":
                     await run_socketio(self)
                 else:
-                    await run_traffic(self, shape_for(name, self.options))
+                    shape = shape_for(name, self.options)
+                    await run_traffic(self, shape, rtm_system(self, shape))
                 self.display.log(f"scenario {name} done in {time.monotonic() - began:.0f}s")
         finally:
             sampling.cancel()
