@@ -30,6 +30,7 @@ KEY_PACKAGES = (
     "orjson",
     "pydantic",
     "picows",
+    "python-socketio",
 )
 
 
