@@ -67,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         sub.add_argument("--consumers", type=int, metavar="N", help="consumer instances [1]")
+        sub.add_argument("--producers", type=int, metavar="N", help="producer instances [1]")
         sub.add_argument("--data-dir", type=Path, metavar="DIR", help="data and logs [.rtm]")
         sub.add_argument(
             "--no-embedded",
@@ -140,6 +141,8 @@ def _settings(args: argparse.Namespace) -> RunnerSettings:
     overrides: dict[str, Any] = {}
     if getattr(args, "consumers", None) is not None:
         overrides["consumers"] = args.consumers
+    if getattr(args, "producers", None) is not None:
+        overrides["producers"] = args.producers
     if getattr(args, "data_dir", None) is not None:
         overrides["data_dir"] = args.data_dir
     if getattr(args, "database_url", None) is not None:
@@ -151,18 +154,19 @@ def _up(args: argparse.Namespace, *, dev: bool) -> int:
     from rtm.local.console import banner, setup_runner_logging
     from rtm.local.dev import reload_on_change
     from rtm.local.output import TerminalSink
-    from rtm.local.plan import consumer_names
+    from rtm.local.plan import consumer_names, producer_names
     from rtm.local.runner import serve_forever
     from rtm.local.system import System
 
     settings = _settings(args)
     if args.no_embedded and (settings.nats_url is None or settings.database_url is None):
         raise SystemExit("rtm: error: --no-embedded needs RTM_NATS_URL and RTM_DATABASE_URL set")
-    names = ["rtm", "nats", "postgres", "auth", "producer", *consumer_names(settings.consumers)]
+    producers = producer_names(settings.producers)
+    names = ["rtm", "nats", "postgres", "auth", *producers, *consumer_names(settings.consumers)]
     sink = TerminalSink(names)
     setup_runner_logging(sink)
     system = System(settings, sink=sink)
-    services = ["auth", "producer", *consumer_names(settings.consumers)]
+    services = ["auth", *producers, *consumer_names(settings.consumers)]
     package_dir = Path(__file__).resolve().parent
 
     async def watch(running: System) -> None:

@@ -35,6 +35,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             "--duration", "2",
             "--resume-messages", str(RESUME),
             "--resume-rounds", "1",
+            "--no-node",
             "--quiet",
             "--json", str(out),
             "--write", str(markdown),
@@ -94,8 +95,24 @@ def test_baselines_ran_with_the_same_shapes(report: dict[str, Any]) -> None:
             assert row["duplicated"] == 0
 
 
+def test_pipeline_and_socketio_baselines_ran_the_rooms_shape(report: dict[str, Any]) -> None:
+    [pipeline] = rows_of(report, "pipeline")
+    [socketio] = rows_of(report, "socketio")  # python-socketio only: --no-node
+    assert pipeline["name"] == "pipeline rooms"
+    assert socketio["name"] == "socket.io py rooms"
+    for row in (pipeline, socketio):
+        assert row["lost"] == 0
+        assert row["duplicated"] == 0  # the pipeline's seqs are checked like rtm's
+        assert row["deliveries"] > 0
+        assert row["delivered"] > 0
+        assert row["server_cpu_s"] is not None
+    assert {"pipeline-server", "nats", "postgres"} <= set(pipeline["usage"])
+    assert "socketio-py" in socketio["usage"]
+
+
 def test_markdown_names_machine_versions_and_settings(report: dict[str, Any]) -> None:
     text = report["markdown"]
     for needle in ("- cores:", "- cpu:", "nats-server", "PostgreSQL", "sync_interval",
-                   "synchronous_commit", "| rooms |"):  # fmt: skip
+                   "synchronous_commit", "| rooms |", "vs pipeline", "server CPU µs/delivery",
+                   "| pipeline rooms |", "| socket.io py rooms |"):  # fmt: skip
         assert needle in text, needle

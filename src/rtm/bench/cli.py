@@ -46,6 +46,20 @@ scenarios (default: all, in this order):
   fanout    one group of --connections members, --fanout-senders of them sending
   baseline  the machine's raw limits in the same run: a bare nats-py publish/subscribe loop,
             JetStream publish, and a bare picows broadcast server driven with the same shapes
+  pipeline  rooms through a bare pipeline with rtm's guarantees, in one process: picows in →
+            JetStream publish (Nats-Msg-Id, PubAck before the ack, the run's nats-server and
+            sync_interval) → pull consumer → one PostgreSQL transaction per batch (dense
+            per-room seq, the run's PostgreSQL) → picows fan-out; no auth, no validation. The
+            ceiling of this machine with these guarantees (needs the run's NATS and PostgreSQL)
+  socketio  rooms on Socket.IO (websocket transport, broadcast to the room, ack to the sender):
+            python-socketio under uvicorn + uvloop, and Node's socket.io 4.8 when node and npm
+            are on PATH (installed with npm into ~/.cache/rtm/bench-node on first use; skipped
+            with a note when that fails)
+
+Each rtm row's best step is compared with the baselines' best for the same shape: `vs bare`
+(rooms, direct, fanout), `vs pipeline` and `vs socket.io` (rooms; Node's when it ran, else
+python-socketio's); `server CPU µs/delivery` is the CPU time of all of a system's server
+processes (rtm: auth, producer, consumers, nats, postgres) per message frame delivered.
 
 rooms, direct and fanout ramp by default: the rate goes up a ladder, each step --duration
 seconds, until the p99 send→delivery latency passes --p99-ms (or a message is lost, or the rate
@@ -58,6 +72,7 @@ examples:
   rtm bench                                      everything, issue 6 scale (a few minutes)
   rtm bench rooms --rate 1000 --duration 10      one step: rooms at 1,000 msgs/s for 10 s
   rtm bench rooms fanout --connections 100       a quick ramp at a tenth of the scale
+  rtm bench rooms pipeline socketio              rooms against its ceiling and Socket.IO
   rtm bench --write BENCHMARKS.md                everything, recorded with machine and versions
 
 exit status: 0, or 1 when a message was lost or duplicated, or the run failed.
@@ -129,17 +144,31 @@ def _parser() -> argparse.ArgumentParser:
         "--consumers", type=int, default=1, metavar="N", help="consumer instances to start [1]"
     )
     system.add_argument(
+        "--producers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="producer instances to start; the senders are spread over them [1]",
+    )
+    system.add_argument(
         "--sync-interval",
         default="always",
         metavar="V",
         help="embedded JetStream fsync: always, or a duration such as 2m [always]",
+    )
+    system.add_argument(
+        "--no-node",
+        action="store_true",
+        help="socketio: python-socketio only, not Node's socket.io (no npm install)",
     )
     system.add_argument("--data-dir", type=Path, metavar="DIR", help="[a scratch folder]")
     system.add_argument(
         "--keep-data", action="store_true", help="keep the scratch folder (logs) afterwards"
     )
     system.add_argument("--auth-url", metavar="URL", help="target a running system: auth HTTP")
-    system.add_argument("--producer-url", metavar="URL", help="... its producer")
+    system.add_argument(
+        "--producer-url", action="append", metavar="URL", help="... its producer(s) (repeat)"
+    )
     system.add_argument(
         "--consumer-url", action="append", metavar="URL", help="... its consumer(s) (repeat)"
     )
@@ -168,6 +197,8 @@ def options_from(args: argparse.Namespace) -> Options:
         ("--connections", args.connections),
         ("--room-size", args.room_size),
         ("--workers", args.workers),
+        ("--producers", args.producers),
+        ("--consumers", args.consumers),
         ("--resume-messages", args.resume_messages),
         ("--resume-rounds", args.resume_rounds),
     ):
@@ -193,6 +224,7 @@ def options_from(args: argparse.Namespace) -> Options:
         resume_messages=args.resume_messages,
         resume_rounds=args.resume_rounds,
         per_connection_rate=args.per_connection_rate,
+        node=not args.no_node,
     )
 
 
@@ -205,7 +237,8 @@ def _targeted(args: argparse.Namespace) -> Target | None:
                          "--consumer-url")  # fmt: skip
     return Target(
         auth=require_loopback(args.auth_url),
-        producer=require_loopback(args.producer_url),
+        producer=require_loopback(args.producer_url[0]),
+        more_producers=[require_loopback(u) for u in args.producer_url[1:]],
         consumers=[require_loopback(u) for u in args.consumer_url],
         nats_url=require_loopback(args.nats_url) if args.nats_url else None,
         database_url=args.database_url,
@@ -227,6 +260,7 @@ async def _facts(
     found_versions = versions()
     settings = {
         "system": "started by rtm bench" if target.started else "targeted by URL",
+        "producers": str(len(target.producers)),
         "consumers": str(len(target.consumers)),
         "NATS sync_interval": target.sync_interval,
         "partitions": "8 (RTM_PARTITIONS default)",
@@ -254,7 +288,9 @@ async def run(args: argparse.Namespace, display: Display) -> int:
     failed = True
     try:
         if target is None:
-            started = StartedSystem(args.consumers, args.sync_interval, args.data_dir)
+            started = StartedSystem(
+                args.consumers, args.sync_interval, args.data_dir, producers=args.producers
+            )
             display.log(f"starting the system in {started.data_dir}")
             began = time.monotonic()
             target = await started.start()

@@ -4,6 +4,10 @@ A `Receiver` checks every message it gets (new, duplicate, out of order) and tim
 a `Sender` sends when its worker says and times each ack. Both count into their `Worker`
 (`rtm.bench.loadgen`), which reports the counts per step. A receiver reads only what it needs of
 each message frame: this process shares the machine's cores with the system it measures.
+
+With the "socketio" flavor the same clients speak Engine.IO v4 / Socket.IO v5 over the WebSocket
+(`rtm.bench.engineio`): connect to the main namespace with `{"room": ...}` (receivers join it,
+senders don't), send `send` events with an ack id, answer the server's pings.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import TYPE_CHECKING
 import orjson
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
+from rtm.bench import engineio
 from rtm.bench.model import ReceiverTally, SocketSpec
 
 if TYPE_CHECKING:
@@ -39,6 +44,8 @@ def close_label(transport: WSTransport) -> str:
 
 class Socket(WSListener):
     """What both kinds of client share: readiness and close bookkeeping."""
+
+    role = ""  # what a Socket.IO server is told in the connect's auth payload
 
     def __init__(self, worker: Worker, spec: SocketSpec) -> None:
         super().__init__()
@@ -64,6 +71,24 @@ class Socket(WSListener):
         if not self.worker.stopping:
             self.worker.closed[close_label(transport)] += 1
 
+    def socketio_control(self, transport: WSTransport, payload: bytes) -> engineio.Packet | None:
+        """Engine.IO's open and ping, Socket.IO's connect answers: handled here. Returns the
+        packet when it is an event or an ack, for the caller to handle."""
+        packet = engineio.parse(payload)
+        if packet.eio == engineio.EIO_OPEN:
+            auth = {"room": self.conversation, "role": self.role}
+            transport.send(_TEXT, engineio.connect(auth))
+        elif packet.eio == engineio.EIO_PING:
+            transport.send(_TEXT, engineio.PONG)
+        elif packet.sio == engineio.SIO_CONNECT:
+            self.mark_ready()
+        elif packet.sio == engineio.SIO_CONNECT_ERROR:
+            if not self.ready.done():
+                self.ready.set_exception(ConnectionError(f"socket.io refused: {packet.data}"))
+        elif packet.sio in (engineio.SIO_EVENT, engineio.SIO_ACK):
+            return packet
+        return None
+
     def close(self) -> None:
         if self.transport is not None and self.open:
             with contextlib.suppress(OSError, RuntimeError):  # the socket went away meanwhile
@@ -73,6 +98,8 @@ class Socket(WSListener):
 
 class Receiver(Socket):
     """A socket that receives messages and checks each one: new, duplicate, out of order."""
+
+    role = "receiver"
 
     def __init__(self, worker: Worker, spec: SocketSpec) -> None:
         super().__init__(worker, spec)
@@ -91,12 +118,18 @@ class Receiver(Socket):
         if frame.msg_type is not _TEXT:
             return
         payload = frame.get_payload_as_bytes()
+        socketio = self.worker.plan.flavor == "socketio"
+        if socketio and not payload.startswith(engineio.EVENT_PREFIX):
+            self.socketio_control(transport, payload)
+            return
         # The hot path reads only what it needs: a full JSON parse of a message frame costs
         # several times more than these finds, and this process shares the machine's cores
         # with the system it measures. Our bodies hold no character JSON would escape.
         start = payload.find(_BODY)
         if start < 0:
             data = orjson.loads(payload)
+            if socketio:  # ["event name", {...}]
+                data = data[1] if len(data) > 1 and isinstance(data[1], dict) else {}
             kind = data.get("type")
             if kind == "ready":
                 self.mark_ready()
@@ -145,6 +178,8 @@ class Receiver(Socket):
 class Sender(Socket):
     """A socket that sends messages and matches each ack (or error) to its send."""
 
+    role = "sender"
+
     def __init__(self, worker: Worker, spec: SocketSpec) -> None:
         super().__init__(worker, spec)
         self.pending: dict[str, int] = {}
@@ -156,7 +191,7 @@ class Sender(Socket):
         super().on_ws_connected(transport)
         if self.worker.plan.flavor == "bare":
             self.mark_ready()
-        else:
+        elif self.worker.plan.flavor == "rtm":
             transport.send(_TEXT, _PING)
 
     def send(self, step: int, sent_ns: int) -> None:
@@ -169,26 +204,35 @@ class Sender(Socket):
         head = f"{step} {sent_ns}{self.tag}{n} "
         body = head + "x" * max(1, self.worker.plan.body_chars - len(head))
         self.pending[client_msg_id] = sent_ns
-        self.transport.send(
-            _TEXT,
-            orjson.dumps(
-                {
-                    "type": "send",
-                    "client_msg_id": client_msg_id,
-                    "conversation_id": self.conversation,
-                    "body": body,
-                }
-            ),
-        )
+        send = {
+            "type": "send",
+            "client_msg_id": client_msg_id,
+            "conversation_id": self.conversation,
+            "body": body,
+        }
+        if self.worker.plan.flavor == "socketio":
+            self.transport.send(_TEXT, engineio.event("send", send, ack_id=n))
+        else:
+            self.transport.send(_TEXT, orjson.dumps(send))
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         if frame.msg_type is not _TEXT:
             return
-        data = orjson.loads(frame.get_payload_as_bytes())
+        payload = frame.get_payload_as_bytes()
+        if self.worker.plan.flavor == "socketio":
+            packet = self.socketio_control(transport, payload)
+            if packet is None or packet.sio != engineio.SIO_ACK or not packet.data:
+                return
+            self._answer(packet.data[0])
+        else:
+            self._answer(orjson.loads(payload))
+
+    def _answer(self, data: dict[str, object]) -> None:
+        """An ack, an error or a pong, whichever protocol carried it."""
         kind = data.get("type")
         worker = self.worker
         if kind == "ack":
-            sent_ns = self.pending.pop(data["client_msg_id"], None)
+            sent_ns = self.pending.pop(str(data["client_msg_id"]), None)
             if sent_ns is not None:
                 now = time.monotonic_ns()
                 worker.acked += 1
@@ -196,7 +240,7 @@ class Sender(Socket):
                 worker.acked_by_conversation[self.conversation] += 1
                 worker.ack_ms.append((now - sent_ns) / 1e6)
         elif kind == "error":
-            self.pending.pop(data.get("ref") or "", None)
+            self.pending.pop(str(data.get("ref") or ""), None)
             worker.errors[str(data.get("code"))] += 1
         elif kind == "pong":
             self.mark_ready()

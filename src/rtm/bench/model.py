@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-Flavor = Literal["rtm", "bare"]
+Flavor = Literal["rtm", "bare", "socketio"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +34,8 @@ class SocketSpec:
 @dataclass(frozen=True, slots=True)
 class WorkerPlan:
     """Everything a worker opens. `flavor` "rtm": consumer sockets wait for `ready` and
-    producer sockets are checked with a ping; "bare": the baseline server says nothing."""
+    producer sockets are checked with a ping; "bare": the baseline server says nothing (the bare
+    broadcast and the pipeline); "socketio": Engine.IO / Socket.IO framing (`engineio`)."""
 
     worker: int
     flavor: Flavor

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-SCENARIOS = ("idle", "resume", "rooms", "direct", "fanout", "baseline")
+SCENARIOS = ("idle", "resume", "rooms", "direct", "fanout", "baseline", "pipeline", "socketio")
 TRAFFIC = ("rooms", "direct", "fanout")
 
 
@@ -34,6 +34,7 @@ class Options:
     resume_rounds: int = 5
     per_connection_rate: float = 20.0
     nats_seconds: float | None = None
+    node: bool = True  # socketio: also Node's socket.io, when node and npm are there
 
     @property
     def step_seconds(self) -> float:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,12 @@ PROCESS_ORDER = (
     "loadgen",
     "ws-server",
     "nats-loop",
+    "pipeline-server",
+    "socketio-py",
+    "socketio-node",
 )
+# What the `vs socket.io` column compares with: Node's when it ran, else python-socketio's.
+SOCKETIO_SYSTEMS = (("socket.io node", "node"), ("socket.io py", "py"))
 
 
 @dataclass
@@ -39,11 +44,16 @@ class Row:
     delivery: Summary | None = None  # send→delivery; resume: resume frame → resumed
     lost: int | None = None
     duplicated: int | None = None
+    delivered: int | None = None  # message frames received by all receivers in the window
     window_s: float = 0.0
     usage: dict[str, Usage] = field(default_factory=dict)
     passed: bool | None = None  # ramp verdict; None outside a ramp
     best: bool = False  # the highest passing step of a ramp
     ratio: str = ""  # to the bare baseline of the same shape
+    vs_pipeline: str = ""  # to the bare pipeline (rooms)
+    vs_socketio: str = ""  # to Socket.IO (rooms): "80% node"
+    system: str = ""  # "rtm", "bare", "pipeline", "socket.io py", "socket.io node"
+    server_cpu_s: float | None = None  # CPU seconds of the system's server processes
     notes: list[str] = field(default_factory=list)
     figures: dict[str, float] = field(default_factory=dict)  # idle: rss per connection...
 
@@ -54,12 +64,15 @@ class Row:
 
 
 def merge_usage(usage: dict[str, Usage]) -> dict[str, Usage]:
-    """consumer-1, consumer-2 … → consumer (summed), loadgen-0 … → loadgen."""
+    """consumer-1, consumer-2 … → consumer (summed), producer-1 … → producer, loadgen-0 … →
+    loadgen."""
     merged: dict[str, Usage] = {}
     for name, value in usage.items():
         key = name
         if name.startswith("consumer-"):
             key = "consumer"
+        elif name.startswith("producer-"):
+            key = "producer"
         elif name.startswith("loadgen"):
             key = "loadgen"
         old = merged.get(key)
@@ -69,6 +82,37 @@ def merge_usage(usage: dict[str, Usage]) -> dict[str, Usage]:
             else Usage(old.cpu_s + value.cpu_s, old.mem_peak + value.mem_peak, 0)
         )
     return merged
+
+
+def cpu_per_delivery_us(row: Row) -> float | None:
+    """Server CPU microseconds per message frame delivered: every server process of the
+    row's system over its window, divided by the deliveries in that window."""
+    if row.server_cpu_s is None or not row.delivered:
+        return None
+    return row.server_cpu_s / row.delivered * 1e6
+
+
+def ratio(row: Row, base: Row | None) -> str:
+    """`row`'s deliveries/s as a percentage of `base`'s ("" when either has none)."""
+    if base is None or not base.deliveries or row.deliveries is None:
+        return ""
+    return f"{row.deliveries / base.deliveries:.0%}"
+
+
+def compare(best: Mapping[tuple[str, str], Row]) -> None:
+    """Fill each rtm best step's ratio columns from the baselines' best steps of the same shape
+    in the same run: `vs bare` (the picows broadcast), `vs pipeline`, `vs socket.io` (Node's
+    when it ran, else python-socketio's, named in the cell)."""
+    for (system, shape), row in best.items():
+        if system != "rtm":
+            continue
+        row.ratio = ratio(row, best.get(("bare", shape)))
+        row.vs_pipeline = ratio(row, best.get(("pipeline", shape)))
+        for name, label in SOCKETIO_SYSTEMS:
+            base = best.get((name, shape))
+            if base is not None and base.deliveries:
+                row.vs_socketio = f"{ratio(row, base)} {label}"
+                break
 
 
 def _columns(rows: Iterable[Row]) -> list[str]:
@@ -81,6 +125,10 @@ def _columns(rows: Iterable[Row]) -> list[str]:
 
 def _opt_rate(value: float | None) -> str:
     return "-" if value is None else fmt_rate(value)
+
+
+def _opt_us(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}" if value >= 10 else f"{value:.1f}"
 
 
 def _summary(value: Summary | None, full: bool) -> str:
@@ -129,6 +177,9 @@ def results_table(rows: Sequence[Row], *, markdown: bool) -> str:
         "lost / dup",
         "ramp",
         "vs bare",
+        "vs pipeline",
+        "vs socket.io",
+        "server CPU µs/delivery",
     ]
     lines = [
         [
@@ -142,6 +193,9 @@ def results_table(rows: Sequence[Row], *, markdown: bool) -> str:
             _lost(row),
             _verdict(row),
             row.ratio,
+            row.vs_pipeline,
+            row.vs_socketio,
+            _opt_us(cpu_per_delivery_us(row)),
         ]
         for row in rows
     ]
@@ -193,8 +247,22 @@ that scheduled time, so a load generator that falls behind does not hide delay.
 frame received by a receiver (resume: resume frame → `resumed`, every missed message before it).
 `lost / dup`: per receiver, acked messages it never received / messages it received twice or out
 of order (must be 0 / 0). `ramp`: `ok` when p99 delivery ≤ the threshold with no loss and the rate
-kept up, `best` for the highest such step, `over` otherwise. `vs bare`: deliveries/s of the best
-step as a fraction of the bare picows broadcast server's best for the same shape, same run.
+kept up, `best` for the highest such step, `over` otherwise.
+
+The ratio columns compare rtm's best step (deliveries/s) with a baseline's best step for the same
+shape, ramped the same way by the same load generator in the same run:
+`vs bare`: the bare picows broadcast server (WebSocket work only: no storage, no seq, no auth).
+`vs pipeline` (rooms): a bare pipeline with rtm's guarantees in one process — picows in,
+JetStream publish with `Nats-Msg-Id` awaiting the PubAck before the ack (the run's nats-server
+and sync_interval), a pull consumer storing each batch in one PostgreSQL transaction with a dense
+per-room seq, then the fan-out; no auth, no validation: the ceiling of this machine with these
+guarantees. `vs socket.io` (rooms): Socket.IO broadcasting to rooms (websocket transport, no
+storage), Node's socket.io 4.8 when node and npm were there (`node` in the cell), else
+python-socketio under uvicorn with uvloop (`py`).
+`server CPU µs/delivery`: CPU time of all of the system's server processes over the row's window
+per message frame delivered — for rtm auth, producer, consumers, nats-server and PostgreSQL; for
+the pipeline its process, nats-server and PostgreSQL; for the other baselines their server
+process. It is the cost per delivery that does not depend on how busy the shared machine was.
 CPU and memory are over each row's window (the sends and the wait for every delivery after them);
 memory is RSS, PostgreSQL's the PSS summed over the postmaster and its backends; `loadgen` is the
 load-generator processes together, which share the machine's cores with the system.

@@ -1,10 +1,10 @@
-"""The traffic scenarios: rooms, direct and fanout, against rtm or (for the baseline) the bare
-picows broadcast server, driven the same way so that the two can be compared.
+"""The traffic scenarios: rooms, direct and fanout, against rtm or a baseline server (the bare
+picows broadcast, the bare pipeline, Socket.IO), driven the same way so that they can be compared.
 
 A traffic scenario runs a ramp (rates up a ladder until the p99 delivery latency passes the
 threshold, or messages are lost, or the rate is not kept up; then one step half-way back) unless a
 fixed `--rate` is given. Every step is one row; the highest passing step of a ramp is the
-scenario's best, which the baseline's ratio column compares.
+system's best for that shape, which the ratio columns compare (`Session.best`).
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ import asyncio
 import math
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from rtm.bench import metrics
+from rtm.bench import engineio, metrics
 from rtm.bench.errors import BenchError
-from rtm.bench.model import SocketSpec, WorkerPlan
+from rtm.bench.model import Flavor, SocketSpec, WorkerPlan
 from rtm.bench.options import Options
 from rtm.bench.pool import StepOutcome, WorkerPool
 from rtm.bench.population import BenchUser
@@ -28,28 +29,46 @@ from rtm.bench.stats import summarize
 from rtm.bench.target import ws
 
 
-async def run_traffic(
-    session: Session,
-    shape: Shape,
-    *,
-    flavor: str,
-    bare_url: str | None = None,
-    extra: Sequence[Watched] = (),
-) -> None:
+@dataclass(frozen=True, slots=True)
+class Driven:
+    """What a traffic scenario drives. `system`: "rtm", or a baseline ("bare", "pipeline",
+    "socket.io py", "socket.io node"), which serves `url` (`/r/<room>` and `/s/<room>`, or
+    Socket.IO's endpoint); `servers`: its server processes, whose CPU the rows divide by the
+    deliveries (for rtm the system's own processes, known from the run's target)."""
+
+    system: str
+    flavor: Flavor
+    scenario: str  # the rows' scenario: the shape's for rtm, else the baseline's
+    url: str | None = None
+    servers: tuple[Watched, ...] = ()
+    prefix: str = ""  # row names: "bare ws rooms", "pipeline rooms", ...
+
+    def name(self, shape: Shape) -> str:
+        return f"{self.prefix}{shape.name}"
+
+
+def rtm_system(session: Session, shape: Shape) -> Driven:
+    """rtm itself: its rows are the shape's scenario, its servers every process of the target
+    (auth, producers, consumers, nats-server, PostgreSQL; none when targeted by URL)."""
+    return Driven("rtm", "rtm", shape.name, servers=tuple(session.target.watched()))
+
+
+async def run_traffic(session: Session, shape: Shape, driven: Driven) -> None:
     """One traffic scenario: open the sockets, make the conversations (rtm only), warm up, then
-    ramp or measure one step. `flavor` "bare" drives the bare server at `bare_url` instead."""
+    ramp or measure one step."""
     options = session.options
-    name = shape.name if flavor == "rtm" else f"bare ws {shape.name}"
+    name = driven.name(shape)
+    rtm = driven.system == "rtm"
     users: list[BenchUser] = []
-    if flavor == "rtm":
+    if rtm:
         users = await session.population.ensure(shape.receivers)
-    pool = WorkerPool(_plans(session, shape, flavor, users, bare_url), session.display)
+    pool = WorkerPool(_plans(session, shape, driven, users), session.display)
     try:
         connected = await pool.start(timeout=300)
         seconds = max(c.seconds for c in connected)
         sockets = sum(c.receivers + c.senders for c in connected)
         session.display.log(f"{name}: {sockets} sockets open in {seconds:.1f}s")
-        if flavor == "rtm":
+        if rtm:
             await _make_conversations(session, shape, users, pool)
             frames, waited = await pool.settle()
             if frames:
@@ -59,33 +78,32 @@ async def run_traffic(
                     "before the first step (it waits up to 30 s for them to stop)"
                 )
                 session.display.log(session.setup_notes[-1])
+        extra = [w for w in driven.servers if w not in session.target.watched()]
         watched = session.watch([*extra, *loadgen(pool)])
         await _warm_up(session, pool, shape)
         if options.ramping():
-            await _ramp(session, pool, shape, name, watched)
+            await _ramp(session, pool, shape, driven, watched)
         else:
             assert options.rate is not None
-            await _measure(session, pool, shape, name, options.rate, watched)
+            await _measure(session, pool, shape, driven, options.rate, watched)
     finally:
         await pool.stop()
-        if flavor == "rtm":
+        if rtm:
             await session.quiesce()
 
 
 def _plans(
-    session: Session,
-    shape: Shape,
-    flavor: str,
-    users: Sequence[BenchUser],
-    bare_url: str | None,
+    session: Session, shape: Shape, driven: Driven, users: Sequence[BenchUser]
 ) -> list[WorkerPlan]:
     receivers: list[SocketSpec] = []
     senders: list[SocketSpec] = []
     consumers = [ws(base) for base in session.target.consumers]
+    producers = [ws(base) for base in session.target.producers]
     for group in range(shape.groups):
         for member in range(shape.size):
             position = group * shape.size + member
-            if flavor == "rtm":
+            room = f"g{group}"
+            if driven.flavor == "rtm":
                 user = users[position]
                 receiver = SocketSpec(
                     user.index,
@@ -93,11 +111,19 @@ def _plans(
                     user.access_token,
                     "",
                 )
-                sender = SocketSpec(user.index, ws(session.target.producer), user.access_token, "")
+                sender = SocketSpec(
+                    user.index,
+                    producers[user.index % len(producers)],
+                    user.access_token,
+                    "",
+                )
+            elif driven.flavor == "socketio":
+                assert driven.url is not None
+                receiver = SocketSpec(position, engineio.url(driven.url), None, room)
+                sender = SocketSpec(position, engineio.url(driven.url), None, room)
             else:
-                room = f"g{group}"
-                receiver = SocketSpec(position, f"{bare_url}/r/{room}", None, room)
-                sender = SocketSpec(position, f"{bare_url}/s/{room}", None, room)
+                receiver = SocketSpec(position, f"{driven.url}/r/{room}", None, room)
+                sender = SocketSpec(position, f"{driven.url}/s/{room}", None, room)
             receivers.append(receiver)
             if member < shape.senders:
                 senders.append(sender)
@@ -105,7 +131,7 @@ def _plans(
     return [
         WorkerPlan(
             worker=i,
-            flavor="rtm" if flavor == "rtm" else "bare",
+            flavor=driven.flavor,
             receivers=tuple(r),
             senders=tuple(s),
             body_chars=session.options.body_chars,
@@ -149,11 +175,12 @@ def _cap(options: Options, shape: Shape) -> float:
 
 
 async def _ramp(
-    session: Session, pool: WorkerPool, shape: Shape, name: str, watched: list[Watched]
+    session: Session, pool: WorkerPool, shape: Shape, driven: Driven, watched: list[Watched]
 ) -> None:
     """Up the ladder until a step fails, then one step half-way back; when the very first
     step fails, down by halves (at most 3 times) to find a rate that passes at all."""
     options = session.options
+    name = driven.name(shape)
     start = options.rate or shape.ladder[0]
     ladder = [start, *(r for r in shape.ladder if r > start)]
     best: Row | None = None
@@ -166,7 +193,7 @@ async def _ramp(
                 f"per-connection limit ({options.per_connection_rate:.0f}/s each)"
             )
             break
-        row = await _measure(session, pool, shape, name, rate, watched)
+        row = await _measure(session, pool, shape, driven, rate, watched)
         measured.add(rate)
         if not row.passed:
             failed = rate
@@ -176,7 +203,7 @@ async def _ramp(
     if failed is not None and best is not None and best.offered is not None:
         middle = float(round((best.offered + failed) / 2, -1 if failed < 1000 else -2))
         if best.offered < middle < failed:
-            row = await _measure(session, pool, shape, name, middle, watched)
+            row = await _measure(session, pool, shape, driven, middle, watched)
             measured.add(middle)
             if row.passed:
                 best = row
@@ -185,7 +212,7 @@ async def _ramp(
         lower = lower / 2 if lower < 10 else float(round(lower / 2))
         if lower < 0.5:
             break
-        row = await _measure(session, pool, shape, name, lower, watched)
+        row = await _measure(session, pool, shape, driven, lower, watched)
         measured.add(lower)
         if row.passed:
             best = row
@@ -193,36 +220,48 @@ async def _ramp(
         await asyncio.sleep(3.0)
     if best is not None:
         best.best = True
-        key = shape.name
-        (session.best if not name.startswith("bare") else session.bare_best)[key] = best
-    if name == "rooms" and options.rate is None and ROOMS_TARGET_RATE not in measured:
+        session.best[(driven.system, shape.name)] = best
+    rtm_rooms = driven.system == "rtm" and shape.name == "rooms"
+    if rtm_rooms and options.rate is None and ROOMS_TARGET_RATE not in measured:
         # issue 6 sets a latency target at this rate: measure it even off the ramp
-        await _measure(session, pool, shape, name, ROOMS_TARGET_RATE, watched)
+        await _measure(session, pool, shape, driven, ROOMS_TARGET_RATE, watched)
 
 
 async def _measure(
     session: Session,
     pool: WorkerPool,
     shape: Shape,
-    name: str,
+    driven: Driven,
     rate: float,
     watched: list[Watched],
 ) -> Row:
     step = session.next_step()
     target = session.target
-    services = [] if name.startswith("bare") else [target.producer, *target.consumers]
+    services = [*target.producers, *target.consumers] if driven.system == "rtm" else []
     before = await metrics.scrape(services) if services else {}
     window = session.sampler.open(watched)
     duration = session.options.step_seconds
     outcome = await pool.step(step, rate, duration)
     usage = session.sampler.close(window)
-    row = _row(shape, name, rate, duration, outcome, usage, window.elapsed, session.options.p99_ms)
+    row = _row(
+        shape, driven.name(shape), rate, duration, outcome, usage, window.elapsed,
+        session.options.p99_ms,
+    )  # fmt: skip
+    row.scenario = driven.scenario
+    row.system = driven.system
+    row.server_cpu_s = server_cpu(usage, [w.name for w in driven.servers])
     if services:
         figures, inside = metrics.explain(before, await metrics.scrape(services))
         row.figures.update(figures)
         if inside:
             row.notes.append(f"inside: {inside}")
     return session.add(row)
+
+
+def server_cpu(usage: dict[str, Usage], servers: Sequence[str]) -> float | None:
+    """CPU seconds of a system's server processes over a window; None when none was sampled."""
+    found = [usage[n].cpu_s for n in servers if n in usage and not math.isnan(usage[n].cpu_s)]
+    return sum(found) if found else None
 
 
 def _row(
@@ -272,6 +311,7 @@ def _row(
         delivery=summarize(outcome.delivery_ms),
         lost=lost,
         duplicated=duplicated,
+        delivered=received,
         window_s=window_s,
         usage=usage,
     )

@@ -7,13 +7,17 @@
     fanout    one group of N members, a few of them sending
     baseline  the machine's raw limits: bare nats-py loop, bare picows broadcast server driven
               with the same shapes as rooms/direct/fanout
+    pipeline  rooms through a bare pipeline with rtm's guarantees (picows → JetStream →
+              PostgreSQL → picows), the ceiling of this machine with them
+    socketio  rooms on Socket.IO: python-socketio, and Node's socket.io when node is there
 
 `Bench` runs the selected ones in this order, then judges the run: each traffic scenario's best
-step against its bare twin, and issue 6's targets. Each family has a module of its own, sharing
-one `Session`: `scenario_idle`, `scenario_resume`, `scenario_traffic` (rooms, direct and fanout:
-a ramp, or one step at a fixed `--rate`) and `scenario_baseline`. The idle scenario runs first, on
-a consumer that has not yet held other connections; fan-out runs after rooms and direct, because
-a group of N makes every later connection's presence cost N frames.
+step against its bare twin, the pipeline and Socket.IO (`report.compare`), and issue 6's
+targets. Each family has a module of its own, sharing one `Session`: `scenario_idle`,
+`scenario_resume`, `scenario_traffic` (rooms, direct and fanout: a ramp, or one step at a fixed
+`--rate`) and `scenario_baseline` (baseline, pipeline, socketio). The idle scenario runs first,
+on a consumer that has not yet held other connections; fan-out runs after rooms and direct,
+because a group of N makes every later connection's presence cost N frames.
 """
 
 from __future__ import annotations
@@ -23,11 +27,11 @@ import math
 import time
 
 from rtm.bench.options import ordered
-from rtm.bench.report import Row
-from rtm.bench.scenario_baseline import run_baseline
+from rtm.bench.report import Row, compare
+from rtm.bench.scenario_baseline import run_baseline, run_pipeline, run_socketio
 from rtm.bench.scenario_idle import run_idle
 from rtm.bench.scenario_resume import run_resume
-from rtm.bench.scenario_traffic import run_traffic
+from rtm.bench.scenario_traffic import rtm_system, run_traffic
 from rtm.bench.session import Session
 from rtm.bench.shapes import shape_for
 from rtm.bench.stats import fmt_bytes
@@ -49,20 +53,18 @@ class Bench(Session):
                     await run_resume(self)
                 elif name == "baseline":
                     await run_baseline(self)
+                elif name == "pipeline":
+                    await run_pipeline(self)
+                elif name == "socketio":
+                    await run_socketio(self)
                 else:
-                    await run_traffic(self, shape_for(name, self.options), flavor="rtm")
+                    shape = shape_for(name, self.options)
+                    await run_traffic(self, shape, rtm_system(self, shape))
                 self.display.log(f"scenario {name} done in {time.monotonic() - began:.0f}s")
         finally:
             sampling.cancel()
-        self._ratios()
+        compare(self.best)
         return self.rows
-
-    def _ratios(self) -> None:
-        for shape, row in self.best.items():
-            bare = self.bare_best.get(shape)
-            if bare is None or not bare.deliveries or row.deliveries is None:
-                continue
-            row.ratio = f"{row.deliveries / bare.deliveries:.0%}"
 
     def targets(self) -> list[tuple[str, str, str]]:
         """Issue 6's targets, each with what this run measured and whether it is met."""
@@ -71,7 +73,11 @@ class Bench(Session):
         def yes(ok: bool) -> str:
             return "yes" if ok else "no"
 
-        rooms = [r for r in self.rows if r.name == "rooms" and r.delivery is not None]
+        rooms = [
+            r
+            for r in self.rows
+            if r.system == "rtm" and r.name == "rooms" and r.delivery is not None
+        ]
         if rooms:
             good = [
                 r for r in rooms if r.delivery and r.delivery.p99 <= 100 and not r.lost and r.ingest
@@ -96,8 +102,8 @@ class Bench(Session):
                         yes(r.delivery.p99 <= 10 and ack50 <= 2),
                     )
                 )
-        fanout, bare = self.best.get("fanout"), self.bare_best.get("fanout")
-        ran = any(r.name == "fanout" for r in self.rows)
+        fanout, bare = self.best.get(("rtm", "fanout")), self.best.get(("bare", "fanout"))
+        ran = any(r.system == "rtm" and r.name == "fanout" for r in self.rows)
         if ran and bare is not None and bare.deliveries:
             if fanout is not None and fanout.deliveries:
                 share = fanout.deliveries / bare.deliveries

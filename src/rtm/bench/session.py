@@ -35,8 +35,9 @@ class Session:
         self.population = Population(target.auth, target.producer, display.status)
         self.sampler = ProcessSampler()
         self.rows: list[Row] = []
-        self.bare_best: dict[str, Row] = {}
-        self.best: dict[str, Row] = {}
+        # (system, shape) → the best step of its ramp: ("rtm", "rooms"), ("bare", "fanout"),
+        # ("pipeline", "rooms"), ("socket.io node", "rooms")...
+        self.best: dict[tuple[str, str], Row] = {}
         self.setup_notes: list[str] = []
         self._step = 0
 
@@ -56,7 +57,7 @@ class Session:
 
     async def quiesce(self) -> None:
         """Wait until the services hold no WebSocket of ours (closing takes them a moment)."""
-        bases = [self.target.producer, *self.target.consumers]
+        bases = [*self.target.producers, *self.target.consumers]
         deadline = time.monotonic() + 15
         async with httpx.AsyncClient(trust_env=False, timeout=5) as client:
             while time.monotonic() < deadline:

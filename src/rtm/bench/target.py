@@ -30,6 +30,7 @@ KEY_PACKAGES = (
     "orjson",
     "pydantic",
     "picows",
+    "python-socketio",
 )
 
 
@@ -62,6 +63,12 @@ class Target:
     processes: list[Watched] = field(default_factory=list)
     sync_interval: str = "unknown"
     started: bool = False
+    more_producers: list[str] = field(default_factory=list)  # beside `producer`, if any
+
+    @property
+    def producers(self) -> list[str]:
+        """Every producer instance: the load generators spread their senders over them."""
+        return [self.producer, *self.more_producers]
 
     def watched(self) -> list[Watched]:
         return list(self.processes)
@@ -70,7 +77,9 @@ class Target:
 class StartedSystem:
     """The whole system on free ports in a scratch folder, as `rtm up` runs it."""
 
-    def __init__(self, consumers: int, sync_interval: str, data_dir: Path | None) -> None:
+    def __init__(
+        self, consumers: int, sync_interval: str, data_dir: Path | None, producers: int = 1
+    ) -> None:
         from rtm.local.settings import RunnerSettings
 
         self._own_dir = data_dir is None
@@ -78,6 +87,7 @@ class StartedSystem:
         self.settings = RunnerSettings.for_tests(
             folder,
             consumers=consumers,
+            producers=producers,
             nats_sync_interval=sync_interval,
             ready_timeout=120.0,
             stop_timeout=10.0,
@@ -102,6 +112,7 @@ class StartedSystem:
         return Target(
             auth=urls.auth,
             producer=urls.producer,
+            more_producers=list(urls.producers[1:]),
             consumers=list(urls.consumers),
             nats_url=self.system.nats_url,
             database_url=self.system.database_url,

@@ -53,7 +53,9 @@ def banner(system: System) -> str:
     def row(label: str, text: str) -> None:
         lines.append(f"  {label:<{width}}  {text}")
 
-    services = {"auth": urls.auth, "producer": urls.producer}
+    services = {"auth": urls.auth}
+    producers = [name for name in status if name.startswith("producer")]
+    services.update(zip(producers, urls.producers or (urls.producer,), strict=True))
     consumers = [name for name in status if name.startswith("consumer")]
     services.update(zip(consumers, urls.consumers, strict=True))
     for name, base in services.items():

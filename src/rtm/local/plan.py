@@ -36,6 +36,11 @@ class ServicePlan:
         return [sys.executable, "-m", self.module]
 
 
+def producer_names(count: int) -> list[str]:
+    """`producer` alone; `producer-1` .. `producer-N` when there are several."""
+    return ["producer"] if count == 1 else [f"producer-{i}" for i in range(1, count + 1)]
+
+
 def consumer_names(count: int) -> list[str]:
     """`consumer` alone; `consumer-1` .. `consumer-N` when there are several."""
     return ["consumer"] if count == 1 else [f"consumer-{i}" for i in range(1, count + 1)]
@@ -69,8 +74,13 @@ def port_claims(
     claims += [
         PortClaim("auth_grpc", "auth gRPC", s.auth_grpc_port, "RTM_AUTH_GRPC_PORT", host),
         PortClaim("auth_http", "auth HTTP", s.auth_http_port, "RTM_AUTH_HTTP_PORT", host),
-        PortClaim("producer", "producer", s.producer_port, "RTM_PRODUCER_PORT", host),
     ]
+    for index, name in enumerate(producer_names(s.producers)):
+        # The next ports are the consumers': a second producer takes any free port (the
+        # banner and `SystemUrls.producers` say which).
+        port = s.producer_port if index == 0 else 0
+        setting = "RTM_PRODUCER_PORT" if index == 0 else f"none (any free port for {name})"
+        claims.append(PortClaim(name, name, port, setting, host))
     for index, name in enumerate(consumer_names(s.consumers)):
         port = s.consumer_port + index if s.consumer_port else 0
         setting = "RTM_CONSUMER_PORT" + (f" (+{index} for {name})" if index else "")
@@ -79,11 +89,9 @@ def port_claims(
 
 
 def plan_services(settings: RunnerSettings, ports: Mapping[str, int]) -> list[ServicePlan]:
-    """auth, producer, then the consumers, on the resolved `ports`."""
-    plans = [
-        ServicePlan("auth", "auth", ports["auth_http"], ports["auth_grpc"]),
-        ServicePlan("producer", "producer", ports["producer"]),
-    ]
+    """auth, the producers, then the consumers, on the resolved `ports`."""
+    plans = [ServicePlan("auth", "auth", ports["auth_http"], ports["auth_grpc"])]
+    plans += [ServicePlan(n, "producer", ports[n]) for n in producer_names(settings.producers)]
     plans += [ServicePlan(n, "consumer", ports[n]) for n in consumer_names(settings.consumers)]
     return plans
 
@@ -125,10 +133,12 @@ def service_env(
             "RTM_MIGRATIONS_DIR": str(settings.migrations_dir.absolute()),
             "RTM_AUTH_GRPC_PORT": str(ports["auth_grpc"]),
             "RTM_AUTH_HTTP_PORT": str(ports["auth_http"]),
-            "RTM_PRODUCER_PORT": str(ports["producer"]),
+            "RTM_PRODUCER_PORT": str(ports[producer_names(settings.producers)[0]]),
             "RTM_AUTH_URL": f"http://{host}:{ports['auth_http']}",
         }
     )
+    if plan.kind == "producer":
+        env["RTM_PRODUCER_PORT"] = str(plan.http_port)
     if plan.kind == "consumer":
         env["RTM_CONSUMER_PORT"] = str(plan.http_port)
         env["RTM_INSTANCE_ID"] = plan.name
@@ -149,6 +159,7 @@ class SystemUrls:
     nats: str
     database: str
     nats_monitor: str | None = None
+    producers: tuple[str, ...] = ()  # every producer instance; `producer` is the first
 
     @property
     def consumer(self) -> str:
@@ -179,11 +190,12 @@ def urls_for(
     return SystemUrls(
         auth=by_name["auth"],
         auth_grpc=f"{host}:{auth.grpc_port}",
-        producer=by_name["producer"],
+        producer=next(by_name[p.name] for p in plans if p.kind == "producer"),
         consumers=tuple(by_name[p.name] for p in plans if p.kind == "consumer"),
         nats=nats_url,
         database=database_url,
         nats_monitor=nats_monitor,
+        producers=tuple(by_name[p.name] for p in plans if p.kind == "producer"),
     )
 
 

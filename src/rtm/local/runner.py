@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 from rtm.local.errors import AlreadyRunningError
 from rtm.local.output import TerminalSink
-from rtm.local.plan import ServiceKind, SystemUrls, consumer_names
+from rtm.local.plan import ServiceKind, SystemUrls, consumer_names, producer_names
 from rtm.local.settings import RunnerSettings
 from rtm.local.spec import ChildStatus
 from rtm.local.system import System
@@ -156,7 +156,7 @@ class LocalSystem:
     async def _build_and_start(self) -> System:
         sink = None
         if self._echo:
-            names = ["nats", "postgres", "auth", "producer"]
+            names = ["nats", "postgres", "auth", *producer_names(self.settings.producers)]
             sink = TerminalSink(names + consumer_names(self.settings.consumers), sys.stderr)
         system = System(self.settings, sink=sink, services=self._services, commands=self._commands)
         self._failed = system  # until start returns: what to clean up if it raises

@@ -64,6 +64,13 @@ class RunnerSettings(BaseSettings):
         8082, ge=0, le=65535, description="first consumer's port; instance i uses port + i - 1"
     )
     consumers: int = Field(1, ge=1, le=32, description="number of consumer instances")
+    producers: int = Field(
+        1,
+        ge=1,
+        le=32,
+        description="number of producer instances (stateless); the first listens on "
+        "producer_port, the others on any free port",
+    )
     migrations_dir: Path = Field(REPO_ROOT / "migrations", description="versioned SQL migrations")
     ready_timeout: float = Field(
         60.0, gt=0, description="seconds the whole system may take to become ready"

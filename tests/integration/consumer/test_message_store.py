@@ -233,3 +233,133 @@ async def test_a_rewind_starts_the_partition_over_and_only_its_owner_may_do_it(
     )
     assert ([m.seq for m in batch.messages], batch.skipped) == ([2], 1)
     assert [r["seq"] for r in await stored_messages(database_url)] == [1, 2]
+
+
+# The numbering rules (dense per conversation, in stream order, a send never twice) and the
+# interleavings a one-statement batch must survive: it is PostgreSQL's to number, under the
+# fence, and the unique constraints stay the final word.
+
+
+async def test_seqs_continue_each_head_in_stream_order_whatever_order_they_are_given_in(
+    database_url: str, store: PostgresMessageStore
+) -> None:
+    user = uuid.uuid4()
+    a = await create_conversation(database_url, [user])
+    b = await create_conversation(database_url, [user])
+    await store.claim(PARTITION, TOKEN)
+    await store.store_batch(
+        PARTITION, TOKEN, 0, at(4), [pending(n, a, user) for n in range(1, 5)]
+    )  # a's head is 4, b has none yet
+
+    given = [pending(12, a, user), pending(10, a, user), pending(11, b, user)]
+    batch = await store.store_batch(PARTITION, TOKEN, 4, at(12), given)
+
+    assert [(m.conversation_id, m.seq) for m in batch.messages] == [(a, 5), (b, 1), (a, 6)]
+    assert batch.messages[0].message_id == given[1].message.message_id  # stream seq 10 first
+    assert batch.members == {a: [user], b: [user]}
+
+
+async def test_a_send_repeated_within_one_batch_is_stored_once_at_its_first_delivery(
+    database_url: str, store: PostgresMessageStore
+) -> None:
+    user = uuid.uuid4()
+    conversation = await create_conversation(database_url, [user])
+    again = uuid.uuid4()
+    await store.claim(PARTITION, TOKEN)
+    first = pending(1, conversation, user, again)
+    batch = await store.store_batch(
+        PARTITION,
+        TOKEN,
+        0,
+        at(3),
+        [first, pending(2, conversation, user, again), pending(3, conversation, user)],
+    )
+    assert [(m.message_id, m.seq) for m in batch.messages] == [
+        (first.message.message_id, 1),
+        (batch.messages[1].message_id, 2),
+    ]
+    assert batch.skipped == 1
+    assert [r["seq"] for r in await stored_messages(database_url)] == [1, 2]
+
+
+async def test_the_same_client_msg_id_from_two_senders_is_two_messages(
+    database_url: str, store: PostgresMessageStore
+) -> None:
+    a, b, client = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    conversation = await create_conversation(database_url, [a, b])
+    await store.claim(PARTITION, TOKEN)
+    batch = await store.store_batch(
+        PARTITION,
+        TOKEN,
+        0,
+        at(2),
+        [pending(1, conversation, a, client), pending(2, conversation, b, client)],
+    )
+    assert [m.seq for m in batch.messages] == [1, 2]
+
+
+async def test_two_batches_racing_from_one_offset_commit_only_one(
+    database_url: str, store: PostgresMessageStore
+) -> None:
+    """Two workers with the same token (a restart racing its predecessor's last batch): the
+    offset row serialises them and the second finds the offset moved, storing nothing."""
+    user = uuid.uuid4()
+    conversation = await create_conversation(database_url, [user])
+    await store.claim(PARTITION, TOKEN)
+    results = await asyncio.gather(
+        store.store_batch(PARTITION, TOKEN, 0, at(2), [pending(1, conversation, user)]),
+        store.store_batch(PARTITION, TOKEN, 0, at(2), [pending(2, conversation, user)]),
+        return_exceptions=True,
+    )
+    assert sorted(type(r).__name__ for r in results) == ["OffsetMoved", "StoredBatch"]
+    assert [r["seq"] for r in await stored_messages(database_url)] == [1]
+    assert await offset(database_url) == 2
+
+
+async def test_a_head_behind_the_stored_messages_fails_the_batch_and_stores_nothing(
+    database_url: str, store: PostgresMessageStore
+) -> None:
+    """Numbering from a wrong head (a head written by someone else, a stale cache) must fail
+    the batch on the unique (conversation_id, seq), never store a second message at a seq."""
+    user = uuid.uuid4()
+    conversation = await create_conversation(database_url, [user])
+    await store.claim(PARTITION, TOKEN)
+    await store.store_batch(PARTITION, TOKEN, 0, at(1), [pending(1, conversation, user)])
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(
+            "UPDATE messaging.conversation_heads SET last_seq = 0 WHERE conversation_id = $1",
+            conversation,
+        )
+    finally:
+        await conn.close()
+
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await store.store_batch(PARTITION, TOKEN, 1, at(2), [pending(2, conversation, user)])
+
+    assert [r["seq"] for r in await stored_messages(database_url)] == [1]
+    assert await offset(database_url) == 1
+
+
+async def test_a_fenced_batch_leaves_no_trace_and_names_the_holder(
+    database_url: str, store: PostgresMessageStore
+) -> None:
+    user = uuid.uuid4()
+    conversation = await create_conversation(database_url, [user])
+    newer = FenceToken(TOKEN.epoch, TOKEN.revision + 1)
+    with pytest.raises(Fenced):  # the partition was never claimed: nobody may commit
+        await store.store_batch(PARTITION, TOKEN, 0, at(1), [pending(1, conversation, user)])
+    await store.claim(PARTITION, TOKEN)
+    await store.claim(PARTITION, newer)
+
+    with pytest.raises(Fenced) as fenced:
+        await store.store_batch(PARTITION, TOKEN, 0, at(1), [pending(1, conversation, user)])
+
+    assert f"holder {newer}" in str(fenced.value)
+    assert await stored_messages(database_url) == []
+    assert await offset(database_url) == 0
+    conn = await asyncpg.connect(database_url)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM messaging.conversation_heads") == 0
+    finally:
+        await conn.close()

@@ -98,7 +98,7 @@ async def test_the_next_owner_sends_the_fan_out_its_dead_predecessor_never_sent(
 
     async def on_delivery(msg: Msg) -> None:
         live = decode_delivery(msg.data)
-        delivered.append((live.seq, live.members))
+        delivered.append((live.seq, list(live.members)))
 
     subscription = await nc.subscribe(f"{DELIVER_SUBJECT_PREFIX}.>", cb=on_delivery)
     try:

@@ -121,3 +121,65 @@ def test_a_step_is_split_in_whole_messages_that_add_up() -> None:
     assert sum(split(1001, [3, 7, 11])) == 1001
     assert split(5, [0, 4]) == [0, 5]
     assert split(3, [0, 0]) == [0, 0]
+
+
+def test_rtm_best_steps_are_compared_with_each_baseline_of_their_shape() -> None:
+    from rtm.bench.report import compare
+
+    def best(system: str, deliveries: float) -> Row:
+        return Row("x", system, "rooms", deliveries=deliveries, system=system, best=True)
+
+    rooms, fanout = best("rtm", 5000.0), best("rtm", 300.0)
+    table = {
+        ("rtm", "rooms"): rooms,
+        ("rtm", "fanout"): fanout,
+        ("bare", "rooms"): best("bare", 20_000.0),
+        ("bare", "fanout"): best("bare", 1000.0),
+        ("pipeline", "rooms"): best("pipeline", 10_000.0),
+        ("socket.io py", "rooms"): best("socket.io py", 2500.0),
+    }
+    compare(table)
+    assert (rooms.ratio, rooms.vs_pipeline, rooms.vs_socketio) == ("25%", "50%", "200% py")
+    assert (fanout.ratio, fanout.vs_pipeline, fanout.vs_socketio) == ("30%", "", "")
+    table[("socket.io node", "rooms")] = best("socket.io node", 4000.0)
+    compare(table)
+    assert rooms.vs_socketio == "125% node"  # Node's when it ran
+    table[("pipeline", "rooms")] = best("pipeline", 0.0)  # a baseline that measured nothing
+    compare(table)
+    assert rooms.vs_pipeline == ""
+
+
+def test_server_cpu_is_divided_by_the_deliveries_of_the_window() -> None:
+    from rtm.bench.report import cpu_per_delivery_us
+    from rtm.bench.scenario_traffic import server_cpu
+
+    usage = {
+        "producer": Usage(0.5, 0, 0),
+        "consumer-1": Usage(1.0, 0, 0),
+        "nats": Usage(0.25, 0, 0),
+        "loadgen-0": Usage(9.0, 0, 0),  # the load generator is not the server's cost
+        "gone": Usage(float("nan"), 0, 0),
+    }
+    assert server_cpu(usage, ["producer", "consumer-1", "nats", "gone", "absent"]) == 1.75
+    assert server_cpu(usage, ["absent"]) is None
+    row = Row("rooms", "rooms", "", delivered=17_500, server_cpu_s=1.75)
+    assert cpu_per_delivery_us(row) == pytest.approx(100.0)
+    assert cpu_per_delivery_us(Row("rooms", "rooms", "", delivered=0, server_cpu_s=1.0)) is None
+    assert cpu_per_delivery_us(Row("rooms", "rooms", "", delivered=10)) is None
+
+
+def test_results_table_has_the_comparison_columns() -> None:
+    row = Row("rooms", "rooms", "10 receivers", deliveries=1000.0, delivered=5000)
+    row.ratio, row.vs_pipeline, row.vs_socketio, row.server_cpu_s = "40%", "60%", "150% node", 0.5
+    lines = results_table([row], markdown=True).splitlines()
+    assert lines[0].endswith("| vs bare | vs pipeline | vs socket.io | server CPU µs/delivery |")
+    assert lines[2].endswith("| 40% | 60% | 150% node | 100 |")
+
+
+def test_pipeline_and_socketio_are_scenarios_run_after_the_baseline() -> None:
+    from rtm.bench.options import ordered
+
+    options = options_from(_parser().parse_args(["socketio", "pipeline", "rooms"]))
+    assert ordered(options.scenarios) == ["rooms", "pipeline", "socketio"]
+    assert {"pipeline", "socketio"} <= set(options_from(_parser().parse_args(["all"])).scenarios)
+    assert "pipeline" in _parser().format_help()

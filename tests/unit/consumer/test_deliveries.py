@@ -14,6 +14,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.errors import SlowConsumerError
 from nats.js.errors import BucketNotFoundError
+from prometheus_client import REGISTRY
 
 from rtm.consumer.domain.delivery import encode_delivery
 from rtm.consumer.domain.model import StoredMessage
@@ -143,3 +144,33 @@ async def test_a_revocation_closes_the_session_and_is_remembered() -> None:
     await deliveries.on_revoked(msg(event.encode(), SESSION_REVOKED))
     assert closed == [CloseCode.SESSION_REVOKED]
     assert revoked.is_revoked(conn.session_id)
+
+
+def frames_out(kind: str) -> float:
+    return REGISTRY.get_sample_value("rtm_consumer_frames_out_total", {"type": kind}) or 0.0
+
+
+async def test_message_frames_are_counted_once_each_per_socket_that_got_one() -> None:
+    """Counted per delivery (one `inc` for all the sockets), but still one per frame queued: a
+    duplicate dropped by a socket's order is not counted."""
+    deliveries, hub, _, _ = await started()
+    first, first_out = connection([])
+    second, second_out = connection([])
+    hub.add(first)
+    hub.add(second)
+    conversation = uuid.uuid4()
+
+    def stored(seq: int) -> bytes:
+        message = StoredMessage(
+            uuid.uuid4(), conversation, seq, uuid.uuid4(), uuid.uuid4(), "hi", datetime.now(UTC)
+        )
+        return encode_delivery(message, [first.user_id, second.user_id])
+
+    before = frames_out("message")
+    await deliveries.on_delivery(msg(stored(1)))
+    await deliveries.on_delivery(msg(stored(2)))
+    first.keep_from(conversation, 3)  # the first socket has up to 3: 3 is a duplicate for it
+    await deliveries.on_delivery(msg(stored(3)))
+
+    assert (first_out.seqs(), second_out.seqs()) == ([1, 2], [1, 2, 3])
+    assert frames_out("message") == before + 5

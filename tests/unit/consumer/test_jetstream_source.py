@@ -7,6 +7,7 @@ from typing import Any, cast
 
 import nats.errors
 import pytest
+from nats.aio.msg import Msg
 
 from rtm.consumer.adapters.jetstream_source import (
     JetStreamPartitionSource,
@@ -15,6 +16,7 @@ from rtm.consumer.adapters.jetstream_source import (
 )
 from rtm.consumer.domain.exceptions import DeliveryGap
 from rtm.consumer.domain.model import FenceToken
+from rtm.consumer.domain.ports import Delivery
 
 
 def msg(consumer_seq: int, stream_seq: int) -> Any:
@@ -102,3 +104,25 @@ def test_consumer_names_carry_the_owner_token_and_only_its_partition_reads_it() 
     assert owner_of(13, name) is None
     assert owner_of(3, "rtm-p3") is None
     assert consumer_name(3, token) != name  # each attempt has a consumer of its own
+
+
+class AckRecorder:
+    """Stands in for the NATS client: an ack is a publish to the delivery's reply subject."""
+
+    def __init__(self) -> None:
+        self.acked: list[str] = []
+
+    async def publish(self, subject: str) -> None:
+        self.acked.append(subject)
+
+
+async def test_a_batch_is_acked_once_by_its_last_delivery() -> None:
+    """The consumer acks all up to the one acked (AckPolicy.ALL): one publish per batch."""
+    client = AckRecorder()
+    s = source()
+    batch = [
+        Delivery(10 + n, b"{}", Msg(cast(Any, client), reply=f"$JS.ACK.{n}")) for n in (1, 2, 3)
+    ]
+    await s.ack(batch)
+    await s.ack([])
+    assert client.acked == ["$JS.ACK.3"]

@@ -20,7 +20,6 @@ from rtm.consumer.domain.model import (
     StoredMessage,
     StreamPosition,
 )
-from rtm.consumer.domain.numbering import number_batch
 from rtm.consumer.domain.ports import Delivery
 from rtm.consumer.services import PartitionWorker
 from rtm.shared.contract import AcceptedMessage
@@ -86,10 +85,29 @@ class InMemoryMessageStore:
             raise Fenced(partition, token, self.fence)
         if expected_offset != self.offset.seq:
             raise OffsetMoved(partition, expected_offset, self.offset.seq)
-        heads = {CONV: max((m.seq for m in self.rows), default=0)}
-        stored, _, skipped = number_batch(
-            pending, already_stored={(m.sender_id, m.client_msg_id) for m in self.rows}, heads=heads
-        )
+        # The real numbering is PostgreSQL's (messaging.store_batch, tested against it); this
+        # fake knows one conversation and skips sends it has stored.
+        seen = {(m.sender_id, m.client_msg_id) for m in self.rows}
+        head = max((m.seq for m in self.rows), default=0)
+        stored: list[StoredMessage] = []
+        for item in pending:
+            message = item.message
+            if (message.sender_id, message.client_msg_id) in seen:
+                continue
+            seen.add((message.sender_id, message.client_msg_id))
+            head += 1
+            stored.append(
+                StoredMessage(
+                    message.message_id,
+                    message.conversation_id,
+                    head,
+                    message.sender_id,
+                    message.client_msg_id,
+                    message.body,
+                    message.accepted_at,
+                )
+            )
+        skipped = len(pending) - len(stored)
         self.rows += stored
         self.offset = end
         self.last_batch = tuple(m.message_id for m in stored)
@@ -217,9 +235,14 @@ async def test_an_undecodable_payload_is_skipped_but_covered_by_the_offset() -> 
 
 def test_the_delivery_codec_round_trips() -> None:
     message = StoredMessage(uuid.uuid4(), CONV, 7, ALICE, uuid.uuid4(), "hé", NOW)
-    members = [ALICE, uuid.uuid4()]
+    members = (ALICE, uuid.uuid4())
     live = decode_delivery(encode_delivery(message, members))
     assert (live.conversation_id, live.seq, live.members) == (CONV, 7, members)
+    joined = (*members, uuid.uuid4())  # a member list that changed is read as it is now
+    assert decode_delivery(encode_delivery(message, joined)).members == joined
+    assert decode_delivery(encode_delivery(message, [])).members == ()
+    with pytest.raises(ValueError, match="UUID"):
+        decode_delivery(encode_delivery(message, []).replace(b" \n", b" not-a-uuid\n", 1))
     assert live.sent_at_ms == int(NOW.timestamp() * 1000)
     assert b'"seq":7' in live.frame
     with pytest.raises(ValueError, match="malformed"):

@@ -11,6 +11,7 @@ from rtm.local.plan import (
     plan_services,
     port_claims,
     probe_host,
+    producer_names,
     redact,
     service_env,
     urls_for,
@@ -24,6 +25,8 @@ PORTS = {
     "consumer": 8082,
     "consumer-1": 8082,
     "consumer-2": 8083,
+    "producer-1": 8081,
+    "producer-2": 8085,
 }
 
 
@@ -171,3 +174,22 @@ def test_urls_name_every_service_and_swagger() -> None:
 def test_printed_urls_hide_passwords() -> None:
     assert redact("postgresql://rtm:s3cret@db:5432/rtm") == "postgresql://rtm:***@db:5432/rtm"
     assert redact("nats://127.0.0.1:4322") == "nats://127.0.0.1:4322"
+
+
+def test_several_producers_get_numbered_names_ports_and_urls() -> None:
+    settings = defaults(producers=2)
+    claims = {c.key: c for c in port_claims(settings, embedded_nats=False, embedded_pg=False)}
+    assert producer_names(2) == ["producer-1", "producer-2"]
+    assert producer_names(1) == ["producer"]
+    assert [claims[n].port for n in producer_names(2)] == [8081, 0]  # 8082 is the consumer's
+    assert env_for(settings, "producer-2", {})["RTM_PRODUCER_PORT"] == "8085"
+    assert env_for(settings, "consumer", {})["RTM_PRODUCER_PORT"] == "8081"  # the first
+    urls = urls_for(
+        plan_services(settings, PORTS),
+        settings,
+        nats_url="nats://n",
+        database_url="postgresql://d",
+        nats_monitor=None,
+    )
+    assert urls.producers == ("http://127.0.0.1:8081", "http://127.0.0.1:8085")
+    assert urls.producer == urls.producers[0]

@@ -130,8 +130,13 @@ class JetStreamPartitionSource:
         return [Delivery(m.metadata.sequence.stream, m.data, m) for m in messages]
 
     async def ack(self, deliveries: Sequence[Delivery]) -> None:
-        for delivery in deliveries:
-            message = delivery.token
+        """Acknowledge a batch with one ack, of its last delivery: the consumer's policy is
+        `AckPolicy.ALL`, so that acks every delivery up to it (one publish per batch, not per
+        message). The ack is only flow control (`max_ack_pending`, no redelivery after
+        `ack_wait`): the committed offset, not the ack state, says what is stored, and the
+        consumer sequence checks above do not depend on it."""
+        if deliveries:
+            message = deliveries[-1].token
             assert isinstance(message, Msg)
             await message.ack()
 
@@ -190,7 +195,7 @@ class JetStreamPartitionSources:
             ConsumerConfig(
                 name=name,
                 filter_subject=partition_filter(partition),
-                ack_policy=AckPolicy.EXPLICIT,
+                ack_policy=AckPolicy.ALL,  # a batch is acked by its last delivery
                 ack_wait=self._ack_wait,
                 max_ack_pending=10_000,
                 max_deliver=-1,

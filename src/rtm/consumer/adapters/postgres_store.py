@@ -5,16 +5,20 @@ into the partition's offset row unless a newer token is there already, and every
 transaction locks that row and checks it still holds the worker's token and offset. A worker that
 lost its partition therefore cannot commit, however late it runs and whatever it fetched.
 
-The transaction locks the partition's offset row (the fence), skips messages already stored,
-locks the heads of the conversations involved and reads their members, inserts the new messages
-with `unnest` (one statement for the whole batch, not one per message), and moves the heads and
-the offset. Unique constraints remain the final word on duplicates.
+A batch is one call of the server-side function `messaging.store_batch`
+(migrations/0007_store_batch.sql), one statement and so one round trip and one implicit
+transaction: it locks the partition's offset row (the fence) and checks token and offset, skips
+sends already stored (or repeated within the batch) and messages to conversations that do not
+exist, locks the heads of the conversations involved, numbers the rest densely in stream order,
+inserts them, and moves the heads and the offset. The numbering is PostgreSQL's, under the fence
+and the head locks, so nothing a worker remembers can number wrongly; unique constraints remain
+the final word on duplicates and seqs.
 
 Connections come from `rtm.shared.postgres.PostgresDatabase`: a claim and a batch are each one
 bounded use, an outage raises `Unavailable` within the database timeout, and a connection whose
-use ended in any exception (`Fenced` and `OffsetMoved` included) is terminated, which rolls its
-transaction back. A batch whose COMMIT got no answer may have committed: the worker restarts
-and its claim reads the offset that really is committed.
+use ended in any exception (`Fenced` and `OffsetMoved` included) is terminated. A batch whose
+answer was lost may have committed: the worker restarts and its claim reads the offset that
+really is committed.
 """
 
 from __future__ import annotations
@@ -33,7 +37,6 @@ from rtm.consumer.domain.model import (
     StoredMessage,
     StreamPosition,
 )
-from rtm.consumer.domain.numbering import number_batch
 from rtm.shared.postgres import PostgresDatabase
 
 
@@ -65,43 +68,45 @@ class PostgresMessageStore:
         end: StreamPosition,
         pending: Sequence[Pending],
     ) -> StoredBatch:
-        senders = [p.message.sender_id for p in pending]
-        client_ids = [p.message.client_msg_id for p in pending]
-        async with self._db.transaction() as conn:
-            fence = await conn.fetchrow(_FENCE, partition, senders, client_ids)
-            if fence is None:
-                raise Fenced(partition, token, None)
-            holder = FenceToken(int(fence["fence_epoch"]), int(fence["fence_revision"]))
-            if holder != token:
-                raise Fenced(partition, token, holder)
-            found = int(fence["stream_seq"])
-            if found != expected_offset:
-                raise OffsetMoved(partition, expected_offset, found)
-            batch = StoredBatch([], {})
-            if pending:
-                batch = await self._number(conn, pending, fence)
-            stored = batch.messages
-            stream_seqs = {p.message.message_id: p.stream_seq for p in pending}
-            last_at = {m.conversation_id: m.sent_at for m in stored}
-            heads = {m.conversation_id: m.seq for m in stored}
-            await conn.execute(
-                _WRITE,
-                [m.message_id for m in stored],
-                [m.conversation_id for m in stored],
-                [m.seq for m in stored],
-                [m.sender_id for m in stored],
-                [m.client_msg_id for m in stored],
-                [m.body for m in stored],
-                [m.sent_at for m in stored],
-                [stream_seqs[m.message_id] for m in stored],
-                list(heads),
-                list(heads.values()),
-                [last_at[c] for c in heads],
-                partition,
-                end.seq,
-                end.check,
+        messages = [p.message for p in pending]
+        async with self._db.connection() as conn:  # one statement: its own transaction
+            try:
+                rows = await conn.fetch(
+                    _STORE,
+                    partition,
+                    token.epoch,
+                    token.revision,
+                    expected_offset,
+                    end.seq,
+                    end.check,
+                    [m.message_id for m in messages],
+                    [m.conversation_id for m in messages],
+                    [m.sender_id for m in messages],
+                    [m.client_msg_id for m in messages],
+                    [m.body for m in messages],
+                    [m.accepted_at for m in messages],
+                    [p.stream_seq for p in pending],
+                )
+            except asyncpg.RaiseError as exc:
+                raise _refusal(exc, partition, token, expected_offset) from exc
+        stored: list[StoredMessage] = []
+        members: dict[uuid.UUID, list[uuid.UUID]] = {}
+        for index, seq, conversation_members in rows:
+            message = messages[index - 1]
+            stored.append(
+                StoredMessage(
+                    message.message_id,
+                    message.conversation_id,
+                    seq,
+                    message.sender_id,
+                    message.client_msg_id,
+                    message.body,
+                    message.accepted_at,
+                )
             )
-            return batch
+            if conversation_members is not None:
+                members[message.conversation_id] = conversation_members
+        return StoredBatch(stored, members, len(pending) - len(stored))
 
     async def load_batch(self, message_ids: Sequence[uuid.UUID]) -> StoredBatch:
         async with self._db.connection() as conn:
@@ -121,23 +126,6 @@ class PostgresMessageStore:
         members = {r["conversation_id"]: list(r["members"]) for r in rows}
         return StoredBatch(messages, members)
 
-    async def _number(
-        self, conn: asyncpg.Connection, pending: Sequence[Pending], fence: asyncpg.Record
-    ) -> StoredBatch:
-        conversations = sorted({p.message.conversation_id for p in pending})
-        head_rows = await conn.fetch(_LOCK_HEADS, conversations)
-        stored, new_heads, skipped = number_batch(
-            pending,
-            already_stored=set(zip(fence["senders"] or [], fence["client_ids"] or [], strict=True)),
-            heads={r["conversation_id"]: int(r["last_seq"]) for r in head_rows},
-        )
-        members = {
-            r["conversation_id"]: list(r["members"])
-            for r in head_rows
-            if r["conversation_id"] in new_heads
-        }
-        return StoredBatch(stored, members, skipped)
-
 
 def _claim(row: asyncpg.Record) -> Claim:
     check = row["offset_check"]
@@ -150,8 +138,20 @@ async def _holder(conn: asyncpg.Connection, partition: int) -> FenceToken | None
     return None if row is None else FenceToken(int(row[0]), int(row[1]))
 
 
-# One batch is one transaction of three statements (five round trips with BEGIN and COMMIT):
-# the fence, the heads, the writes. Every round trip counts: a worker's batches are serial.
+def _refusal(
+    exc: asyncpg.RaiseError, partition: int, token: FenceToken, expected_offset: int
+) -> Exception:
+    """`messaging.store_batch` refused the batch: `Fenced` (DETAIL: the holder's token, empty
+    when the partition has no row) or `OffsetMoved` (DETAIL: the committed offset)."""
+    detail = exc.detail or ""
+    if exc.message == "rtm:fenced":
+        epoch, _, revision = detail.partition(":")
+        holder = FenceToken(int(epoch), int(revision)) if revision else None
+        return Fenced(partition, token, holder)
+    if exc.message == "rtm:offset_moved":
+        return OffsetMoved(partition, expected_offset, int(detail))
+    return RuntimeError(f"messaging.store_batch raised {exc.message!r}")
+
 
 # Make a token the partition's fence unless a newer one is there; the committed offset comes back
 # (nothing when fenced out). The upsert waits for a batch transaction holding the row, then sees
@@ -188,53 +188,12 @@ _HOLDER = """
 SELECT fence_epoch, fence_revision FROM messaging.partition_offsets WHERE partition = $1
 """
 
-# Lock the partition's offset row (the fence against a worker that lost its partition) and find
-# which sends of the batch are stored already.
-_FENCE = """
-SELECT o.stream_seq, o.fence_epoch, o.fence_revision, e.senders, e.client_ids
-FROM messaging.partition_offsets AS o,
-     LATERAL (SELECT array_agg(m.sender_id) AS senders, array_agg(m.client_msg_id) AS client_ids
-              FROM messaging.messages AS m
-              JOIN unnest($2::uuid[], $3::uuid[]) AS k(sender_id, client_msg_id)
-              USING (sender_id, client_msg_id)) AS e
-WHERE o.partition = $1
-FOR UPDATE OF o
-"""
-
-# Create missing heads of existing conversations, lock every head, read the members to deliver
-# to. Heads created by `fresh` are invisible to `known` (one snapshot): the union has each once.
-_LOCK_HEADS = """
-WITH fresh AS (
-    INSERT INTO messaging.conversation_heads (conversation_id)
-    SELECT c.id FROM messaging.conversations AS c WHERE c.id = ANY($1::uuid[])
-    ON CONFLICT DO NOTHING
-    RETURNING conversation_id, last_seq
-), known AS (
-    SELECT conversation_id, last_seq FROM messaging.conversation_heads
-    WHERE conversation_id = ANY($1::uuid[]) ORDER BY conversation_id FOR UPDATE
-)
-SELECT h.conversation_id, h.last_seq,
-       ARRAY(SELECT mb.user_id FROM messaging.members AS mb
-             WHERE mb.conversation_id = h.conversation_id) AS members
-FROM (SELECT * FROM known UNION ALL SELECT * FROM fresh) AS h
-"""
-
-# Insert the numbered messages, move the heads and the offset (with the checksum of the payload
-# there, and the ids this batch stored: see migrations/0003). Unique constraints stay the final
-# word on duplicates: a violation aborts the whole transaction.
-_WRITE = """
-WITH inserted AS (
-    INSERT INTO messaging.messages
-        (message_id, conversation_id, seq, sender_id, client_msg_id, body, sent_at, stream_seq)
-    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::uuid[], $5::uuid[],
-                         $6::text[], $7::timestamptz[], $8::bigint[])
-), moved AS (
-    UPDATE messaging.conversation_heads AS h
-    SET last_seq = v.last_seq, last_message_at = v.at
-    FROM unnest($9::uuid[], $10::bigint[], $11::timestamptz[]) AS v(id, last_seq, at)
-    WHERE h.conversation_id = v.id
-)
-UPDATE messaging.partition_offsets
-SET stream_seq = $13, offset_check = $14, last_batch = $1::uuid[], updated_at = now()
-WHERE partition = $12
+# The whole batch (migrations/0007_store_batch.sql): fence and offset checked, duplicates and
+# unknown conversations skipped, heads locked, dense seqs, rows, heads and offset written; one
+# row per stored message comes back (its index in the arrays, its seq, its conversation's
+# members on the conversation's first row). One round trip and one implicit transaction.
+_STORE = """
+SELECT idx, seq, members FROM messaging.store_batch(
+    $1::integer, $2::bigint, $3::bigint, $4::bigint, $5::bigint, $6::bigint, $7::uuid[],
+    $8::uuid[], $9::uuid[], $10::uuid[], $11::text[], $12::timestamptz[], $13::bigint[])
 """

@@ -1,1 +1,1 @@
-"""Consumer domain: messages, seq numbering, cursors. Pure: no I/O, no frameworks."""
+"""Consumer domain: messages, delivery order, cursors. Pure: no I/O, no frameworks."""

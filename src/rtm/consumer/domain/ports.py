@@ -108,7 +108,10 @@ class PartitionSource(Protocol):
         """Up to `max_messages` deliveries, or none after `timeout` seconds."""
         ...
 
-    async def ack(self, deliveries: Sequence[Delivery]) -> None: ...
+    async def ack(self, deliveries: Sequence[Delivery]) -> None:
+        """Acknowledge `deliveries`, the whole of one or more batches in delivery order (an
+        implementation may ack them all by acking the last)."""
+        ...
 
     async def lag(self) -> tuple[int, int]:
         """(messages not yet delivered, messages redelivered) — for metrics."""

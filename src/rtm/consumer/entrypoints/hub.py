@@ -96,25 +96,42 @@ class LiveConnection:
     def push(self, frame: str, kind: str = "message") -> None:
         """Queue one frame of type `kind` (counted by type in rtm_consumer_frames_out_total)."""
         metrics.frames_out(kind).inc()
+        self._put(frame)
+
+    def _put(self, frame: str) -> None:
+        """Queue a frame, uncounted: message frames are counted by whoever ran the actions,
+        once per delivery or fill rather than once per socket (a counter's `inc` takes a lock:
+        a message to a room of ten would take it ten times)."""
         if not self._outbox.put(frame) and self._outbox.overflowed and not self._cut_off:
             self._cut_off = True  # count and close once; later pushes just find it closed
             metrics.SLOW_CONSUMER_CLOSES.inc()
             self.close(CloseCode.SLOW_CONSUMER, "send queue full: reconnect and resume")
 
-    def offer(self, conversation_id: uuid.UUID, seq: int, frame: str) -> None:
-        """A live message; delivered now, dropped as a duplicate, or held behind a gap fill."""
-        self._run(self._order.offer(conversation_id, seq, frame))
+    def offer(self, conversation_id: uuid.UUID, seq: int, frame: str) -> int:
+        """A live message; delivered now, dropped as a duplicate, or held behind a gap fill.
+        Returns how many message frames were queued (0 or more: a fill's waiting ones may go
+        out with it); the caller counts them in rtm_consumer_frames_out_total."""
+        return self._run(self._order.offer(conversation_id, seq, frame))
 
-    def _run(self, actions: list[Action]) -> None:
+    def _run(self, actions: list[Action]) -> int:
+        """Carry out the actions; returns how many message frames were queued (uncounted)."""
+        sent = 0
         for action in actions:
             if isinstance(action, Send):
-                self.push(action.frame)
+                self._put(action.frame)
+                sent += 1
             elif isinstance(action, StartFill):
                 task = asyncio.create_task(self._fill(action.conversation_id, action.after))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
             elif isinstance(action, TooFarBehind):
                 self.close(CloseCode.SLOW_CONSUMER, action.reason)
+        return sent
+
+    def _run_counted(self, actions: list[Action]) -> None:
+        sent = self._run(actions)
+        if sent:
+            metrics.frames_out("message").inc(sent)
 
     async def _fill(self, conversation_id: uuid.UUID, after: int) -> None:
         """Fill a gap, trying again while PostgreSQL is unavailable: the conversation's later
@@ -127,7 +144,7 @@ class LiveConnection:
             except Unavailable as exc:
                 actions = self._order.fill_unavailable(conversation_id)
                 if not isinstance(actions[0], RetryFill):
-                    self._run(actions)
+                    self._run_counted(actions)
                     return
                 if attempt == 1:
                     logger.warning(
@@ -165,7 +182,7 @@ class LiveConnection:
             answered = True
         except Unavailable:
             answered = True
-            self._run(self._order.resume_unavailable(conversation_id, after, shared=shared))
+            self._run_counted(self._order.resume_unavailable(conversation_id, after, shared=shared))
             raise
         finally:
             if not answered:  # not a member, cancelled, or a bug: nothing to send for it
@@ -175,7 +192,7 @@ class LiveConnection:
 
     def _caught_up(self, conversation_id: uuid.UUID, after: int, recovery: Recovery) -> None:
         messages = [(m.seq, message_frame(m).decode()) for m in recovery.messages]
-        self._run(
+        self._run_counted(
             self._order.caught_up(
                 conversation_id,
                 after,
@@ -199,11 +216,11 @@ class LiveConnection:
 
     def grace_over(self) -> None:
         """The grace period for the first resume has passed (see `DeliveryOrder.grace_over`)."""
-        self._run(self._order.grace_over())
+        self._run_counted(self._order.grace_over())
 
     def end_hold(self) -> None:
         """Stop holding live messages (after the first resume, or its grace period)."""
-        self._run(self._order.end_hold())
+        self._run_counted(self._order.end_hold())
 
     def cancel(self) -> None:
         for task in list(self._tasks):
@@ -280,16 +297,20 @@ class Hub:
         return sum(len(c) for c in self._by_user.values())
 
     def deliver(self, delivery: LiveDelivery) -> int:
-        """Push a stored message to local members' sockets; returns how many got it."""
+        """Push a stored message to local members' sockets; returns how many got it. The frame
+        is decoded to text once for all of them, and counted once per delivery."""
         text: str | None = None
         delivered = 0
+        sent = 0
         for member in delivery.members:
             for connection in self._by_user.get(member, ()):
                 if text is None:
                     text = delivery.frame.decode()
-                connection.offer(delivery.conversation_id, delivery.seq, text)
+                sent += connection.offer(delivery.conversation_id, delivery.seq, text)
                 delivered += 1
         if delivered:
+            if sent:
+                metrics.frames_out("message").inc(sent)
             metrics.MESSAGES_DELIVERED.inc(delivered)
             metrics.DELIVERY_LATENCY.observe(max(0.0, time.time() - delivery.sent_at_ms / 1000))
         return delivered
