@@ -31,6 +31,8 @@ import picows
 from picows import picows as picows_impl
 from starlette.websockets import WebSocketDisconnect
 
+from rtm.shared.settings import WebSocketClientSettings
+
 logger = logging.getLogger(__name__)
 
 Handler = Callable[["PicowsSocket"], Awaitable[None]]
@@ -236,6 +238,26 @@ def _close_code(code: int) -> picows.WSCloseCode:
     """picows's stubs type close codes as its enum; at run time any int code goes through."""
     result: Any = code
     return cast(picows.WSCloseCode, result)
+
+
+def endpoint_protocol(
+    app: Any, path: bytes, handler: Handler, settings: WebSocketClientSettings
+) -> type:
+    """uvicorn's `ws=` for a service whose WebSocket endpoint is `path` (the producer's and the
+    consumer's `/v1/ws`): served by `handler` on picows, on the HTTP API's port, with the
+    service's frame limit and ping settings; any other upgrade is answered 404."""
+
+    def route(request: picows.WSUpgradeRequest) -> PicowsSocket | None:
+        if request.path.split(b"?", 1)[0] != path:
+            return None
+        return PicowsSocket(request, handler, app=app, max_message_bytes=settings.max_frame_bytes)
+
+    return picows_protocol(
+        route,
+        max_frame_bytes=settings.max_frame_bytes,
+        ping_interval=settings.ws_ping_interval_s,
+        ping_timeout=settings.ws_ping_timeout_s,
+    )
 
 
 def picows_protocol(

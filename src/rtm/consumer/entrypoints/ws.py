@@ -25,7 +25,6 @@ import time
 import uuid
 
 import orjson
-import picows
 from fastapi import APIRouter, FastAPI, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
@@ -49,7 +48,7 @@ from rtm.shared.clock import utcnow
 from rtm.shared.errors import ErrorCode, RtmError
 from rtm.shared.frames import PONG
 from rtm.shared.logging import context_field
-from rtm.shared.picows_server import PicowsSocket, picows_protocol
+from rtm.shared.picows_server import endpoint_protocol
 from rtm.shared.tokens import AccessClaims, TokenError
 from rtm.shared.ws import (
     CloseCode,
@@ -348,20 +347,7 @@ async def consumer_socket(websocket: WebSocket) -> None:
 def ws_protocol(app: FastAPI, settings: ConsumerSettings) -> type:
     """uvicorn's `ws=` for the consumer: `/v1/ws` on picows, on the HTTP API's port (see
     `rtm.shared.picows_server` and docs/architecture.md, "The WebSocket stack")."""
-
-    def route(request: picows.WSUpgradeRequest) -> PicowsSocket | None:
-        if request.path.split(b"?", 1)[0] != b"/v1/ws":
-            return None
-        return PicowsSocket(
-            request, serve_socket, app=app, max_message_bytes=settings.max_frame_bytes
-        )
-
-    return picows_protocol(
-        route,
-        max_frame_bytes=settings.max_frame_bytes,
-        ping_interval=settings.ws_ping_interval_s,
-        ping_timeout=settings.ws_ping_timeout_s,
-    )
+    return endpoint_protocol(app, b"/v1/ws", serve_socket, settings)
 
 
 async def serve_socket(websocket: ServerSocket) -> None:

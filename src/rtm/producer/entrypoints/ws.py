@@ -33,7 +33,6 @@ from collections.abc import Coroutine
 from typing import Any
 
 import orjson
-import picows
 from fastapi import APIRouter, FastAPI, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
@@ -71,7 +70,7 @@ from rtm.producer.settings import ProducerSettings
 from rtm.shared.clock import utcnow
 from rtm.shared.errors import ErrorCode, RtmError
 from rtm.shared.frames import PONG, parse_frame, validate_frame
-from rtm.shared.picows_server import PicowsSocket, picows_protocol
+from rtm.shared.picows_server import PicowsSocket, endpoint_protocol
 from rtm.shared.tokens import AccessClaims, TokenError
 from rtm.shared.ws import (
     CloseCode,
@@ -117,20 +116,7 @@ def ws_protocol(app: FastAPI, settings: ProducerSettings) -> type:
     """uvicorn's `ws=` for the producer: `/v1/ws` on picows, on the HTTP API's port (see
     `rtm.shared.picows_server`). picows logs no request line, so a token a client put in the
     query string is never logged either."""
-
-    def route(request: picows.WSUpgradeRequest) -> PicowsSocket | None:
-        if request.path.split(b"?", 1)[0] != b"/v1/ws":
-            return None
-        return PicowsSocket(
-            request, serve_socket, app=app, max_message_bytes=settings.max_frame_bytes
-        )
-
-    return picows_protocol(
-        route,
-        max_frame_bytes=settings.max_frame_bytes,
-        ping_interval=settings.ws_ping_interval_s,
-        ping_timeout=settings.ws_ping_timeout_s,
-    )
+    return endpoint_protocol(app, b"/v1/ws", serve_socket, settings)
 
 
 async def serve_socket(websocket: ServerSocket) -> None:
