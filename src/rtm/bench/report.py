@@ -296,7 +296,7 @@ def markdown(
         "",
     ]
     if targets:
-        out += ["### Targets (issue 6)", ""]
+        out += ["### Targets (issues 6 and 13)", ""]
         out.append(table(["target", "measured", "met"], [list(t) for t in targets], markdown=True))
         out.append("")
     extra = notes(rows)

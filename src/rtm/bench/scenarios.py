@@ -26,6 +26,7 @@ import asyncio
 import math
 import time
 
+from rtm.bench.comparison_targets import comparison_targets
 from rtm.bench.options import ordered
 from rtm.bench.report import Row, compare
 from rtm.bench.scenario_baseline import run_baseline, run_pipeline, run_socketio
@@ -67,8 +68,9 @@ class Bench(Session):
         return self.rows
 
     def targets(self) -> list[tuple[str, str, str]]:
-        """Issue 6's targets, each with what this run measured and whether it is met."""
-        found: list[tuple[str, str, str]] = []
+        """Issue 6's and issue 13's targets, each with what this run measured and whether it
+        is met."""
+        found: list[tuple[str, str, str]] = comparison_targets(self.best, self.rows)
 
         def yes(ok: bool) -> str:
             return "yes" if ok else "no"
