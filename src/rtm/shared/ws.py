@@ -206,17 +206,21 @@ class Outbox:
         """Writes go straight to the socket: no writer task is needed."""
         return self._direct is not None
 
-    def put(self, frame: str) -> bool:
+    def put(self, frame: str | bytes) -> bool:
+        """Queue a text frame, given as text or as its UTF-8 bytes (a message written to many
+        sockets is encoded once, by its caller)."""
         if self._closed:
             return False
         if self._direct is not None:
-            data = frame.encode()
+            data = frame if isinstance(frame, bytes) else frame.encode()
             if self._direct.buffered_bytes() + len(data) > self._limit:
                 return self._overflow()
             if not self._direct.send_now(data):
                 self.close()
                 return False
             return True
+        if isinstance(frame, bytes):
+            frame = frame.decode()
         size = _utf8_size(frame)
         if self._queued_bytes + size > self._limit:
             return self._overflow()
