@@ -80,12 +80,13 @@ PROTOCOL_ERRORS = frozenset(
 
 class ConsumerSession:
     """One connection's lifetime after the handshake. Every idle connection holds one of these:
-    slots, timers and one future instead of tasks keep it small (the `idle` benchmark)."""
+    slots, timers, and reading in the connection's own task instead of tasks of its own keep it
+    small (the `idle` benchmark)."""
 
     __slots__ = (
-        "_done",
         "_expiry",
         "_limits",
+        "_reading",
         "claims",
         "closing",
         "connection",
@@ -105,8 +106,9 @@ class ConsumerSession:
         self.closing: tuple[int, str] | None = None
         self._limits = settings.inbound_limits(context.monotonic)
         self._expiry: asyncio.TimerHandle | None = None
-        # Resolved when the session should end: the peer left, or a close was requested.
-        self._done: asyncio.Future[None] | None = None
+        # The task reading the client's frames (the connection's own) while it does: a close
+        # requested from elsewhere cancels it (`_end`).
+        self._reading: asyncio.Task[None] | None = None
         self.connection = LiveConnection(
             claims.user_id,
             claims.session_id,
@@ -126,8 +128,12 @@ class ConsumerSession:
             self._end()
 
     def _end(self, _: object = None) -> None:
-        if self._done is not None and not self._done.done():
-            self._done.set_result(None)
+        """Stop reading: the peer left (ASGI writer ended) or a close was requested. From the
+        reading task itself the read loop sees `closing` after the frame it handles."""
+        reading = self._reading
+        if reading is not None and reading is not asyncio.current_task():
+            self._reading = None
+            reading.cancel()
 
     async def run(self) -> None:
         try:
@@ -138,14 +144,11 @@ class ConsumerSession:
             return
         metrics.WS_CONNECTIONS.inc()
         loop = asyncio.get_running_loop()
-        self._done = loop.create_future()
         # Timers, not tasks: an idle connection should cost as little memory as possible.
         hold = loop.call_later(self.context.settings.resume_grace_s, self.connection.grace_over)
         self._expiry = loop.call_later(0, self._check_expiry)
         # A direct (picows) outbox writes from `put`; only the ASGI one needs its writer task.
         writer = None if self.outbox.direct else asyncio.create_task(self.outbox.run())
-        reader = asyncio.create_task(self._read_loop())
-        reader.add_done_callback(self._end)
         if writer is not None:
             writer.add_done_callback(self._end)
         presence: asyncio.Task[None] | None = None
@@ -154,19 +157,17 @@ class ConsumerSession:
                 orjson.dumps(ready_frame(self.claims.user_id, utcnow())).decode(), "ready"
             )
             presence = asyncio.create_task(self._send_presence())
-            if self.closing is not None:
-                self._end()
-            await self._done
+            await self._read_until_closed()
         finally:
+            self._reading = None
             metrics.WS_CONNECTIONS.dec()
             self.context.hub.remove(self.connection)
             self.connection.cancel()
             hold.cancel()
             if self._expiry is not None:
                 self._expiry.cancel()
-            for task in (reader, presence):
-                if task is not None:
-                    task.cancel()
+            if presence is not None:
+                presence.cancel()
             if self.closing is not None:
                 if writer is not None and not self.outbox.overflowed:
                     with contextlib.suppress(asyncio.TimeoutError):
@@ -204,8 +205,22 @@ class ConsumerSession:
             return
         self._expiry = asyncio.get_running_loop().call_later(min(delay, 60.0), self._check_expiry)
 
+    async def _read_until_closed(self) -> None:
+        """Read in this task until the peer leaves or a close is requested (`_end` cancels the
+        read; any other cancellation goes on)."""
+        task = asyncio.current_task()
+        assert task is not None  # run by the connection's task
+        self._reading = task
+        try:
+            await self._read_loop()
+        except asyncio.CancelledError:
+            # `_end` forgets the task before cancelling it: any other cancel is not ours, and
+            # neither is one still pending once ours is taken back.
+            if self._reading is not None or task.uncancel() > 0:
+                raise
+
     async def _read_loop(self) -> None:
-        while True:
+        while self.closing is None:
             try:
                 message = await self.websocket.receive()
             except (WebSocketDisconnect, RuntimeError):
