@@ -309,5 +309,8 @@ async def _load_revocations(bus: NatsBus, revoked: RevokedSessions) -> None:
             raise ConnectionError("NATS not connected yet")
         return await load_revoked(bus.js, revoked)
 
+    # The bus connects by itself (and reports its own trouble): asking before it has would
+    # only log a warning about a connection that is on its way.
+    await bus.ready.wait()
     known = await retry_forever("revoked sessions", attempt)
     logger.info("%s revoked sessions known at start", known)

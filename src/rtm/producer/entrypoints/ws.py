@@ -124,9 +124,10 @@ async def serve_socket(websocket: ServerSocket) -> None:
     context: ProducerContext = websocket.app.state.producer  # a picows socket is no HTTPConnection
     with connection_log_context(websocket):
         if isinstance(websocket, PicowsSocket):
-            # uvicorn logs the sockets it serves itself; picows does not (and neither logs the
-            # query string, where a client may have put a token).
-            logger.info('"WebSocket /v1/ws" accepted')
+            # uvicorn logs the sockets it serves itself, picows does not (neither logs the
+            # query string, where a client may have put a token). One line per connection:
+            # DEBUG, as uvicorn's are (rtm.shared.logging).
+            logger.debug('"WebSocket /v1/ws" accepted')
         await ProducerConnection(websocket, context).serve()
 
 
