@@ -69,6 +69,9 @@ class System:
         sink: where children's output lines go (the terminal for `rtm up`; None: log files only).
         services: False starts only the embedded servers and migrations (tests, `rtm migrate`).
         commands: replace a service kind's command (tests run stand-ins before services exist).
+        ephemeral: the data is a test's, deleted when it ends: what the embedded PostgreSQL
+            keeps outside `data_dir` (as root, see `rtm.local.reachable`) is removed by a later
+            start once this process is gone, even if it never got to delete it.
     """
 
     def __init__(
@@ -78,8 +81,10 @@ class System:
         sink: LineSink | None = None,
         services: bool = True,
         commands: Mapping[ServiceKind, Sequence[str]] | None = None,
+        ephemeral: bool = False,
     ) -> None:
         self.settings = settings
+        self._ephemeral = ephemeral
         self._sink = sink
         self._with_services = services
         self._commands: dict[ServiceKind, Sequence[str]] = dict(settings.service_commands)
@@ -158,7 +163,9 @@ class System:
                 )
             )
         if s.database_url is None:
-            pg = EmbeddedPostgres(self._data / "pg", ports["pg"], os_user=s.pg_os_user)
+            pg = EmbeddedPostgres(
+                self._data / "pg", ports["pg"], os_user=s.pg_os_user, ephemeral=self._ephemeral
+            )
             self.postgres = pg
             logger.info("preparing PostgreSQL in %s", pg.data_dir)
             await asyncio.to_thread(pg.prepare)
