@@ -5,6 +5,7 @@ gone (issue 14: after a day of fresh clones /var/tmp held 1.1 GB of copies)."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,10 +25,10 @@ needs_root = pytest.mark.skipif(not is_root(), reason="relocation happens only a
 @pytest.fixture
 def base() -> Iterator[Path]:
     """A private stand-in for /var/tmp that the unprivileged user can traverse."""
-    folder = Path(tempfile.mkdtemp(prefix="rtm-test-base-", dir="/var/tmp"))  # noqa: S108
+    folder = Path(tempfile.mkdtemp(prefix="rtm-test-base-", dir="/var/tmp"))
     folder.chmod(0o755)
     yield folder
-    subprocess.run(["rm", "-rf", str(folder)], check=False)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def dead_pid() -> int:
