@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import re
 
-# `[pid] 2026/12/04 05:18:19.336112 [INF] message`: informational, debug and trace lines.
-_NATS_NOTICE = re.compile(r"^\[\d+\] \S+ \S+ \[(?:INF|DBG|TRC)\] ")
+# `[pid] 2026/12/04 05:18:19.336112 [INF] message`: informational, debug and trace lines, and
+# the warning that answers our readiness probe's first requests (the supervisor reports
+# readiness itself: "nats is not ready: JetStream not healthy yet").
+_NATS_NOTICE = re.compile(r"^\[\d+\] \S+ \S+ (?:\[(?:INF|DBG|TRC)\] |\[WRN\] Healthcheck failed:)")
 
 # `2026-12-04 05:18:19.377 UTC [10610] LOG:  message` (PostgreSQL's default log_line_prefix).
 _PG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? \S+ \[\d+\] ([A-Z0-9]+):  (.*)")
@@ -25,8 +27,9 @@ _PG_EXPECTED = re.compile(
     r"the database system is (?:starting up|shutting down|not yet accepting connections)"
     # Connections of the services when the server stops first (a fast shutdown ends them).
     r"|terminating connection due to administrator command"
-    # yoyo-migrations' probe for transactional DDL (rtm.shared.migrate).
-    r'|table "yoyo_tmp_\w+" does not exist'
+    # yoyo-migrations' probe for transactional DDL, and its lock table made at every run
+    # (rtm.shared.migrate).
+    r'|table "yoyo_tmp_\w+" does not exist|relation "yoyo_lock" already exists'
 )
 
 

@@ -9,6 +9,8 @@ NATS_BANNER = [
     "[10605] 2026/12/04 05:18:19.337371 [INF]     _ ___ _____ ___ _____ ___ ___   _   __  __",
     "[10605] 2026/12/04 05:18:19.337378 [INF] ",
     "[10605] 2026/12/04 05:18:19.344716 [INF] Server is ready",
+    '[18273] 2026/12/04 05:39:45.499281 [WRN] Healthcheck failed: "failed to be ready for '
+    'connections after 1ms: server"',  # our readiness probe, too early
 ]
 
 
@@ -33,6 +35,8 @@ def test_postgres_start_up_and_expected_errors_stay_in_the_log() -> None:
         PG + "LOG:  database system is ready to accept connections",
         PG + 'ERROR:  table "yoyo_tmp_xMIoLktspg" does not exist',
         PG + 'STATEMENT:  DROP TABLE "yoyo_tmp_xMIoLktspg"',
+        PG + 'ERROR:  relation "yoyo_lock" already exists',
+        PG + 'STATEMENT:  CREATE TABLE "yoyo_lock" ("locked" INT DEFAULT 1, "ctime" TIMESTAMP)',
         PG + "FATAL:  the database system is shutting down",
         PG + "FATAL:  terminating connection due to administrator command",
     ]
