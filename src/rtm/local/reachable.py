@@ -14,19 +14,23 @@ a `mktemp -d` folder is private, so then:
   whose owner process is gone, when its symlink no longer leads to it (the clone or temporary
   folder was removed) or it was ephemeral (a test run killed before its teardown).
 
-Nothing else is ever deleted: a data folder without an `.owner` file (made by an older rtm) is
-left alone.
+Older rtm made one copy of the binaries per clone (`rtm-pginstall-<12 hex digits>`): such a copy
+goes once it is a day old and no process runs a program from it. A data folder without an
+`.owner` file (made by an older rtm) is left alone: nobody can tell whether it is still wanted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import importlib.metadata
 import json
 import os
+import re
 import shutil
 import stat
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +39,8 @@ _BINARIES = "rtm-pginstall-"
 _DATA = "rtm-pgdata-"
 _OWNER_SUFFIX = ".owner"
 _STAGING = ".tmp"
+_LEGACY_BINARIES = re.compile(r"rtm-pginstall-[0-9a-f]{12}")
+_LEGACY_AGE_S = 24 * 3600
 
 
 def reachable_by(path: Path, uid: int, gid: int) -> bool:
@@ -64,6 +70,19 @@ def process_start(pid: int) -> int | None:
         return None
     fields = text[text.rindex(")") + 2 :].split()
     return None if fields[0] == "Z" else int(fields[19])
+
+
+def _runs_programs_from(folder: Path) -> bool:
+    """True while some process's executable lies under `folder` (read from /proc/*/exe)."""
+    prefix = f"{folder}/"
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.readlink(entry / "exe").startswith(prefix):
+                    return True
+            except OSError:  # gone meanwhile, a kernel thread, not ours to read
+                continue
+    return False
 
 
 def _postmaster_running(data: Path) -> bool:
@@ -199,7 +218,8 @@ def orphaned(twin: Path, owner: Owner) -> bool:
 
 
 def sweep(base: Path = REACHABLE_BASE) -> list[Path]:
-    """Remove orphaned data twins and the staging folders of dead runs; returns what went."""
+    """Remove orphaned data twins, the staging folders of dead runs, and older rtm's unused
+    per-clone copies of the binaries; returns what went."""
     removed: list[Path] = []
     try:
         entries = list(base.iterdir())
@@ -215,6 +235,13 @@ def sweep(base: Path = REACHABLE_BASE) -> list[Path]:
                 else:
                     entry.unlink(missing_ok=True)
                 removed.append(entry)
+            continue
+        if _LEGACY_BINARIES.fullmatch(name):
+            with contextlib.suppress(OSError):
+                old = time.time() - entry.stat().st_mtime > _LEGACY_AGE_S
+                if old and not _runs_programs_from(entry):
+                    shutil.rmtree(entry, ignore_errors=True)
+                    removed.append(entry)
             continue
         if not (name.startswith(_DATA) and name.endswith(_OWNER_SUFFIX)):
             continue

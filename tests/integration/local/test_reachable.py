@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -86,6 +87,17 @@ def test_a_dead_runs_staging_copy_is_removed(base: Path) -> None:
     staging = base / f"rtm-pginstall-1.2.3.tmp{dead_pid()}"
     (staging / "bin").mkdir(parents=True)
     assert reachable.sweep(base) == [staging]
+
+
+def test_an_older_rtms_unused_copy_of_the_binaries_goes_after_a_day(base: Path) -> None:
+    """Per-clone copies (named by a hash) are what filled /var/tmp; a fresh one may be in use."""
+    old, recent = base / "rtm-pginstall-0123456789ab", base / "rtm-pginstall-ba9876543210"
+    for copy in (old, recent):
+        (copy / "bin").mkdir(parents=True)
+    day_and_more = time.time() - 25 * 3600
+    os.utime(old, (day_and_more, day_and_more))
+    assert reachable.sweep(base) == [old]
+    assert recent.exists()
 
 
 @needs_root
