@@ -53,5 +53,5 @@ proto: install-dev ## regenerate the gRPC stubs from proto/
 	$(BIN)/python scripts/gen_proto.py
 
 clean: ## remove the virtual environment and local data (.rtm, and PostgreSQL's data when it lives in /var/tmp)
-	@if [ -L .rtm/pg ]; then echo "removing $$(readlink -f .rtm/pg)"; rm -rf "$$(readlink -f .rtm/pg)"; fi
+	@if [ -L .rtm/pg ]; then pg="$$(readlink -f .rtm/pg)"; echo "removing $$pg"; rm -rf "$$pg" "$$pg.owner"; fi
 	rm -rf $(VENV) .rtm .mypy_cache .pytest_cache .ruff_cache

@@ -31,7 +31,9 @@ def workdir() -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def pg_server(workdir: Path) -> Iterator[EmbeddedPostgres]:
     """One PostgreSQL server for the session; tests get their own database on it."""
-    server = EmbeddedPostgres(workdir / "pg", free_port(), log_path=workdir / "pg.log")
+    server = EmbeddedPostgres(
+        workdir / "pg", free_port(), log_path=workdir / "pg.log", ephemeral=True
+    )
     server.start()
     yield server
     server.stop()

@@ -1,7 +1,7 @@
-"""Logout closes the session's live sockets everywhere (PROTOCOL.md §3, issue 3), through real
-processes: auth publishes the revocation on NATS; the producer and both consumers close that
-session's WebSockets with 4503 within 5 s and refuse its still unexpired access token, while
-another session of the same user carries on."""
+"""Logout closes the session's live sockets everywhere (issue 3; docs/protocol.md,
+"3. Authentication"), through real processes: auth publishes the revocation on NATS; the producer
+and both consumers close that session's WebSockets with 4503 within 5 s and refuse its still
+unexpired access token, while another session of the same user carries on."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """Token matrix of producer and consumer: every WebSocket frame type and every HTTP route that
-needs a bearer token refuses every bad access token (PROTOCOL.md §3, issue 3).
+needs a bearer token refuses every bad access token (issue 3; docs/protocol.md,
+"3. Authentication").
 
 Bad tokens, all for a real user (a member of real conversations, so an accepted token would
 visibly do something): none, malformed, expired, not yet valid, living longer than the

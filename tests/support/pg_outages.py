@@ -31,7 +31,9 @@ Outage = Callable[[], AbstractAsyncContextManager[None]]
 @contextmanager
 def private_postgres(folder: Path) -> Iterator[EmbeddedPostgres]:
     """A PostgreSQL server on a free port, its data and log in `folder`; removed afterwards."""
-    server = EmbeddedPostgres(folder / "pg", free_port(), log_path=folder / "pg.log")
+    server = EmbeddedPostgres(
+        folder / "pg", free_port(), log_path=folder / "pg.log", ephemeral=True
+    )
     server.start()
     try:
         yield server

@@ -161,7 +161,8 @@ def test_producer_document_lists_every_frame_the_producer_accepts_and_emits() ->
 
 
 def test_consumer_document_lists_every_frame_the_consumer_accepts_and_emits() -> None:
-    """Received: exactly the frame types `ws.py` parses; sent: every frame of PROTOCOL.md §6."""
+    """Received: exactly the frame types `ws.py` parses; sent: every frame of
+    docs/protocol.md, "6. Consumer"."""
     document = consumer_document()
     assert _messages(document, "receive") == set(consumer_ws.FRAME_TYPES)
     assert _messages(document, "send") == CONSUMER_EMITS

@@ -1,4 +1,5 @@
-"""The auth service: accounts, sessions and tokens (PROTOCOL.md §3), in four layers.
+"""The auth service: accounts, sessions and tokens (docs/protocol.md, "3. Authentication"), in four
+layers.
 
 domain/       pure: model and input rules, exceptions, ports (Protocols), policy, and the
               rules of login throttling, tokens and signing keys

@@ -7,14 +7,14 @@ It judges two histories and lists every violation it finds (an empty list: exact
   `message_id` its ack named; each conversation's seqs are dense from 1 and follow JetStream's
   acceptance order (`stream_seq`); each sender's messages are stored in the order it first sent
   them. A send the client had to retry (no ack, or an error, then the same client_msg_id again)
-  is exempt from sender order, as PROTOCOL.md §4 allows ("unless one of them failed and was
-  retried"); it must still be stored exactly once.
+  is exempt from sender order, as docs/protocol.md, "4. Conversations" allows ("unless one of them
+  failed and was retried"); it must still be stored exactly once.
 * **The receivers** (`check_receivers`): what every receiving connection was sent. On each
   connection each conversation's `message` events continue exactly from the cursor that
   connection resumed from: cursor + 1, cursor + 2, … with no gap and no repeat, resumed and live
-  alike (PROTOCOL.md §6); every (conversation, seq) delivered is the stored message; nobody is
-  sent a conversation they are not a member of; and each receiver ends with every stored
-  message of its conversations.
+  alike (docs/protocol.md, "6. Consumer"); every (conversation, seq) delivered is the stored
+  message; nobody is sent a conversation they are not a member of; and each receiver ends with every
+  stored message of its conversations.
 
 Inputs are plain records and nothing here does I/O, so the checker is itself tested on
 hand-made bad histories (tests/unit/test_checker.py).

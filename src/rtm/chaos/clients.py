@@ -3,8 +3,8 @@
 Users log in again (with their password) once their access token is old, rather than refresh:
 a refresh whose answer is lost to a fault would leave a rotated refresh token behind, and
 presenting that one again revokes the whole session, closing every socket of the user
-(PROTOCOL.md §3). An open WebSocket whose token expires is closed 4505; the client reconnects
-with a fresh token like after any other close.
+(docs/protocol.md, "3. Authentication"). An open WebSocket whose token expires is closed 4505; the
+client reconnects with a fresh token like after any other close.
 """
 
 from __future__ import annotations

@@ -26,11 +26,12 @@ PROPERTIES = (
     "`message_id` its ack named",
     "each conversation's `seq` is dense from 1 and follows JetStream's order (`stream_seq`)",
     "each sender's messages are stored in the order it first sent them, except sends it retried "
-    "(PROTOCOL.md §4)",
+    "(docs/protocol.md, '4. Conversations')",
     "no first send is acked as a duplicate, and every send is acked by the end of the drain",
     "on every receiving connection, each conversation continues exactly from the cursor it "
-    "resumed from: no gap, no repeat, live and resumed alike (PROTOCOL.md §6); every delivered "
-    "(conversation, seq) is the stored message; nobody gets a conversation they are not in",
+    "resumed from: no gap, no repeat, live and resumed alike (docs/protocol.md, '6. Consumer'); "
+    "every delivered (conversation, seq) is the stored message; nobody gets a conversation they "
+    "are not in",
     "every receiver ends with every stored message of its conversations",
 )
 

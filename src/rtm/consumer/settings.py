@@ -15,7 +15,8 @@ def _default_instance_id() -> str:
 
 
 class ConsumerSettings(WebSocketClientSettings):
-    """Everything the consumer reads at start; every limit of PROTOCOL.md §6 is here."""
+    """Everything the consumer reads at start; every limit of docs/protocol.md, "6. Consumer" is
+    here."""
 
     consumer_port: int = Field(8082, ge=0, le=65535, description="HTTP + WebSocket port")
     instance_id: str = Field(

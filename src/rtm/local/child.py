@@ -78,6 +78,8 @@ class Child:
         self._ctx.on_change(self.status)
 
     def start(self) -> None:
+        if self._task is not None:  # already supervised
+            return
         self._task = asyncio.get_running_loop().create_task(
             self._run(), name=f"supervise {self.spec.name}"
         )
@@ -161,7 +163,7 @@ class Child:
             self._terminator = asyncio.create_task(self._terminate())
         started = time.monotonic()
         self._log.mark(f"started pid {proc.pid}: {' '.join(self.spec.argv)}")
-        logger.info("%s started (pid %d)", self.spec.name, proc.pid)
+        logger.debug("%s started (pid %d)", self.spec.name, proc.pid)  # "is ready" says more
         self._set(pid=proc.pid)
         assert proc.stdout is not None
         pump = asyncio.create_task(self._pump(proc.stdout))
@@ -209,7 +211,9 @@ class Child:
     def _emit(self, line: bytes) -> None:
         self._log.write(line)
         if self._ctx.sink is not None:
-            self._ctx.sink.write_line(self.spec.name, line.decode("utf-8", "replace"))
+            text = line.decode("utf-8", "replace")
+            if self.spec.show is None or self.spec.show(text):
+                self._ctx.sink.write_line(self.spec.name, text)
 
     async def _probe(self, proc: asyncio.subprocess.Process, started: float) -> None:
         """Track readiness for as long as this run lives (never reports a dead run as ready)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 from rtm.local.output import LineSink
-from rtm.local.plan import redact
+from rtm.local.plan import SystemUrls, redact
 from rtm.local.system import System
 
 
@@ -42,8 +42,16 @@ def setup_runner_logging(sink: LineSink, level: int = logging.INFO) -> None:
     logging.getLogger("rtm").setLevel(level)
 
 
+def web_page_rows(urls: SystemUrls) -> list[tuple[str, str]]:
+    """The pages people open in a browser, as (label, URL) rows at the top of the banner.
+
+    None yet: the change that serves rtm's web page adds its row here.
+    """
+    return []
+
+
 def banner(system: System) -> str:
-    """The lines printed once everything is ready: URLs, timings, where the logs are."""
+    """The lines printed once everything is ready: every URL, timings, where the logs are."""
     urls = system.urls
     assert urls is not None
     status = system.status()
@@ -53,15 +61,18 @@ def banner(system: System) -> str:
     def row(label: str, text: str) -> None:
         lines.append(f"  {label:<{width}}  {text}")
 
-    services = {"auth": urls.auth}
+    for label, url in web_page_rows(urls):
+        row(label, url)
+    row("auth", f"{urls.auth}   Swagger {urls.swagger(urls.auth)}")
+    row("", f"gRPC {urls.auth_grpc}")
     producers = [name for name in status if name.startswith("producer")]
-    services.update(zip(producers, urls.producers or (urls.producer,), strict=True))
     consumers = [name for name in status if name.startswith("consumer")]
-    services.update(zip(consumers, urls.consumers, strict=True))
-    for name, base in services.items():
+    for name, base in [
+        *zip(producers, urls.producers or (urls.producer,), strict=True),
+        *zip(consumers, urls.consumers, strict=True),
+    ]:
         row(name, f"{base}   Swagger {urls.swagger(base)}")
-        if name == "auth":
-            row("", f"gRPC {urls.auth_grpc}")
+        row("", f"WebSocket {urls.websocket_endpoint(base)}   AsyncAPI {urls.asyncapi(base)}")
     nats_note = f"embedded, monitoring {urls.nats_monitor}" if system.nats else "external"
     row("NATS", f"{redact(urls.nats)}   ({nats_note})")
     pg_note = f"embedded, data in {system.postgres.data_dir}" if system.postgres else "external"

@@ -58,8 +58,5 @@ class DataDirLock:
 
 def remove_data_dir(data_dir: Path) -> None:
     """Delete `data_dir`, including PostgreSQL's data relocated to /var/tmp (see postgres.py)."""
-    pg_dir = data_dir / "pg"
-    if pg_dir.is_symlink():
-        shutil.rmtree(pg_dir.resolve(), ignore_errors=True)
-    EmbeddedPostgres(pg_dir, 0).remove_data()
+    EmbeddedPostgres(data_dir / "pg", 0).remove_data()
     shutil.rmtree(data_dir, ignore_errors=True)

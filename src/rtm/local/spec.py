@@ -37,6 +37,9 @@ class ChildSpec:
         probe: readiness check; `None` means ready as soon as it is running.
         prepare: blocking work before every start (config file, initdb), run in a thread.
         stop_signal: the graceful stop request (PostgreSQL's fast shutdown is SIGINT).
+        show: which output lines also go to the terminal (`None`: all of them); the log file
+            gets every line. A server's expected chatter (nats-server's banner, PostgreSQL's
+            start-up lines) stays in its log, so the terminal shows what needs a reader.
     """
 
     name: str
@@ -47,6 +50,7 @@ class ChildSpec:
     probe: Probe | None = None
     prepare: Callable[[], object] | None = None
     stop_signal: int = signal.SIGTERM
+    show: Callable[[str], bool] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -87,10 +87,13 @@ class Supervisor:
             known = ", ".join(self._children)
             raise KeyError(f"no process named {name!r} (known: {known})") from None
 
-    def start(self) -> None:
-        """Spawn every child (returns at once; `wait_ready` waits for them)."""
+    def start(self, names: Iterable[str] | None = None) -> None:
+        """Spawn the named children, every one by default (returns at once; `wait_ready`
+        waits for them). Calling it again starts others: children that depend on one (producer
+        and consumer on auth's keys) start once it is ready, instead of retrying meanwhile."""
         self._started = True
-        for child in self._children.values():
+        chosen = self.names if names is None else list(names)
+        for child in [self._child(name) for name in chosen]:
             child.start()
 
     def status(self) -> dict[str, ChildStatus]:

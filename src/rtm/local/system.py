@@ -1,10 +1,10 @@
 """The whole local system on one event loop: embedded servers, migrations, supervised services.
 
-Start order: lock the data folder, resolve every port (fail fast when one is busy), start the
+Start order: lock the data folder, resolve every port (fail fast, naming every busy one), start the
 embedded nats-server and PostgreSQL unless URLs are configured, create the database and apply
-migrations, start auth, producer and the consumers together (they retry their dependencies by
-themselves, so starting them in parallel is safe and is what makes startup fast), and wait until
-every process is ready. `stop` undoes it in reverse: services first, then the servers they use.
+migrations, start auth and, once it is ready (it serves the keys that verify tokens), the
+producers and consumers together, and wait until every process is ready. `stop` undoes it in
+reverse: services first, then the servers they use.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import httpx
 import psycopg
 
 from rtm.local import probes
+from rtm.local.chatter import PostgresLines, nats_line_worth_showing
 from rtm.local.datadir import DataDirLock, remove_data_dir
 from rtm.local.errors import RunnerError
 from rtm.local.nats import EmbeddedNats
@@ -68,6 +69,9 @@ class System:
         sink: where children's output lines go (the terminal for `rtm up`; None: log files only).
         services: False starts only the embedded servers and migrations (tests, `rtm migrate`).
         commands: replace a service kind's command (tests run stand-ins before services exist).
+        ephemeral: the data is a test's, deleted when it ends: what the embedded PostgreSQL
+            keeps outside `data_dir` (as root, see `rtm.local.reachable`) is removed by a later
+            start once this process is gone, even if it never got to delete it.
     """
 
     def __init__(
@@ -77,8 +81,10 @@ class System:
         sink: LineSink | None = None,
         services: bool = True,
         commands: Mapping[ServiceKind, Sequence[str]] | None = None,
+        ephemeral: bool = False,
     ) -> None:
         self.settings = settings
+        self._ephemeral = ephemeral
         self._sink = sink
         self._with_services = services
         self._commands: dict[ServiceKind, Sequence[str]] = dict(settings.service_commands)
@@ -153,10 +159,13 @@ class System:
                     cwd=nats.data_dir,
                     prepare=nats.write_config,
                     probe=probes.blocking(nats.healthy, "JetStream not healthy yet"),
+                    show=nats_line_worth_showing,
                 )
             )
         if s.database_url is None:
-            pg = EmbeddedPostgres(self._data / "pg", ports["pg"], os_user=s.pg_os_user)
+            pg = EmbeddedPostgres(
+                self._data / "pg", ports["pg"], os_user=s.pg_os_user, ephemeral=self._ephemeral
+            )
             self.postgres = pg
             logger.info("preparing PostgreSQL in %s", pg.data_dir)
             await asyncio.to_thread(pg.prepare)
@@ -169,6 +178,7 @@ class System:
                     prepare=pg.prepare,
                     probe=probes.blocking(pg.accepts, "not accepting connections yet"),
                     stop_signal=signal.SIGINT,  # fast shutdown: roll back, checkpoint, exit
+                    show=PostgresLines(),
                 )
             )
         self.nats_url = s.nats_url or (self.nats.url if self.nats else None)
@@ -186,7 +196,8 @@ class System:
         applied = await asyncio.to_thread(
             apply_migrations, self.database_url, self.settings.migrations_dir
         )
-        logger.info("migrations: %s", ", ".join(applied) if applied else "up to date")
+        if not applied:  # what was applied, `apply_migrations` has said
+            logger.info("migrations up to date")
 
     async def _start_services(self, ports: Mapping[str, int]) -> None:
         assert self.nats_url is not None
@@ -216,10 +227,19 @@ class System:
             argv = self._commands.get(plan.kind) or plan.argv()
             cwd = self._data if s.isolated else None  # isolated: no stray .env is read
             specs.append(ChildSpec(plan.name, list(argv), env=env, cwd=cwd, probe=probe))
-        logger.info("starting %s", ", ".join(plan.name for plan in plans))
-        self._services = self._supervisor(specs)
-        remaining = max(1.0, s.ready_timeout - (time.monotonic() - self._began))
-        await self._services.wait_ready(timeout=remaining)
+        # auth first: producer and consumer fetch its signing keys (JWKS) as they start, and
+        # started together they would retry (and warn) until auth has made its first key.
+        logger.info("starting auth")
+        self._services = self._supervisor(specs, start=["auth"])
+        await self._services.wait_ready(["auth"], timeout=self._time_left())
+        others = [plan.name for plan in plans if plan.kind != "auth"]
+        logger.info("starting %s", ", ".join(others))
+        self._services.start(others)
+        await self._services.wait_ready(timeout=self._time_left())
+
+    def _time_left(self) -> float:
+        """What remains of `ready_timeout` for the whole start (at least a second)."""
+        return max(1.0, self.settings.ready_timeout - (time.monotonic() - self._began))
 
     def _log_format(self) -> Literal["json", "text"]:
         fmt = self.settings.log_format
@@ -227,7 +247,8 @@ class System:
             return "text" if self._sink is not None and sys.stdout.isatty() else "json"
         return fmt
 
-    def _supervisor(self, specs: list[ChildSpec]) -> Supervisor:
+    def _supervisor(self, specs: list[ChildSpec], start: list[str] | None = None) -> Supervisor:
+        """A supervisor of `specs` that has started those named in `start` (default: all)."""
         supervisor = Supervisor(
             specs,
             log_dir=self.log_dir,
@@ -236,7 +257,7 @@ class System:
             stop_timeout=self.settings.stop_timeout,
             on_change=self._status.update,
         )
-        supervisor.start()
+        supervisor.start(start)
         return supervisor
 
     def _owner(self, name: str) -> Supervisor:

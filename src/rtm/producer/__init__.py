@@ -1,4 +1,4 @@
-"""The producer: everything a client *sends* (PROTOCOL.md §5).
+"""The producer: everything a client *sends* (docs/protocol.md, "5. Producer").
 
 It validates sends, checks membership, publishes to JetStream with `Nats-Msg-Id` and acks after
 the PubAck; it owns conversations and membership (PostgreSQL) and publishes conversation, typing

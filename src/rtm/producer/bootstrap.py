@@ -66,7 +66,7 @@ logger = logging.getLogger(__name__)
 
 VERSION = "1.0.0"
 
-DESCRIPTION = """Everything a client **sends** (PROTOCOL.md §5).
+DESCRIPTION = """Everything a client **sends** (docs/protocol.md, "5. Producer").
 
 * `POST /v1/messages`, conversations and membership below (bearer access token from auth).
 * WebSocket `GET /v1/ws`: frames `send`, `typing`, `read`, `auth`, `ping`; answers `ack`,
@@ -260,8 +260,8 @@ class _GracefulServer(uvicorn.Server):
 
 def server(settings: ProducerSettings) -> uvicorn.Server:
     """A uvicorn server for the producer on `host:producer_port`: its app, `/v1/ws` on picows
-    with the frame limit of PROTOCOL.md §5 (larger frames close 1009), the edge limits of
-    `rtm.shared.serving`."""
+    with the frame limit of docs/protocol.md, "5. Producer" (larger frames close 1009), the edge
+    limits of `rtm.shared.serving`."""
     producer = build(settings)
     config = uvicorn.Config(
         producer.app,
@@ -309,5 +309,8 @@ async def _load_revocations(bus: NatsBus, revoked: RevokedSessions) -> None:
             raise ConnectionError("NATS not connected yet")
         return await load_revoked(bus.js, revoked)
 
+    # The bus connects by itself (and reports its own trouble): asking before it has would
+    # only log a warning about a connection that is on its way.
+    await bus.ready.wait()
     known = await retry_forever("revoked sessions", attempt)
     logger.info("%s revoked sessions known at start", known)

@@ -1,8 +1,8 @@
 """Producer settings: environment variables with the `RTM_` prefix, or `.env`.
 
-Every limit of PROTOCOL.md §5 is a setting with the protocol's default. The WebSocket limits it
-shares with the consumer (frame size, rates, floods, send queue) are `WebSocketClientSettings`:
-one definition, so one `.env` configures both alike.
+Every limit of docs/protocol.md, "5. Producer" is a setting with the protocol's default. The
+WebSocket limits it shares with the consumer (frame size, rates, floods, send queue) are
+`WebSocketClientSettings`: one definition, so one `.env` configures both alike.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ class ProducerSettings(WebSocketClientSettings):
 
     producer_port: int = Field(8081, ge=0, le=65535, description="HTTP + WebSocket port")
 
-    # Message rules (PROTOCOL.md §5).
+    # Message rules (docs/protocol.md, "5. Producer").
     max_body_chars: int = Field(
         4096, ge=1, le=1_000_000, description="longest message body, in characters after trimming"
     )

@@ -8,8 +8,9 @@ schema pydantic derives from the model that validates (inbound) or describes (ou
 frame, hoisted into `components/schemas`, and its examples are the model's own. So the document
 changes when a model changes, and cannot drift from the code.
 
-Close codes (PROTOCOL.md §8) and error codes (§7) are tabled in the description, and listed for
-machines under the channel's `x-close-codes` and `x-error-codes`.
+Close codes (docs/protocol.md, "8. WebSocket close codes") and error codes ("7. Error codes") are
+tabled in the description, and listed for machines under the channel's `x-close-codes` and
+`x-error-codes`.
 """
 
 from __future__ import annotations

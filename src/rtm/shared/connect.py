@@ -61,7 +61,9 @@ async def retry_forever(
         except Exception as exc:  # last line of defence of a start-up task: logged, tried again
             wait = delay(tries)
             cause = exc.__cause__ or exc
-            reason = f"{type(cause).__name__}: {cause}"[:300]
+            # One line: httpx's status errors add a second one, pointing at MDN.
+            first_line = next(iter(str(cause).splitlines()), "")
+            reason = f"{type(cause).__name__}: {first_line}"[:300]
             if on_failure is not None:
                 on_failure(reason)
             logger.warning(

@@ -144,7 +144,8 @@ CONVERSATION_EVENT_KINDS = ("created", "member_added", "member_removed")
 
 @dataclass(frozen=True, slots=True)
 class ConversationSnapshot:
-    """A conversation as PROTOCOL.md §4 shows it, inside a conversation event."""
+    """A conversation as docs/protocol.md, "4. Conversations" shows it, inside a conversation
+    event."""
 
     id: uuid.UUID
     kind: str

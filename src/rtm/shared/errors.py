@@ -1,4 +1,4 @@
-"""The error vocabulary of the wire protocol (PROTOCOL.md §7).
+"""The error vocabulary of the wire protocol (docs/protocol.md, "7. Error codes").
 
 Exception tree:
 
@@ -48,7 +48,8 @@ _HTTP_STATUS: dict[ErrorCode, int] = {
 
 
 def http_status(code: ErrorCode) -> int:
-    """The HTTP status PROTOCOL.md §7 pairs with `code` (`forbidden` is 404: no oracle)."""
+    """The HTTP status docs/protocol.md, "7. Error codes" pairs with `code` (`forbidden` is 404: no
+    oracle)."""
     return _HTTP_STATUS[code]
 
 

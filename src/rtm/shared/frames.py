@@ -1,4 +1,5 @@
-"""Strict parsing of WebSocket frames (PROTOCOL.md §1, §7), free of I/O.
+"""Strict parsing of WebSocket frames (docs/protocol.md, "1. Conventions", "7. Error codes"), free
+of I/O.
 
 JSON is parsed strictly: duplicate keys, NaN/Infinity and absurd nesting are refused rather than
 silently interpreted. The envelope must be an object with a string `type`. Each service validates
@@ -67,7 +68,7 @@ def _too_deep(text: str) -> bool:
 
 def parse_json(text: str) -> Any:
     """Strict JSON: `invalid_json` when unparseable; `validation_failed` for duplicate keys and
-    NaN/Infinity (PROTOCOL.md §7 lists them there)."""
+    NaN/Infinity (docs/protocol.md, "7. Error codes" lists them there)."""
     if _too_deep(text):
         raise RtmError(ErrorCode.INVALID_JSON, f"JSON nested deeper than {MAX_DEPTH} levels")
     try:
@@ -174,7 +175,7 @@ class AuthOkFrame(BaseModel):
 
 
 class ErrorFrame(BaseModel):
-    """A frame was refused (PROTOCOL.md §7); the connection stays open."""
+    """A frame was refused (docs/protocol.md, "7. Error codes"); the connection stays open."""
 
     model_config = ConfigDict(
         json_schema_extra={

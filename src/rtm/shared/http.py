@@ -1,12 +1,13 @@
 """The FastAPI base every HTTP service builds on.
 
-It gives each service the same operational surface (PROTOCOL.md §2): `/health`, `/health/live`,
-`/health/ready`, `/metrics`, Swagger UI at `/v1/swagger` served from local assets (works offline),
-the OpenAPI document at `/v1/openapi.json`, CORS for `allowed_origins`, one error envelope
-`{"error": {"code", "message", "field"?}}` for every failure, including FastAPI's own validation
-errors and unparseable JSON, and a correlation id per request: the client's `X-Request-Id` when
-it is a sane token, else a fresh one, echoed in the response's `X-Request-Id`, logged as `cid`
-on every line logged while the request is handled, and named by an internal error's message.
+It gives each service the same operational surface (docs/protocol.md, "2. Services and ports"):
+`/health`, `/health/live`, `/health/ready`, `/metrics`, Swagger UI at `/v1/swagger` served from
+local assets (works offline), the OpenAPI document at `/v1/openapi.json`, CORS for
+`allowed_origins`, one error envelope `{"error": {"code", "message", "field"?}}` for every failure,
+including FastAPI's own validation errors and unparseable JSON, and a correlation id per request:
+the client's `X-Request-Id` when it is a sane token, else a fresh one, echoed in the response's
+`X-Request-Id`, logged as `cid` on every line logged while the request is handled, and named by an
+internal error's message.
 """
 
 from __future__ import annotations

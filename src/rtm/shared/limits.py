@@ -1,7 +1,8 @@
 """Pure rate and abuse limits, driven by an injected monotonic clock (seconds); producer and
 consumer apply the same ones to what their clients send.
 
-- `TokenBucket`: frames per second with bursts (PROTOCOL.md §5: 20/s, bursts of 40).
+- `TokenBucket`: frames per second with bursts (docs/protocol.md, "5. Producer": 20/s, bursts of
+40).
 - `KeyedBuckets`: one bucket per key (user) with a bounded number of keys, for HTTP sends.
 - `SlidingWindow`, `WindowCounter`: how many events in the last `window` seconds (protocol
   errors, floods; the local supervisor's crashes).
@@ -121,10 +122,10 @@ class WindowCounter:
 
 
 class InboundLimits:
-    """What one WebSocket connection's client may send (producer and consumer alike, PROTOCOL.md
-    §5): `rate` frames per second with bursts of `burst`; `flood_limit` refused frames within
-    `flood_window` mean a flood (close 4013), `error_limit` protocol errors within
-    `error_window` a broken client (close 4501). The two counters are made on first use: most
+    """What one WebSocket connection's client may send (producer and consumer alike,
+    docs/protocol.md, "5. Producer"): `rate` frames per second with bursts of `burst`; `flood_limit`
+    refused frames within `flood_window` mean a flood (close 4013), `error_limit` protocol errors
+    within `error_window` a broken client (close 4501). The two counters are made on first use: most
     connections never need them, and an idle connection should cost little memory."""
 
     __slots__ = (

@@ -28,7 +28,15 @@ from rtm.shared.ids import new_id
 
 LogFormat = Literal["auto", "json", "text"]
 
-_RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+# `color_message` is uvicorn's copy of a message with ANSI colours: never written anywhere.
+_RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
+# What uvicorn says at INFO that a service says better itself ("producer starting on ...") or
+# that is one line per connection: DEBUG here. "Press CTRL+C to quit" is wrong under `rtm up`.
+_UVICORN_CHATTER = re.compile(
+    r"Uvicorn running on |Started server process|Finished server process"
+    r"|Waiting for application (?:startup|shutdown)|Application (?:startup|shutdown) complete"
+    r'|connection (?:open|closed)$|"WebSocket '
+)
 _SANE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 # A URL path followed by a query string: `/v1/ws?token=abc&x=1` (in quotes or not).
 _QUERY = re.compile(r"(/[^\s?\"']*)\?([^\s\"']*)")
@@ -112,6 +120,22 @@ class RedactSecretsFilter(logging.Filter):
         return True
 
 
+class DemoteToDebug(logging.Filter):
+    """On a logger: its INFO records whose message matches `pattern` become DEBUG records,
+    written only when the logger is enabled for DEBUG (a library's chatter we cannot turn
+    down by logger name without losing its warnings)."""
+
+    def __init__(self, pattern: re.Pattern[str]) -> None:
+        super().__init__()
+        self._pattern = pattern
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO or not self._pattern.search(record.getMessage()):
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line, with any `extra=` fields merged in."""
 
@@ -161,5 +185,9 @@ def setup_logging(service: str, level: str = "INFO", fmt: LogFormat = "auto") ->
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("uvicorn.access", "nats.aio.client"):
+    # httpx logs every request at INFO (producer and consumer fetching auth's keys).
+    for noisy in ("uvicorn.access", "nats.aio.client", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    uvicorn = logging.getLogger("uvicorn.error")
+    uvicorn.filters[:] = [f for f in uvicorn.filters if not isinstance(f, DemoteToDebug)]
+    uvicorn.addFilter(DemoteToDebug(_UVICORN_CHATTER))

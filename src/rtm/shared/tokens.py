@@ -1,4 +1,4 @@
-"""Access-token verification for producer and consumer (PROTOCOL.md §3).
+"""Access-token verification for producer and consumer (docs/protocol.md, "3. Authentication").
 
 Tokens are EdDSA (Ed25519) JWTs signed by auth. We verify them locally with public keys from
 auth's JWKS, cached in memory; an unknown `kid` triggers one JWKS refresh (rate-limited, so a

@@ -1,5 +1,5 @@
 """WebSocket plumbing both producer and consumer use: close codes, the authentication handshake
-and a bounded outbound queue (PROTOCOL.md §3, §8).
+and a bounded outbound queue (docs/protocol.md, "3. Authentication", "8. WebSocket close codes").
 
 The handshake accepts either `Authorization: Bearer` on the upgrade request or, for browsers, a
 first frame `{"type":"auth","token":...}` within `timeout` seconds. Each connection has an id,
@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 
 class CloseCode(IntEnum):
-    """WebSocket close codes of PROTOCOL.md §8."""
+    """WebSocket close codes of docs/protocol.md, "8. WebSocket close codes"."""
 
     NORMAL = 1000
     GOING_AWAY = 1001

@@ -1,4 +1,5 @@
-"""The consumer WebSocket's handshake, close codes and error frames (PROTOCOL.md §3, §7, §8)."""
+"""The consumer WebSocket's handshake, close codes and error frames (docs/protocol.md,
+"3. Authentication", "7. Error codes", "8. WebSocket close codes")."""
 
 from __future__ import annotations
 

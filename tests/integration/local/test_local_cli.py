@@ -108,6 +108,34 @@ def test_rtm_up_refuses_a_busy_embedded_port_with_a_clear_message(tmp_path: Path
     assert time.monotonic() - began < 10
 
 
+def test_rtm_up_reports_every_busy_port_in_one_run(tmp_path: Path) -> None:
+    """Two busy ports, one run: each named with the variable that moves it."""
+    with socket.socket() as first, socket.socket() as second:
+        for busy in (first, second):
+            busy.bind(("127.0.0.1", 0))
+            busy.listen()
+        nats_port, producer_port = first.getsockname()[1], second.getsockname()[1]
+        env = rtm_env(
+            tmp_path / "rtm",
+            RTM_EMBEDDED_NATS_PORT=str(nats_port),
+            RTM_PRODUCER_PORT=str(producer_port),
+        )
+        result = subprocess.run(
+            [sys.executable, "-m", "rtm.cli", "up"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert any(f"port {nats_port}" in ln and "RTM_EMBEDDED_NATS_PORT" in ln for ln in lines)
+    assert any(f"port {producer_port}" in ln and "RTM_PRODUCER_PORT" in ln for ln in lines)
+    assert "Traceback" not in result.stderr
+
+
 def test_rtm_migrate_applies_pending_migrations_once(
     pg_server: EmbeddedPostgres, capsys: pytest.CaptureFixture[str]
 ) -> None:

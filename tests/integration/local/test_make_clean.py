@@ -21,10 +21,13 @@ def test_make_clean_removes_relocated_postgres_data(tmp_path: Path) -> None:
     (data / "base").mkdir(parents=True)
     (clone / ".rtm").mkdir()
     (clone / ".rtm" / "pg").symlink_to(data)
+    owner = data.with_name(data.name + ".owner")  # rtm.local.reachable's record of its owner
+    owner.write_text("{}")
 
     subprocess.run(
         ["make", "clean", "VENV=.no-venv"], cwd=clone, check=True, capture_output=True, timeout=30
     )
 
     assert not data.exists()
+    assert not owner.exists()
     assert not (clone / ".rtm").exists()

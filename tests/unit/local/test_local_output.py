@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
-from rtm.local.output import LineSplitter, TerminalSink
+from rtm.local.output import LineSplitter, LogFile, TerminalSink
 
 
 def test_lines_split_across_chunks_are_joined() -> None:
@@ -41,3 +42,11 @@ def test_a_closed_terminal_is_ignored_from_then_on() -> None:
     stream.close()
     sink.write_line("a", "lost")
     sink.write_line("a", "lost too")
+
+
+def test_log_files_hold_no_ansi_escape_sequences(tmp_path: Path) -> None:
+    """A colouring child (uvicorn's `color_message`, a tty-minded tool) still logs plain text."""
+    log = LogFile(tmp_path / "x.log")
+    log.write(b"Started server process [\x1b[36m42\x1b[0m] \x1b]0;title\x07done")
+    log.close()
+    assert (tmp_path / "x.log").read_bytes() == b"Started server process [42] done\n"

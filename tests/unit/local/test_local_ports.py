@@ -72,3 +72,19 @@ def test_each_claim_is_checked_on_its_own_host() -> None:
     ]
     resolve_ports(claims, is_free=record)
     assert seen == [(4322, "127.0.0.1"), (8081, "0.0.0.0")]
+
+
+def test_every_busy_port_is_reported_in_one_error_with_its_setting() -> None:
+    """Fixing busy ports takes one run, not one run per port."""
+    claims = [
+        PortClaim("nats", "embedded NATS", 4322, "RTM_EMBEDDED_NATS_PORT"),
+        PortClaim("auth_http", "auth HTTP", 8080, "RTM_AUTH_HTTP_PORT"),
+        PortClaim("producer", "producer", 8081, "RTM_PRODUCER_PORT"),
+    ]
+    with pytest.raises(PortBusyError) as caught:
+        resolve_ports(claims, is_free=lambda port, host: port == 4322)
+    assert [busy.port for busy in caught.value.busy] == [8080, 8081]
+    lines = str(caught.value).splitlines()
+    assert any("8080" in line and "RTM_AUTH_HTTP_PORT" in line for line in lines)
+    assert any("8081" in line and "RTM_PRODUCER_PORT" in line for line in lines)
+    assert "4322" not in str(caught.value)

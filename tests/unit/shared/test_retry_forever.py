@@ -44,3 +44,12 @@ async def test_an_unexpected_failure_is_retried_and_logged_with_its_traceback(
     [line] = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert line.exc_info is not None
     assert isinstance(line.exc_info[1], KeyError)
+
+
+async def test_a_multi_line_error_is_logged_in_one_line(caplog: pytest.LogCaptureFixture) -> None:
+    """httpx's status errors add a line pointing at MDN: the log line keeps the first only."""
+    outage = RtmError(ErrorCode.UNAVAILABLE, "Server error '503'\nFor more information check: x")
+    assert await _fails_once_with(outage) == 2
+    [line] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert "\n" not in line.getMessage()
+    assert "Server error '503'" in line.getMessage()

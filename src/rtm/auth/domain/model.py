@@ -116,7 +116,8 @@ def normalise_username(raw: str) -> str:
 
 
 def validate_username(raw: str) -> str:
-    """The normalised username, or `InvalidInput` when it breaks PROTOCOL.md §3's rule."""
+    """The normalised username, or `InvalidInput` when it breaks the username rule of
+    docs/protocol.md, "3. Authentication"."""
     if len(raw) > USERNAME_INPUT_MAX:
         raise InvalidInput("username", "must be 3-32 characters of a-z 0-9 _ . -")
     name = normalise_username(raw)

@@ -1,8 +1,8 @@
 """Minting tokens: EdDSA access JWTs and opaque refresh tokens.
 
-Access tokens are what `rtm.shared.tokens` verifies (PROTOCOL.md §3): header `alg: EdDSA`,
-`typ: at+jwt`, `kid`; claims `iss`, `aud: rtm`, `sub` (user id), `sid` (session id), `iat`,
-`exp`, and a `jti` for log correlation.
+Access tokens are what `rtm.shared.tokens` verifies (docs/protocol.md, "3. Authentication"): header
+`alg: EdDSA`, `typ: at+jwt`, `kid`; claims `iss`, `aud: rtm`, `sub` (user id), `sid` (session id),
+`iat`, `exp`, and a `jti` for log correlation.
 
 Refresh tokens are 256 random bits, base64url, with a recognisable prefix (secret scanners and
 people can tell what leaked). Only their SHA-256 is stored: that is enough for a high-entropy

@@ -1,4 +1,5 @@
-"""HTTP JSON front of auth (PROTOCOL.md §3) for browsers, on `rtm.shared.http`'s base app.
+"""HTTP JSON front of auth (docs/protocol.md, "3. Authentication") for browsers, on
+`rtm.shared.http`'s base app.
 
 The routes call the same services (`AuthContext`) as the gRPC servicer and count the same
 outcomes; the `RtmError`s they raise become the protocol's error envelope in the shared app's
@@ -217,7 +218,7 @@ def create_app(
     app = create_http_app(
         title="rtm auth",
         version="1.0.0",
-        description="Accounts, sessions and tokens of rtm (PROTOCOL.md §3).",
+        description="Accounts, sessions and tokens of rtm (docs/protocol.md, '3. Authentication').",
         settings=settings,
         readiness=readiness,
         lifespan=lifespan,

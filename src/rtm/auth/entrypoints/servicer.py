@@ -1,8 +1,8 @@
 """gRPC entrypoint: `rtm.auth.v1.AuthService` over auth's services (`AuthContext`).
 
 Each RPC converts its request to a service call and the result to its response, counting
-outcomes (`rtm.auth.entrypoints.metrics`) as the HTTP routes do; errors
-are translated once, in `_translated`: an `RtmError` becomes its status code (PROTOCOL.md §3),
+outcomes (`rtm.auth.entrypoints.metrics`) as the HTTP routes do; errors are translated once, in
+`_translated`: an `RtmError` becomes its status code (docs/protocol.md, "3. Authentication"),
 anything else is logged with the call's correlation id and answered INTERNAL, never UNKNOWN.
 Authenticated RPCs read `authorization: Bearer <token>` from the call metadata.
 """

@@ -88,7 +88,7 @@ class StoredMessage:
     sent_at: datetime
 
     def to_wire(self) -> dict[str, Any]:
-        """The message object of PROTOCOL.md §4."""
+        """The message object of docs/protocol.md, "4. Conversations"."""
         return {
             "message_id": str(self.message_id),
             "conversation_id": str(self.conversation_id),

@@ -1,7 +1,7 @@
 """The order in which one connection is sent a conversation's messages. Pure: no I/O, no clock.
 
-Rules (PROTOCOL.md §6: a client sees each conversation's messages with strictly increasing seq
-and no gap):
+Rules (docs/protocol.md, "6. Consumer": a client sees each conversation's messages with strictly
+increasing seq and no gap):
 
 - **Strictly increasing.** Per conversation the connection remembers the last seq it sent; a
   live message at or below it is a duplicate and is dropped.

@@ -66,8 +66,9 @@ SENDS = (
 
 def describe(settings: ConsumerSettings) -> str:
     """What a client must know beyond the frames, with this deployment's limits."""
-    return f"""Everything a client **receives** (PROTOCOL.md §6): after authentication, `ready`,
-then live events for every conversation the user belongs to. Send on the producer's WebSocket.
+    return f"""Everything a client **receives** (docs/protocol.md, "6. Consumer"): after
+authentication, `ready`, then live events for every conversation the user belongs to. Send on the
+producer's WebSocket.
 
 Authenticate with `Authorization: Bearer <access token>` on the upgrade request or, from a
 browser, a first frame `{{"type":"auth","token":"..."}}` within {settings.auth_timeout_s:g} s.

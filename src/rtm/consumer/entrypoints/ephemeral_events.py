@@ -1,7 +1,7 @@
 """Ephemeral live events: conversation changes, typing, read markers and presence.
 
-They arrive on core NATS (PROTOCOL.md §6 lists the frames they become). Read markers are also
-stored, by one instance per event (a queue group), monotonically.
+They arrive on core NATS (docs/protocol.md, "6. Consumer" lists the frames they become). Read
+markers are also stored, by one instance per event (a queue group), monotonically.
 
 Presence: every instance reports its users on connect/disconnect and, every heartbeat interval,
 lists them all; `PresenceTracker` (pure) decides who is online from these events, counting time

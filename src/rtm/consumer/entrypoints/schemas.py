@@ -1,4 +1,5 @@
-"""The frames of the consumer's WebSocket `/v1/ws` (PROTOCOL.md §6): a pydantic model for each.
+"""The frames of the consumer's WebSocket `/v1/ws` (docs/protocol.md, "6. Consumer"): a pydantic
+model for each.
 
 Inbound (`AuthFrame`, `PingFrame`, `ResumeFrame`), the models validate what clients send.
 Outbound, they describe what the consumer sends, and the functions below build those frames
@@ -140,8 +141,8 @@ class ReadyFrame(BaseModel):
 
 
 class MessageFrame(BaseModel):
-    """A stored message (PROTOCOL.md §4). Per conversation, on one connection, `seq` strictly
-    increases with no gap."""
+    """A stored message (docs/protocol.md, "4. Conversations"). Per conversation, on one connection,
+    `seq` strictly increases with no gap."""
 
     model_config = _examples(
         {
@@ -224,7 +225,7 @@ class PresenceFrame(BaseModel):
 
 
 class ConversationState(BaseModel):
-    """A conversation (PROTOCOL.md §4) as it is after the change."""
+    """A conversation (docs/protocol.md, "4. Conversations") as it is after the change."""
 
     id: uuid.UUID
     kind: Literal["direct", "group"]

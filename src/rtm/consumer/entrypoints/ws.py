@@ -1,4 +1,4 @@
-"""The consumer WebSocket `/v1/ws`: live events and `resume` (PROTOCOL.md §6).
+"""The consumer WebSocket `/v1/ws`: live events and `resume` (docs/protocol.md, "6. Consumer").
 
 While PostgreSQL cannot answer, a `resume` is answered with an `unavailable` error frame (not a
 protocol error: it does not count towards 4501) and the socket stays open; a new socket's list
@@ -353,9 +353,9 @@ class ConsumerSession:
 
 @router.websocket("/v1/ws")
 async def consumer_socket(websocket: WebSocket) -> None:
-    """Live events and `resume` (PROTOCOL.md §6). The consumer's server serves this path with
-    picows (`ws_protocol`); this ASGI route documents it and serves it under any other ASGI
-    server."""
+    """Live events and `resume` (docs/protocol.md, "6. Consumer"). The consumer's server serves this
+    path with picows (`ws_protocol`); this ASGI route documents it and serves it under any other
+    ASGI server."""
     await serve_socket(websocket)
 
 

@@ -1,6 +1,6 @@
 """Errors of the producer's domain and services.
 
-Exception tree (every one carries the wire `ErrorCode` of PROTOCOL.md §7):
+Exception tree (every one carries the wire `ErrorCode` of docs/protocol.md, "7. Error codes"):
 
     RtmError                       rtm.shared.errors
       ProducerError                root of this package

@@ -43,7 +43,7 @@ class Conversation:
         return user_id in self.members
 
     def to_wire(self) -> dict[str, object]:
-        """The conversation object of PROTOCOL.md §4."""
+        """The conversation object of docs/protocol.md, "4. Conversations"."""
         return {
             "id": str(self.id),
             "kind": self.kind.value,
@@ -134,7 +134,8 @@ class Ack:
     accepted_at: datetime
 
     def to_wire(self) -> dict[str, object]:
-        """The ack frame of PROTOCOL.md §5, also the body of `POST /v1/messages`."""
+        """The ack frame of docs/protocol.md, "5. Producer", also the body of
+        `POST /v1/messages`."""
         return {
             "type": "ack",
             "client_msg_id": str(self.client_msg_id),

@@ -1,4 +1,5 @@
-"""Pure validation rules of the send side (PROTOCOL.md §4, §5): no I/O, no framework."""
+"""Pure validation rules of the send side (docs/protocol.md, "4. Conversations", "5. Producer"): no
+I/O, no framework."""
 
 from __future__ import annotations
 

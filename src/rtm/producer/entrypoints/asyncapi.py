@@ -71,8 +71,8 @@ SENDS = (
 
 def describe(settings: ProducerSettings) -> str:
     """What a client must know beyond the frames, with this deployment's limits."""
-    return f"""Everything a client **sends** (PROTOCOL.md §5): messages, typing indicators and
-read markers. Receive them on the consumer's WebSocket.
+    return f"""Everything a client **sends** (docs/protocol.md, "5. Producer"): messages, typing
+indicators and read markers. Receive them on the consumer's WebSocket.
 
 Authenticate with `Authorization: Bearer <access token>` on the upgrade request or, from a
 browser, a first frame `{{"type":"auth","token":"..."}}` within {settings.auth_timeout_s:g} s.

@@ -28,7 +28,8 @@ class ConnectionRegistry:
     """Open, authenticated connections by user and by session.
 
     Args:
-        max_per_user: connections one user may hold on this instance (PROTOCOL.md §5).
+        max_per_user: connections one user may hold on this instance (docs/protocol.md,
+            "5. Producer").
     """
 
     def __init__(self, max_per_user: int) -> None:

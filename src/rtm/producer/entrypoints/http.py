@@ -1,5 +1,6 @@
-"""The producer's HTTP API (PROTOCOL.md §5): sending a message, creating conversations and
-changing membership. Errors are `RtmError`s, rendered by the shared error envelope."""
+"""The producer's HTTP API (docs/protocol.md, "5. Producer"): sending a message, creating
+conversations and changing membership. Errors are `RtmError`s, rendered by the shared error
+envelope."""
 
 from __future__ import annotations
 

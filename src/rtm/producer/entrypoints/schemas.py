@@ -1,4 +1,5 @@
-"""Pydantic models at the producer's edges: WebSocket frames and HTTP bodies (PROTOCOL.md §5).
+"""Pydantic models at the producer's edges: WebSocket frames and HTTP bodies
+(docs/protocol.md, "5. Producer").
 
 They check types and shapes only; the rules (body length, NUL, lone surrogates, member counts)
 live in the domain so that HTTP and WebSocket share them. The HTTP bodies' JSON Schemas also
@@ -192,7 +193,7 @@ class CreateConversationBody(RequestBody):
 
 
 class ConversationOut(BaseModel):
-    """A conversation (PROTOCOL.md §4)."""
+    """A conversation (docs/protocol.md, "4. Conversations")."""
 
     model_config = ConfigDict(
         json_schema_extra={

@@ -1,4 +1,5 @@
-"""The producer's WebSocket `GET /v1/ws` (PROTOCOL.md §5, §8).
+"""The producer's WebSocket `GET /v1/ws` (docs/protocol.md, "5. Producer", "8. WebSocket close
+codes").
 
 One `ProducerConnection` per socket, with these tasks:
 
@@ -103,8 +104,8 @@ _FLUSH_TIMEOUT = 2.0
 
 @router.websocket("/v1/ws")
 async def producer_socket(websocket: WebSocket) -> None:
-    """Send messages, typing indicators and read markers (PROTOCOL.md §5). The producer's
-    server serves this path with picows (`ws_protocol`); this ASGI route documents it and
+    """Send messages, typing indicators and read markers (docs/protocol.md, "5. Producer"). The
+    producer's server serves this path with picows (`ws_protocol`); this ASGI route documents it and
     serves it under any other ASGI server."""
     # The query string means nothing here, and a client may have put a token in it: drop it
     # before the server logs the accepted connection (uvicorn logs this scope's path and query).
@@ -124,9 +125,10 @@ async def serve_socket(websocket: ServerSocket) -> None:
     context: ProducerContext = websocket.app.state.producer  # a picows socket is no HTTPConnection
     bind_connection_log_context(websocket)
     if isinstance(websocket, PicowsSocket):
-        # uvicorn logs the sockets it serves itself; picows does not (and neither logs the
-        # query string, where a client may have put a token).
-        logger.info('"WebSocket /v1/ws" accepted')
+        # uvicorn logs the sockets it serves itself, picows does not (neither logs the query
+        # string, where a client may have put a token). One line per connection: DEBUG, as
+        # uvicorn's are (rtm.shared.logging).
+        logger.debug('"WebSocket /v1/ws" accepted')
     await ProducerConnection(websocket, context).serve()
 
 

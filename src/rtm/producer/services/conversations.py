@@ -1,4 +1,5 @@
-"""Conversations and membership: the producer's synchronous commands (PROTOCOL.md §4, §5)."""
+"""Conversations and membership: the producer's synchronous commands (docs/protocol.md,
+"4. Conversations", "5. Producer")."""
 
 from __future__ import annotations
 

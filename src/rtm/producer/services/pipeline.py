@@ -1,8 +1,8 @@
 """One connection's sends, pipelined: checked concurrently, published and answered in order.
 
-PROTOCOL.md §4: the messages one connection sends are accepted in the order it sent them. A
-connection may have up to `max_in_flight` sends waiting for their ack; waiting for each PubAck
-before publishing the next would cap a connection at one round trip per message. So each send
+docs/protocol.md, "4. Conversations": the messages one connection sends are accepted in the order it
+sent them. A connection may have up to `max_in_flight` sends waiting for their ack; waiting for each
+PubAck before publishing the next would cap a connection at one round trip per message. So each send
 runs `MessageService.send` in a task of its own, and the pipeline adds only the order:
 
     submit(command)           a task per send: MessageService.send(command, turn)
