@@ -1,26 +1,39 @@
 # rtm: the two commands people need are `make run` and `make test` (see README).
 # Everything else here is a step of those two, exposed for people who want one piece.
 SHELL := /bin/bash
+# The Python .venv is made with: a command, a path or a version (PYTHON=3.13); README, "Choosing a
+# Python". A .venv made by another version is made again.
 PYTHON ?= python3
+# The Pythons rtm supports (requires-python and the classifiers in pyproject.toml say the same;
+# tests/unit/test_supported_pythons.py keeps them in step). The lock files hold for all of them.
+PYTHONS := 3.11 3.12 3.13
+# `make test` also runs the unit and integration tiers on these, each in its own .venv-<version>;
+# unset, every supported Python other than .venv's. `make test TEST_PYTHONS=` skips them.
+TEST_PYTHONS ?= $(filter-out $(shell cat $(VENV)/.python 2>/dev/null),$(PYTHONS))
 VENV ?= .venv
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 
-.PHONY: run dev test check unit integration e2e lock proto clean help install install-dev
+.PHONY: run dev test tiers check unit integration e2e lock proto clean help install install-dev FORCE
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-$(BIN)/uv:
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet "uv==$(UV_VERSION)"
+# Runs every time; (re)makes $(VENV) with $(PYTHON) and rewrites .python (the version) only when
+# $(VENV) is missing or was made by another version, so what depends on it is redone only then.
+$(VENV)/.python: FORCE
+	@scripts/venv "$(VENV)" "$(PYTHON)" $(PYTHONS)
 
-$(VENV)/.installed: requirements.lock pyproject.toml | $(BIN)/uv
+$(BIN)/uv: $(VENV)/.python
+	$(BIN)/pip install --quiet "uv==$(UV_VERSION)"
+	@touch $@
+
+$(VENV)/.installed: requirements.lock pyproject.toml $(VENV)/.python | $(BIN)/uv
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.lock
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	@touch $@
 
-$(VENV)/.installed-dev: requirements-dev.lock pyproject.toml | $(BIN)/uv
+$(VENV)/.installed-dev: requirements-dev.lock pyproject.toml $(VENV)/.python | $(BIN)/uv
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements-dev.lock
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	@touch $@ $(VENV)/.installed
@@ -35,9 +48,27 @@ run: install ## start the whole system (embedded NATS + PostgreSQL unless RTM_NA
 dev: install ## like run, but each service reloads when its source changes
 	$(BIN)/rtm dev
 
-test: install-dev ## the gate and the whole test suite (what CI runs)
+test: install-dev ## the gate, the whole suite, then unit + integration on the other Pythons (CI)
 	$(BIN)/python scripts/check
 	$(BIN)/python -m pytest
+	@for version in $(TEST_PYTHONS); do \
+	    $(MAKE) --no-print-directory install-dev VENV=.venv-$$version PYTHON=$$version || exit 1; \
+	done
+	$(if $(strip $(TEST_PYTHONS)),@echo "==> unit and integration tiers on Python $(TEST_PYTHONS)" \
+	    "at once (mostly waiting on servers); each one's output when it ends")
+	$(if $(strip $(TEST_PYTHONS)),@$(MAKE) --no-print-directory -j -Otarget \
+	    $(addprefix tiers-,$(TEST_PYTHONS)))
+
+# One per Python in TEST_PYTHONS; `make test` runs them in parallel once their venvs are made
+# (one after the other: each installs rtm editable, writing src/rtm.egg-info).
+tiers-%:
+	@started=$$(date +%s); \
+	$(MAKE) --no-print-directory tiers VENV=.venv-$* PYTHON=$*; status=$$?; \
+	echo "<== Python $*: unit and integration tiers exited $$status after $$(( $$(date +%s) - started ))s"; \
+	exit $$status
+
+tiers: install-dev ## unit and integration tiers only (with VENV and PYTHON: on another Python)
+	$(BIN)/python -m pytest tests/unit tests/integration
 
 check: install-dev ## format, lint, types and import contracts only
 	$(BIN)/python scripts/check
@@ -45,13 +76,15 @@ check: install-dev ## format, lint, types and import contracts only
 unit: install-dev ## unit tests only (no I/O)
 	$(BIN)/python -m pytest tests/unit
 
+# One lock for every supported Python (--universal: markers where they differ), resolved from the
+# oldest; the existing files are kept as preferences, so nothing is upgraded that need not be.
 lock: $(BIN)/uv ## re-resolve requirements*.lock from pyproject.toml
-	$(BIN)/uv pip compile --quiet --python-version 3.11 pyproject.toml -o requirements.lock
-	$(BIN)/uv pip compile --quiet --python-version 3.11 --extra dev pyproject.toml -o requirements-dev.lock
+	$(BIN)/uv pip compile --quiet --universal --python-version $(firstword $(PYTHONS)) pyproject.toml -o requirements.lock
+	$(BIN)/uv pip compile --quiet --universal --python-version $(firstword $(PYTHONS)) --extra dev pyproject.toml -o requirements-dev.lock
 
 proto: install-dev ## regenerate the gRPC stubs from proto/
 	$(BIN)/python scripts/gen_proto.py
 
-clean: ## remove the virtual environment and local data (.rtm, and PostgreSQL's data when it lives in /var/tmp)
+clean: ## remove the virtual environments and local data (.rtm, and PostgreSQL's data when it lives in /var/tmp)
 	@if [ -L .rtm/pg ]; then pg="$$(readlink -f .rtm/pg)"; echo "removing $$pg"; rm -rf "$$pg" "$$pg.owner"; fi
-	rm -rf $(VENV) .rtm .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(foreach version,$(PYTHONS),.venv-$(version)) .rtm .mypy_cache .pytest_cache .ruff_cache

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 
 from rtm.local.process import free_port
 
@@ -20,26 +21,49 @@ class SwitchableProxy:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+        """Listen only while up (`set_up`): see `set_down`."""
 
     async def stop(self) -> None:
         self.set_down()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def set_down(self) -> None:
-        """Refuse new connections and cut every open one (what a crashed server looks like)."""
+        """Refuse new connections and cut every open one (what a crashed server looks like).
+
+        Refuse, not accept and cut: nats-py (2.16) leaves the StreamWriter of a reconnect attempt
+        that got no INFO unclosed, and its ResourceWarning (an error here) then fails whichever
+        test the garbage collector happens to run in.
+        """
         self.up = False
+        if self._server is not None:
+            self._server.close()  # stops listening now: connecting is refused
+            self._server = None
         for writer in list(self._writers):
             writer.transport.abort()
         self._writers.clear()
 
     def set_up(self) -> None:
+        """Listen again. The socket listens before this returns (connections wait in its backlog
+        until the server accepts them), so a client that connects right after is not refused."""
+        if self.up:
+            return
         self.up = True
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(100)
+        task = asyncio.get_running_loop().create_task(self._serve(listener))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, listener: socket.socket) -> None:
+        server = await asyncio.start_server(self._accept, sock=listener)
+        if self.up and self._server is None:
+            self._server = server
+        else:  # set_down came first
+            server.close()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if not self.up:
