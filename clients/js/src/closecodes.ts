@@ -6,11 +6,11 @@
  * - `refresh`: refresh the access token first, then reconnect (4505 token expired).
  * - `refresh-once`: 4500 invalid token: never again with the same token; the SDK refreshes once
  *   and reconnects only with the new token (a second 4500 before `ready` is final).
- * - `stop`: never reconnect (1007, 1008, 1009, 4501, 4502, 4503, 4504).
+ * - `stop`: never reconnect (1003, 1007, 1008, 1009, 4501, 4502, 4503, 4504).
  */
 export type CloseAction = "reconnect" | "pause" | "refresh" | "refresh-once" | "stop";
 
-const STOP = new Set([1007, 1008, 1009, 4501, 4502, 4503, 4504]);
+const STOP = new Set([1003, 1007, 1008, 1009, 4501, 4502, 4503, 4504]);
 
 export function closeAction(code: number): CloseAction {
   if (STOP.has(code)) return "stop";
