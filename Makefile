@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 
-.PHONY: run dev test check unit integration e2e lock proto clean help install install-dev
+.PHONY: run dev test check unit integration e2e lock proto clean help install install-dev js-test
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -37,6 +37,7 @@ dev: install ## like run, but each service reloads when its source changes
 
 test: install-dev ## the gate and the whole test suite (what CI runs)
 	$(BIN)/python scripts/check
+	$(MAKE) js-test
 	$(BIN)/python -m pytest
 
 check: install-dev ## format, lint, types and import contracts only
@@ -44,6 +45,9 @@ check: install-dev ## format, lint, types and import contracts only
 
 unit: install-dev ## unit tests only (no I/O)
 	$(BIN)/python -m pytest tests/unit
+
+js-test: ## the TypeScript SDK (clients/js): npm ci from its lockfile, build, unit tests (node >= 20)
+	cd clients/js && npm ci --no-audit --no-fund && npm test
 
 lock: $(BIN)/uv ## re-resolve requirements*.lock from pyproject.toml
 	$(BIN)/uv pip compile --quiet --python-version 3.11 pyproject.toml -o requirements.lock

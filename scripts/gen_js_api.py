@@ -4,7 +4,8 @@ The services build their OpenAPI (auth, producer, consumer) and AsyncAPI (produc
 documents from the same models that validate what they read and write. The SDK is built with
 node alone, from a lockfile, so it cannot ask Python for them: they are committed under
 `clients/js/api/`, and a unit test (tests/unit/test_js_sdk_api_docs.py) fails when a committed
-copy differs from what the code builds now. Run: `.venv/bin/python scripts/gen_js_api.py`.
+copy differs from what the code builds now (`--check`). Run:
+`.venv/bin/python scripts/gen_js_api.py`, then rebuild the SDK (`cd clients/js && npm run build`).
 """
 
 from __future__ import annotations
@@ -54,6 +55,16 @@ def render(document: dict[str, Any]) -> str:
 
 
 def main() -> int:
+    if "--check" in sys.argv:
+        stale = [
+            name
+            for name, document in documents().items()
+            if not (API_DIR / name).is_file()
+            or (API_DIR / name).read_text(encoding="utf-8") != render(document)
+        ]
+        for name in stale:
+            print(f"clients/js/api/{name} is stale: run .venv/bin/python scripts/gen_js_api.py")
+        return 1 if stale else 0
     API_DIR.mkdir(parents=True, exist_ok=True)
     for name, document in documents().items():
         (API_DIR / name).write_text(render(document), encoding="utf-8")

@@ -1,0 +1,110 @@
+"""The TypeScript SDK (clients/js) against the real system while its producer and a consumer are
+killed (issue 14, items 2 and 5).
+
+`clients/js/e2e/kill-recovery.mjs` is an application with no reliability code of its own: Alice
+calls `send()` 200 times and awaits the acks, Bob listens for `message`. This test starts the
+system (auth, producer, two consumers, embedded NATS and PostgreSQL on free ports), runs the
+script with node, and on its progress lines SIGKILLs the producer (by PID, a quarter of the way
+through the acks) and the consumer instance both clients are connected to (half-way through the
+deliveries). Every message must be acked and delivered to Bob exactly once, in the order sent,
+with a dense `seq`, and match what history (PostgreSQL) holds. Recovery figures are printed
+(`pytest -s`), never asserted.
+
+Needs node ≥ 20 and npm: builds the SDK (`npm ci`, `npm run build`) when `dist/` is missing or
+older than its sources; skipped where node is not installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rtm.local.runner import LocalSystem
+from rtm.shared.settings import REPO_ROOT
+
+pytestmark = [pytest.mark.timeout(150)]
+
+JS = REPO_ROOT / "clients" / "js"
+SCRIPT = JS / "e2e" / "kill-recovery.mjs"
+MESSAGES = 200
+KILL_PRODUCER_AT_ACK = MESSAGES // 4
+KILL_CONSUMER_AT_DELIVERY = MESSAGES // 2
+
+
+def _newest(paths: list[Path]) -> float:
+    return max((p.stat().st_mtime for p in paths if p.exists()), default=0.0)
+
+
+@pytest.fixture(scope="module")
+def node() -> str:
+    """node, with the SDK built from the lockfile (what `make js-test` does first)."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        pytest.skip("node and npm are needed to test the TypeScript SDK")
+    if not (JS / "node_modules").is_dir():
+        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=JS, check=True)
+    sources = [*JS.glob("src/*.ts"), *JS.glob("api/*.json"), JS / "package-lock.json"]
+    if _newest([JS / "dist" / "index.js"]) < _newest(sources):
+        subprocess.run([npm, "run", "build"], cwd=JS, check=True)
+    return node
+
+
+def test_sdk_delivers_exactly_once_in_order_while_producer_and_consumer_are_killed(
+    system: LocalSystem, node: str
+) -> None:
+    urls = system.urls
+    env = {
+        **os.environ,
+        "RTM_JS_AUTH_URL": urls.auth,
+        "RTM_JS_PRODUCER_URL": urls.producer,
+        "RTM_JS_CONSUMER_URLS": ",".join(urls.consumers),
+        "RTM_JS_MESSAGES": str(MESSAGES),
+    }
+    killed: dict[str, float] = {}
+    result: dict[str, Any] | None = None
+    started = time.monotonic()
+    with subprocess.Popen(
+        [node, str(SCRIPT)], cwd=JS, env=env, stdout=subprocess.PIPE, text=True
+    ) as script:
+        assert script.stdout is not None
+        for line in script.stdout:
+            event = json.loads(line)
+            if "state" in event:
+                print(f"[sdk] {line.strip()}")
+            if "result" in event:
+                result = event["result"]
+            elif event.get("acked", 0) >= KILL_PRODUCER_AT_ACK and "producer" not in killed:
+                killed["producer"] = time.monotonic() - started
+                print(f"[test] kill -9 producer (pid {system.pid('producer')}) at {line.strip()}")
+                system.kill("producer")
+            elif (
+                event.get("delivered", 0) >= KILL_CONSUMER_AT_DELIVERY and "consumer" not in killed
+            ):
+                killed["consumer"] = time.monotonic() - started
+                print(
+                    f"[test] kill -9 consumer-1 (pid {system.pid('consumer-1')}) at {line.strip()}"
+                )
+                system.kill("consumer-1")  # the first URL: where both clients are connected
+        assert script.wait(timeout=30) == 0, "the script failed (its error is above)"
+
+    assert result is not None, "the script printed no result"
+    print(f"\nkilled at (s since the script started): {killed}\nresult: {json.dumps(result)}")
+    assert set(killed) == {"producer", "consumer"}, "both kills happened mid-conversation"
+    assert result["acked"] == MESSAGES
+    assert result["distinct_message_ids"] == MESSAGES, "a resend created a second message"
+    assert result["delivered"] == MESSAGES, "every message reached Bob"
+    assert result["duplicates_delivered"] == 0
+    assert result["in_order"], "Bob got them in the order Alice sent them"
+    assert result["seqs_dense"]
+    assert result["stored"] == MESSAGES
+    assert result["stored_matches_delivered"], "history (PostgreSQL) holds what Bob got"
+    sockets = {(o["who"], o["socket"]) for o in result["outages"]}
+    assert ("alice", "producer") in sockets, "the producer kill was seen and recovered from"
+    assert ("bob", "consumer") in sockets, "the consumer kill was seen and recovered from"
