@@ -2,7 +2,7 @@
 killed (issue 14, items 2 and 5).
 
 `clients/js/e2e/kill-recovery.mjs` is an application with no reliability code of its own: Alice
-calls `send()` 200 times and awaits the acks, Bob listens for `message`. This test starts the
+calls `send()` 2,000 times and awaits the acks, Bob listens for `message`. This test starts the
 system (auth, producer, two consumers, embedded NATS and PostgreSQL on free ports), runs the
 script with node, and on its progress lines SIGKILLs the producer (by PID, a quarter of the way
 through the acks) and the consumer instance both clients are connected to (half-way through the
@@ -21,25 +21,42 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from rtm.local.runner import LocalSystem
+from rtm.local.settings import RunnerSettings
 from rtm.shared.settings import REPO_ROOT
 
 pytestmark = [pytest.mark.timeout(150)]
 
 JS = REPO_ROOT / "clients" / "js"
 SCRIPT = JS / "e2e" / "kill-recovery.mjs"
-MESSAGES = 200
+MESSAGES = 2000
+# The producer's frame rate limit, raised from 20/s so that the outbox keeps its whole window
+# (32 unacked sends) in flight: a kill then always lands on sends written but not acked.
+RATE = 5000
 KILL_PRODUCER_AT_ACK = MESSAGES // 4
 KILL_CONSUMER_AT_DELIVERY = MESSAGES // 2
 
 
 def _newest(paths: list[Path]) -> float:
     return max((p.stat().st_mtime for p in paths if p.exists()), default=0.0)
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSystem]:
+    """The whole system with two consumers (like tests/e2e/conftest.py), rate limit raised."""
+    settings = RunnerSettings.for_tests(
+        tmp_path_factory.mktemp("rtm-js"),
+        consumers=2,
+        service_env={"RTM_RATE_PER_SECOND": str(RATE), "RTM_RATE_BURST": str(RATE)},
+    )
+    with LocalSystem(settings, cleanup=True) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +83,7 @@ def test_sdk_delivers_exactly_once_in_order_while_producer_and_consumer_are_kill
         "RTM_JS_PRODUCER_URL": urls.producer,
         "RTM_JS_CONSUMER_URLS": ",".join(urls.consumers),
         "RTM_JS_MESSAGES": str(MESSAGES),
+        "RTM_JS_RATE": str(RATE - 1000),
     }
     killed: dict[str, float] = {}
     result: dict[str, Any] | None = None

@@ -17,13 +17,22 @@ const PRODUCER = env("RTM_JS_PRODUCER_URL");
 const CONSUMERS = env("RTM_JS_CONSUMER_URLS").split(",");
 const N = Number(process.env.RTM_JS_MESSAGES ?? 200);
 const TIMEOUT_MS = Number(process.env.RTM_JS_TIMEOUT_MS ?? 45_000);
+// The producer's frame rate limit of the system under test (its default is 20/s): the outbox
+// paces itself below it, so a raised limit keeps its whole window (32 sends) in flight.
+const RATE = process.env.RTM_JS_RATE ? Number(process.env.RTM_JS_RATE) : undefined;
 
 const t0 = Date.now();
 const now = () => Date.now() - t0;
 const say = (line) => process.stdout.write(JSON.stringify({ t: now(), ...line }) + "\n");
 
 function makeClient() {
-  return new Client({ authUrl: AUTH, producerUrl: PRODUCER, consumerUrl: CONSUMERS, store: new MemoryStore() });
+  return new Client({
+    authUrl: AUTH,
+    producerUrl: PRODUCER,
+    consumerUrl: CONSUMERS,
+    store: new MemoryStore(),
+    ...(RATE ? { outbox: { ratePerSecond: RATE, rateBurst: RATE } } : {}),
+  });
 }
 
 async function signUp(client, name) {
@@ -75,7 +84,7 @@ bob.on("message", (message) => {
   if (message.conversation_id !== conversation.id) return;
   delivered.push(message);
   deliveredAt.push(now());
-  say({ delivered: delivered.length });
+  if (delivered.length % 10 === 0) say({ delivered: delivered.length });
 });
 
 const ackedAt = [];
@@ -87,7 +96,7 @@ const acks = await Promise.race([
       alice.send(conversation.id, `message ${i}`).then((ack) => {
         ackedAt.push(now());
         if (ack.duplicate) duplicateAcks++;
-        say({ acked: ackedAt.length });
+        if (ackedAt.length % 10 === 0) say({ acked: ackedAt.length, unacked: alice.pending().length });
         return ack;
       }),
     ),
@@ -115,6 +124,7 @@ say({
     acked: acks.length,
     distinct_message_ids: new Set(acks.map((a) => a.message_id)).size,
     duplicate_acks: duplicateAcks,
+    resent_by_sdk: alice.resent,
     delivered: delivered.length,
     duplicates_delivered: duplicates,
     duplicates_dropped_by_sdk: bob.duplicatesDropped,

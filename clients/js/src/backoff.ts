@@ -5,7 +5,7 @@
 export interface BackoffOptions {
   /** First window, ms (default 250). */
   baseMs?: number;
-  /** Largest window, ms (default 10 000: a restarted server is found within ~10 s). */
+  /** Largest window, ms (default 5 000, as Socket.IO: a restarted server is found within ~5 s). */
   capMs?: number;
 }
 
@@ -15,7 +15,7 @@ export function backoffDelay(
   random: () => number = Math.random,
 ): number {
   const base = options.baseMs ?? 250;
-  const cap = options.capMs ?? 10_000;
+  const cap = options.capMs ?? 5_000;
   const window = Math.min(cap, base * 2 ** Math.min(attempt, 30));
   return Math.floor(random() * window);
 }

@@ -332,7 +332,7 @@ export class Client extends Emitter<ClientEvents> {
    * message for good (`validation_failed`, `forbidden`). */
   send(conversationId: string, body: string, options: { clientMsgId?: string } = {}): Promise<Ack> {
     if (!this.outbox) return Promise.reject(new RtmError("closed", "call connect() first"));
-    return this.outbox.add(conversationId, body, options.clientMsgId ?? crypto.randomUUID());
+    return this.outbox.add(conversationId, body, options.clientMsgId ?? uuid4());
   }
 
   /** Sends waiting for their ack. */
@@ -459,6 +459,11 @@ export class Client extends Emitter<ClientEvents> {
     return this.receiver?.duplicates ?? 0;
   }
 
+  /** Sends written again with the same `client_msg_id` (after reconnects, transient errors). */
+  get resent(): number {
+    return this.outbox?.resent ?? 0;
+  }
+
   /** End the session on the server (its sockets close 4503), then close. */
   async logout(): Promise<void> {
     const refreshToken = this.session?.current.refreshToken;
@@ -481,6 +486,17 @@ export class Client extends Emitter<ClientEvents> {
     this.session?.close();
     this.producer = this.consumer = undefined;
   }
+}
+
+/** A random UUID: `crypto.randomUUID` where there is one (it needs a secure context in
+ * browsers), else the same from `crypto.getRandomValues`. */
+export function uuid4(): string {
+  if (typeof crypto.randomUUID === "function") return crypto.randomUUID();
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6]! & 0x0f) | 0x40;
+  b[8] = (b[8]! & 0x3f) | 0x80;
+  const hex = Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
 function frameError(frame: ErrorFrame): RtmError {

@@ -6,6 +6,7 @@ import type { Ack, ErrorFrame } from "./types.js";
 interface Pending {
   entry: OutboxEntry;
   sent: boolean;
+  writes: number;
   notBefore: number;
   promise: Promise<Ack>;
   resolve: (ack: Ack) => void;
@@ -28,6 +29,8 @@ export interface OutboxOptions {
  * twice. Entries are written in the order `send()` was called. */
 export class Outbox {
   private readonly pending = new Map<string, Pending>();
+  /** Sends written again (after a reconnect or a transient error), for diagnostics and tests. */
+  resent = 0;
   private open = false;
   private tokens: number;
   private lastRefill = Date.now();
@@ -82,7 +85,7 @@ export class Outbox {
       reject = rej;
     });
     promise.catch(() => undefined); // restored entries have no caller awaiting them
-    const pending: Pending = { entry, sent: false, notBefore: 0, promise, resolve, reject };
+    const pending: Pending = { entry, sent: false, writes: 0, notBefore: 0, promise, resolve, reject };
     this.pending.set(entry.client_msg_id, pending);
     return pending;
   }
@@ -140,6 +143,7 @@ export class Outbox {
       }
       if (!this.write(sendFrame(p.entry))) return;
       this.tokens -= 1;
+      if (p.writes++ > 0) this.resent++;
       p.sent = true;
       inFlight++;
     }

@@ -17,6 +17,8 @@ export class Receiver {
   private readonly cursors = new Map<string, number>();
   private readonly catching = new Map<string, CatchUp>();
   private closed = false;
+  private readonly dirty = new Set<string>();
+  private flushTimer: ReturnType<typeof setTimeout> | undefined;
   /** Messages dropped as already delivered (resends at a seam), for diagnostics and tests. */
   duplicates = 0;
 
@@ -52,13 +54,27 @@ export class Receiver {
 
   forget(conversationId: string): void {
     this.cursors.delete(conversationId);
+    this.dirty.delete(conversationId);
     this.catching.delete(conversationId);
     void this.store.deleteCursor(this.userId, conversationId).catch(() => undefined);
   }
 
   private setCursor(conversationId: string, seq: number): void {
     this.cursors.set(conversationId, seq);
-    void this.store.putCursor(this.userId, conversationId, seq).catch(() => undefined);
+    this.dirty.add(conversationId);
+    // One write per conversation per burst, not per message (an IndexedDB transaction each).
+    this.flushTimer ??= setTimeout(() => this.flush(), 50);
+  }
+
+  /** Write the cursors that moved since the last flush. */
+  flush(): void {
+    clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    for (const id of this.dirty) {
+      const seq = this.cursors.get(id);
+      if (seq !== undefined) void this.store.putCursor(this.userId, id, seq).catch(() => undefined);
+    }
+    this.dirty.clear();
   }
 
   onMessage(message: Message): void {
@@ -165,6 +181,7 @@ export class Receiver {
 
   stop(): void {
     this.closed = true;
+    this.flush();
   }
 }
 
