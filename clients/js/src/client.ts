@@ -190,7 +190,7 @@ export class Client extends Emitter<ClientEvents> {
     await Promise.all([this.outbox.restore(), this.receiver.restore()]);
     const common = {
       socketFactory: this.options.webSocket ?? defaultSocketFactory,
-      token: () => this.requireSession().accessToken,
+      token: () => this.requireSession().fresh(),
       refresh: () => this.requireSession().refresh(),
       backoff: this.options.backoff,
       pingIntervalMs: this.options.pingIntervalMs,

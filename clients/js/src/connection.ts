@@ -38,7 +38,7 @@ export interface ConnectionOptions {
   urls: string[];
   socketFactory: SocketFactory;
   /** The access token to authenticate with (the first frame is always `auth`). */
-  token: () => string;
+  token: () => Promise<string>;
   /** Get a new access token (after 4505 / 4500). Rejects when the session has ended. */
   refresh: () => Promise<unknown>;
   /** The frame that makes the connection usable: `auth_ok` (producer) or `ready` (consumer). */
@@ -115,6 +115,13 @@ export class Connection {
     if (this.state === "closed" || this.state === "failed") return;
     this.setState(this.attempt === 0 && !this.socket ? "connecting" : "reconnecting", {});
     let socket: WebSocketLike;
+    let token: string;
+    try {
+      token = await this.options.token();
+    } catch {
+      this.setState("failed", { reason: "the session has ended" });
+      return;
+    }
     try {
       socket = await this.options.socketFactory(this.url);
     } catch {
@@ -129,7 +136,7 @@ export class Connection {
     this.ready = false;
     socket.onopen = () => {
       this.lastFrameAt = Date.now();
-      socket.send(JSON.stringify({ type: "auth", token: this.options.token() }));
+      socket.send(JSON.stringify({ type: "auth", token }));
       this.startPings();
     };
     socket.onmessage = (event) => {

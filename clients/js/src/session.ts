@@ -90,6 +90,15 @@ export class Session {
     (this.timer as { unref?: () => void }).unref?.();
   }
 
+  /** An access token that is not about to expire: the current one, or a refreshed one when it
+   * has less than `marginMs` left (a laptop back from sleep), so a socket does not open only to
+   * be closed 4505. */
+  async fresh(marginMs = 5_000): Promise<string> {
+    const left = (this.tokens.expiresAt ?? Infinity) - this.now();
+    if (left < marginMs && this.tokens.refreshToken) return this.refresh();
+    return this.tokens.accessToken;
+  }
+
   /** A new access token. Calls made while one refresh runs share it. */
   refresh(): Promise<string> {
     if (this.closed) return Promise.reject(new RtmError("closed", "the client is closed"));

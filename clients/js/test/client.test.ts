@@ -278,6 +278,26 @@ for (const code of [4501, 4503, 4504, 1008, 1009]) {
   });
 }
 
+test("connect() rejects when a socket is refused for good (4504 too many connections)", async () => {
+  const c0 = consumer();
+  c0.refuse = 4504;
+  const { client: c } = client(producer(), c0);
+  await assert.rejects(c.connect(), /consumer socket closed 4504/);
+  assert.equal(c0.sockets.length, 1);
+});
+
+test("an access token that expired meanwhile is refreshed before the socket opens", async () => {
+  const issued: string[] = [];
+  const p = producer();
+  const { client: c } = client(p, consumer(), {
+    routes: [refreshRoute(issued)],
+    tokens: { accessToken: token(-60), refreshToken: "r0", expiresAt: Date.now() - 60_000 },
+  });
+  await c.connect();
+  assert.equal(issued.length, 1, "one refresh shared by both sockets");
+  assert.equal(p.sockets[0]!.sent[0]!.token, issued[0]!.split("->")[1]);
+});
+
 test("4500: one refresh and one more try with the new token; a second 4500 is final", async () => {
   const issued: string[] = [];
   const c0 = consumer();
