@@ -415,10 +415,12 @@ export class Client extends Emitter<ClientEvents> {
     return this.call("consumer", `/v1/conversations/${encodeURIComponent(conversationId)}`);
   }
 
-  /** Create a conversation (a direct one again returns the existing one), and follow it. */
+  /** Create a conversation (a direct one again returns the existing one) and follow it: its
+   * messages after `last_seq` (all of a new one's) come as `message` events; older ones are
+   * history. */
   async createConversation(body: CreateConversation): Promise<Conversation> {
     const conversation = await this.call<Conversation>("producer", "/v1/conversations", { method: "POST", body });
-    this.receiver?.follow(conversation.id, 0);
+    this.receiver?.follow(conversation.id, conversation.last_seq);
     return conversation;
   }
 

@@ -393,3 +393,51 @@ test("markRead waits for the producer socket when it is down, keeping the highes
   await Promise.all(reads);
   assert.deepEqual(p.frames("read"), [{ type: "read", conversation_id: CONV, seq: 9 }]);
 });
+
+test("events: typing, read, presence and conversation pass through without their type", async () => {
+  const c0 = consumer();
+  const { client: c } = client(producer(), c0);
+  const seen: string[] = [];
+  c.on("typing", (e) => seen.push(`typing ${e.user_id}`));
+  c.on("read", (e) => seen.push(`read ${e.seq}`));
+  c.on("presence", (e) => seen.push(`presence ${e.status}`));
+  c.on("conversation", (e) => seen.push(`conversation ${e.event} ${"type" in e}`));
+  await c.connect();
+  c0.last.push({ type: "typing", conversation_id: CONV, user_id: "u2" });
+  c0.last.push({ type: "read", conversation_id: CONV, user_id: "u2", seq: 4 });
+  c0.last.push({ type: "presence", user_id: "u2", status: "online" });
+  c0.last.push({ type: "conversation", event: "member_removed", conversation: { id: CONV, kind: "group", title: null, members: [], created_at: "", last_seq: 0 } });
+  assert.deepEqual(seen, ["typing u2", "read 4", "presence online", "conversation member_removed false"]);
+});
+
+test("a conversation created while connected is followed from seq 1; joining one follows its head", async () => {
+  const c0 = consumer();
+  const OTHER = "0195f3a1-0a2b-7c3d-8e4f-000000000002";
+  const { client: c } = client(producer(), c0, { routes: [historyOf(2)] });
+  const got = received(c);
+  await c.connect();
+  const state = (id: string, last_seq: number) => ({ id, kind: "group", title: "t", members: [], created_at: "", last_seq });
+  c0.last.push({ type: "conversation", event: "created", conversation: state(CONV, 0) });
+  c0.last.push({ type: "conversation", event: "member_added", conversation: state(OTHER, 40) });
+  c0.last.push(message(2)); // 1 went missing (stored before the subscription): filled from history
+  c0.last.push(message(41, OTHER));
+  await until(() => got.length === 3, "1, 2 of the new one and 41 of the joined one");
+  assert.deepEqual(got.map((m) => `${m.conversation_id === CONV ? "new" : "joined"} ${m.seq}`).sort(), ["joined 41", "new 1", "new 2"]);
+  assert.deepEqual(c.cursors(), { [CONV]: 2, [OTHER]: 41 });
+});
+
+test("olderPages walks back from the newest page, each page ascending", async () => {
+  const route: Route = (url) => {
+    if (!url.pathname.endsWith("/messages")) return undefined;
+    const before = Number(url.searchParams.get("before_seq") ?? 8);
+    const limit = Number(url.searchParams.get("limit"));
+    const from = Math.max(1, before - limit);
+    const messages = [];
+    for (let seq = from; seq < before; seq++) messages.push(message(seq));
+    return { status: 200, body: { messages, has_more: from > 1 } };
+  };
+  const { client: c } = client(producer(), consumer(), { routes: [route] });
+  const pages: number[][] = [];
+  for await (const page of c.olderPages(CONV, { limit: 3 })) pages.push(page.map((m) => m.seq));
+  assert.deepEqual(pages, [[5, 6, 7], [2, 3, 4], [1]]);
+});
