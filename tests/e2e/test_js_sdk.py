@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,6 +74,26 @@ def node() -> str:
     return node
 
 
+class _ReadyWatch(threading.Thread):
+    """When a killed process is ready again (restarted by the supervisor), in seconds since
+    `started`: how much of an outage the server took, and how much the SDK's backoff added."""
+
+    def __init__(self, system: LocalSystem, name: str, started: float) -> None:
+        super().__init__(daemon=True)
+        self.system, self.name, self.started = system, name, started
+        self.ready_at: float | None = None
+
+    def run(self) -> None:
+        self.system.wait_ready([self.name], timeout=30)
+        self.ready_at = round(time.monotonic() - self.started, 2)
+
+
+def _when_ready(system: LocalSystem, name: str, started: float) -> _ReadyWatch:
+    watch = _ReadyWatch(system, name, started)
+    watch.start()
+    return watch
+
+
 def test_sdk_delivers_exactly_once_in_order_while_producer_and_consumer_are_killed(
     system: LocalSystem, node: str
 ) -> None:
@@ -86,6 +107,7 @@ def test_sdk_delivers_exactly_once_in_order_while_producer_and_consumer_are_kill
         "RTM_JS_RATE": str(RATE - 1000),
     }
     killed: dict[str, float] = {}
+    back: list[_ReadyWatch] = []
     result: dict[str, Any] | None = None
     started = time.monotonic()
     with subprocess.Popen(
@@ -102,6 +124,7 @@ def test_sdk_delivers_exactly_once_in_order_while_producer_and_consumer_are_kill
                 killed["producer"] = time.monotonic() - started
                 print(f"[test] kill -9 producer (pid {system.pid('producer')}) at {line.strip()}")
                 system.kill("producer")
+                back.append(_when_ready(system, "producer", started))
             elif (
                 event.get("delivered", 0) >= KILL_CONSUMER_AT_DELIVERY and "consumer" not in killed
             ):
@@ -110,10 +133,15 @@ def test_sdk_delivers_exactly_once_in_order_while_producer_and_consumer_are_kill
                     f"[test] kill -9 consumer-1 (pid {system.pid('consumer-1')}) at {line.strip()}"
                 )
                 system.kill("consumer-1")  # the first URL: where both clients are connected
+                back.append(_when_ready(system, "consumer-1", started))
         assert script.wait(timeout=30) == 0, "the script failed (its error is above)"
 
+    for thread in back:
+        thread.join(timeout=30)
     assert result is not None, "the script printed no result"
-    print(f"\nkilled at (s since the script started): {killed}\nresult: {json.dumps(result)}")
+    print(f"\nkilled at (s since the script started): {killed}")
+    print(f"ready again at: { {watch.name: watch.ready_at for watch in back} }")
+    print(f"result: {json.dumps(result)}")
     assert set(killed) == {"producer", "consumer"}, "both kills happened mid-conversation"
     assert result["acked"] == MESSAGES
     assert result["distinct_message_ids"] == MESSAGES, "a resend created a second message"
