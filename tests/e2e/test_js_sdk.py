@@ -32,10 +32,11 @@ from rtm.local.runner import LocalSystem
 from rtm.local.settings import RunnerSettings
 from rtm.shared.settings import REPO_ROOT
 
-pytestmark = [pytest.mark.timeout(150)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 
 JS = REPO_ROOT / "clients" / "js"
 SCRIPT = JS / "e2e" / "kill-recovery.mjs"
+REFRESH_SCRIPT = JS / "e2e" / "refresh-and-revoke.mjs"
 MESSAGES = 2000
 # The producer's frame rate limit, raised from 20/s so that the outbox keeps its whole window
 # (32 unacked sends) in flight: a kill then always lands on sends written but not acked.
@@ -154,3 +155,34 @@ def test_sdk_delivers_exactly_once_in_order_while_producer_and_consumer_are_kill
     sockets = {(o["who"], o["socket"]) for o in result["outages"]}
     assert ("alice", "producer") in sockets, "the producer kill was seen and recovered from"
     assert ("bob", "consumer") in sockets, "the consumer kill was seen and recovered from"
+
+
+def test_sdk_refreshes_in_band_and_stops_for_good_when_the_session_is_revoked(
+    system: LocalSystem, node: str
+) -> None:
+    """A refresh re-authenticates both open sockets (no reconnect); reusing the rotated refresh
+    token revokes the session, its sockets close 4503, and the SDK does not reconnect."""
+    urls = system.urls
+    env = {
+        **os.environ,
+        "RTM_JS_AUTH_URL": urls.auth,
+        "RTM_JS_PRODUCER_URL": urls.producer,
+        "RTM_JS_CONSUMER_URLS": ",".join(urls.consumers),
+    }
+    done = subprocess.run(
+        [node, str(REFRESH_SCRIPT)],
+        cwd=JS,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.splitlines()[-1])["result"]
+    print(f"result: {json.dumps(result)}")
+    assert result["rotated"]
+    assert result["delivered"] == ["before the refresh", "after the refresh"]
+    assert result["states_after_refresh"] == [], "the refresh reconnected a socket"
+    assert result["reuse_status"] == 401
+    assert sorted(result["states"]) == ["consumer:failed 4503", "producer:failed 4503"]

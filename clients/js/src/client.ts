@@ -153,6 +153,13 @@ export class Client extends Emitter<ClientEvents> {
     return grant;
   }
 
+  /** Refresh the tokens now (they are refreshed before expiry anyway); both sockets
+   * re-authenticate in-band, without reconnecting. */
+  async refreshTokens(): Promise<Tokens> {
+    await this.requireSession().refresh();
+    return this.requireSession().current;
+  }
+
   get userId(): string {
     return this.requireSession().userId;
   }
