@@ -4,7 +4,9 @@ import type { ErrorCode } from "./types.js";
  * (`{"error":{"code","message","field"?,"retry_after_ms"?}}`, docs/protocol.md §7). */
 export class RtmError extends Error {
   constructor(
-    readonly code: ErrorCode | "network" | "closed" | "session_ended" | string,
+    /** The protocol's error code, or the SDK's own: `network`, `closed`, `session_ended`,
+     * `store_failed`. */
+    readonly code: ErrorCode | "network" | "closed" | "session_ended" | "store_failed" | string,
     message: string,
     readonly status?: number,
     readonly field?: string,
@@ -20,4 +22,7 @@ export const TRANSIENT_CODES: ReadonlySet<string> = new Set([
   "unavailable",
   "rate_limited",
   "too_many_in_flight",
+  // Answers a `"wait":"stored"` send (a protocol addition the SDK does not ask for yet) that is
+  // accepted but not yet seen stored: resend the same id.
+  "not_stored_yet",
 ]);

@@ -72,7 +72,12 @@ export class Outbox {
       order: this.order++,
     };
     const pending = this.track(entry);
-    await this.store.putOutbox(this.userId, entry); // stored before it is ever written
+    try {
+      await this.store.putOutbox(this.userId, entry); // stored before it is ever written
+    } catch (error) {
+      this.pending.delete(clientMsgId); // not kept, so never sent: the caller hears why
+      throw new RtmError("store_failed", `the outbox could not store the message: ${String(error)}`);
+    }
     this.pump();
     return pending.promise;
   }

@@ -8,8 +8,9 @@ import type { Ack, ReadFrameOut, ResumeFrame, SendFrame, TypingFrameOut } from "
 export const MAX_RESUME_CONVERSATIONS = 1000;
 
 /** A `send` frame. Addition to come: `"wait":"stored"`, so the ack carries `seq` — add it here
- * (and read it in `ackSeq`). Unknown fields in frames are ignored, but the SDK waits for the
- * documented server before asking for it. */
+ * (and read it in `ackSeq`; its `not_stored_yet` error is already treated as transient). A
+ * server that does not know `wait` would ignore it, but its acks would carry no `seq`: the SDK
+ * asks only once the documented protocol has it. */
 export function sendFrame(entry: OutboxEntry): SendFrame {
   return {
     type: "send",
@@ -51,7 +52,8 @@ export function readFrame(conversationId: string, seq: number): ReadFrameOut {
   return { type: "read", conversation_id: conversationId, seq };
 }
 
-/** Whether a frame from the producer is the reply to a `read` (addition to come): never today. */
+/** Whether a frame from the producer is the reply to a `read` (addition to come, `read_ok`
+ * with the `conversation_id` and `seq` of the `read`): never today. */
 export function isReadReply(_frame: { type: string }): boolean {
   return false;
 }

@@ -441,3 +441,17 @@ test("olderPages walks back from the newest page, each page ascending", async ()
   for await (const page of c.olderPages(CONV, { limit: 3 })) pages.push(page.map((m) => m.seq));
   assert.deepEqual(pages, [[5, 6, 7], [2, 3, 4], [1]]);
 });
+
+test("a send the store cannot keep is refused at once and never written", async () => {
+  const store = new MemoryStore();
+  store.putOutbox = async () => {
+    throw new Error("quota exceeded");
+  };
+  const p = producer();
+  const { client: c } = client(p, consumer(), { store });
+  await c.connect();
+  await assert.rejects(c.send(CONV, "x"), { code: "store_failed" });
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(p.frames("send").length, 0);
+  assert.equal(c.pending().length, 0);
+});
