@@ -88,6 +88,7 @@ export class Client extends Emitter<ClientEvents> {
   private readonly producerUrls: string[];
   private readonly consumerUrls: string[];
   private session: Session | undefined;
+  private stateUser: string | undefined;
   private producer: Connection | undefined;
   private consumer: Connection | undefined;
   private outbox: Outbox | undefined;
@@ -181,20 +182,27 @@ export class Client extends Emitter<ClientEvents> {
     const session = this.requireSession();
     if (this.producer) return;
     const userId = session.userId;
-    this.outbox = new Outbox(
-      this.store,
-      userId,
-      (frame) => this.producer?.send(frame) ?? false,
-      (ack, entry) => this.emit("ack", ack, entry),
-      this.options.outbox,
-    );
-    this.receiver = new Receiver(
-      this.store,
-      userId,
-      (id, afterSeq, limit) => this.history(id, { afterSeq, limit }),
-      (message) => this.emit("message", message),
-    );
-    await Promise.all([this.outbox.restore(), this.receiver.restore()]);
+    if (this.stateUser !== userId) {
+      // Outbox and cursors belong to one user. The same user connecting again (after close(),
+      // or after a `failed` socket and a new sign-in) keeps them, and so keeps the promises of
+      // the sends still waiting for their ack.
+      this.stateUser = userId;
+      this.outbox = new Outbox(
+        this.store,
+        userId,
+        (frame) => this.producer?.send(frame) ?? false,
+        (ack, entry) => this.emit("ack", ack, entry),
+        this.options.outbox,
+      );
+      this.receiver = new Receiver(
+        this.store,
+        userId,
+        (id, afterSeq, limit) => this.history(id, { afterSeq, limit }),
+        (message) => this.emit("message", message),
+      );
+    }
+    this.receiver!.start();
+    await Promise.all([this.outbox!.restore(), this.receiver!.restore()]);
     const common = {
       socketFactory: this.options.webSocket ?? defaultSocketFactory,
       token: () => this.requireSession().fresh(),
@@ -485,7 +493,9 @@ export class Client extends Emitter<ClientEvents> {
     this.close();
   }
 
-  /** Close both sockets and stop every timer. Unacked sends stay in the store for next time. */
+  /** Close both sockets and stop every timer. Unacked sends stay in the store for next time
+   * (a later `connect()` of the same user, or a new Client over the same store, resends them).
+   * To recover from a `failed` socket: `close()`, sign in again, `connect()`. */
   close(): void {
     clearTimeout(this.resumeTimer);
     this.producer?.close();

@@ -55,6 +55,7 @@ export class Outbox {
 
   /** Entries a previous Client left in the store (a reload): resent first, in their order. */
   async restore(): Promise<void> {
+    for (const p of this.pending.values()) p.sent = false; // a new socket: all to write again
     for (const entry of await this.store.loadOutbox(this.userId)) {
       if (!this.pending.has(entry.client_msg_id)) this.track(entry);
       this.order = Math.max(this.order, entry.order + 1);

@@ -183,6 +183,17 @@ export class Receiver {
     this.closed = true;
     this.flush();
   }
+
+  /** Run again after `stop()`: catch-ups that were under way go on (a fresh loop each; the old
+   * ones see they were replaced and end). */
+  start(): void {
+    this.closed = false;
+    for (const [id, old] of this.catching) {
+      const state: CatchUp = { buffer: old.buffer };
+      this.catching.set(id, state);
+      void this.fill(id, state);
+    }
+  }
 }
 
 function sleep(ms: number): Promise<void> {

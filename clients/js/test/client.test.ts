@@ -455,3 +455,19 @@ test("a send the store cannot keep is refused at once and never written", async 
   assert.equal(p.frames("send").length, 0);
   assert.equal(c.pending().length, 0);
 });
+
+test("close() then connect() again: the sends waiting for an ack are resent and their promises resolve", async () => {
+  let hold = true;
+  const p = producer({ hold: () => hold });
+  const { client: c } = client(p, consumer());
+  await c.connect();
+  const sent = c.send(CONV, "across a close");
+  await until(() => p.frames("send").length === 1, "written");
+  c.close();
+  hold = false;
+  c.useTokens({ accessToken: token(), refreshToken: "r1" }); // signed in again, same user
+  await c.connect();
+  const ack = await sent;
+  assert.equal(ack.client_msg_id, p.frames("send")[0]!.client_msg_id);
+  assert.equal(p.frames("send").length, 2);
+});
