@@ -1,7 +1,11 @@
 import assert from "node:assert/strict";
 import { afterEach, test } from "node:test";
 import "fake-indexeddb/auto";
-import { Client, IndexedDbStore, MemoryStore, type Message, type Tokens } from "../src/index.js";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Client, IndexedDbStore, MemoryStore, type Message, type Store, type Tokens } from "../src/index.js";
+import { FileStore } from "../src/node.js";
 import {
   CONV,
   URLS,
@@ -20,7 +24,7 @@ afterEach(() => {
   while (open.length) open.pop()!.close();
 });
 
-function client(p: FakeServer, c: FakeServer, extra: { routes?: Route[]; store?: MemoryStore | IndexedDbStore; tokens?: Tokens } = {}) {
+function client(p: FakeServer, c: FakeServer, extra: { routes?: Route[]; store?: Store; tokens?: Tokens } = {}) {
   const fetch = fakeFetch(extra.routes ?? []);
   const made = new Client({
     ...URLS,
@@ -88,8 +92,11 @@ test("a send that was stored but not acked before the crash is acked duplicate a
   assert.equal(p.stored.length, 1);
 });
 
-test("a page reload resends what the last page left in IndexedDB", async () => {
-  const store = new IndexedDbStore(`reload-${Math.random()}`);
+for (const [where, makeStore] of [
+  ["IndexedDB (a page reload)", () => new IndexedDbStore(`reload-${Math.random()}`)],
+  ["a FileStore (a Node process restart)", () => new FileStore(join(mkdtempSync(join(tmpdir(), "rtm-js-")), "state.json"))],
+] as const) test(`the next Client resends what the last one left in ${where}`, async () => {
+  const store = makeStore();
   const silent = producer({ hold: () => true });
   const first = client(silent, consumer(), { store }).client;
   await first.connect();
