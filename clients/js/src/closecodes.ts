@@ -1,4 +1,4 @@
-/** What a WebSocket close code tells the client to do, from docs/protocol.md §8 (the table is
+/** What a WebSocket close code tells the client to do, from docs/protocol.md, "8. WebSocket close codes" (the table is
  * the contract; `test/closecodes.test.ts` holds this function to it code by code).
  *
  * - `reconnect`: with backoff (1000, 1001, 1006 no close frame, 1011, 1012, 4008 then `resume`).

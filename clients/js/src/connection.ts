@@ -29,7 +29,7 @@ export type ConnectionState =
   | "connecting"
   | "open"
   | "reconnecting"
-  | "failed" // a close code after which reconnecting is useless (docs/protocol.md §8)
+  | "failed" // a close code after which reconnecting is useless (docs/protocol.md, "8. WebSocket close codes")
   | "closed"; // closed by the application
 
 export interface ConnectionOptions {

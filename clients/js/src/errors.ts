@@ -1,7 +1,7 @@
 import type { ErrorCode } from "./types.js";
 
 /** An answer of the server that refused something: an error frame, or an HTTP error body
- * (`{"error":{"code","message","field"?,"retry_after_ms"?}}`, docs/protocol.md §7). */
+ * (`{"error":{"code","message","field"?,"retry_after_ms"?}}`, docs/protocol.md, "7. Error codes"). */
 export class RtmError extends Error {
   constructor(
     /** The protocol's error code, or the SDK's own: `network`, `closed`, `session_ended`,

@@ -1,5 +1,5 @@
 // The close codes the services publish (the `x-close-codes` table of each AsyncAPI document, the
-// same table as docs/protocol.md §8) against what the SDK does on each.
+// same table as docs/protocol.md, "8. WebSocket close codes") against what the SDK does on each.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
