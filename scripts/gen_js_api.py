@@ -30,9 +30,9 @@ def documents() -> dict[str, dict[str, Any]]:
     from rtm.producer.entrypoints import asyncapi as producer_asyncapi
     from rtm.producer.settings import ProducerSettings
 
-    producer = ProducerSettings(_env_file=None, migrate_on_start=False)  # type: ignore[call-arg]
-    consumer = ConsumerSettings(_env_file=None, migrate_on_start=False)  # type: ignore[call-arg]
-    auth = build_auth(AuthSettings(_env_file=None, migrate_on_start=False))  # type: ignore[call-arg]
+    producer = ProducerSettings(_env_file=None, migrate_on_start=False)
+    consumer = ConsumerSettings(_env_file=None, migrate_on_start=False)
+    auth = build_auth(AuthSettings(_env_file=None, migrate_on_start=False))
     try:
         auth_openapi = auth.http_app.openapi()
     finally:
