@@ -48,6 +48,8 @@ export interface ClientOptions {
   pingIntervalMs?: number;
   /** ...and replace it when nothing comes back within this (default 10 s). */
   pongTimeoutMs?: number;
+  /** Replace a socket not open and authenticated within this (default 10 s). */
+  handshakeTimeoutMs?: number;
   outbox?: OutboxOptions;
 }
 
@@ -210,6 +212,7 @@ export class Client extends Emitter<ClientEvents> {
       backoff: this.options.backoff,
       pingIntervalMs: this.options.pingIntervalMs,
       pongTimeoutMs: this.options.pongTimeoutMs,
+      handshakeTimeoutMs: this.options.handshakeTimeoutMs,
     };
     const opened = { producer: false, consumer: false };
     const firstOpen = new Promise<void>((resolve, reject) => {

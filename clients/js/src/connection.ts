@@ -46,6 +46,9 @@ export interface ConnectionOptions {
   backoff?: BackoffOptions | undefined;
   pingIntervalMs?: number | undefined;
   pongTimeoutMs?: number | undefined;
+  /** Give up on a socket that is not usable (open, authenticated) within this (default 10 s):
+   * a frozen server accepts nothing, refuses nothing, and TCP would wait minutes. */
+  handshakeTimeoutMs?: number | undefined;
   onFrame: (frame: { type: string; [key: string]: unknown }) => void;
   onOpen: () => void;
   onDown: () => void;
@@ -62,6 +65,7 @@ export class Connection {
   private attempt = 0;
   private urlIndex = 0;
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
+  private handshakeTimer: ReturnType<typeof setTimeout> | undefined;
   private pingTimer: ReturnType<typeof setInterval> | undefined;
   private lastFrameAt = 0;
   private ready = false;
@@ -134,6 +138,10 @@ export class Connection {
     }
     this.socket = socket;
     this.ready = false;
+    clearTimeout(this.handshakeTimer);
+    this.handshakeTimer = setTimeout(() => {
+      if (this.socket === socket && !this.ready) this.abandon(1006, "no answer in time", true);
+    }, this.options.handshakeTimeoutMs ?? 10_000);
     socket.onopen = () => {
       this.lastFrameAt = Date.now();
       socket.send(JSON.stringify({ type: "auth", token }));
@@ -149,6 +157,7 @@ export class Connection {
         return; // the server sends JSON only; ignore anything else
       }
       if (!this.ready && frame.type === this.options.readyType) {
+        clearTimeout(this.handshakeTimer);
         this.ready = true;
         this.attempt = 0;
         this.refreshedAfter4500 = false;
@@ -182,6 +191,7 @@ export class Connection {
   private abandon(code: number, reason: string, reconnect: boolean): void {
     const socket = this.socket;
     clearInterval(this.pingTimer);
+    clearTimeout(this.handshakeTimer);
     if (!socket) return;
     this.socket = undefined;
     const wasReady = this.ready;
@@ -200,6 +210,7 @@ export class Connection {
 
   private onClosed(code: number, reason: string, alreadyDown = false): void {
     clearInterval(this.pingTimer);
+    clearTimeout(this.handshakeTimer);
     const wasReady = this.ready;
     this.socket = undefined;
     this.ready = false;

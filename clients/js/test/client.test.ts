@@ -478,3 +478,32 @@ test("close() then connect() again: the sends waiting for an ack are resent and 
   assert.equal(ack.client_msg_id, p.frames("send")[0]!.client_msg_id);
   assert.equal(p.frames("send").length, 2);
 });
+
+test("a socket that never opens (a frozen server) is given up after the handshake timeout", async () => {
+  const frozen = consumer();
+  let freeze = true;
+  const factory = frozen.factory;
+  const sockets: string[] = [];
+  const c = new Client({
+    ...URLS,
+    fetch: fakeFetch([]),
+    store: new MemoryStore(),
+    webSocket: (url) => {
+      if (url.includes("producer")) return producer().factory(url);
+      sockets.push(url);
+      if (freeze) {
+        freeze = false;
+        return { readyState: 0, send() {}, close() {}, onopen: null, onmessage: null, onclose: null, onerror: null };
+      }
+      return factory(url);
+    },
+    backoff: { baseMs: 5, capMs: 20 },
+    handshakeTimeoutMs: 100,
+  });
+  open.push(c);
+  c.useTokens({ accessToken: token() });
+  const started = Date.now();
+  await c.connect();
+  assert.equal(sockets.length, 2);
+  assert.ok(Date.now() - started >= 100);
+});
