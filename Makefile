@@ -14,7 +14,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 
-.PHONY: run dev test tiers check unit integration e2e lock proto clean help install install-dev FORCE
+.PHONY: run dev test tiers check unit integration e2e lock proto clean help install install-dev FORCE js-test
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -50,6 +50,7 @@ dev: install ## like run, but each service reloads when its source changes
 
 test: install-dev ## the gate, the whole suite, then unit + integration on the other Pythons (CI)
 	$(BIN)/python scripts/check
+	$(MAKE) js-test
 	$(BIN)/python -m pytest
 	@for version in $(TEST_PYTHONS); do \
 	    $(MAKE) --no-print-directory install-dev VENV=.venv-$$version PYTHON=$$version || exit 1; \
@@ -75,6 +76,9 @@ check: install-dev ## format, lint, types and import contracts only
 
 unit: install-dev ## unit tests only (no I/O)
 	$(BIN)/python -m pytest tests/unit
+
+js-test: ## the TypeScript SDK (clients/js): npm ci from its lockfile, build, unit tests (node >= 20)
+	cd clients/js && npm ci --no-audit --no-fund && npm test
 
 # One lock for every supported Python (--universal: markers where they differ), resolved from the
 # oldest; the existing files are kept as preferences, so nothing is upgraded that need not be.

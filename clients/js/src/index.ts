@@ -1,0 +1,13 @@
+export { Client } from "./client.js";
+export type { ClientEvents, ClientOptions, ConnectionStates } from "./client.js";
+export { backoffDelay } from "./backoff.js";
+export type { BackoffOptions } from "./backoff.js";
+export { closeAction } from "./closecodes.js";
+export type { CloseAction } from "./closecodes.js";
+export type { ConnectionState, SocketFactory, WebSocketLike } from "./connection.js";
+export { RtmError } from "./errors.js";
+export type { OutboxOptions } from "./outbox.js";
+export type { Tokens } from "./session.js";
+export { IndexedDbStore, MemoryStore, defaultStore } from "./store.js";
+export type { OutboxEntry, Store } from "./store.js";
+export type * from "./types.js";
