@@ -83,6 +83,7 @@ PRODUCER_FRAMES: dict[str, tuple[type[BaseModel], Frame]] = {
         producer.ErrorFrame,
         producer.error_frame(RtmError(ErrorCode.FORBIDDEN, "not a member"), str(USER)),
     ),
+    "read_ok": (producer.ReadOkFrame, producer.read_ok(PEER, 42)),
     "auth_ok": (producer.AuthOkFrame, auth_ok(_claims())),
     "pong": (producer.PongFrame, PONG),
 }

@@ -8,7 +8,8 @@ fields, so clients may send additive extensions; HTTP bodies derive from `Reques
 them (422 `validation_failed` naming the field).
 
 WebSocket frames in: `SendFrame`, `TypingFrame`, `ReadFrame`, `AuthFrame`, `PingFrame`; out:
-`AckOut` (`Ack.to_wire()`), `ErrorFrame` (`error_frame`), `AuthOkFrame`, `PongFrame`. The AsyncAPI
+`AckOut` (`Ack.to_wire()`), `ErrorFrame` (`error_frame`), `ReadOkFrame` (`read_ok`), `AuthOkFrame`,
+`PongFrame`. The AsyncAPI
 document (`entrypoints/asyncapi.py`) is generated from these models, and a unit test checks what
 the builders emit against them.
 """
@@ -35,10 +36,12 @@ __all__ = [
     "PingFrame",
     "PongFrame",
     "ReadFrame",
+    "ReadOkFrame",
     "SendFrame",
     "SendMessageBody",
     "TypingFrame",
     "error_frame",
+    "read_ok",
 ]
 
 _EXAMPLE_USER = "0195f3a0-7c1e-7b1a-9d0e-3a5b7c9d1e2f"
@@ -106,6 +109,28 @@ class ReadFrame(_Frame):
     type: Literal["read"]
     conversation_id: uuid.UUID
     seq: StrictInt = Field(description="a message seq, 0 to 2^63-1")
+
+
+class ReadOkFrame(BaseModel):
+    """A `read` frame is accepted: the caller is a member, the seq is valid, and the marker is
+    handed to the consumer, which stores it (the highest one wins) and forwards it to the
+    members. For an answer that says what is stored, use the consumer's
+    `POST /v1/conversations/{id}/read`."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"type": "read_ok", "conversation_id": _EXAMPLE_CONVERSATION, "seq": 42}]
+        }
+    )
+
+    type: Literal["read_ok"]
+    conversation_id: uuid.UUID = Field(description="as in the `read` frame it answers")
+    seq: StrictInt = Field(description="as in the `read` frame it answers")
+
+
+def read_ok(conversation_id: uuid.UUID, seq: int) -> dict[str, object]:
+    """The `read_ok` frame (`ReadOkFrame`) answering a `read` of `seq` in `conversation_id`."""
+    return {"type": "read_ok", "conversation_id": str(conversation_id), "seq": seq}
 
 
 def error_frame(error: RtmError, ref: str | None) -> dict[str, object]:
