@@ -20,9 +20,17 @@ import uuid
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic.json_schema import SkipJsonSchema
 
 from rtm.shared.errors import RtmError
-from rtm.shared.frames import AuthFrame, AuthOkFrame, ErrorFrame, PingFrame, PongFrame
+from rtm.shared.frames import (
+    AuthFrame,
+    AuthOkFrame,
+    ErrorFrame,
+    PingFrame,
+    PongFrame,
+    absent_unless_set,
+)
 from rtm.shared.http import RequestBody
 
 __all__ = [
@@ -57,6 +65,14 @@ _NOT_BLANK_NO_NUL = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
 MAX_MEMBER_IDS = 999
 
 
+_WAIT = (
+    'optional: `"stored"` acks only once the consumer has stored the message in PostgreSQL, '
+    "with its `seq` (history holds it then); `not_stored_yet` if that takes longer than the "
+    "producer's `RTM_STORED_WAIT_S` (the message is not lost: resend the same `client_msg_id`). "
+    "Without it, the ack comes once JetStream has the message, without `seq`."
+)
+
+
 class _Frame(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -82,6 +98,7 @@ class SendFrame(_Frame):
     client_msg_id: uuid.UUID = Field(description="the client's idempotency key for this send")
     conversation_id: uuid.UUID
     body: StrictStr = Field(description="1 to 4096 characters after trimming; no NUL")
+    wait: Literal["stored", None] = Field(None, description=_WAIT)
 
 
 class TypingFrame(_Frame):
@@ -160,6 +177,7 @@ class SendMessageBody(RequestBody):
         description="1 to 4096 characters after trimming; no NUL",
         json_schema_extra={"minLength": 1, "maxLength": 4096, "pattern": _NOT_BLANK_NO_NUL},
     )
+    wait: Literal["stored", None] = Field(None, description=_WAIT)
 
 
 class AckOut(BaseModel):
@@ -186,6 +204,10 @@ class AckOut(BaseModel):
     stream_seq: int
     duplicate: bool
     accepted_at: str
+    seq: int | SkipJsonSchema[None] = absent_unless_set(
+        'the message\'s seq in its conversation: only in the ack of a `"wait":"stored"` send, '
+        "sent once history holds the message"
+    )
 
 
 class CreateConversationBody(RequestBody):

@@ -334,7 +334,13 @@ class ProducerConnection:
         elif kind == "send":
             send = validate_frame(SendFrame, frame)
             command = self._ctx.messages.validate(
-                SendMessage(self.user_id, send.client_msg_id, send.conversation_id, send.body)
+                SendMessage(
+                    self.user_id,
+                    send.client_msg_id,
+                    send.conversation_id,
+                    send.body,
+                    wait_stored=send.wait == "stored",
+                )
             )
             try:
                 self._pipeline.submit(command)
