@@ -26,6 +26,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, cast
+from urllib.parse import parse_qsl
 
 import picows
 from picows import picows as picows_impl
@@ -66,6 +67,7 @@ class PicowsSocket(picows.WSListener):
         "app",
         "disconnected",
         "headers",
+        "query_params",
     )
 
     def __init__(
@@ -80,6 +82,9 @@ class PicowsSocket(picows.WSListener):
         super().__init__()
         self.app = app
         self.headers: Mapping[str, str] = request.headers
+        # The upgrade request's query (the consumer reads its `cursors` and `resume`).
+        query = request.path.partition(b"?")[2].decode("latin-1")
+        self.query_params: Mapping[str, str] = dict(parse_qsl(query, keep_blank_values=True))
         self._handler = handler
         self._max = max_message_bytes
         self._linger = close_linger_s
