@@ -93,8 +93,9 @@ class DeliveryOrder:
         self._last: dict[uuid.UUID, int] = {}
         # Per conversation, the seq the client is known to hold everything up to when the
         # connection began sending it: its resume cursor, or one below the first live message
-        # sent without one. Written once per conversation (the hot path reads `_last` only).
-        self._start: dict[uuid.UUID, int] = {}
+        # sent without one. Written once per conversation (the hot path reads `_last` only);
+        # made on first use, so an idle connection carries no empty dict.
+        self._start: dict[uuid.UUID, int] | None = None
         # Live messages behind a catch-up (a fill, or a resume's) of their conversation.
         self._waiting: dict[uuid.UUID, Waiting] = {}
         # Live messages held until the first resume (None once the hold has ended).
@@ -121,7 +122,7 @@ class DeliveryOrder:
             self._waiting[conversation_id] = [(seq, frame)]
             return [StartFill(conversation_id, last)]
         if last is None:
-            self._start.setdefault(conversation_id, seq - 1)
+            self._started(conversation_id, seq - 1)
         self._last[conversation_id] = seq
         return [Send(frame)]
 
@@ -129,8 +130,14 @@ class DeliveryOrder:
         """Whether the connection began sending the conversation past `cursor + 1` (live, with
         no cursor to go by): a client at `cursor` then lacks messages it can no longer be sent
         in order, and its resume of the conversation is not complete (`recovered: false`)."""
-        start = self._start.get(conversation_id)
+        start = self._start.get(conversation_id) if self._start is not None else None
         return start is not None and start > cursor
+
+    def _started(self, conversation_id: uuid.UUID, known: int) -> None:
+        """The connection begins the conversation with the client holding up to `known`."""
+        if self._start is None:
+            self._start = {}
+        self._start.setdefault(conversation_id, known)
 
     def begin_catch_up(self, conversation_id: uuid.UUID) -> bool:
         """A resume starts catching the conversation up: its held messages, and the live ones
@@ -156,7 +163,7 @@ class DeliveryOrder:
 
         Sends what the connection lacks, then what waited and now follows on; what waited past
         a new gap is offered again (and starts another fill)."""
-        self._start.setdefault(conversation_id, after)
+        self._started(conversation_id, after)
         last = max(after, self._last.get(conversation_id, after))
         if not recovered:
             last = last_seq
@@ -204,7 +211,7 @@ class DeliveryOrder:
         """The client has the conversation up to `cursor` (its resume could not be served):
         from now on a live message past `cursor + 1` waits for a fill instead of being sent past
         the gap."""
-        self._start.setdefault(conversation_id, cursor)
+        self._started(conversation_id, cursor)
         self._last[conversation_id] = max(self._last.get(conversation_id, cursor), cursor)
 
     def begin_resume(self) -> None:
