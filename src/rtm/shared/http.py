@@ -46,7 +46,8 @@ _SCOPE_KEY = "rtm.request_id"
 
 class RequestIdMiddleware:
     """Gives each HTTP request its correlation id (see the module docstring). WebSockets pass
-    through: their handlers set a per-connection id (`rtm.shared.ws.connection_log_context`)."""
+    through: their handlers set a per-connection id
+    (`rtm.shared.ws.bind_connection_log_context`)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

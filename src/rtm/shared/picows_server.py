@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from types import MappingProxyType
 from typing import Any, cast
 from urllib.parse import parse_qsl
 
@@ -46,6 +47,10 @@ _NO_STATUS = 1005
 _ABNORMAL = 1006
 # How long a close we initiate may wait for the peer to take what was written before it.
 CLOSE_LINGER_S = 30.0
+# The request headers a WebSocket endpoint reads (authentication, origin check, correlation id).
+# Only these are kept for the connection's life: a client's full set costs ~2.5 KB per socket.
+KEPT_HEADERS = ("authorization", "origin", "x-request-id")
+NO_QUERY: Mapping[str, str] = MappingProxyType({})
 
 
 class PicowsSocket(picows.WSListener):
@@ -67,6 +72,8 @@ class PicowsSocket(picows.WSListener):
         "app",
         "disconnected",
         "headers",
+        "heard",
+        "keepalive",
         "query_params",
     )
 
@@ -81,10 +88,15 @@ class PicowsSocket(picows.WSListener):
     ) -> None:
         super().__init__()
         self.app = app
-        self.headers: Mapping[str, str] = request.headers
-        # The upgrade request's query (the consumer reads its `cursors` and `resume`).
-        query = request.path.partition(b"?")[2].decode("latin-1")
-        self.query_params: Mapping[str, str] = dict(parse_qsl(query, keep_blank_values=True))
+        self.headers: Mapping[str, str] = {
+            name: request.headers[name] for name in KEPT_HEADERS if name in request.headers
+        }
+        # The upgrade request's query (the consumer reads `cursors` and `resume`); most
+        # connections have none and share one empty mapping.
+        query = request.path.partition(b"?")[2]
+        self.query_params: Mapping[str, str] = (
+            dict(parse_qsl(query.decode("latin-1"), keep_blank_values=True)) if query else NO_QUERY
+        )
         self._handler = handler
         self._max = max_message_bytes
         self._linger = close_linger_s
@@ -97,11 +109,21 @@ class PicowsSocket(picows.WSListener):
         self._fragment_bytes = 0
         self._task: asyncio.Task[None] | None = None
         self.disconnected = False
+        # Set by `picows_protocol`'s route; `heard`: a frame came since the last sweep.
+        self.keepalive: Keepalive | None = None
+        self.heard = True
 
     # -- picows's side ------------------------------------------------------------------------
 
     def on_ws_connected(self, transport: picows.WSTransport) -> None:
         self._transport = transport
+        # picows keeps the upgrade request and its 101 response on the transport for the
+        # connection's life; their headers are read by now (`KEPT_HEADERS`) and are most of
+        # what an idle connection holds in Python objects.
+        transport.request.headers.clear()
+        transport.response.headers.clear()
+        if self.keepalive is not None:
+            self.keepalive.watch(self)
         # Held here: the loop keeps only a weak reference to a task.
         self._task = asyncio.create_task(self._serve(), name="ws-session")
 
@@ -116,6 +138,7 @@ class PicowsSocket(picows.WSListener):
                 self._transport.disconnect(graceful=True)
 
     def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
+        self.heard = True
         kind = frame.msg_type
         if kind == picows.WSMsgType.CLOSE:
             code: Any = frame.get_close_code()  # an int for codes picows's enum lacks (4xxx)
@@ -171,7 +194,23 @@ class PicowsSocket(picows.WSListener):
     def _gone(self, code: int) -> None:
         if not self.disconnected:
             self.disconnected = True
+            if self.keepalive is not None:
+                self.keepalive.forget(self)
             self._put({"type": "websocket.disconnect", "code": code})
+
+    def ping(self) -> None:
+        if self._transport is not None and not self.disconnected:
+            self._transport.send_ping()
+
+    def drop_unanswered(self, timeout: float) -> None:
+        """The peer has not answered a ping (nor sent anything) within `timeout`: 1001, and
+        drop the connection without waiting for it to read (it is gone, or does not read)."""
+        if self._transport is None or self.disconnected:
+            return
+        logger.debug("no pong within %.1fs: dropping the connection", timeout)
+        self._transport.send_close(picows.WSCloseCode.GOING_AWAY, b"no pong in time")
+        self._transport.disconnect(graceful=False)
+        self._gone(1001)
 
     # -- the endpoint's side (Starlette's WebSocket, the part we use) --------------------------
 
@@ -232,6 +271,50 @@ class PicowsSocket(picows.WSListener):
         self._gone(code)
 
 
+class Keepalive:
+    """Pings the connections of one server that have been quiet for `interval` seconds, from
+    one timer, and drops those that do not answer within `timeout` (1001).
+
+    Why not picows's own auto-ping: it runs a task per connection (the task, its coroutine, a
+    sleeping future and its timer: ~1.5 KB of an idle connection). Here a connection costs a
+    set entry and a flag. A sweep every `interval` pings each connection nothing was heard from
+    since the previous sweep, so a quiet connection is pinged after `interval` to 2 x `interval`
+    and dropped `timeout` later if still silent; anything it sends counts as an answer."""
+
+    def __init__(self, interval: float, timeout: float) -> None:
+        self._interval = interval
+        self._timeout = timeout
+        self._sockets: set[PicowsSocket] = set()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def watch(self, socket: PicowsSocket) -> None:
+        self._sockets.add(socket)
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._interval, self._sweep)
+
+    def forget(self, socket: PicowsSocket) -> None:
+        self._sockets.discard(socket)
+
+    def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        pinged = []
+        for socket in list(self._sockets):  # a ping that fails may drop a socket
+            if socket.heard:
+                socket.heard = False
+            else:
+                socket.ping()
+                pinged.append(socket)
+        if pinged:
+            loop.call_later(self._timeout, self._expire, pinged)
+        # Stops when the last connection has gone; `watch` starts it again.
+        self._timer = loop.call_later(self._interval, self._sweep) if self._sockets else None
+
+    def _expire(self, pinged: list[PicowsSocket]) -> None:
+        for socket in pinged:
+            if not socket.heard:
+                socket.drop_unanswered(self._timeout)
+
+
 def _abort_if_open(transport: picows.WSTransport) -> None:
     """The peer did not take what was written before our close frame in time: drop it all."""
     if not transport.is_disconnected:
@@ -274,8 +357,15 @@ def picows_protocol(
     handshake_timeout: float = 5.0,
 ) -> type:
     """A uvicorn `ws=` protocol class whose upgrades picows serves; `route` picks the listener
-    by request (None: 404). picows pings a connection idle for `ping_interval` seconds and
-    drops it when the pong does not come within `ping_timeout`."""
+    by request (None: 404). A connection quiet for `ping_interval` seconds is pinged and
+    dropped when the pong does not come within `ping_timeout` (`Keepalive`, one per server)."""
+    keepalive = Keepalive(ping_interval, ping_timeout)
+
+    def kept_alive(request: picows.WSUpgradeRequest) -> picows.WSListener | None:
+        listener = route(request)
+        if isinstance(listener, PicowsSocket):
+            listener.keepalive = keepalive
+        return listener
 
     def build() -> Any:
         # The arguments of picows's own ws_create_server (picows 2.3): see its source.
@@ -283,11 +373,11 @@ def picows_protocol(
             None,  # host and port (client side only)
             None,  # path (client side only)
             False,  # is_client_side
-            route,
+            kept_alive,
             logger,
             True,  # disconnect_on_exception
             handshake_timeout,
-            True,  # enable_auto_ping
+            False,  # enable_auto_ping: `Keepalive` pings, with one timer for every connection
             ping_interval,
             ping_timeout,
             picows.WSAutoPingStrategy.PING_WHEN_IDLE,

@@ -3,7 +3,7 @@ and a bounded outbound queue (PROTOCOL.md §3, §8).
 
 The handshake accepts either `Authorization: Bearer` on the upgrade request or, for browsers, a
 first frame `{"type":"auth","token":...}` within `timeout` seconds. Each connection has an id,
-logged as `conn` on every line logged while it is served (`connection_log_context`).
+logged as `conn` on every line logged while it is served (`bind_connection_log_context`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import contextlib
 import logging
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from enum import IntEnum
 from typing import Any, Protocol, runtime_checkable
 
@@ -22,7 +22,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from rtm.shared.errors import RtmError
 from rtm.shared.frames import parse_frame
-from rtm.shared.logging import correlation_id, log_context
+from rtm.shared.logging import bind_log_context, correlation_id
 from rtm.shared.tokens import AccessClaims, TokenError, TokenExpired, TokenVerifier
 
 logger = logging.getLogger(__name__)
@@ -92,13 +92,14 @@ class HandshakeFailed(Exception):
         self.reason = reason
 
 
-@contextlib.contextmanager
-def connection_log_context(websocket: ServerSocket) -> Iterator[str]:
-    """Serve a connection inside this block: every line logged meanwhile, by it and by the tasks
-    it starts, carries `conn`, the upgrade request's sane `X-Request-Id` or a fresh id."""
+def bind_connection_log_context(websocket: ServerSocket) -> str:
+    """Called first in the task that serves a connection (its own context): every line logged
+    from then on, by it and by the tasks it starts, carries `conn`, the upgrade request's sane
+    `X-Request-Id` or a fresh id; returns it. Bound rather than a `with` block: the context
+    ends with the task, and an idle connection does not hold two suspended generators."""
     conn = correlation_id(websocket.headers.get("x-request-id"))
-    with log_context(conn=conn):
-        yield conn
+    bind_log_context(conn=conn)
+    return conn
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -209,17 +210,21 @@ class Outbox:
         """Writes go straight to the socket: no writer task is needed."""
         return self._direct is not None
 
-    def put(self, frame: str) -> bool:
+    def put(self, frame: str | bytes) -> bool:
+        """Queue a text frame, given as text or as its UTF-8 bytes (a message written to many
+        sockets is encoded once, by its caller)."""
         if self._closed:
             return False
         if self._direct is not None:
-            data = frame.encode()
+            data = frame if isinstance(frame, bytes) else frame.encode()
             if self._direct.buffered_bytes() + len(data) > self._limit:
                 return self._overflow()
             if not self._direct.send_now(data):
                 self.close()
                 return False
             return True
+        if isinstance(frame, bytes):
+            frame = frame.decode()
         size = _utf8_size(frame)
         if self._queued_bytes + size > self._limit:
             return self._overflow()

@@ -16,18 +16,18 @@ from rtm.consumer.domain.ordering import (
 CONV, OTHER = uuid.uuid4(), uuid.uuid4()
 
 
-def frame(seq: int, conversation: uuid.UUID = CONV) -> str:
-    return f"{conversation}:{seq}"
+def frame(seq: int, conversation: uuid.UUID = CONV) -> bytes:
+    return f"{conversation}:{seq}".encode()
 
 
-def stored(*seqs: int) -> list[tuple[int, str]]:
+def stored(*seqs: int) -> list[tuple[int, bytes]]:
     return [(seq, frame(seq)) for seq in seqs]
 
 
 def sent(actions: list[Action]) -> list[int]:
     """The seqs of the frames the actions send (every other action must be absent)."""
     assert all(isinstance(a, Send) for a in actions), actions
-    return [int(a.frame.rsplit(":", 1)[1]) for a in actions if isinstance(a, Send)]
+    return [int(a.frame.rsplit(b":", 1)[1]) for a in actions if isinstance(a, Send)]
 
 
 def live(at: int = 0, *, max_waiting: int = 1000) -> DeliveryOrder:
@@ -52,6 +52,23 @@ def test_the_next_message_goes_out_at_once() -> None:
     order = live()
     assert sent(offer(order, 1, 2, 3)) == [1, 2, 3]
     assert order.last_sent(CONV) == 3
+
+
+def test_follows_on_answers_only_the_message_that_goes_out_now() -> None:
+    """The hub's per-socket fast path: True means sent (and recorded); False leaves every
+    other case, unchanged, to `offer`."""
+    order = live(at=3)
+    assert order.follows_on(CONV, 4)
+    assert order.last_sent(CONV) == 4
+    assert not order.follows_on(CONV, 4)  # a duplicate
+    assert not order.follows_on(CONV, 6)  # a gap: no fill started by the fast path
+    assert order.last_sent(CONV) == 4
+    assert offer(order, 6) == [StartFill(CONV, 4)]
+    assert not order.follows_on(CONV, 5)  # the next one, but a fill is running
+    assert order.follows_on(OTHER, 9)  # a conversation's first message, no hold
+    held = DeliveryOrder(max_waiting=10, holding=True)
+    assert not held.follows_on(CONV, 1)  # held until the first resume
+    assert held.last_sent(CONV) == 0
 
 
 def test_a_duplicate_is_dropped() -> None:

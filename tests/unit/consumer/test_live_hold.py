@@ -48,8 +48,8 @@ def connection(head: int) -> tuple[LiveConnection, FakeOutbox]:
     return conn, outbox
 
 
-def live(seq: int) -> str:
-    return message_frame(stored(seq)).decode()
+def live(seq: int) -> bytes:
+    return message_frame(stored(seq))
 
 
 async def test_live_messages_before_the_resume_wait_and_join_it_without_a_gap() -> None:
@@ -127,7 +127,7 @@ async def test_a_resume_slower_than_the_grace_period_still_sends_every_missed_me
     outbox = FakeOutbox()
     reads = cast(ReadService, SlowReads({other: 5, CONV: 10}))
     conn = LiveConnection(USER, uuid.uuid4(), cast(Outbox, outbox), reads, lambda c, r: None)
-    conn.offer(CONV, 11, message_frame(stored_in(CONV, 11)).decode())  # held until the resume
+    conn.offer(CONV, 11, message_frame(stored_in(CONV, 11)))  # held until the resume
     conn.begin_resume()
     asyncio.get_running_loop().call_later(0.1, conn.grace_over)  # passes mid-resume
     await conn.catch_up(other, 0)  # the resume catches up one conversation after another

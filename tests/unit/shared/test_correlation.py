@@ -28,7 +28,7 @@ from rtm.shared.logging import (
     log_context,
 )
 from rtm.shared.settings import CommonSettings
-from rtm.shared.ws import connection_log_context
+from rtm.shared.ws import bind_connection_log_context
 
 logger = logging.getLogger("tests.correlation")
 
@@ -156,12 +156,17 @@ def upgrade(*headers: tuple[bytes, bytes]) -> WebSocket:
     )
 
 
-def test_a_websocket_connection_has_one_id_as_conn(logs: pytest.LogCaptureFixture) -> None:
-    with connection_log_context(upgrade((b"x-request-id", b"conn-7"))) as conn:
+async def test_a_websocket_connection_has_one_id_as_conn(
+    logs: pytest.LogCaptureFixture,
+) -> None:
+    async def serve(request_id: bytes) -> str:  # as a connection's task does
+        conn = bind_connection_log_context(upgrade((b"x-request-id", request_id)))
         logger.info("connected")
-        assert context_field("conn") == conn == "conn-7"
-    with connection_log_context(upgrade((b"x-request-id", b"bad id"))) as fresh:
-        logger.info("connected")
+        assert context_field("conn") == conn
+        return conn
+
+    assert await asyncio.create_task(serve(b"conn-7")) == "conn-7"
+    fresh = await asyncio.create_task(serve(b"bad id"))
     assert uuid.UUID(fresh).version == 7
     connected = [r for r in logs.records if r.getMessage() == "connected"]
     assert [getattr(r, "conn", None) for r in connected] == ["conn-7", fresh]

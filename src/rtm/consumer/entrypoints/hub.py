@@ -98,7 +98,7 @@ class LiveConnection:
         metrics.frames_out(kind).inc()
         self._put(frame)
 
-    def _put(self, frame: str) -> None:
+    def _put(self, frame: str | bytes) -> None:
         """Queue a frame, uncounted: message frames are counted by whoever ran the actions,
         once per delivery or fill rather than once per socket (a counter's `inc` takes a lock:
         a message to a room of ten would take it ten times)."""
@@ -107,10 +107,16 @@ class LiveConnection:
             metrics.SLOW_CONSUMER_CLOSES.inc()
             self.close(CloseCode.SLOW_CONSUMER, "send queue full: reconnect and resume")
 
-    def offer(self, conversation_id: uuid.UUID, seq: int, frame: str) -> int:
+    def offer(self, conversation_id: uuid.UUID, seq: int, frame: bytes) -> int:
         """A live message; delivered now, dropped as a duplicate, or held behind a gap fill.
         Returns how many message frames were queued (0 or more: a fill's waiting ones may go
-        out with it); the caller counts them in rtm_consumer_frames_out_total."""
+        out with it); the caller counts them in rtm_consumer_frames_out_total.
+
+        The common case (it follows on) is written at once, without building actions: this
+        runs once per member socket of every message."""
+        if self._order.follows_on(conversation_id, seq):
+            self._put(frame)
+            return 1
         return self._run(self._order.offer(conversation_id, seq, frame))
 
     def _run(self, actions: list[Action]) -> int:
@@ -191,7 +197,7 @@ class LiveConnection:
         return recovery
 
     def _caught_up(self, conversation_id: uuid.UUID, after: int, recovery: Recovery) -> None:
-        messages = [(m.seq, message_frame(m).decode()) for m in recovery.messages]
+        messages = [(m.seq, message_frame(m)) for m in recovery.messages]
         self._run_counted(
             self._order.caught_up(
                 conversation_id,
@@ -301,17 +307,19 @@ class Hub:
         return sum(len(c) for c in self._by_user.values())
 
     def deliver(self, delivery: LiveDelivery) -> int:
-        """Push a stored message to local members' sockets; returns how many got it. The frame
-        is decoded to text once for all of them, and counted once per delivery."""
-        text: str | None = None
+        """Push a stored message to local members' sockets; returns how many got it. Every
+        socket is written the same bytes (as they came from the store's worker), and the
+        delivery is counted once."""
+        frame, conversation_id, seq = delivery.frame, delivery.conversation_id, delivery.seq
+        by_user = self._by_user
         delivered = 0
         sent = 0
         for member in delivery.members:
-            for connection in self._by_user.get(member, ()):
-                if text is None:
-                    text = delivery.frame.decode()
-                sent += connection.offer(delivery.conversation_id, delivery.seq, text)
-                delivered += 1
+            connections = by_user.get(member)
+            if connections:
+                for connection in connections:
+                    sent += connection.offer(conversation_id, seq, frame)
+                delivered += len(connections)
         if delivered:
             if sent:
                 metrics.frames_out("message").inc(sent)

@@ -59,9 +59,9 @@ from rtm.shared.ws import (
     ServerSocket,
     auth_ok,
     authenticate,
+    bind_connection_log_context,
     close_code_for,
     close_quietly,
-    connection_log_context,
     origin_allowed,
 )
 
@@ -405,8 +405,8 @@ def ws_protocol(app: FastAPI, settings: ConsumerSettings) -> type:
 
 
 async def serve_socket(websocket: ServerSocket) -> None:
-    with connection_log_context(websocket):
-        await _serve(websocket)
+    bind_connection_log_context(websocket)
+    await _serve(websocket)
 
 
 async def _serve(websocket: ServerSocket) -> None:

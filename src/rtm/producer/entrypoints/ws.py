@@ -80,8 +80,8 @@ from rtm.shared.ws import (
     ServerSocket,
     auth_ok,
     authenticate,
+    bind_connection_log_context,
     close_quietly,
-    connection_log_context,
     origin_allowed,
 )
 
@@ -123,12 +123,12 @@ def ws_protocol(app: FastAPI, settings: ProducerSettings) -> type:
 async def serve_socket(websocket: ServerSocket) -> None:
     """One producer WebSocket, under picows or any ASGI server."""
     context: ProducerContext = websocket.app.state.producer  # a picows socket is no HTTPConnection
-    with connection_log_context(websocket):
-        if isinstance(websocket, PicowsSocket):
-            # uvicorn logs the sockets it serves itself; picows does not (and neither logs the
-            # query string, where a client may have put a token).
-            logger.info('"WebSocket /v1/ws" accepted')
-        await ProducerConnection(websocket, context).serve()
+    bind_connection_log_context(websocket)
+    if isinstance(websocket, PicowsSocket):
+        # uvicorn logs the sockets it serves itself; picows does not (and neither logs the
+        # query string, where a client may have put a token).
+        logger.info('"WebSocket /v1/ws" accepted')
+    await ProducerConnection(websocket, context).serve()
 
 
 def _ref_of(kind: str, frame: dict[str, Any]) -> str | None:
