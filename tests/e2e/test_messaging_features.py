@@ -256,6 +256,22 @@ async def test_read_markers_are_fanned_out_stored_monotonic_and_counted_in_the_l
             await ws.close()
 
 
+async def test_a_senders_own_messages_are_never_unread(features: LocalSystem) -> None:
+    # Issue 14: storing a message moves its sender's read marker to it (never backwards).
+    urls = features.urls
+    alice, bob = await sign_up(urls), await sign_up(urls)
+    conversation = await group(urls, alice, bob)
+    await send(urls, bob, conversation, "b1")
+    await send(urls, alice, conversation, "a2", "a3")
+    await send(urls, bob, conversation, "b4")
+    await stored_up_to(urls, alice, conversation, 4)
+
+    mine = (await conversations(urls, alice, 1))[conversation]
+    assert (mine["last_seq"], mine["read_seq"], mine["unread_count"]) == (4, 3, 1)
+    theirs = (await conversations(urls, bob, 0))[conversation]
+    assert (theirs["read_seq"], theirs["unread_count"]) == (4, 0)
+
+
 # -- presence ------------------------------------------------------------------------------------
 
 

@@ -624,6 +624,7 @@ CONSUMER_ROUTES = {
     "list_conversations": Route("GET", "/v1/conversations"),
     "get_conversation": Route("GET", "/v1/conversations/{direct}"),
     "list_messages": Route("GET", "/v1/conversations/{direct}/messages"),
+    "mark_read": Route("POST", "/v1/conversations/{direct}/read", lambda s: {"seq": 0}),
 }
 
 

@@ -47,7 +47,7 @@ from rtm.shared.ws import CloseCode
 
 SPEC = REPO_ROOT / "tests" / "support" / "asyncapi-3.0.0.json"
 
-PRODUCER_EMITS = {"ack", "error", "auth_ok", "pong"}
+PRODUCER_EMITS = {"ack", "error", "read_ok", "auth_ok", "pong"}
 CONSUMER_EMITS = {
     "ready",
     "message",
@@ -154,7 +154,8 @@ def test_a_broken_document_fails_validation(breakage: str) -> None:
 
 
 def test_producer_document_lists_every_frame_the_producer_accepts_and_emits() -> None:
-    """Received: exactly the frame types `ws.py` parses; sent: ack, error, auth_ok, pong."""
+    """Received: exactly the frame types `ws.py` parses; sent: ack, error, read_ok, auth_ok,
+    pong."""
     document = producer_document()
     assert _messages(document, "receive") == set(producer_ws.FRAME_TYPES)
     assert _messages(document, "send") == PRODUCER_EMITS

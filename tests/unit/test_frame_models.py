@@ -77,12 +77,14 @@ def _rate_limited() -> RtmError:
 PRODUCER_FRAMES: dict[str, tuple[type[BaseModel], Frame]] = {
     "ack": (producer.AckOut, Ack(USER, PEER, 7, False, AT).to_wire()),
     "ack duplicate": (producer.AckOut, Ack(USER, PEER, 7, True, AT).to_wire()),
+    "ack stored": (producer.AckOut, Ack(USER, PEER, 7, False, AT, seq=3).to_wire()),
     "error with field": (producer.ErrorFrame, producer.error_frame(_validation_error(), "x")),
     "error with retry": (producer.ErrorFrame, producer.error_frame(_rate_limited(), None)),
     "error plain": (
         producer.ErrorFrame,
         producer.error_frame(RtmError(ErrorCode.FORBIDDEN, "not a member"), str(USER)),
     ),
+    "read_ok": (producer.ReadOkFrame, producer.read_ok(PEER, 42)),
     "auth_ok": (producer.AuthOkFrame, auth_ok(_claims())),
     "pong": (producer.PongFrame, PONG),
 }

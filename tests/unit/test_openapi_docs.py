@@ -153,3 +153,36 @@ def test_every_request_body_has_an_example(app: FastAPI) -> None:
     ]
     assert bodies or app.title == "rtm consumer"  # the consumer's HTTP API only reads
     assert [name for name, body in bodies if not has_example(document, body)] == []
+
+
+def test_every_protected_operation_names_the_bearer_scheme(app: FastAPI) -> None:
+    # Swagger UI's "Authorize" / "Try it out" sends `Authorization: Bearer <token>` only for
+    # operations whose `security` names an http bearer scheme (issue 14).
+    document = app.openapi()
+    schemes = document.get("components", {}).get("securitySchemes", {})
+    public = {
+        "POST /v1/auth/register",
+        "POST /v1/auth/login",  # its 401 is for wrong credentials
+        "POST /v1/auth/refresh",
+        "GET /.well-known/jwks.json",
+    }
+    protected = [
+        (f"{method.upper()} {path}", op)
+        for path, method, op in operations(document)
+        if path not in OPERATIONAL
+        and not path.startswith(DOCS_PREFIX)
+        and f"{method.upper()} {path}" not in public
+    ]
+    assert protected
+    for name, op in protected:
+        requirements = op.get("security", [])
+        assert requirements, f"{name} answers 401 but names no security scheme"
+        for requirement in requirements:
+            for scheme_name in requirement:
+                scheme = schemes[scheme_name]
+                assert (scheme["type"], scheme["scheme"]) == ("http", "bearer"), name
+                assert scheme.get("bearerFormat") == "JWT", name
+
+
+def test_swagger_ui_keeps_the_token_across_reloads(app: FastAPI) -> None:
+    assert (app.swagger_ui_parameters or {}).get("persistAuthorization") is True

@@ -1,7 +1,8 @@
 """The receiving client of a chaos run: one user on one consumer instance, resuming.
 
-On every connection it waits for `ready`, sends `resume` with the last seq it saw of each of its
-conversations (0 at first), and records every `message` event of that connection, per
+On every connection (made with `?resume=1`: it says it will resume, so the consumer holds live
+messages until it has) it waits for `ready`, sends `resume` with the last seq it saw of each of
+its conversations (0 at first), and records every `message` event of that connection, per
 conversation, in arrival order. When the connection drops (the instance was killed or stopped,
 a close 1012, 4008, 4505…) it reconnects to the same instance, which may take a few seconds to
 come back, and resumes from its cursors again. It never judges what it was sent: the checker
@@ -89,7 +90,9 @@ class ResumingReceiver:
     ) -> None:
         self.name = name
         self.credentials = credentials
-        self.url = url
+        # `?resume=1`: hold live messages for the resume (PROTOCOL.md §6), so the checker can
+        # expect every connection to start at its cursors.
+        self.url = url + ("&" if "?" in url else "?") + "resume=1"
         self.conversations = list(conversations)
         self.clock = clock
         self.deliveries = deliveries

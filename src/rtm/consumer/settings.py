@@ -39,8 +39,8 @@ class ConsumerSettings(WebSocketClientSettings):
     resume_grace_s: float = Field(
         1.0,
         ge=0,
-        description="a new socket holds live messages until its first `resume`, at most this "
-        "long (so none is pushed past the client's cursor); 0: no hold",
+        description="a socket opened with `?resume=1` holds live messages until its first "
+        "`resume`, at most this long (so none is pushed past the client's cursor); 0: no hold",
     )
     max_resume_conversations: int = Field(
         1000,

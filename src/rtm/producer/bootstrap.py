@@ -142,6 +142,7 @@ def build(settings: ProducerSettings, *, verifier: TokenVerifier | None = None) 
             max_body_chars=settings.max_body_chars,
             now=utcnow,
             new_id=new_id,
+            stored_wait_s=settings.stored_wait_s,
         ),
         conversations=ConversationService(
             repository,

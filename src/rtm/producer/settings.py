@@ -49,6 +49,12 @@ class ProducerSettings(WebSocketClientSettings):
     publish_timeout_s: float = Field(
         2.0, gt=0, description="how long a send waits for JetStream's PubAck before `unavailable`"
     )
+    stored_wait_s: float = Field(
+        5.0,
+        gt=0,
+        description='how long a `"wait":"stored"` send waits, after the PubAck, for PostgreSQL '
+        "to hold it before `not_stored_yet`",
+    )
     db_lookup_timeout_s: float = Field(
         0.5,
         gt=0,

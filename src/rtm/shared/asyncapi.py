@@ -68,6 +68,9 @@ ERROR_CODES: Mapping[ErrorCode, str] = {
     ErrorCode.TOO_MANY_IN_FLIGHT: "too many unacked sends",
     ErrorCode.UNAVAILABLE: "the bus or database cannot take it now; retry with the same "
     "`client_msg_id`",
+    ErrorCode.NOT_STORED_YET: 'a `"wait":"stored"` send is accepted (in JetStream, not lost) but '
+    "not seen stored in time; resend the same `client_msg_id` after `retry_after_ms` for its "
+    "ack with `seq` (producer only)",
     ErrorCode.INTERNAL: "a bug; logged with a correlation id that the message repeats",
 }
 

@@ -28,6 +28,7 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "rate_limited"
     TOO_MANY_IN_FLIGHT = "too_many_in_flight"
     UNAVAILABLE = "unavailable"
+    NOT_STORED_YET = "not_stored_yet"
     INTERNAL = "internal"
 
 
@@ -43,6 +44,7 @@ _HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.RATE_LIMITED: 429,
     ErrorCode.TOO_MANY_IN_FLIGHT: 429,
     ErrorCode.UNAVAILABLE: 503,
+    ErrorCode.NOT_STORED_YET: 503,
     ErrorCode.INTERNAL: 500,
 }
 

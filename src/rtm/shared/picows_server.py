@@ -25,7 +25,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from types import MappingProxyType
 from typing import Any, cast
+from urllib.parse import parse_qsl
 
 import picows
 from picows import picows as picows_impl
@@ -48,6 +50,7 @@ CLOSE_LINGER_S = 30.0
 # The request headers a WebSocket endpoint reads (authentication, origin check, correlation id).
 # Only these are kept for the connection's life: a client's full set costs ~2.5 KB per socket.
 KEPT_HEADERS = ("authorization", "origin", "x-request-id")
+NO_QUERY: Mapping[str, str] = MappingProxyType({})
 
 
 class PicowsSocket(picows.WSListener):
@@ -71,6 +74,7 @@ class PicowsSocket(picows.WSListener):
         "headers",
         "heard",
         "keepalive",
+        "query_params",
     )
 
     def __init__(
@@ -87,6 +91,12 @@ class PicowsSocket(picows.WSListener):
         self.headers: Mapping[str, str] = {
             name: request.headers[name] for name in KEPT_HEADERS if name in request.headers
         }
+        # The upgrade request's query (the consumer reads `cursors` and `resume`); most
+        # connections have none and share one empty mapping.
+        query = request.path.partition(b"?")[2]
+        self.query_params: Mapping[str, str] = (
+            dict(parse_qsl(query.decode("latin-1"), keep_blank_values=True)) if query else NO_QUERY
+        )
         self._handler = handler
         self._max = max_message_bytes
         self._linger = close_linger_s

@@ -183,8 +183,9 @@ class Receiver:
 
 
 async def open_receiver(base: str, user: User, clock: Clock) -> tuple[Receiver, asyncio.Task[None]]:
-    """A socket past `ready` (which needs no database), with its reader running."""
-    ws = await websockets.connect(f"ws://{base}/v1/ws", additional_headers=user.headers)
+    """A socket past `ready` (which needs no database), with its reader running. It says it
+    will resume (`?resume=1`): its resumes from 0 then find nothing sent live before them."""
+    ws = await websockets.connect(f"ws://{base}/v1/ws?resume=1", additional_headers=user.headers)
     began = clock.now()
     while True:
         remaining = ANSWER_BOUND_S - (clock.now() - began)

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 
+from rtm.consumer.adapters.postgres_queries import PostgresMessageQueries
 from rtm.consumer.adapters.postgres_store import PostgresMessageStore
 from rtm.consumer.domain.exceptions import Fenced, OffsetMoved, Unavailable
 from rtm.consumer.domain.model import Claim, FenceToken, Pending, StreamPosition
@@ -363,3 +364,75 @@ async def test_a_fenced_batch_leaves_no_trace_and_names_the_holder(
         assert await conn.fetchval("SELECT count(*) FROM messaging.conversation_heads") == 0
     finally:
         await conn.close()
+
+
+async def read_markers(database_url: str) -> dict[tuple[uuid.UUID, uuid.UUID], int]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch("SELECT conversation_id, user_id, seq FROM messaging.read_markers")
+    finally:
+        await conn.close()
+    return {(r["conversation_id"], r["user_id"]): int(r["seq"]) for r in rows}
+
+
+async def test_a_sender_has_read_its_own_messages_and_its_marker_never_moves_back(
+    database_url: str, store: PostgresMessageStore
+) -> None:
+    # Issue 14: the sender's own messages are never unread; the batch moves its read marker to
+    # its last message of the batch, in the same statement, never backwards.
+    a, b, c = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    first = await create_conversation(database_url, [a, b])
+    second = await create_conversation(database_url, [b, c])
+    await store.claim(PARTITION, TOKEN)
+    conn = await asyncpg.connect(database_url)
+    try:  # c has read further than its coming message (a marker ahead, e.g. from another device)
+        await conn.execute(
+            "INSERT INTO messaging.read_markers (conversation_id, user_id, seq) VALUES ($1, $2, 9)",
+            second,
+            c,
+        )
+    finally:
+        await conn.close()
+
+    await store.store_batch(
+        PARTITION,
+        TOKEN,
+        0,
+        at(5),
+        [
+            pending(1, first, a),
+            pending(2, first, b),
+            pending(3, first, a),
+            pending(4, second, c),
+            pending(5, second, b),
+        ],
+    )
+
+    assert await read_markers(database_url) == {
+        (first, a): 3,
+        (first, b): 2,
+        (second, c): 9,  # never backwards
+        (second, b): 2,
+    }
+    async with opened_database(database_url, Unavailable) as database:
+        queries = PostgresMessageQueries(database)
+        mine = await queries.conversation(first, a)
+        theirs = await queries.conversation(first, b)
+    assert mine is not None
+    assert theirs is not None
+    assert (mine.last_seq, mine.read_seq, mine.unread_count) == (3, 3, 0)
+    assert (theirs.read_seq, theirs.unread_count) == (2, 1)  # a's message 3 is b's unread
+
+
+async def test_a_fenced_batch_moves_no_read_marker(
+    database_url: str, store: PostgresMessageStore
+) -> None:
+    user = uuid.uuid4()
+    conversation = await create_conversation(database_url, [user])
+    await store.claim(PARTITION, TOKEN)
+    await store.claim(PARTITION, FenceToken(TOKEN.epoch, TOKEN.revision + 1))
+
+    with pytest.raises(Fenced):
+        await store.store_batch(PARTITION, TOKEN, 0, at(1), [pending(1, conversation, user)])
+
+    assert await read_markers(database_url) == {}

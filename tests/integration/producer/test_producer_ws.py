@@ -315,6 +315,26 @@ async def test_typing_is_published_once_per_interval_and_read_markers_always(
     await reads_sub.unsubscribe()
 
 
+async def test_a_read_frame_is_answered_read_ok_once_handed_on(
+    shared_producer: str, new_user: NewUser, shared_nc: NatsClient
+) -> None:
+    # Issue 14: a `read` gets a reply, `read_ok` with the conversation and seq it named (after
+    # the marker event is published); a refused one still gets an error frame instead.
+    alice, _, conversation = await direct(shared_producer, new_user)
+    reads, reads_sub = await collect(shared_nc, READ_EVENTS)
+    foreign = str(uuid.uuid4())
+    async with open_socket(shared_producer, alice) as ws:
+        await ws.send({"type": "read", "conversation_id": conversation, "seq": 7})
+        assert await ws.recv() == {"type": "read_ok", "conversation_id": conversation, "seq": 7}
+        event = ReadEvent.decode(await asyncio.wait_for(reads.get(), 5))
+        assert (str(event.conversation_id), event.user_id, event.seq) == (conversation, alice.id, 7)
+        await ws.send({"type": "read", "conversation_id": foreign, "seq": 1})
+        refused = await ws.recv()
+        assert (refused["type"], refused["code"]) == ("error", "forbidden")
+        await ws.ping()
+    await reads_sub.unsubscribe()
+
+
 async def test_plain_http_on_the_socket_path_is_not_a_websocket(shared_producer: str) -> None:
     with pytest.raises(InvalidStatus):
         await websockets.asyncio.client.connect(

@@ -253,3 +253,53 @@ def test_an_abandoned_catch_up_drops_what_waited() -> None:
     offer(order, 4)
     order.catch_up_abandoned(CONV)
     assert offer(order, 5) == [StartFill(CONV, 1)]
+
+
+# A resume after live messages went out (issue 14: no hold unless the client asks for one)
+
+
+def test_a_resume_behind_what_went_out_live_never_sends_out_of_order_and_says_so() -> None:
+    # No hold: 5 goes out live at once. The client then resumes from 2: 3 and 4 can no longer
+    # be sent (they would follow 5), so the conversation is reported not recovered.
+    order = DeliveryOrder(max_waiting=1000, holding=False)
+    assert sent(offer(order, 5)) == [5]
+    order.begin_resume()
+    order.begin_catch_up(CONV)
+    assert offer(order, 6) == []  # waits behind the catch-up
+    actions = order.caught_up(CONV, 2, stored(3, 4, 5, 6), last_seq=6, recovered=True)
+    assert sent(actions) == [6]  # 3 and 4 never after 5
+    assert order.missed_before(CONV, 2) is True
+    assert sent(offer(order, 7)) == [7]
+
+
+def test_a_resume_from_just_before_what_went_out_live_is_complete() -> None:
+    order = DeliveryOrder(max_waiting=1000, holding=False)
+    assert sent(offer(order, 5, 6)) == [5, 6]
+    order.begin_catch_up(CONV)
+    actions = order.caught_up(CONV, 4, stored(5, 6, 7), last_seq=7, recovered=True)
+    assert sent(actions) == [7]
+    assert order.missed_before(CONV, 4) is False
+    assert order.missed_before(CONV, 6) is False
+
+
+def test_a_resume_of_a_conversation_not_sent_yet_is_complete() -> None:
+    order = DeliveryOrder(max_waiting=1000, holding=False)
+    order.begin_catch_up(CONV)
+    assert sent(order.caught_up(CONV, 2, stored(3), last_seq=3, recovered=True)) == [3]
+    assert order.missed_before(CONV, 2) is False
+    assert order.missed_before(OTHER, 0) is False
+
+
+def test_a_resume_after_the_grace_period_let_held_messages_out_says_what_it_missed() -> None:
+    order = DeliveryOrder(max_waiting=1000)
+    offer(order, 8)
+    assert sent(order.grace_over()) == [8]
+    assert order.missed_before(CONV, 3) is True
+    assert order.missed_before(CONV, 7) is False
+
+
+def test_a_connection_kept_at_a_cursor_it_could_not_resume_from_missed_nothing() -> None:
+    order = DeliveryOrder(max_waiting=1000, holding=False)
+    order.keep_from(CONV, 4)
+    assert offer(order, 6) == [StartFill(CONV, 4)]
+    assert order.missed_before(CONV, 4) is False

@@ -162,7 +162,7 @@ async def test_with_postgresql_up_a_stored_duplicate_is_still_decided_by_it(
     """A cache hit does not skip the 'already stored?' lookup: it is the primary check."""
     await world.messages.send(world.send())
     key = uuid.uuid4()
-    stored = StoredSend(uuid.uuid4(), 77, world.clock.start)
+    stored = StoredSend(uuid.uuid4(), 77, world.clock.start, 1)
     world.repository.stored[(world.alice, key)] = stored
     ack = await world.messages.send(world.send(client_msg_id=key))
     assert ack == Ack(key, stored.message_id, 77, True, stored.accepted_at)

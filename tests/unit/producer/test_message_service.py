@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import replace
 
 import pytest
 
-from rtm.producer.domain.exceptions import Forbidden, Unavailable, ValidationFailed
+from rtm.producer.domain.exceptions import (
+    Forbidden,
+    NotStoredYet,
+    Unavailable,
+    ValidationFailed,
+)
 from rtm.producer.domain.model import (
     Ack,
     Conversation,
@@ -102,7 +108,7 @@ async def test_resend_within_the_stream_window_acks_the_original(world: World) -
 async def test_resend_of_a_stored_message_is_answered_from_the_database(world: World) -> None:
     """After the JetStream window PostgreSQL decides: no publish at all."""
     key = uuid.uuid4()
-    stored = StoredSend(uuid.uuid4(), 77, world.clock.start)
+    stored = StoredSend(uuid.uuid4(), 77, world.clock.start, 1)
     world.repository.stored[(world.alice, key)] = stored
     ack = await world.service.send(world.send(client_msg_id=key))
     assert ack == Ack(key, stored.message_id, 77, True, stored.accepted_at)
@@ -112,7 +118,7 @@ async def test_resend_of_a_stored_message_is_answered_from_the_database(world: W
 async def test_stored_duplicate_wins_even_after_leaving_the_conversation(world: World) -> None:
     """The answer to a retry does not change because membership changed since."""
     key = uuid.uuid4()
-    world.repository.stored[(world.eve, key)] = StoredSend(uuid.uuid4(), 5, world.clock.start)
+    world.repository.stored[(world.eve, key)] = StoredSend(uuid.uuid4(), 5, world.clock.start, 1)
     ack = await world.service.send(world.send(sender=world.eve, client_msg_id=key))
     assert ack.duplicate
 
@@ -183,3 +189,100 @@ async def test_a_duplicate_is_logged_at_debug_with_the_original_id(
         first.message_id,
         key,
     )
+
+
+# -- "wait":"stored" (issue 14) ------------------------------------------------------------------
+
+
+class Consumer:
+    """Stands in for the consumer: stores the published sends after `after` polls' sleeps."""
+
+    def __init__(self, world: World, after: int) -> None:
+        self.world = world
+        self.after = after
+        self.sleeps = 0
+
+    async def sleep(self, seconds: float) -> None:
+        await self.world.clock.sleep(seconds)
+        self.sleeps += 1
+        if self.sleeps == self.after:
+            for n, message in enumerate(self.world.publisher.stream, start=1):
+                self.world.repository.stored[(message.sender_id, message.client_msg_id)] = (
+                    StoredSend(message.message_id, n, message.accepted_at, 10 + n)
+                )
+
+
+def waiting_service(world: World, consumer: Consumer, wait_s: float = 5.0) -> MessageService:
+    return MessageService(
+        membership_for(world.repository, world.clock),
+        world.publisher,
+        max_body_chars=4096,
+        now=world.clock.now,
+        new_id=uuid.uuid4,
+        stored_wait_s=wait_s,
+        monotonic=world.clock.monotonic,
+        sleep=consumer.sleep,
+    )
+
+
+def waiting(world: World, client_msg_id: uuid.UUID | None = None) -> SendMessage:
+    return replace(world.send(" hi ", client_msg_id=client_msg_id), wait_stored=True)
+
+
+async def test_a_send_that_waits_is_acked_once_stored_with_its_seq(world: World) -> None:
+    consumer = Consumer(world, after=3)
+    ack = await waiting_service(world, consumer).send(waiting(world))
+    assert (ack.seq, ack.duplicate, ack.stream_seq) == (11, False, 1)
+    assert ack.to_wire()["seq"] == 11
+    assert consumer.sleeps == 3
+    assert world.clock.slept == [0.005, 0.01, 0.02]  # soon at first, then less often
+
+
+async def test_a_default_send_does_not_wait_and_its_ack_has_no_seq(world: World) -> None:
+    consumer = Consumer(world, after=1)
+    ack = await waiting_service(world, consumer).send(world.send())
+    assert ack.seq is None
+    assert "seq" not in ack.to_wire()
+    assert consumer.sleeps == 0
+
+
+async def test_a_send_not_stored_in_time_is_not_stored_yet_and_a_resend_gets_its_seq(
+    world: World,
+) -> None:
+    consumer = Consumer(world, after=1000)
+    service = waiting_service(world, consumer, wait_s=0.5)
+    key = uuid.uuid4()
+    with pytest.raises(NotStoredYet) as late:
+        await service.send(waiting(world, key))
+    assert late.value.to_wire()["code"] == "not_stored_yet"
+    assert late.value.retry_after_ms is not None
+    assert world.clock.elapsed == pytest.approx(0.5)
+    [published] = world.publisher.stream  # in JetStream: not lost
+
+    consumer.after = consumer.sleeps + 1  # the consumer catches up
+    again = await service.send(waiting(world, key))
+    assert (again.message_id, again.duplicate, again.seq) == (published.message_id, True, 11)
+    assert len(world.publisher.stream) == 1
+
+
+async def test_a_resend_of_a_stored_send_that_waits_is_answered_at_once_with_its_seq(
+    world: World,
+) -> None:
+    consumer = Consumer(world, after=1000)
+    key = uuid.uuid4()
+    world.repository.stored[(world.alice, key)] = StoredSend(uuid.uuid4(), 7, world.clock.start, 3)
+    ack = await waiting_service(world, consumer).send(waiting(world, key))
+    assert (ack.duplicate, ack.seq) == (True, 3)
+    without_wait = await waiting_service(world, consumer).send(world.send(client_msg_id=key))
+    assert without_wait.seq is None
+    assert consumer.sleeps == 0
+
+
+async def test_a_database_outage_while_waiting_ends_in_not_stored_yet(world: World) -> None:
+    consumer = Consumer(world, after=1000)
+    service = waiting_service(world, consumer, wait_s=0.3)
+    command = waiting(world)
+    await service.send(world.send())  # the conversation's membership is cached now
+    world.repository.down = True
+    with pytest.raises(NotStoredYet):
+        await service.send(command)

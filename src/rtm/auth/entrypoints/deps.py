@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPAuthorizationCredentials
 
 from rtm.auth.domain.model import ClientInfo
 from rtm.auth.services import AccountService, Authenticator, LoginService, SessionService
+from rtm.shared.http import bearer_scheme
 from rtm.shared.tokens import AccessClaims
 
 
@@ -41,7 +42,7 @@ def client_of(request: Request) -> ClientInfo:
     )
 
 
-_bearer_scheme = HTTPBearer(auto_error=False, description="an access token from /v1/auth/login")
+_bearer_scheme = bearer_scheme("an access token from /v1/auth/login")
 
 Context = Annotated[AuthContext, Depends(get_context)]
 Client = Annotated[ClientInfo, Depends(client_of)]

@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 
-from rtm.consumer.domain.model import ConversationView, MessagePage, StoredMessage
+from rtm.consumer.domain.model import ConversationView, MessagePage, ReadMark, StoredMessage
 from rtm.shared.contract import MAX_SEQ
 from rtm.shared.postgres import PostgresDatabase
 
@@ -51,6 +51,26 @@ LEFT JOIN messaging.read_markers r ON r.conversation_id = c.id AND r.user_id = m
 LEFT JOIN messaging.messages lm ON lm.conversation_id = c.id AND lm.seq = h.last_seq
 WHERE me.user_id = $1 {extra}
 ORDER BY coalesce(h.last_message_at, c.created_at) DESC, c.id
+"""
+
+
+# Membership, head and the monotonic upsert in one statement: no row = not a member. A seq past
+# the head is stored as the head (nothing not stored yet is marked read); a marker stored above
+# the head by a `read` frame is reported at the head, as the conversation list does.
+_MARK_READ = """
+WITH me AS (
+    SELECT coalesce(h.last_seq, 0) AS last_seq
+    FROM messaging.members m
+    LEFT JOIN messaging.conversation_heads h ON h.conversation_id = m.conversation_id
+    WHERE m.conversation_id = $1 AND m.user_id = $2
+), up AS (
+    INSERT INTO messaging.read_markers AS r (conversation_id, user_id, seq)
+    SELECT $1, $2, least($3, me.last_seq) FROM me
+    ON CONFLICT (conversation_id, user_id) DO UPDATE
+    SET seq = greatest(r.seq, excluded.seq), updated_at = now()
+    RETURNING r.seq
+)
+SELECT me.last_seq, (SELECT up.seq FROM up) AS read_seq FROM me
 """
 
 
@@ -158,6 +178,15 @@ class PostgresMessageQueries:
             self._db, "SELECT conversation_id FROM messaging.members WHERE user_id = $1", user_id
         )
         return [r["conversation_id"] for r in rows]
+
+    async def mark_read(
+        self, conversation_id: uuid.UUID, user_id: uuid.UUID, seq: int
+    ) -> ReadMark | None:
+        rows = await _fetch(self._db, _MARK_READ, conversation_id, user_id, seq)
+        if not rows:
+            return None
+        last_seq = int(rows[0]["last_seq"])
+        return ReadMark(conversation_id, min(int(rows[0]["read_seq"]), last_seq), last_seq)
 
 
 class PostgresConversationDirectory:

@@ -6,13 +6,15 @@ transaction locks that row and checks it still holds the worker's token and offs
 lost its partition therefore cannot commit, however late it runs and whatever it fetched.
 
 A batch is one call of the server-side function `messaging.store_batch`
-(migrations/0007_store_batch.sql), one statement and so one round trip and one implicit
-transaction: it locks the partition's offset row (the fence) and checks token and offset, skips
-sends already stored (or repeated within the batch) and messages to conversations that do not
-exist, locks the heads of the conversations involved, numbers the rest densely in stream order,
-inserts them, and moves the heads and the offset. The numbering is PostgreSQL's, under the fence
-and the head locks, so nothing a worker remembers can number wrongly; unique constraints remain
-the final word on duplicates and seqs.
+(migrations/0007_store_batch.sql, 0008_sender_read_marker.sql), one statement and so one round
+trip and one implicit transaction: it locks the partition's offset row (the fence) and checks
+token and offset, skips sends already stored (or repeated within the batch) and messages to
+conversations that do not exist, locks the heads of the conversations involved, numbers the rest
+densely in stream order, inserts them, moves each sender's read marker to its last own message
+of the batch (never backwards: a sender's own messages are never unread), and moves the heads
+and the offset. The numbering is PostgreSQL's, under the fence and the head locks, so nothing a
+worker remembers can number wrongly; unique constraints remain the final word on duplicates and
+seqs.
 
 Connections come from `rtm.shared.postgres.PostgresDatabase`: a claim and a batch are each one
 bounded use, an outage raises `Unavailable` within the database timeout, and a connection whose
@@ -188,8 +190,9 @@ _HOLDER = """
 SELECT fence_epoch, fence_revision FROM messaging.partition_offsets WHERE partition = $1
 """
 
-# The whole batch (migrations/0007_store_batch.sql): fence and offset checked, duplicates and
-# unknown conversations skipped, heads locked, dense seqs, rows, heads and offset written; one
+# The whole batch (migrations/0007_store_batch.sql, 0008): fence and offset checked, duplicates
+# and unknown conversations skipped, heads locked, dense seqs, rows, heads, senders' read markers
+# and offset written; one
 # row per stored message comes back (its index in the arrays, its seq, its conversation's
 # members on the conversation's first row). One round trip and one implicit transaction.
 _STORE = """

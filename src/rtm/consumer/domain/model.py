@@ -118,6 +118,28 @@ class MessagePage:
 
 
 @dataclass(frozen=True, slots=True)
+class ReadMark:
+    """A member's read marker as stored after marking: the highest seq ever marked (never
+    above the conversation's head), and the head it is counted against."""
+
+    conversation_id: uuid.UUID
+    read_seq: int
+    last_seq: int
+
+    @property
+    def unread_count(self) -> int:
+        return max(0, self.last_seq - self.read_seq)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "conversation_id": str(self.conversation_id),
+            "read_seq": self.read_seq,
+            "last_seq": self.last_seq,
+            "unread_count": self.unread_count,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class ConversationView:
     """A conversation as one member sees it in their list."""
 

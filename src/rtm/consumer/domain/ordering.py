@@ -16,6 +16,13 @@ increasing seq and no gap):
   in order when the hold ends. Once a resume has begun, the grace period no longer ends the hold:
   a held message of a conversation not caught up yet would go out first, and the catch-up would
   then start past it (found by C1 when PostgreSQL answered slower than the grace).
+- **A resume behind what went out.** A connection that does not hold (the client gave its
+  cursors with the connection, or said it would not resume: PROTOCOL.md §6), or whose hold ended
+  by its grace period, sends a conversation's live messages from the first one that comes. A
+  later `resume` from a cursor below that first one cannot send the messages in between (they
+  would follow later ones): the catch-up sends only what follows what went out, and
+  `missed_before` tells the connection to report the conversation not recovered (the client
+  pages history), never a silent gap and never out of order.
 - **Unavailable.** A fill PostgreSQL cannot answer is tried again (the executor backs off), its
   waiting messages kept, unless more than `max_waiting` wait: then the connection is closed as
   too far behind (the client reconnects and resumes). A resume's catch-up that PostgreSQL cannot
@@ -79,11 +86,16 @@ class DeliveryOrder:
         holding: whether live messages are held until the first resume (False: no grace).
     """
 
-    __slots__ = ("_held", "_last", "_max_waiting", "_resuming", "_waiting")
+    __slots__ = ("_held", "_last", "_max_waiting", "_resuming", "_start", "_waiting")
 
     def __init__(self, *, max_waiting: int, holding: bool = True) -> None:
         self._max_waiting = max_waiting
         self._last: dict[uuid.UUID, int] = {}
+        # Per conversation, the seq the client is known to hold everything up to when the
+        # connection began sending it: its resume cursor, or one below the first live message
+        # sent without one. Written once per conversation (the hot path reads `_last` only);
+        # made on first use, so an idle connection carries no empty dict.
+        self._start: dict[uuid.UUID, int] | None = None
         # Live messages behind a catch-up (a fill, or a resume's) of their conversation.
         self._waiting: dict[uuid.UUID, Waiting] = {}
         # Live messages held until the first resume (None once the hold has ended).
@@ -103,6 +115,7 @@ class DeliveryOrder:
         if last is None:
             if self._held is not None or conversation_id in self._waiting:
                 return False
+            self._started(conversation_id, seq - 1)  # once per conversation and connection
         elif seq != last + 1 or conversation_id in self._waiting:
             return False
         self._last[conversation_id] = seq
@@ -128,6 +141,19 @@ class DeliveryOrder:
         self._last[conversation_id] = seq
         return [Send(frame)]
 
+    def missed_before(self, conversation_id: uuid.UUID, cursor: int) -> bool:
+        """Whether the connection began sending the conversation past `cursor + 1` (live, with
+        no cursor to go by): a client at `cursor` then lacks messages it can no longer be sent
+        in order, and its resume of the conversation is not complete (`recovered: false`)."""
+        start = self._start.get(conversation_id) if self._start is not None else None
+        return start is not None and start > cursor
+
+    def _started(self, conversation_id: uuid.UUID, known: int) -> None:
+        """The connection begins the conversation with the client holding up to `known`."""
+        if self._start is None:
+            self._start = {}
+        self._start.setdefault(conversation_id, known)
+
     def begin_catch_up(self, conversation_id: uuid.UUID) -> bool:
         """A resume starts catching the conversation up: its held messages, and the live ones
         from now on, wait for the result. Returns whether a fill of it is running already (its
@@ -152,6 +178,7 @@ class DeliveryOrder:
 
         Sends what the connection lacks, then what waited and now follows on; what waited past
         a new gap is offered again (and starts another fill)."""
+        self._started(conversation_id, after)
         last = max(after, self._last.get(conversation_id, after))
         if not recovered:
             last = last_seq
@@ -199,6 +226,7 @@ class DeliveryOrder:
         """The client has the conversation up to `cursor` (its resume could not be served):
         from now on a live message past `cursor + 1` waits for a fill instead of being sent past
         the gap."""
+        self._started(conversation_id, cursor)
         self._last[conversation_id] = max(self._last.get(conversation_id, cursor), cursor)
 
     def begin_resume(self) -> None:

@@ -20,6 +20,7 @@ from rtm.consumer.domain.model import (
     Lease,
     MessagePage,
     Pending,
+    ReadMark,
     StoredBatch,
     StoredMessage,
     StreamPosition,
@@ -90,6 +91,14 @@ class MessageQueries(Protocol):
     ) -> ConversationView | None: ...
 
     async def member_conversation_ids(self, user_id: uuid.UUID) -> list[uuid.UUID]: ...
+
+    async def mark_read(
+        self, conversation_id: uuid.UUID, user_id: uuid.UUID, seq: int
+    ) -> ReadMark | None:
+        """In one statement: move `user_id`'s read marker to `seq` (at most the head) unless it
+        is higher already, and return it with the head. None: not a member (or no such
+        conversation)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

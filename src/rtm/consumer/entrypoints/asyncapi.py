@@ -75,7 +75,12 @@ browser, a first frame `{{"type":"auth","token":"..."}}` within {settings.auth_t
 A connection closes 4505 when its token expires, unless an `auth` frame replaced it.
 
 Within one connection, a conversation's `message` frames arrive with strictly increasing `seq`
-and no gap. After a reconnect, send `resume` with the last `seq` seen per conversation; past
+and no gap. After a reconnect, give the last `seq` seen per conversation with the connection,
+`GET /v1/ws?cursors=<conversation id>:<seq>,...` (resumed at once: the missed messages, then
+`resumed`, then live), or say you will send a `resume` frame, `GET /v1/ws?resume=1` (live
+messages are held until it is handled, at most {settings.resume_grace_s:g} s). A connection with
+neither gets live messages at once; a `resume` it sends later for a conversation already sent
+live past its cursor is answered `"recovered": false` for it (never out of order). Past
 {settings.max_recovery} missing messages in a conversation none are sent
 (`"recovered": false`): page the history over HTTP instead.
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Security
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPAuthorizationCredentials
 from starlette.requests import HTTPConnection
 
 from rtm.consumer.entrypoints.ephemeral_events import EphemeralEvents
@@ -20,6 +20,7 @@ from rtm.consumer.entrypoints.hub import Hub
 from rtm.consumer.services import ReadService
 from rtm.consumer.settings import ConsumerSettings
 from rtm.shared.backoff import ExponentialBackoff
+from rtm.shared.http import bearer_scheme
 from rtm.shared.revocation import RevokedSessions, verify_unrevoked
 from rtm.shared.tokens import AccessClaims, TokenError, TokenVerifier
 
@@ -54,11 +55,7 @@ def get_context(connection: HTTPConnection) -> ConsumerContext:
 
 Context = Annotated[ConsumerContext, Depends(get_context)]
 
-# Documents the bearer scheme in the OpenAPI document; a missing or malformed header is our
-# own 401 `unauthorized` (below), not FastAPI's 403.
-_bearer = HTTPBearer(
-    auto_error=False, description="an access token from auth (`POST /v1/auth/login`)"
-)
+_bearer = bearer_scheme("an access token from auth (`POST /v1/auth/login`)")
 
 
 async def _claims(

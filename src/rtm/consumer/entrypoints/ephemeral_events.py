@@ -35,6 +35,7 @@ from rtm.consumer.entrypoints.schemas import (
     read_frame,
     typing_frame,
 )
+from rtm.shared.clock import utcnow
 from rtm.shared.contract import (
     CONVERSATION_EVENTS,
     PRESENCE_EVENTS,
@@ -137,6 +138,14 @@ class EphemeralEvents:
         members = await self._local_members(event.conversation_id)
         self._hub.send_to_users(
             members, read_frame(event.conversation_id, event.user_id, event.seq)
+        )
+
+    async def announce_read(self, conversation_id: uuid.UUID, user_id: uuid.UUID, seq: int) -> None:
+        """Tell every instance's sockets of a marker stored here (`POST .../read`), as the
+        producer does for a `read` frame. Also stored again by the queue group: a no-op, since
+        a marker only moves forward."""
+        await self._nc.publish(
+            READ_EVENTS, ReadEvent(conversation_id, user_id, seq, utcnow()).encode()
         )
 
     async def _store_read(self, msg: Msg) -> None:

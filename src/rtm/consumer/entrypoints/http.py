@@ -1,5 +1,8 @@
 """The consumer's HTTP API: conversations as a member sees them, and message history.
 
+`POST /v1/conversations/{id}/read` (issue 14) stores a read marker, as the producer's `read`
+frame does, and answers what is stored.
+
 Every status an operation can answer is in its document (schemathesis checks it:
 tests/integration/consumer/test_openapi_contract.py): 401 without a valid bearer token, 404
 `forbidden` for a conversation that is not the caller's, 422 `validation_failed` for a
@@ -9,16 +12,20 @@ parameter out of its documented range, 503 `unavailable` while PostgreSQL cannot
 # No `from __future__ import annotations`: the routes are made in `create_router`, and FastAPI
 # must see their annotations evaluated (they name the settings' limits, which are local).
 
+import logging
 import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel, Field
+from nats.errors import Error as NatsError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
-from rtm.consumer.entrypoints.deps import Claims, Reads
+from rtm.consumer.entrypoints.deps import Claims, Context, Reads
 from rtm.consumer.settings import ConsumerSettings
 from rtm.shared.contract import MAX_SEQ
-from rtm.shared.http import error_responses
+from rtm.shared.http import RequestBody, error_responses
+
+logger = logging.getLogger(__name__)
 
 EXAMPLE_CONVERSATION = uuid.UUID("0195f3a1-0a2b-7c3d-8e4f-5a6b7c8d9e0f")
 
@@ -52,6 +59,33 @@ class ConversationList(BaseModel):
 class MessagePageOut(BaseModel):
     messages: list[MessageOut]
     has_more: bool
+
+
+class MarkReadBody(RequestBody):
+    """Mark the conversation read up to `seq` (issue 14)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"seq": 42}]})
+
+    seq: StrictInt = Field(
+        ge=0,
+        description="the last seq read, an integer from 0; past the conversation's `last_seq` "
+        "it marks everything stored read (the marker is stored as `last_seq`)",
+    )
+
+    @field_validator("seq", mode="before")
+    @classmethod
+    def _integral(cls, value: object) -> object:
+        """JSON Schema's `integer` includes `5.0`; a string or a boolean is still refused."""
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
+
+
+class ReadMarkOut(BaseModel):
+    conversation_id: uuid.UUID
+    read_seq: int = Field(description="the stored marker: the highest seq ever marked read")
+    last_seq: int
+    unread_count: int
 
 
 def create_router(settings: ConsumerSettings) -> APIRouter:
@@ -127,5 +161,36 @@ def create_router(settings: ConsumerSettings) -> APIRouter:
             claims.user_id, conversation_id, before_seq=before_seq, after_seq=after_seq, limit=size
         )
         return {"messages": [m.to_wire() for m in page.messages], "has_more": page.has_more}
+
+    @router.post(
+        "/conversations/{conversation_id}/read",
+        operation_id="mark_read",
+        response_model=ReadMarkOut,
+        responses=error_responses(400, 401, 404, 422, 503),
+    )
+    async def mark_read(
+        conversation_id: Annotated[uuid.UUID, conversation_path],
+        body: MarkReadBody,
+        claims: Claims,
+        reads: Reads,
+        context: Context,
+    ) -> dict[str, Any]:
+        """Mark the conversation read up to `seq`: the same marker as the producer's `read`
+        frame, but stored before the answer, which says what is stored.
+
+        Idempotent and monotonic: a seq at or below the stored marker changes nothing (the
+        answer repeats the stored one); a seq past `last_seq` marks everything stored read
+        (messages not stored yet stay unread). The other members' (and your other) sockets get
+        a `read` event with the stored marker. 404 `forbidden` for a conversation that is not
+        yours; 422 `validation_failed` (`field` `seq`) for a seq that is not an integer from 0.
+        """
+        # Past the head is the head; past a bigint is past any head.
+        mark = await reads.mark_read(claims.user_id, conversation_id, min(body.seq, MAX_SEQ))
+        if context.events is not None:
+            try:
+                await context.events.announce_read(conversation_id, claims.user_id, mark.read_seq)
+            except NatsError as exc:  # stored: only the live event is lost, as in an outage
+                logger.warning("read marker stored but not announced: %s", exc)
+        return mark.to_wire()
 
     return router

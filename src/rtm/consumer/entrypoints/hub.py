@@ -216,6 +216,10 @@ class LiveConnection:
         """The last seq of the conversation this connection has been sent (0: none)."""
         return self._order.last_sent(conversation_id)
 
+    def missed_before(self, conversation_id: uuid.UUID, cursor: int) -> bool:
+        """See `DeliveryOrder.missed_before`: a resume from `cursor` cannot be complete."""
+        return self._order.missed_before(conversation_id, cursor)
+
     def begin_resume(self) -> None:
         """A resume is being handled: the hold lasts until it is done (`end_hold`)."""
         self._order.begin_resume()

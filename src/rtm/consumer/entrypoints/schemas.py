@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -125,6 +126,72 @@ def decode_frame(text: str, *, max_resume_conversations: int) -> tuple[str, Fram
                 field="cursors",
             ) from error
         raise
+
+
+# -- the connection's query string (issue 14) -------------------------------------------------
+
+_MAX_SEQ_DIGITS = len(str(MAX_SEQ))
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectOptions:
+    """What the client said with its connection (`GET /v1/ws?...`).
+
+    `cursors` (`?cursors=<id>:<seq>,...`): resume these at once, as a first `resume` frame would
+    (an empty value: nothing to resume). `hold` (`?resume=1`): the client will send a `resume`
+    frame; hold live messages until it is handled (at most the grace period). Neither: live
+    messages at once, no hold. `error`: the query was refused (answered with an error frame);
+    the connection then holds, as for `?resume=1`, so that the client's `resume` still finds
+    nothing sent past its cursors.
+    """
+
+    hold: bool = False
+    cursors: ResumeFrame | None = None
+    error: RtmError | None = None
+
+
+def connect_options(query: Mapping[str, str], *, max_resume_conversations: int) -> ConnectOptions:
+    """Read `cursors` and `resume` from the upgrade request's query (other parameters are
+    ignored). Pure: a bad value is `ConnectOptions.error`, with the field a `resume` frame's
+    error would name (`cursors`, `cursors.<id>`) or `resume`."""
+    try:
+        resume = query.get("resume")
+        if resume is not None and resume not in ("1", "true"):
+            raise RtmError(ErrorCode.VALIDATION_FAILED, "resume: only 1 (or true)", field="resume")
+        cursors = query.get("cursors")
+        if cursors is None:
+            return ConnectOptions(hold=resume is not None)
+        return ConnectOptions(
+            cursors=_query_cursors(cursors, max_resume_conversations=max_resume_conversations)
+        )
+    except RtmError as error:
+        return ConnectOptions(hold=True, error=error)
+
+
+def _query_cursors(text: str, *, max_resume_conversations: int) -> ResumeFrame:
+    """`<id>:<seq>,<id>:<seq>` as the `resume` frame it stands for (validated as one)."""
+    pairs: dict[str, object] = {}
+    items = [item for item in text.split(",") if item]
+    if len(items) > max_resume_conversations:
+        raise RtmError(
+            ErrorCode.VALIDATION_FAILED,
+            f"cursors: at most {max_resume_conversations} conversations",
+            field="cursors",
+        )
+    for item in items:
+        key, colon, seq = item.partition(":")
+        if not colon or key in pairs:
+            raise RtmError(
+                ErrorCode.VALIDATION_FAILED,
+                "cursors: <conversation id>:<seq>, each conversation once, comma-separated",
+                field="cursors",
+            )
+        digits = seq.isascii() and seq.isdigit() and len(seq) <= _MAX_SEQ_DIGITS
+        pairs[key] = int(seq) if digits else seq
+    text_frame = orjson.dumps({"type": "resume", "cursors": pairs}).decode()
+    _, frame = decode_frame(text_frame, max_resume_conversations=max_resume_conversations)
+    assert isinstance(frame, ResumeFrame)
+    return frame
 
 
 # -- outbound --------------------------------------------------------------------------------

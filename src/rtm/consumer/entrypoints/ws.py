@@ -35,7 +35,9 @@ from rtm.consumer.entrypoints.hub import FeedDown, LiveConnection
 from rtm.consumer.entrypoints.schemas import (
     INBOUND,
     AuthFrame,
+    ConnectOptions,
     ResumeFrame,
+    connect_options,
     decode_frame,
     error_frame,
     presence_frame,
@@ -85,7 +87,9 @@ class ConsumerSession:
 
     __slots__ = (
         "_expiry",
+        "_first_resume",
         "_limits",
+        "_options",
         "_reading",
         "claims",
         "closing",
@@ -96,9 +100,16 @@ class ConsumerSession:
     )
 
     def __init__(
-        self, websocket: ServerSocket, claims: AccessClaims, context: ConsumerContext
+        self,
+        websocket: ServerSocket,
+        claims: AccessClaims,
+        context: ConsumerContext,
+        options: ConnectOptions | None = None,
     ) -> None:
         self.websocket = websocket
+        self._options = options or ConnectOptions()
+        # The resume of the cursors given with the connection, while it runs.
+        self._first_resume: asyncio.Task[None] | None = None
         self.claims = claims
         self.context = context
         settings = context.settings
@@ -116,8 +127,17 @@ class ConsumerSession:
             context.reads,
             self.request_close,
             backoff=context.backoff,
-            holding=settings.resume_grace_s > 0,
+            holding=self._holds(settings),
         )
+
+    def _holds(self, settings: ConsumerSettings) -> bool:
+        """Hold live messages until a resume is handled: when the client gave cursors with the
+        connection (their resume starts at once), or said it will send a `resume` (at most the
+        grace period). Otherwise live messages go out at once (PROTOCOL.md §6)."""
+        options = self._options
+        if options.cursors is not None:
+            return bool(options.cursors.cursors)
+        return options.hold and settings.resume_grace_s > 0
 
     def request_close(self, code: int, reason: str) -> None:
         """Close from anywhere (hub, overflow, revocation) without awaiting."""
@@ -145,7 +165,11 @@ class ConsumerSession:
         metrics.WS_CONNECTIONS.inc()
         loop = asyncio.get_running_loop()
         # Timers, not tasks: an idle connection should cost as little memory as possible.
-        hold = loop.call_later(self.context.settings.resume_grace_s, self.connection.grace_over)
+        hold = (
+            loop.call_later(self.context.settings.resume_grace_s, self.connection.grace_over)
+            if self._options.hold
+            else None
+        )
         self._expiry = loop.call_later(0, self._check_expiry)
         # A direct (picows) outbox writes from `put`; only the ASGI one needs its writer task.
         writer = None if self.outbox.direct else asyncio.create_task(self.outbox.run())
@@ -156,6 +180,7 @@ class ConsumerSession:
             self.connection.push(
                 orjson.dumps(ready_frame(self.claims.user_id, utcnow())).decode(), "ready"
             )
+            self._start_with_options()
             presence = asyncio.create_task(self._send_presence())
             await self._read_until_closed()
         finally:
@@ -163,7 +188,10 @@ class ConsumerSession:
             metrics.WS_CONNECTIONS.dec()
             self.context.hub.remove(self.connection)
             self.connection.cancel()
-            hold.cancel()
+            if hold is not None:
+                hold.cancel()
+            if self._first_resume is not None:
+                self._first_resume.cancel()
             if self._expiry is not None:
                 self._expiry.cancel()
             if presence is not None:
@@ -175,6 +203,25 @@ class ConsumerSession:
                 await close_quietly(self.websocket, *self.closing)
             if writer is not None:
                 writer.cancel()
+
+    def _start_with_options(self) -> None:
+        """After `ready`: answer a refused query, or resume the cursors given with the
+        connection (its `resumed` follows `ready`; a `resume` frame waits for it)."""
+        options = self._options
+        if options.error is not None:
+            self._protocol_error(options.error)
+        elif options.cursors is not None:
+            self.connection.begin_resume()
+            self._first_resume = asyncio.create_task(self._resume_given(options.cursors))
+
+    async def _resume_given(self, frame: ResumeFrame) -> None:
+        try:
+            await self._resume(frame)
+        except Exception:  # last line of defence, as for a frame: answer, log, close 1011
+            conn = context_field("conn") or "-"
+            logger.exception("unexpected error resuming the connection's cursors")
+            self._error(RtmError(ErrorCode.INTERNAL, f"internal error; correlation id {conn}"))
+            self.request_close(CloseCode.INTERNAL, "internal error: reconnect and resume")
 
     async def _send_presence(self) -> None:
         """Tell a new connection which of its contacts are online right now. While PostgreSQL
@@ -290,6 +337,8 @@ class ConsumerSession:
             self.claims = claims
             self.connection.push(auth_ok(claims), "auth_ok")
         elif isinstance(frame, ResumeFrame):
+            if self._first_resume is not None:  # the cursors given with the connection first
+                await asyncio.shield(self._first_resume)
             await self._resume(frame)
         else:
             self.connection.push(PONG, "pong")
@@ -332,7 +381,12 @@ class ConsumerSession:
             except Unavailable as exc:
                 self._resume_unavailable(exc, cursors[index:])
                 return
-            recovered.append((conversation_id, recovery.recovered))
+            # Complete only if nothing went out live past the cursor before this resume (a
+            # connection that did not hold, or whose grace ended): see `missed_before`.
+            complete = recovery.recovered and not self.connection.missed_before(
+                conversation_id, cursor
+            )
+            recovered.append((conversation_id, complete))
         # `last_seq`: what the connection has been sent by now, as live messages of the
         # conversations resumed first kept flowing while the later ones were read.
         for conversation_id, done in recovered:
@@ -393,5 +447,8 @@ async def _serve(websocket: ServerSocket) -> None:
     if context.hub.count_for(claims.user_id) >= settings.max_connections_per_user:
         await close_quietly(websocket, CloseCode.TOO_MANY_CONNECTIONS, "too many connections")
         return
-    session = ConsumerSession(websocket, claims, context)
+    options = connect_options(
+        websocket.query_params, max_resume_conversations=settings.max_resume_conversations
+    )
+    session = ConsumerSession(websocket, claims, context, options)
     await session.run()

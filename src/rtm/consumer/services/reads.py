@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rtm.consumer.domain.exceptions import ConversationNotVisible
-from rtm.consumer.domain.model import ConversationView, MessagePage, StoredMessage
+from rtm.consumer.domain.model import ConversationView, MessagePage, ReadMark, StoredMessage
 from rtm.consumer.domain.ports import MessageQueries
 
 
@@ -56,6 +56,15 @@ class ReadService:
         if view is None:
             raise ConversationNotVisible()
         return view
+
+    async def mark_read(self, user_id: uuid.UUID, conversation_id: uuid.UUID, seq: int) -> ReadMark:
+        """Move the member's read marker to `seq` (never backwards, never past the last stored
+        message; idempotent) and say what is stored. `ConversationNotVisible` for a non-member,
+        as everywhere."""
+        mark = await self._queries.mark_read(conversation_id, user_id, seq)
+        if mark is None:
+            raise ConversationNotVisible()
+        return mark
 
     async def visible_heads(
         self, user_id: uuid.UUID, conversation_ids: Sequence[uuid.UUID]

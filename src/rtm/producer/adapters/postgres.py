@@ -53,7 +53,7 @@ SELECT k.conversation_id, k.sender_id, k.client_msg_id,
        CASE WHEN first.i IS NOT NULL THEN
            ARRAY(SELECT user_id FROM messaging.members WHERE conversation_id = k.conversation_id)
        END AS members,
-       m.message_id, m.stream_seq, m.sent_at
+       m.message_id, m.stream_seq, m.sent_at, m.seq
 FROM k
 LEFT JOIN first ON first.i = k.i
 LEFT JOIN messaging.conversations AS c ON c.id = k.conversation_id
@@ -62,7 +62,7 @@ LEFT JOIN messaging.messages AS m
 """
 
 _STORED_SENDS = """
-SELECT m.sender_id, m.client_msg_id, m.message_id, m.stream_seq, m.sent_at
+SELECT m.sender_id, m.client_msg_id, m.message_id, m.stream_seq, m.sent_at, m.seq
 FROM unnest($1::uuid[], $2::uuid[]) AS k(sender_id, client_msg_id)
 JOIN messaging.messages AS m USING (sender_id, client_msg_id)
 """
@@ -205,7 +205,9 @@ class PostgresConversationRepository:
         for row in rows:
             stored = None
             if row["message_id"] is not None:
-                stored = StoredSend(row["message_id"], row["stream_seq"], row["sent_at"])
+                stored = StoredSend(
+                    row["message_id"], row["stream_seq"], row["sent_at"], row["seq"]
+                )
             key = (row["conversation_id"], row["sender_id"], row["client_msg_id"])
             checks[key] = SendCheck(members=members[row["conversation_id"]], stored=stored)
         return checks
@@ -221,7 +223,7 @@ class PostgresConversationRepository:
             )
         return {
             (row["sender_id"], row["client_msg_id"]): StoredSend(
-                row["message_id"], row["stream_seq"], row["sent_at"]
+                row["message_id"], row["stream_seq"], row["sent_at"], row["seq"]
             )
             for row in rows
         }

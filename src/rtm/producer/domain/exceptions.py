@@ -10,6 +10,8 @@ Exception tree (every one carries the wire `ErrorCode` of docs/protocol.md, "7. 
         RateLimited                rate_limited: retry after `retry_after_ms`
         TooManyInFlight            too_many_in_flight: too many unacked sends on a connection
         Unavailable                unavailable: NATS or PostgreSQL cannot take it now
+        NotStoredYet               not_stored_yet: a `"wait":"stored"` send JetStream has, not
+                                   yet seen in PostgreSQL in time (resend: `duplicate: true`)
 
 Entrypoints translate them once: to an HTTP status (`rtm.shared.errors.http_status`) or an error
 frame on the WebSocket.
@@ -67,3 +69,18 @@ class Unavailable(ProducerError):
 
     def __init__(self, message: str, retry_after_ms: int = 1000) -> None:
         super().__init__(ErrorCode.UNAVAILABLE, message, retry_after_ms=retry_after_ms)
+
+
+class NotStoredYet(ProducerError):
+    """A send that asked to be acked once stored (`"wait":"stored"`) is in JetStream, so it is
+    not lost and will be stored, but PostgreSQL did not show it within the wait. The client
+    resends the same `client_msg_id` (with `"wait":"stored"`) after `retry_after_ms`: that is
+    acked `duplicate: true` with the seq once stored, and never makes a second message."""
+
+    def __init__(self, waited_s: float, retry_after_ms: int = 1000) -> None:
+        super().__init__(
+            ErrorCode.NOT_STORED_YET,
+            f"accepted, but not confirmed stored within {waited_s:g}s; resend the same "
+            "client_msg_id to learn its seq",
+            retry_after_ms=retry_after_ms,
+        )

@@ -92,6 +92,7 @@ class SendMessage:
     client_msg_id: uuid.UUID
     conversation_id: uuid.UUID
     body: str
+    wait_stored: bool = False  # `"wait":"stored"`: ack once PostgreSQL holds it, with its seq
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +102,7 @@ class StoredSend:
     message_id: uuid.UUID
     stream_seq: int
     accepted_at: datetime
+    seq: int  # its place in its conversation
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,11 +134,12 @@ class Ack:
     stream_seq: int
     duplicate: bool
     accepted_at: datetime
+    seq: int | None = None  # known (and sent) only for a send that waited until stored
 
     def to_wire(self) -> dict[str, object]:
-        """The ack frame of docs/protocol.md, "5. Producer", also the body of
-        `POST /v1/messages`."""
-        return {
+        """The ack frame of docs/protocol.md, "5. Producer", also the body of `POST /v1/messages`; `seq` only
+        when known (a `"wait":"stored"` send), so a default ack is as it always was."""
+        wire: dict[str, object] = {
             "type": "ack",
             "client_msg_id": str(self.client_msg_id),
             "message_id": str(self.message_id),
@@ -144,3 +147,6 @@ class Ack:
             "duplicate": self.duplicate,
             "accepted_at": format_time(self.accepted_at),
         }
+        if self.seq is not None:
+            wire["seq"] = self.seq
+        return wire

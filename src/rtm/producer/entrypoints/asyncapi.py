@@ -17,6 +17,7 @@ from rtm.producer.entrypoints.schemas import (
     PingFrame,
     PongFrame,
     ReadFrame,
+    ReadOkFrame,
     SendFrame,
     TypingFrame,
 )
@@ -43,8 +44,9 @@ RECEIVES = (
     FrameDoc(
         ReadFrame,
         "Move your read marker",
-        "Stored and forwarded to the members; a marker never moves back.",
-        replies=("error",),
+        "Handed to the consumer, which stores it (a marker never moves back) and forwards it to "
+        "the members; answered `read_ok` (issue 14: before, a valid `read` had no answer).",
+        replies=("read_ok", "error"),
     ),
     FrameDoc(
         AuthFrame,
@@ -64,6 +66,11 @@ SENDS = (
         "`duplicate: true` and the original `message_id`, whatever its body.",
     ),
     FrameDoc(ErrorFrame, "A frame was refused; the connection stays open"),
+    FrameDoc(
+        ReadOkFrame,
+        "A `read` is accepted",
+        "The caller is a member and the seq valid; the marker is handed on for storing.",
+    ),
     FrameDoc(AuthOkFrame, "The token of an `auth` frame is accepted"),
     FrameDoc(PongFrame, "The answer to `ping`"),
 )

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPAuthorizationCredentials
 from starlette.requests import HTTPConnection
 
 from rtm.producer.entrypoints.connections import ConnectionRegistry
 from rtm.producer.services import ConversationService, MessageService, TypingAndReadService
 from rtm.producer.settings import ProducerSettings
+from rtm.shared.http import bearer_scheme
 from rtm.shared.limits import KeyedBuckets
 from rtm.shared.revocation import RevokedSessions, verify_unrevoked
 from rtm.shared.tokens import AccessClaims, TokenError, TokenVerifier
@@ -50,7 +51,7 @@ def get_context(connection: HTTPConnection) -> ProducerContext:
 
 Context = Annotated[ProducerContext, Depends(get_context)]
 
-_bearer = HTTPBearer(auto_error=False, description="an access token from auth")
+_bearer = bearer_scheme("an access token from auth (`POST /v1/auth/login`)")
 
 
 async def current_user(

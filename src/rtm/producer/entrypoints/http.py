@@ -104,10 +104,21 @@ async def send_message(body: SendMessageBody, user: CurrentUser, context: Contex
     you are not a member of and for one that does not exist alike. `503 unavailable`: retry with
     the same `client_msg_id`. `400`: a body that is not a JSON object; `422`: a field that is
     missing, wrong or unknown.
+
+    With `"wait": "stored"` the answer comes once the consumer has stored the message in
+    PostgreSQL, and carries its `seq` (history holds it already). `503 not_stored_yet` if that
+    is not seen within `RTM_STORED_WAIT_S`: the message is accepted and not lost; resend the
+    same `client_msg_id` (with `"wait": "stored"`) to get its ack, `duplicate: true`, with `seq`.
     """
     received = time.monotonic()
     _throttle(context.http_sends, user.user_id)
-    command = SendMessage(user.user_id, body.client_msg_id, body.conversation_id, body.body)
+    command = SendMessage(
+        user.user_id,
+        body.client_msg_id,
+        body.conversation_id,
+        body.body,
+        wait_stored=body.wait == "stored",
+    )
     try:
         ack = await context.messages.send(command)
     except RtmError as exc:

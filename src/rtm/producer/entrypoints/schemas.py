@@ -9,7 +9,8 @@ fields, so clients may send additive extensions; HTTP bodies derive from `Reques
 them (422 `validation_failed` naming the field).
 
 WebSocket frames in: `SendFrame`, `TypingFrame`, `ReadFrame`, `AuthFrame`, `PingFrame`; out:
-`AckOut` (`Ack.to_wire()`), `ErrorFrame` (`error_frame`), `AuthOkFrame`, `PongFrame`. The AsyncAPI
+`AckOut` (`Ack.to_wire()`), `ErrorFrame` (`error_frame`), `ReadOkFrame` (`read_ok`), `AuthOkFrame`,
+`PongFrame`. The AsyncAPI
 document (`entrypoints/asyncapi.py`) is generated from these models, and a unit test checks what
 the builders emit against them.
 """
@@ -20,9 +21,17 @@ import uuid
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic.json_schema import SkipJsonSchema
 
 from rtm.shared.errors import RtmError
-from rtm.shared.frames import AuthFrame, AuthOkFrame, ErrorFrame, PingFrame, PongFrame
+from rtm.shared.frames import (
+    AuthFrame,
+    AuthOkFrame,
+    ErrorFrame,
+    PingFrame,
+    PongFrame,
+    absent_unless_set,
+)
 from rtm.shared.http import RequestBody
 
 __all__ = [
@@ -36,10 +45,12 @@ __all__ = [
     "PingFrame",
     "PongFrame",
     "ReadFrame",
+    "ReadOkFrame",
     "SendFrame",
     "SendMessageBody",
     "TypingFrame",
     "error_frame",
+    "read_ok",
 ]
 
 _EXAMPLE_USER = "0195f3a0-7c1e-7b1a-9d0e-3a5b7c9d1e2f"
@@ -53,6 +64,14 @@ _NO_NUL = r"^[^\u0000]*$"
 _NOT_BLANK_NO_NUL = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
 # A group has at most 1000 members (RTM_MAX_GROUP_MEMBERS), you included.
 MAX_MEMBER_IDS = 999
+
+
+_WAIT = (
+    'optional: `"stored"` acks only once the consumer has stored the message in PostgreSQL, '
+    "with its `seq` (history holds it then); `not_stored_yet` if that takes longer than the "
+    "producer's `RTM_STORED_WAIT_S` (the message is not lost: resend the same `client_msg_id`). "
+    "Without it, the ack comes once JetStream has the message, without `seq`."
+)
 
 
 class _Frame(BaseModel):
@@ -80,6 +99,7 @@ class SendFrame(_Frame):
     client_msg_id: uuid.UUID = Field(description="the client's idempotency key for this send")
     conversation_id: uuid.UUID
     body: StrictStr = Field(description="1 to 4096 characters after trimming; no NUL")
+    wait: Literal["stored", None] = Field(None, description=_WAIT)
 
 
 class TypingFrame(_Frame):
@@ -109,6 +129,28 @@ class ReadFrame(_Frame):
     seq: StrictInt = Field(description="a message seq, 0 to 2^63-1")
 
 
+class ReadOkFrame(BaseModel):
+    """A `read` frame is accepted: the caller is a member, the seq is valid, and the marker is
+    handed to the consumer, which stores it (the highest one wins) and forwards it to the
+    members. For an answer that says what is stored, use the consumer's
+    `POST /v1/conversations/{id}/read`."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"type": "read_ok", "conversation_id": _EXAMPLE_CONVERSATION, "seq": 42}]
+        }
+    )
+
+    type: Literal["read_ok"]
+    conversation_id: uuid.UUID = Field(description="as in the `read` frame it answers")
+    seq: StrictInt = Field(description="as in the `read` frame it answers")
+
+
+def read_ok(conversation_id: uuid.UUID, seq: int) -> dict[str, object]:
+    """The `read_ok` frame (`ReadOkFrame`) answering a `read` of `seq` in `conversation_id`."""
+    return {"type": "read_ok", "conversation_id": str(conversation_id), "seq": seq}
+
+
 def error_frame(error: RtmError, ref: str | None) -> dict[str, object]:
     """The `error` frame (`ErrorFrame`) for `error`; `ref` is the send's `client_msg_id`."""
     body = error.to_wire()
@@ -136,6 +178,7 @@ class SendMessageBody(RequestBody):
         description="1 to 4096 characters after trimming; no NUL",
         json_schema_extra={"minLength": 1, "maxLength": 4096, "pattern": _NOT_BLANK_NO_NUL},
     )
+    wait: Literal["stored", None] = Field(None, description=_WAIT)
 
 
 class AckOut(BaseModel):
@@ -162,6 +205,10 @@ class AckOut(BaseModel):
     stream_seq: int
     duplicate: bool
     accepted_at: str
+    seq: int | SkipJsonSchema[None] = absent_unless_set(
+        'the message\'s seq in its conversation: only in the ack of a `"wait":"stored"` send, '
+        "sent once history holds the message"
+    )
 
 
 class CreateConversationBody(RequestBody):

@@ -65,6 +65,7 @@ from rtm.producer.entrypoints.schemas import (
     SendFrame,
     TypingFrame,
     error_frame,
+    read_ok,
 )
 from rtm.producer.services import Result, SendPipeline, internal_error
 from rtm.producer.settings import ProducerSettings
@@ -335,7 +336,13 @@ class ProducerConnection:
         elif kind == "send":
             send = validate_frame(SendFrame, frame)
             command = self._ctx.messages.validate(
-                SendMessage(self.user_id, send.client_msg_id, send.conversation_id, send.body)
+                SendMessage(
+                    self.user_id,
+                    send.client_msg_id,
+                    send.conversation_id,
+                    send.body,
+                    wait_stored=send.wait == "stored",
+                )
             )
             try:
                 self._pipeline.submit(command)
@@ -349,9 +356,7 @@ class ProducerConnection:
         elif kind == "read":
             read = validate_frame(ReadFrame, frame)
             validate_read_seq(read.seq)
-            self._spawn(
-                self._ctx.typing_and_reads.read(self.user_id, read.conversation_id, read.seq)
-            )
+            self._spawn(self._mark_read(read.conversation_id, read.seq))
         elif kind == "auth":
             await self._reauthenticate(validate_frame(AuthFrame, frame).token)
 
@@ -365,6 +370,11 @@ class ProducerConnection:
         if claims.session_id != old_session:
             self._ctx.connections.move_session(self, old_session)
         self._emit_text(auth_ok(claims), "auth_ok")
+
+    async def _mark_read(self, conversation_id: uuid.UUID, seq: int) -> None:
+        """Hand the marker on, then answer `read_ok` (a refusal is `_side`'s error frame)."""
+        await self._ctx.typing_and_reads.read(self.user_id, conversation_id, seq)
+        self._emit(read_ok(conversation_id, seq))
 
     def _spawn(self, work: Coroutine[Any, Any, object]) -> None:
         task = asyncio.create_task(self._side(work))

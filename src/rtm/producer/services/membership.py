@@ -24,7 +24,7 @@ from typing import TypeVar
 
 from rtm.producer.domain.exceptions import Unavailable
 from rtm.producer.domain.membership import CheckEvent, Cooldown, MembershipCache
-from rtm.producer.domain.model import SendCheck, SendMessage
+from rtm.producer.domain.model import SendCheck, SendMessage, StoredSend
 from rtm.producer.domain.ports import ConversationRepository
 
 logger = logging.getLogger(__name__)
@@ -104,6 +104,13 @@ class MembershipService:
         if check.members is not None:
             self._cache.fill(conversation_id, check.members, token)
         return check
+
+    async def stored_send(self, command: SendMessage) -> StoredSend | None:
+        """The stored copy of the send, from PostgreSQL now (no cache, no cooldown: a send
+        waiting until stored asks until it is there). Raises `Unavailable`."""
+        return await self._repository.stored_send(
+            command.sender_id, command.client_msg_id, timeout=self._lookup_timeout
+        )
 
     async def members(self, conversation_id: uuid.UUID) -> frozenset[uuid.UUID] | None:
         """The conversation's members (None: no such conversation), by the same rules."""

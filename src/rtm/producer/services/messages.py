@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
+from dataclasses import replace
 from datetime import datetime
 
-from rtm.producer.domain.exceptions import Forbidden
-from rtm.producer.domain.model import Ack, Receipt, SendMessage, StoredSend
+from rtm.producer.domain.exceptions import Forbidden, NotStoredYet, Unavailable
+from rtm.producer.domain.model import Ack, Receipt, SendCheck, SendMessage, StoredSend
 from rtm.producer.domain.ports import MessagePublisher, PendingPublish
 from rtm.producer.domain.rules import validate_body
 from rtm.producer.services.membership import MembershipService
@@ -17,6 +20,12 @@ from rtm.shared.contract import AcceptedMessage
 from rtm.shared.errors import RtmError
 
 logger = logging.getLogger(__name__)
+
+# How often a `"wait":"stored"` send asks PostgreSQL: soon at first (a batch is stored within
+# milliseconds), then less often. The asks of all waiting sends go out as one query
+# (`ConversationRepository.stored_send` is batched).
+_FIRST_POLL_S = 0.005
+_MAX_POLL_S = 0.1
 
 # The turn of a send that waits for no other (HTTP): publish at once.
 _ANY_TIME: AbstractAsyncContextManager[object] = nullcontext()
@@ -57,6 +66,10 @@ class MessageService:
       that waits for the sends it received earlier to be published first, so that its sends
       keep their order while their checks and PubAcks overlap. HTTP sends need no turn.
     - For a duplicate `Nats-Msg-Id` the original is fetched, to ack with its `message_id`.
+    - A send with `wait_stored` (`"wait":"stored"`) is acked only once PostgreSQL holds it, with
+      its `seq`: after the PubAck, its stored copy is looked up (batched with every other
+      waiting send's) until it is there or `stored_wait_s` has passed (`NotStoredYet`: it is
+      in JetStream, so the consumer stores it; a resend is acked `duplicate` with the seq).
 
     Args:
         membership: membership and stored sends.
@@ -64,6 +77,8 @@ class MessageService:
         max_body_chars: the body limit after trimming.
         now: the clock (`accepted_at`).
         new_id: the message id generator (UUIDv7).
+        stored_wait_s: how long a `wait_stored` send waits for PostgreSQL after the PubAck.
+        monotonic, sleep: the clock of that wait.
     """
 
     def __init__(
@@ -74,12 +89,18 @@ class MessageService:
         max_body_chars: int,
         now: Callable[[], datetime],
         new_id: Callable[[], uuid.UUID],
+        stored_wait_s: float = 5.0,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._membership = membership
         self._publisher = publisher
         self._max_body_chars = max_body_chars
         self._now = now
         self._new_id = new_id
+        self._stored_wait_s = stored_wait_s
+        self._monotonic = monotonic
+        self._sleep = sleep
 
     def validate(self, command: SendMessage) -> SendMessage:
         """The command with its body trimmed; raises `ValidationFailed`. Pure and synchronous,
@@ -87,23 +108,40 @@ class MessageService:
         body = validate_body(command.body, self._max_body_chars)
         if body == command.body:
             return command
-        return SendMessage(command.sender_id, command.client_msg_id, command.conversation_id, body)
+        return SendMessage(
+            command.sender_id,
+            command.client_msg_id,
+            command.conversation_id,
+            body,
+            command.wait_stored,
+        )
 
     async def send(
         self, command: SendMessage, turn: AbstractAsyncContextManager[object] = _ANY_TIME
     ) -> Ack:
-        """Validate, check, publish (within `turn`) and wait for the PubAck.
+        """Validate, check, publish (within `turn`) and wait for the PubAck (and, for a
+        `wait_stored` send, until PostgreSQL holds it).
 
         Raises:
             ValidationFailed: a bad body.
             Forbidden: not a member, or no such conversation.
             Unavailable: PostgreSQL (without cached membership) or JetStream is unreachable,
                 or the PubAck did not come in time; the client resends.
+            NotStoredYet: a `wait_stored` send in JetStream but not seen in PostgreSQL in time.
         """
         command = self.validate(command)
         check = await self._membership.check_send(command)
         if check.stored is not None:
             return _ack_of_stored(command, check.stored)
+        ack = await self._accept(command, check, turn)
+        if command.wait_stored:
+            return await self._when_stored(command, ack)
+        return ack
+
+    async def _accept(
+        self, command: SendMessage, check: SendCheck, turn: AbstractAsyncContextManager[object]
+    ) -> Ack:
+        """Publish (within `turn`) and ack after the PubAck."""
         if not check.is_member(command.sender_id):
             raise Forbidden()
         message = AcceptedMessage(
@@ -126,6 +164,29 @@ class MessageService:
             duplicate=False,
             accepted_at=message.accepted_at,
         )
+
+    async def _when_stored(self, command: SendMessage, ack: Ack) -> Ack:
+        """`ack` with the seq, once PostgreSQL holds the send (or `NotStoredYet`)."""
+        deadline = self._monotonic() + self._stored_wait_s
+        pause = _FIRST_POLL_S
+        while True:
+            try:
+                stored = await self._membership.stored_send(command)
+            except Unavailable:
+                stored = None  # PostgreSQL down: ask again until the deadline
+            if stored is not None and stored.message_id == ack.message_id:
+                return replace(ack, seq=stored.seq)
+            if stored is not None:  # an older copy, stored before (the check could not say)
+                return _ack_of_stored(command, stored)
+            left = deadline - self._monotonic()
+            if left <= 0:
+                logger.info(
+                    "send not confirmed stored in time",
+                    extra={"message_id": ack.message_id, "client_msg_id": command.client_msg_id},
+                )
+                raise NotStoredYet(self._stored_wait_s)
+            await self._sleep(min(pause, left))
+            pause = min(pause * 2, _MAX_POLL_S)
 
     async def _publish(self, message: AcceptedMessage) -> PendingPublish:
         try:
@@ -169,4 +230,5 @@ def _ack_of_stored(command: SendMessage, stored: StoredSend) -> Ack:
         stream_seq=stored.stream_seq,
         duplicate=True,
         accepted_at=stored.accepted_at,
+        seq=stored.seq if command.wait_stored else None,
     )
