@@ -90,8 +90,8 @@ class ResumingReceiver:
     ) -> None:
         self.name = name
         self.credentials = credentials
-        # `?resume=1`: hold live messages for the resume (PROTOCOL.md §6), so the checker can
-        # expect every connection to start at its cursors.
+        # `?resume=1`: hold live messages for the resume (docs/protocol.md, "6. Consumer"), so
+        # the checker can expect every connection to start at its cursors.
         self.url = url + ("&" if "?" in url else "?") + "resume=1"
         self.conversations = list(conversations)
         self.clock = clock

@@ -17,9 +17,9 @@ increasing seq and no gap):
   a held message of a conversation not caught up yet would go out first, and the catch-up would
   then start past it (found by C1 when PostgreSQL answered slower than the grace).
 - **A resume behind what went out.** A connection that does not hold (the client gave its
-  cursors with the connection, or said it would not resume: PROTOCOL.md §6), or whose hold ended
-  by its grace period, sends a conversation's live messages from the first one that comes. A
-  later `resume` from a cursor below that first one cannot send the messages in between (they
+  cursors with the connection, or said it would not resume: docs/protocol.md, "6. Consumer"),
+  or whose hold ended by its grace period, sends a conversation's live messages from the first
+  one that comes. A later `resume` from a cursor below that first one cannot send the messages in between (they
   would follow later ones): the catch-up sends only what follows what went out, and
   `missed_before` tells the connection to report the conversation not recovered (the client
   pages history), never a silent gap and never out of order.

@@ -133,7 +133,7 @@ class ConsumerSession:
     def _holds(self, settings: ConsumerSettings) -> bool:
         """Hold live messages until a resume is handled: when the client gave cursors with the
         connection (their resume starts at once), or said it will send a `resume` (at most the
-        grace period). Otherwise live messages go out at once (PROTOCOL.md §6)."""
+        grace period). Otherwise live messages go out at once (docs/protocol.md, "6. Consumer")."""
         options = self._options
         if options.cursors is not None:
             return bool(options.cursors.cursors)

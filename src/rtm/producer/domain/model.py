@@ -137,8 +137,9 @@ class Ack:
     seq: int | None = None  # known (and sent) only for a send that waited until stored
 
     def to_wire(self) -> dict[str, object]:
-        """The ack frame of docs/protocol.md, "5. Producer", also the body of `POST /v1/messages`; `seq` only
-        when known (a `"wait":"stored"` send), so a default ack is as it always was."""
+        """The ack frame of docs/protocol.md, "5. Producer", also the body of
+        `POST /v1/messages`; `seq` only when known (a `"wait":"stored"` send), so a default ack
+        is as it always was."""
         wire: dict[str, object] = {
             "type": "ack",
             "client_msg_id": str(self.client_msg_id),
