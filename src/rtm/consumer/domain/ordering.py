@@ -19,8 +19,8 @@ increasing seq and no gap):
 - **A resume behind what went out.** A connection that does not hold (the client gave its
   cursors with the connection, or said it would not resume: docs/protocol.md, "6. Consumer"),
   or whose hold ended by its grace period, sends a conversation's live messages from the first
-  one that comes. A later `resume` from a cursor below that first one cannot send the messages in between (they
-  would follow later ones): the catch-up sends only what follows what went out, and
+  one that comes. A later `resume` from a cursor below that first one cannot send the messages
+  in between (they would follow later ones): the catch-up sends only what follows what went out, and
   `missed_before` tells the connection to report the conversation not recovered (the client
   pages history), never a silent gap and never out of order.
 - **Unavailable.** A fill PostgreSQL cannot answer is tried again (the executor backs off), its
