@@ -37,7 +37,9 @@ const jobs = [
 
 await mkdir(out, { recursive: true });
 for (const [source, target, wrap] of jobs) {
-  const ast = await openapiTS(wrap(await load(source)), { exportType: true });
+  // defaultNonNullable off: a field with a default (an optional addition such as `wait`) stays
+  // optional in what the SDK writes, as the server reads it.
+  const ast = await openapiTS(wrap(await load(source)), { exportType: true, defaultNonNullable: false });
   await writeFile(join(out, target), HEADER.replace("%s", source) + astToString(ast));
 }
 console.log(`generated ${jobs.length} files in src/generated`);
