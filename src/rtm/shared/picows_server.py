@@ -36,6 +36,10 @@ from starlette.websockets import WebSocketDisconnect
 from rtm.shared.settings import WebSocketClientSettings
 
 logger = logging.getLogger(__name__)
+# What picows logs through. Not a `logging.Logger`: given one, picows 2.3 makes a child logger per
+# connection (`<name>.<fd>`, about 1 KB each, kept until the connection goes); given anything
+# else with the same methods it logs through that, and the records carry this module's name.
+_picows_logger = logging.LoggerAdapter(logger)
 
 Handler = Callable[["PicowsSocket"], Awaitable[None]]
 Route = Callable[[picows.WSUpgradeRequest], picows.WSListener | None]
@@ -374,7 +378,7 @@ def picows_protocol(
             None,  # path (client side only)
             False,  # is_client_side
             kept_alive,
-            logger,
+            _picows_logger,
             True,  # disconnect_on_exception
             handshake_timeout,
             False,  # enable_auto_ping: `Keepalive` pings, with one timer for every connection
