@@ -220,7 +220,8 @@ def assert_every_message_once_in_order(receivers: list[Receiver], total: dict[st
     for receiver in receivers:
         assert receiver.dropped is None, receiver.dropped
         for conversation, count in total.items():
-            assert receiver.seqs.get(conversation) == list(range(1, count + 1)), conversation
+            seqs = receiver.seqs.get(conversation)
+            assert seqs == list(range(1, count + 1)), (conversation, seqs, receiver.answers)
 
 
 async def until_every_message_arrived(
