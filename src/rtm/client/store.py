@@ -105,6 +105,7 @@ class FileStore(MemoryStore):
         self._written = 0
 
     def _load(self) -> None:
+        """Read the file once (a missing one is empty); raises OSError or ValueError."""
         if self._loaded:
             return
         try:
@@ -139,7 +140,12 @@ class FileStore(MemoryStore):
     async def put_outbox(self, user_id: str, entry: OutboxEntry) -> None:
         self._load()
         await super().put_outbox(user_id, entry)
-        await self._changed()
+        try:
+            await self._changed()
+        except OSError:
+            # Not kept, so never sent: a later write must not persist it either.
+            await super().delete_outbox(user_id, entry.client_msg_id)
+            raise
 
     async def delete_outbox(self, user_id: str, client_msg_id: str) -> None:
         self._load()
