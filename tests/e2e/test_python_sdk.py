@@ -109,9 +109,15 @@ def _largest_gap(times: list[float]) -> float:
 async def test_sdk_delivers_exactly_once_in_order_while_producer_and_consumer_are_killed(
     system: LocalSystem, tmp_path: Path
 ) -> None:
+    """Clients are closed however the test ends (a failure leaves no socket open)."""
     started = time.monotonic()
     alice = _client(system, FileStore(tmp_path / "alice.json"))
     bob = _client(system)
+    async with alice, bob:
+        await _run_kill_test(system, alice, bob, started)
+
+
+async def _run_kill_test(system: LocalSystem, alice: Client, bob: Client, started: float) -> None:
     await _sign_up(alice, "alice")
     await _sign_up(bob, "bob")
     await asyncio.gather(alice.connect(), bob.connect())
