@@ -39,6 +39,7 @@ from rtm.client import (
     Message,
     MessageEvent,
     OutboxOptions,
+    RtmError,
 )
 from rtm.local.runner import LocalSystem
 from rtm.local.settings import RunnerSettings
@@ -239,3 +240,50 @@ def test_readme_first_message_program_runs_as_written(system: LocalSystem) -> No
     print(done.stdout, done.stderr)
     assert done.returncode == 0, done.stderr
     assert "Hello!" in done.stdout
+
+
+async def test_sdk_refreshes_in_band_and_stops_for_good_when_the_session_is_revoked(
+    system: LocalSystem,
+) -> None:
+    """A refresh re-authenticates both open sockets (no reconnect); reusing the rotated refresh
+    token revokes the session, its sockets close 4503, and the SDK does not reconnect."""
+    async with _client(system) as alice, _client(system) as bob:
+        await _sign_up(alice, "alice")
+        await _sign_up(bob, "bob")
+        await asyncio.gather(alice.connect(), bob.connect())
+        chat = await bob.create_conversation([alice.user_id])
+        spent = alice.tokens.refresh_token
+        assert spent is not None
+        fresh = await alice.refresh_tokens()
+        assert fresh.refresh_token != spent
+        await bob.send(chat.id, "after the refresh")
+        await alice.send(chat.id, "sent after the refresh")
+        seen: list[object] = []
+        async for event in alice.events():
+            seen.append(event)
+            if isinstance(event, MessageEvent) and event.message.body == "sent after the refresh":
+                break
+        states = [e for e in seen if isinstance(e, ConnectionStateEvent)]
+        assert [e.state for e in states] == [ConnectionState.CONNECTING] * 2 + [
+            ConnectionState.OPEN
+        ] * 2, "the refresh reconnected a socket"
+        bodies = [e.message.body for e in seen if isinstance(e, MessageEvent)]
+        assert bodies == ["after the refresh", "sent after the refresh"]
+
+        with pytest.raises(RtmError) as reused:
+            await alice.resume_session(spent)  # a spent token: the whole session is revoked
+        assert reused.value.status == 401
+        failed: dict[str, int | None] = {}
+        async with asyncio.timeout(15):
+            async for event in alice.events():
+                if isinstance(event, ConnectionStateEvent):
+                    assert event.state is ConnectionState.FAILED, event
+                    failed[event.socket] = event.code
+                    if len(failed) == 2:
+                        break
+        assert failed == {"producer": 4503, "consumer": 4503}
+        await asyncio.sleep(0.5)
+        assert alice.states == {
+            "producer": ConnectionState.FAILED,
+            "consumer": ConnectionState.FAILED,
+        }
