@@ -32,12 +32,14 @@ import pytest
 
 from rtm.client import (
     Ack,
+    AckEvent,
     Client,
     ConnectionState,
     ConnectionStateEvent,
     FileStore,
     Message,
     MessageEvent,
+    OutboxEntry,
     OutboxOptions,
     RtmError,
 )
@@ -287,3 +289,39 @@ async def test_sdk_refreshes_in_band_and_stops_for_good_when_the_session_is_revo
             "producer": ConnectionState.FAILED,
             "consumer": ConnectionState.FAILED,
         }
+
+
+async def test_a_restarted_process_resends_what_its_file_store_kept(
+    system: LocalSystem, tmp_path: Path
+) -> None:
+    """A process stored a send in its FileStore and died before writing it: the next process
+    over the same file sends it, once, and reports its ack (nobody awaits it any more)."""
+    path = tmp_path / "alice.json"
+    async with _client(system) as bob:
+        first = _client(system, FileStore(path))
+        await _sign_up(first, "alice")
+        await _sign_up(bob, "bob")
+        chat = await first.create_conversation([bob.user_id])
+        refresh_token = first.tokens.refresh_token
+        assert refresh_token is not None
+        await FileStore(path).put_outbox(
+            first.user_id, OutboxEntry(str(uuid.uuid4()), chat.id, "kept across the restart", 1)
+        )
+        await first.close()  # never connected: the process "died" with the send in its file
+
+        async with _client(system, FileStore(path)) as second:
+            await second.resume_session(refresh_token)
+            await bob.connect()
+            await second.connect()
+            acked: AckEvent | None = None
+            async with asyncio.timeout(15):
+                async for event in second.events():
+                    if isinstance(event, AckEvent):
+                        acked = event
+                        break
+            assert acked is not None
+            assert acked.body == "kept across the restart"
+            assert acked.ack.seq == 1
+            assert second.pending() == []
+        page = await bob.history(chat.id)
+        assert [m.body for m in page.messages] == ["kept across the restart"]
