@@ -150,7 +150,13 @@ class Connection:
             except RtmError as exc:
                 self._set_state(ConnectionState.FAILED, None, f"the session has ended: {exc}")
                 return
-            code, reason, was_ready = await self._session(self._prepare_url(self.url), token)
+            try:
+                code, reason, was_ready = await self._session(self._prepare_url(self.url), token)
+            except Exception:
+                # The task's last resort: a bug must not end the connection silently for good.
+                # What it was handed can no longer be vouched for: a new socket resumes.
+                logger.exception("%s socket: unexpected error; reconnecting", self.name)
+                code, reason, was_ready = 1011, "client error", False
             self._url_index += 1
             if was_ready:
                 attempt = 0
@@ -210,6 +216,16 @@ class Connection:
             self._socket = None
             socket.transport.abort()  # it may be dead: do not wait for a close handshake
 
+    def _handle(self, frame: dict[str, Any]) -> None:
+        """Hand a frame on; one that lacks a field the protocol promises is logged and
+        skipped (the servers send well-formed frames; this guards against a newer one)."""
+        try:
+            self._on_frame(frame)
+        except (KeyError, TypeError, ValueError) as exc:
+            logger.warning(
+                "%s socket: skipped a malformed %r frame: %r", self.name, frame.get("type"), exc
+            )
+
     async def _serve(self, socket: ClientConnection, token: str) -> tuple[int, str, bool]:
         await socket.send(json.dumps(auth_frame(token)))
         async with asyncio.timeout(self._timing.handshake_timeout_s):
@@ -217,7 +233,7 @@ class Connection:
                 frame = _parse(await socket.recv())
                 if frame is None:
                     continue
-                self._on_frame(frame)
+                self._handle(frame)
                 if frame.get("type") == self._ready_type:
                     break
         self._ready = True
@@ -232,7 +248,7 @@ class Connection:
                 raw = await asyncio.wait_for(socket.recv(), timing.pong_timeout_s)
             frame = _parse(raw)
             if frame is not None:
-                self._on_frame(frame)
+                self._handle(frame)
 
 
 def _parse(raw: str | bytes) -> dict[str, Any] | None:

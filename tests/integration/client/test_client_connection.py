@@ -91,13 +91,18 @@ class Harness:
             ready_type="ready",
             token=self._token,
             refresh=self._refresh,
-            on_frame=self.frames.append,
+            on_frame=self._on_frame,
             on_open=self._on_open,
             on_down=self._on_down,
             on_state=lambda state, code, _reason: self.states.append((state, code)),
             backoff=NO_WAIT,
             timing=FAST,
         )
+
+    def _on_frame(self, frame: dict[str, Any]) -> None:
+        if frame["type"] == "message":
+            int(frame["seq"])  # what the client's handler reads: a KeyError when it is missing
+        self.frames.append(frame)
 
     async def _token(self) -> str:
         return self.token
@@ -205,3 +210,18 @@ async def test_nothing_listening_is_retried_with_backoff_until_closed() -> None:
     await harness.until(lambda: harness.connection.state is ConnectionState.RECONNECTING)
     await harness.connection.close()
     assert harness.connection.state is ConnectionState.CLOSED
+
+
+async def test_a_malformed_frame_is_skipped_and_the_socket_kept() -> None:
+    async def malformed_then_fine(socket: ServerConnection) -> None:
+        await socket.send(json.dumps({"type": "message", "body": "no seq"}))
+        await socket.send(json.dumps({"type": "message", "seq": 1}))
+        await stay_open(socket)
+
+    async with running(ready_then(malformed_then_fine)) as server:
+        harness = Harness([server.url])
+        harness.connection.start()
+        await harness.until(lambda: any(f.get("seq") == 1 for f in harness.frames))
+        assert len(server.auth_tokens) == 1
+        assert harness.connection.state is ConnectionState.OPEN
+        await harness.connection.close()
