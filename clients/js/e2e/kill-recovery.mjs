@@ -118,6 +118,7 @@ const seen = new Set();
 let duplicates = 0;
 for (const body of bodies) (seen.has(body) ? duplicates++ : seen.add(body));
 outages.push(...aliceOutages, ...bobOutages);
+const seqOf = new Map(delivered.map((m) => [m.message_id, m.seq]));
 say({
   result: {
     sent: N,
@@ -132,6 +133,8 @@ say({
     seqs_dense: delivered.every((m, i) => m.seq === i + 1),
     stored: stored.length,
     stored_matches_delivered: JSON.stringify(stored.map((m) => m.message_id)) === JSON.stringify(delivered.map((m) => m.message_id)),
+    // Sends wait for stored: every ack carries the seq Bob got the message with.
+    ack_seqs_match_delivered: acks.every((a) => Number.isInteger(a.seq) && seqOf.get(a.message_id) === a.seq),
     largest_ack_gap_ms: largestGap(ackedAt),
     largest_delivery_gap_ms: largestGap(deliveredAt),
     outages,

@@ -39,9 +39,9 @@ export type ErrorFrame = ConsumerFrames["schemas"]["ErrorFrame"];
 export type ErrorCode = ConsumerFrames["schemas"]["ErrorCode"];
 
 /** What `send()` resolves with: the producer's ack of a `"wait":"stored"` send, so PostgreSQL
- * holds the message and `seq` is its position in the conversation (the generated type keeps
- * `seq` optional: an ack without `wait` has none). */
-export type Ack = Without<ProducerFrames["schemas"]["AckOut"], "type">;
+ * holds the message and `seq` is its position in the conversation. (`seq` is optional in the
+ * generated type, as an ack of a send without `wait` has none; the SDK's sends all wait.) */
+export type Ack = Without<ProducerFrames["schemas"]["AckOut"], "type" | "seq"> & { seq: number };
 /** A stored message, from the live stream, `resume` or history. */
 export type Message = Without<ConsumerFrames["schemas"]["MessageFrame"], "type">;
 export type TypingEvent = Without<ConsumerFrames["schemas"]["TypingFrame"], "type">;
