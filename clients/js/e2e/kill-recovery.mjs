@@ -137,6 +137,12 @@ say({
     ack_seqs_match_delivered: acks.every((a) => Number.isInteger(a.seq) && seqOf.get(a.message_id) === a.seq),
     largest_ack_gap_ms: largestGap(ackedAt),
     largest_delivery_gap_ms: largestGap(deliveredAt),
+    // From Bob's consumer socket going down to his next message: reconnect and resume, and,
+    // when Bob had everything stored already, the other consumer taking the killed one's
+    // partitions over (the next message is stored only then).
+    consumer_switch_to_next_delivery_ms: bobOutages
+      .filter((o) => o.socket === "consumer")
+      .map((o) => (deliveredAt.find((t) => t >= o.from) ?? NaN) - o.from),
     outages,
     elapsed_ms: now(),
   },
