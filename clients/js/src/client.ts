@@ -316,9 +316,12 @@ export class Client extends Emitter<ClientEvents> {
   }
 
   private onConsumerOpen(): void {
-    const frames = resumeFrames(this.receiver!.snapshot());
-    const plan = this.plan ?? { query: "", frames, expected: frames }; // (every socket has a plan)
+    let plan = this.plan; // made with the socket's URL
     this.plan = undefined;
+    if (!plan) {
+      const frames = resumeFrames(this.receiver!.snapshot());
+      plan = { query: "", frames, expected: frames };
+    }
     this.resumePending = [...plan.expected];
     this.cursorsInUrl = plan.frames.length === 0;
     for (const frame of plan.frames) this.consumer?.send(frame);
