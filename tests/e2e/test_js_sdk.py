@@ -10,6 +10,9 @@ deliveries). Every message must be acked and delivered to Bob exactly once, in t
 with a dense `seq`, and match what history (PostgreSQL) holds. Recovery figures are printed
 (`pytest -s`), never asserted.
 
+It also runs the JavaScript program of README.md's "Your first message" as written there, with
+the default URLs replaced by the test system's, and checks that it prints what README.md says.
+
 Needs node ≥ 20 and npm: builds the SDK (`npm ci`, `npm run build`) when `dist/` is missing or
 older than its sources; skipped where node is not installed.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -37,6 +41,13 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 JS = REPO_ROOT / "clients" / "js"
 SCRIPT = JS / "e2e" / "kill-recovery.mjs"
 REFRESH_SCRIPT = JS / "e2e" / "refresh-and-revoke.mjs"
+README = REPO_ROOT / "README.md"
+# The URLs `make run` serves by default, as README.md's first-message program names them.
+README_AUTH, README_PRODUCER, README_CONSUMER = (
+    "http://127.0.0.1:8080",
+    "http://127.0.0.1:8081",
+    "http://127.0.0.1:8082",
+)
 MESSAGES = 2000
 # The producer's frame rate limit, raised from 20/s so that the outbox keeps its whole window
 # (32 unacked sends) in flight: a kill then always lands on sends written but not acked.
@@ -152,6 +163,7 @@ def test_sdk_delivers_exactly_once_in_order_while_producer_and_consumer_are_kill
     assert result["seqs_dense"]
     assert result["stored"] == MESSAGES
     assert result["stored_matches_delivered"], "history (PostgreSQL) holds what Bob got"
+    assert result["ack_seqs_match_delivered"], "each ack (wait stored) has the seq Bob got"
     sockets = {(o["who"], o["socket"]) for o in result["outages"]}
     assert ("alice", "producer") in sockets, "the producer kill was seen and recovered from"
     assert ("bob", "consumer") in sockets, "the consumer kill was seen and recovered from"
@@ -186,3 +198,43 @@ def test_sdk_refreshes_in_band_and_stops_for_good_when_the_session_is_revoked(
     assert result["states_after_refresh"] == [], "the refresh reconnected a socket"
     assert result["reuse_status"] == 401
     assert sorted(result["states"]) == ["consumer:failed 4503", "producer:failed 4503"]
+
+
+def _readme_js_first_message() -> tuple[str, str]:
+    """The `js` code block of README.md's "Your first message", "JavaScript (Node)", and the
+    line README.md says it prints (`It prints `...``)."""
+    text = README.read_text(encoding="utf-8")
+    section = text.split("\n## Your first message\n", 1)[1].split("\n## ", 1)[0]
+    javascript = section.split("\n### JavaScript (Node)\n", 1)[1].split("\n### ", 1)[0]
+    code = re.search(r"^```js\n(.*?)^```$", javascript, re.DOTALL | re.MULTILINE)
+    prints = re.search(r"It prints `([^`]+)`", javascript)
+    assert code is not None, "README.md's JavaScript first message has no ```js block"
+    assert prints is not None, "README.md no longer says what the program prints"
+    return code.group(1), prints.group(1)
+
+
+@pytest.mark.timeout(60)
+def test_readme_first_message_in_javascript_runs_as_written(system: LocalSystem, node: str) -> None:
+    """README.md's JavaScript program, run with node from clients/js as README.md says (the
+    package imports itself by name there), prints the message as received."""
+    code, expected = _readme_js_first_message()
+    urls = system.urls
+    for default, actual in (
+        (README_AUTH, urls.auth),
+        (README_PRODUCER, urls.producer),
+        (README_CONSUMER, urls.consumers[0]),
+    ):
+        assert default in code, f"README.md's program no longer names {default}"
+        code = code.replace(default, actual)
+    done = subprocess.run(
+        [node, "--input-type=module"],  # the program from stdin, resolved as if in clients/js
+        input=code,
+        cwd=JS,
+        capture_output=True,
+        text=True,
+        timeout=45,
+        check=False,
+    )
+    print(f"README program printed: {done.stdout.strip()!r}")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == expected

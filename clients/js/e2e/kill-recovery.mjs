@@ -118,6 +118,7 @@ const seen = new Set();
 let duplicates = 0;
 for (const body of bodies) (seen.has(body) ? duplicates++ : seen.add(body));
 outages.push(...aliceOutages, ...bobOutages);
+const seqOf = new Map(delivered.map((m) => [m.message_id, m.seq]));
 say({
   result: {
     sent: N,
@@ -132,8 +133,16 @@ say({
     seqs_dense: delivered.every((m, i) => m.seq === i + 1),
     stored: stored.length,
     stored_matches_delivered: JSON.stringify(stored.map((m) => m.message_id)) === JSON.stringify(delivered.map((m) => m.message_id)),
+    // Sends wait for stored: every ack carries the seq Bob got the message with.
+    ack_seqs_match_delivered: acks.every((a) => Number.isInteger(a.seq) && seqOf.get(a.message_id) === a.seq),
     largest_ack_gap_ms: largestGap(ackedAt),
     largest_delivery_gap_ms: largestGap(deliveredAt),
+    // From Bob's consumer socket going down to his next message: reconnect and resume, and,
+    // when Bob had everything stored already, the other consumer taking the killed one's
+    // partitions over (the next message is stored only then).
+    consumer_switch_to_next_delivery_ms: bobOutages
+      .filter((o) => o.socket === "consumer")
+      .map((o) => (deliveredAt.find((t) => t >= o.from) ?? NaN) - o.from),
     outages,
     elapsed_ms: now(),
   },

@@ -9,7 +9,8 @@ import { Emitter } from "./emitter.js";
 import { RtmError } from "./errors.js";
 import { requestJson, type FetchLike } from "./http.js";
 import { Outbox, type OutboxOptions } from "./outbox.js";
-import { isReadReply, readFrame, resumeFrames, typingFrame } from "./protocol.js";
+import { isReadReply, refusesQuery, resumeFrames, resumePlan, typingFrame, type ResumePlan } from "./protocol.js";
+import { ReadMarkers } from "./reads.js";
 import { Receiver } from "./receiver.js";
 import { Session, type Tokens } from "./session.js";
 import { defaultStore, type OutboxEntry, type Store } from "./store.js";
@@ -25,6 +26,8 @@ import type {
   MessagePage,
   PresenceEvent,
   ReadEvent,
+  ReadMark,
+  ResumeFrame,
   ResumedFrame,
   Session as SessionInfo,
   TypingEvent,
@@ -51,6 +54,10 @@ export interface ClientOptions {
   /** Replace a socket not open and authenticated within this (default 10 s). */
   handshakeTimeoutMs?: number;
   outbox?: OutboxOptions;
+  /** The longest cursor list (characters of the `cursors` query value) given with the
+   * consumer connection; more go in `resume` frames (default 4000, about 90 conversations; 0:
+   * always frames). Lower it behind a proxy with a short request-line limit. */
+  urlCursorsMaxChars?: number;
 }
 
 export interface ConnectionStates {
@@ -95,9 +102,14 @@ export class Client extends Emitter<ClientEvents> {
   private consumer: Connection | undefined;
   private outbox: Outbox | undefined;
   private receiver: Receiver | undefined;
-  private readonly pendingReads = new Map<string, { seq: number; done: Array<() => void> }>();
+  private readonly reads: ReadMarkers;
   private resumeTimer: ReturnType<typeof setTimeout> | undefined;
-  private resumePending: object[] = [];
+  /** How the consumer socket being opened (or open) resumes: fixed when its URL is made. */
+  private plan: ResumePlan | undefined;
+  /** The resumes the consumer socket has still to answer with `resumed`, in order. */
+  private resumePending: ResumeFrame[] = [];
+  /** The cursors went in the URL and the server has not refused them (see `refusesQuery`). */
+  private cursorsInUrl = false;
   private httpIndex = { producer: 0, consumer: 0 };
 
   constructor(options: ClientOptions) {
@@ -107,6 +119,11 @@ export class Client extends Emitter<ClientEvents> {
     this.store = options.store ?? defaultStore();
     this.producerUrls = list(options.producerUrl);
     this.consumerUrls = list(options.consumerUrl);
+    this.reads = new ReadMarkers(
+      (frame) => this.writeProducer(frame),
+      (id, seq) => this.postRead(id, seq),
+      () => this.producer !== undefined,
+    );
   }
 
   // -- signing in ---------------------------------------------------------------------------
@@ -235,13 +252,17 @@ export class Client extends Emitter<ClientEvents> {
         readyType: "auth_ok",
         onFrame: (frame) => this.onProducerFrame(frame),
         onOpen: () => this.onProducerOpen(),
-        onDown: () => this.outbox?.disconnected(),
+        onDown: () => {
+          this.outbox?.disconnected();
+          this.reads.down();
+        },
         onState: onState("producer"),
       });
       this.consumer = new Connection({
         ...common,
         name: "consumer",
         urls: this.consumerUrls.map(wsUrl),
+        query: () => this.planResume(),
         readyType: "ready",
         onFrame: (frame) => this.onConsumerFrame(frame),
         onOpen: () => this.onConsumerOpen(),
@@ -263,12 +284,7 @@ export class Client extends Emitter<ClientEvents> {
   }
 
   private onProducerOpen(): void {
-    for (const [conversationId, read] of this.pendingReads) {
-      if (this.writeProducer(readFrame(conversationId, read.seq))) {
-        this.pendingReads.delete(conversationId);
-        read.done.forEach((resolve) => resolve());
-      }
-    }
+    this.reads.opened();
     this.outbox?.connected();
   }
 
@@ -282,15 +298,33 @@ export class Client extends Emitter<ClientEvents> {
     if (frame.type === "ack") this.outbox?.handleAck(frame as unknown as Ack);
     else if (frame.type === "error") {
       const error = frame as unknown as ErrorFrame;
-      if (!this.outbox?.handleError(error)) this.emit("error", frameError(error));
+      if (this.outbox?.handleError(error)) return;
+      // A refused `read` has no ref: the reads waiting for `read_ok` ask HTTP, which answers each.
+      if ((error.ref ?? null) === null && this.reads.onRefused(error.code)) return;
+      this.emit("error", frameError(error));
     } else if (isReadReply(frame)) {
-      // the reply to a `read` (protocol addition to come): markRead resolves on the write today
+      this.reads.onReadOk(frame);
     }
   }
 
+  /** The query of the next consumer socket: the cursors with the connection when they fit, so
+   * that the server resumes them at once, and a client with no cursors gets live messages with
+   * no hold (`?cursors=`); else `?resume=1` and `resume` frames after `ready`. */
+  private planResume(): string {
+    this.plan = resumePlan(this.receiver!.snapshot(), this.options.urlCursorsMaxChars);
+    return this.plan.query;
+  }
+
   private onConsumerOpen(): void {
-    this.resumePending = resumeFrames(this.receiver!.snapshot());
-    this.sendResume();
+    let plan = this.plan; // made with the socket's URL
+    this.plan = undefined;
+    if (!plan) {
+      const frames = resumeFrames(this.receiver!.snapshot());
+      plan = { query: "", frames, expected: frames };
+    }
+    this.resumePending = [...plan.expected];
+    this.cursorsInUrl = plan.frames.length === 0;
+    for (const frame of plan.frames) this.consumer?.send(frame);
   }
 
   private sendResume(): void {
@@ -301,6 +335,7 @@ export class Client extends Emitter<ClientEvents> {
   private onConsumerDown(): void {
     clearTimeout(this.resumeTimer);
     this.resumePending = [];
+    this.cursorsInUrl = false;
   }
 
   private onConsumerFrame(frame: { type: string; [key: string]: unknown }): void {
@@ -312,6 +347,7 @@ export class Client extends Emitter<ClientEvents> {
         break;
       case "resumed":
         this.resumePending = this.resumePending.slice(1);
+        this.cursorsInUrl = false;
         receiver.onResumed(frame as unknown as ResumedFrame);
         this.emit("resumed", frame as unknown as ResumedFrame);
         break;
@@ -331,8 +367,15 @@ export class Client extends Emitter<ClientEvents> {
       case "error": {
         const error = frame as unknown as ErrorFrame;
         if (error.code === "unavailable" && this.resumePending.length > 0) {
-          // PostgreSQL is down: send the same resume again when told (docs/protocol.md).
+          // PostgreSQL is down: send the same resume again when told (docs/protocol.md), as a
+          // frame also when it was the URL's.
+          this.cursorsInUrl = false;
           this.resumeTimer = setTimeout(() => this.sendResume(), error.retry_after_ms ?? 1000);
+        } else if (this.cursorsInUrl && refusesQuery(error)) {
+          // The server refused the URL's cursors and holds live messages as for `?resume=1`,
+          // waiting for a `resume` frame: send the same cursors as one.
+          this.cursorsInUrl = false;
+          this.sendResume();
         } else {
           this.emit("error", frameError(error));
         }
@@ -344,10 +387,11 @@ export class Client extends Emitter<ClientEvents> {
 
   // -- sending ------------------------------------------------------------------------------
 
-  /** Send a message; resolves with the ack once JetStream has stored it. The send is kept (and
-   * resent with the same `client_msg_id` after reconnects and reloads) until then, so the
-   * application never retries: it only awaits. Rejects only when the server refuses the
-   * message for good (`validation_failed`, `forbidden`). */
+  /** Send a message; resolves with the ack once PostgreSQL has stored it (`"wait":"stored"`):
+   * the ack carries its `seq`, and history read after it holds the message. The send is kept
+   * (and resent with the same `client_msg_id` after reconnects, reloads and `not_stored_yet`)
+   * until then, so the application never retries: it only awaits. Rejects only when the server
+   * refuses the message for good (`validation_failed`, `forbidden`). */
   send(conversationId: string, body: string, options: { clientMsgId?: string } = {}): Promise<Ack> {
     if (!this.outbox) return Promise.reject(new RtmError("closed", "call connect() first"));
     return this.outbox.add(conversationId, body, options.clientMsgId ?? uuid4());
@@ -363,13 +407,19 @@ export class Client extends Emitter<ClientEvents> {
     return this.writeProducer(typingFrame(conversationId));
   }
 
-  /** Move the read marker; written now, or as soon as the producer socket is open again. */
+  /** Move the read marker. Resolves once the server has taken it: the producer's `read_ok` on
+   * an open socket, else the consumer's `POST /v1/conversations/{id}/read` (which stores it
+   * before answering); a marker HTTP cannot store for now waits for the producer socket.
+   * Rejects when it is refused for good (`forbidden`, `validation_failed`). */
   markRead(conversationId: string, seq: number): Promise<void> {
-    if (this.writeProducer(readFrame(conversationId, seq))) return Promise.resolve();
-    const waiting = this.pendingReads.get(conversationId) ?? { seq, done: [] };
-    waiting.seq = Math.max(waiting.seq, seq); // markers only move forward: keep the highest
-    this.pendingReads.set(conversationId, waiting);
-    return new Promise((resolve) => waiting.done.push(resolve));
+    return this.reads.mark(conversationId, seq);
+  }
+
+  private postRead(conversationId: string, seq: number): Promise<ReadMark> {
+    return this.call("consumer", `/v1/conversations/${encodeURIComponent(conversationId)}/read`, {
+      method: "POST",
+      body: { seq },
+    });
   }
 
   // -- HTTP ---------------------------------------------------------------------------------

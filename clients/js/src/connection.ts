@@ -36,6 +36,9 @@ export interface ConnectionOptions {
   name: "producer" | "consumer";
   /** WebSocket URLs; each reconnect tries the next one (several instances of a service). */
   urls: string[];
+  /** A query string appended to the URL of each new socket, asked for just before it is made
+   * (the consumer's cursors: `?cursors=...`). */
+  query?: (() => string) | undefined;
   socketFactory: SocketFactory;
   /** The access token to authenticate with (the first frame is always `auth`). */
   token: () => Promise<string>;
@@ -127,7 +130,7 @@ export class Connection {
       return;
     }
     try {
-      socket = await this.options.socketFactory(this.url);
+      socket = await this.options.socketFactory(this.url + (this.options.query?.() ?? ""));
     } catch {
       this.onClosed(1006, "could not create the socket");
       return;

@@ -22,7 +22,8 @@ export const TRANSIENT_CODES: ReadonlySet<string> = new Set([
   "unavailable",
   "rate_limited",
   "too_many_in_flight",
-  // Answers a `"wait":"stored"` send (a protocol addition the SDK does not ask for yet) that is
-  // accepted but not yet seen stored: resend the same id.
+  // Answers a `"wait":"stored"` send (every send of the SDK) accepted but not seen stored in
+  // PostgreSQL within the producer's wait: the message is not lost; resending the same id gets
+  // the ack of the stored message.
   "not_stored_yet",
 ]);

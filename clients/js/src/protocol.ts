@@ -1,34 +1,33 @@
-// The frames the SDK writes, one function each. Each function is also the one place where a
-// backwards-compatible protocol addition (being added on the server, issue 14) will be used once
-// it lands; until then the SDK relies only on docs/protocol.md as it stands.
+// The frames the SDK writes and the connection query it opens the consumer with, one function
+// each, following docs/protocol.md (with the issue 14 additions: `"wait":"stored"`, cursors
+// given with the connection, `read_ok`).
 import type { OutboxEntry } from "./store.js";
-import type { Ack, ReadFrameOut, ResumeFrame, SendFrame, TypingFrameOut } from "./types.js";
+import type { ReadFrameOut, ReadOkFrame, ResumeFrame, SendFrame, TypingFrameOut } from "./types.js";
 
 /** Most conversations one `resume` may name (`RTM_MAX_RESUME_CONVERSATIONS`, default 1000). */
 export const MAX_RESUME_CONVERSATIONS = 1000;
 
-/** A `send` frame. Addition to come: `"wait":"stored"`, so the ack carries `seq` — add it here
- * (and read it in `ackSeq`; its `not_stored_yet` error is already treated as transient). A
- * server that does not know `wait` would ignore it, but its acks would carry no `seq`: the SDK
- * asks only once the documented protocol has it. */
+/** The longest `cursors` query value the SDK puts in the consumer's URL by default. The server
+ * takes up to `MAX_RESUME_CONVERSATIONS` there, but request lines are limited on the way (the
+ * consumer's own parser takes 16 KiB of request; proxies often 4-8 KiB), and the protocol says
+ * long lists belong in a `resume` frame: ~4,000 characters are about 90 conversations. */
+export const MAX_URL_CURSORS_CHARS = 4000;
+
+/** A `send` frame. `"wait":"stored"`: the ack comes once the consumer has stored the message in
+ * PostgreSQL and carries its `seq`, so history read after `send()` resolves holds the message.
+ * When that takes longer than the producer waits, the answer is `not_stored_yet` (transient:
+ * the outbox resends the same `client_msg_id`, answered with the ack of the stored message). */
 export function sendFrame(entry: OutboxEntry): SendFrame {
   return {
     type: "send",
     client_msg_id: entry.client_msg_id,
     conversation_id: entry.conversation_id,
     body: entry.body,
+    wait: "stored",
   };
 }
 
-/** The conversation position of an acked message, where the server tells it (`"wait":"stored"`). */
-export function ackSeq(ack: Ack): number | undefined {
-  return typeof ack.seq === "number" ? ack.seq : undefined;
-}
-
-/** The `resume` frames sent once the consumer says `ready` (today's protocol: always, `{}` when
- * there is nothing to resume, so that live messages are not held for the grace period).
- * Addition to come: cursors given with the connection itself — then this returns [] when
- * `connectionCursors` carried them. */
+/** `resume` frames for `cursors`, at most `MAX_RESUME_CONVERSATIONS` each (`{}` when empty). */
 export function resumeFrames(cursors: Record<string, number>): ResumeFrame[] {
   const ids = Object.keys(cursors);
   if (ids.length === 0) return [{ type: "resume", cursors: {} }];
@@ -41,21 +40,52 @@ export function resumeFrames(cursors: Record<string, number>): ResumeFrame[] {
   return frames;
 }
 
-/** Cursors to give with the consumer connection (addition to come); none today. */
-export function connectionCursors(_cursors: Record<string, number>): undefined {
-  return undefined;
+/** How one consumer connection resumes (docs/protocol.md, §6 "Cursors with the connection"). */
+export interface ResumePlan {
+  /** Appended to the consumer's `/v1/ws` URL: `?cursors=<id>:<seq>,...` (`?cursors=` when there
+   * is nothing to resume: live messages at once, no hold), or `?resume=1` when the cursors do
+   * not fit in the URL (live messages are held until the first `resume` frame is handled). */
+  query: string;
+  /** The `resume` frames to write once the consumer says `ready`: none when the URL carries
+   * the cursors. */
+  frames: ResumeFrame[];
+  /** The resumes the server will answer (`resumed`), in order, each as the frame that asks for
+   * it again (after an `unavailable` answer, or a query the server refused). */
+  expected: ResumeFrame[];
 }
 
-/** A `read` marker frame. Addition to come: the server replies to it; today it is fire and
- * forget, so `markRead` resolves once the frame is written. */
+/** Cursors in the URL when they fit in `maxChars`, else every one in `resume` frames. All or
+ * nothing: a connection that resumed part of its cursors from the URL would stop holding live
+ * messages at that `resumed`, and the conversations of a later `resume` frame could then come
+ * back `recovered: false` (paged from history instead). */
+export function resumePlan(cursors: Record<string, number>, maxChars = MAX_URL_CURSORS_CHARS): ResumePlan {
+  const value = Object.entries(cursors)
+    .map(([id, seq]) => `${encodeURIComponent(id)}:${seq}`)
+    .join(",");
+  const ids = Object.keys(cursors).length;
+  if (value.length <= maxChars && ids <= MAX_RESUME_CONVERSATIONS) {
+    return { query: `?cursors=${value}`, frames: [], expected: [{ type: "resume", cursors: { ...cursors } }] };
+  }
+  const frames = resumeFrames(cursors);
+  return { query: "?resume=1", frames, expected: frames };
+}
+
+/** Whether an error frame of the consumer refuses the connection's query (`cursors`,
+ * `cursors.<id>`, `resume`): the server then holds live messages as for `?resume=1`, waiting
+ * for the client's `resume` frame. */
+export function refusesQuery(frame: { code: string; field?: string | null }): boolean {
+  const field = frame.field ?? "";
+  return frame.code === "validation_failed" && (field === "resume" || field === "cursors" || field.startsWith("cursors."));
+}
+
+/** A `read` marker frame; the producer answers `read_ok` (or an error frame, `ref` null). */
 export function readFrame(conversationId: string, seq: number): ReadFrameOut {
   return { type: "read", conversation_id: conversationId, seq };
 }
 
-/** Whether a frame from the producer is the reply to a `read` (addition to come, `read_ok`
- * with the `conversation_id` and `seq` of the `read`): never today. */
-export function isReadReply(_frame: { type: string }): boolean {
-  return false;
+/** The reply to a `read`: `read_ok`, repeating its `conversation_id` and `seq`. */
+export function isReadReply(frame: { type: string }): frame is ReadOkFrame {
+  return frame.type === "read_ok";
 }
 
 export function typingFrame(conversationId: string): TypingFrameOut {

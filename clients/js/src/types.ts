@@ -9,9 +9,10 @@ import type { components as ProducerHttp } from "./generated/producer-http.js";
 
 type Without<T, K extends keyof T> = Omit<T, K>;
 
-/** Frames the producer's socket sends (`ack`, `error`, `auth_ok`, `pong`). */
+/** Frames the producer's socket sends (`ack`, `read_ok`, `error`, `auth_ok`, `pong`). */
 export type ProducerInbound =
   | ProducerFrames["schemas"]["AckOut"]
+  | ProducerFrames["schemas"]["ReadOkFrame"]
   | ProducerFrames["schemas"]["ErrorFrame"]
   | ProducerFrames["schemas"]["AuthOkFrame"]
   | ProducerFrames["schemas"]["PongFrame"];
@@ -31,13 +32,16 @@ export type ConsumerInbound =
 export type SendFrame = ProducerFrames["schemas"]["SendFrame"];
 export type ReadFrameOut = ProducerFrames["schemas"]["ReadFrame"];
 export type TypingFrameOut = ProducerFrames["schemas"]["TypingFrame"];
+/** The producer's reply to a `read` frame. */
+export type ReadOkFrame = ProducerFrames["schemas"]["ReadOkFrame"];
 export type ResumeFrame = ConsumerFrames["schemas"]["ResumeFrame"];
 export type ErrorFrame = ConsumerFrames["schemas"]["ErrorFrame"];
 export type ErrorCode = ConsumerFrames["schemas"]["ErrorCode"];
 
-/** What `send()` resolves with: the producer's ack (JetStream has stored the message).
- * `seq` is there only once the server supports `"wait":"stored"` (see protocol.ts). */
-export type Ack = Without<ProducerFrames["schemas"]["AckOut"], "type"> & { seq?: number };
+/** What `send()` resolves with: the producer's ack of a `"wait":"stored"` send, so PostgreSQL
+ * holds the message and `seq` is its position in the conversation. (`seq` is optional in the
+ * generated type, as an ack of a send without `wait` has none; the SDK's sends all wait.) */
+export type Ack = Without<ProducerFrames["schemas"]["AckOut"], "type" | "seq"> & { seq: number };
 /** A stored message, from the live stream, `resume` or history. */
 export type Message = Without<ConsumerFrames["schemas"]["MessageFrame"], "type">;
 export type TypingEvent = Without<ConsumerFrames["schemas"]["TypingFrame"], "type">;
@@ -55,3 +59,5 @@ export type ConversationSummary = ConsumerHttp["schemas"]["ConversationOut"];
 export type Conversation = ProducerHttp["schemas"]["ConversationOut"];
 export type CreateConversation = ProducerHttp["schemas"]["CreateConversationBody"];
 export type MessagePage = ConsumerHttp["schemas"]["MessagePageOut"];
+/** What `POST /v1/conversations/{id}/read` answers: the stored marker. */
+export type ReadMark = ConsumerHttp["schemas"]["ReadMarkOut"];

@@ -15,6 +15,7 @@ import {
   producer,
   token,
   until,
+  queryResume,
   type FakeServer,
   type Route,
 } from "./fakes.js";
@@ -24,7 +25,7 @@ afterEach(() => {
   while (open.length) open.pop()!.close();
 });
 
-function client(p: FakeServer, c: FakeServer, extra: { routes?: Route[]; store?: Store; tokens?: Tokens } = {}) {
+function client(p: FakeServer, c: FakeServer, extra: { routes?: Route[]; store?: Store; tokens?: Tokens; urlCursorsMaxChars?: number } = {}) {
   const fetch = fakeFetch(extra.routes ?? []);
   const made = new Client({
     ...URLS,
@@ -32,6 +33,7 @@ function client(p: FakeServer, c: FakeServer, extra: { routes?: Route[]; store?:
     store: extra.store ?? new MemoryStore(),
     webSocket: (url) => (url.includes("producer") ? p.factory(url) : c.factory(url)),
     backoff: { baseMs: 5, capMs: 20 },
+    ...(extra.urlCursorsMaxChars === undefined ? {} : { urlCursorsMaxChars: extra.urlCursorsMaxChars }),
   });
   made.useTokens(extra.tokens ?? { accessToken: token(), refreshToken: "r0" });
   open.push(made);
@@ -46,15 +48,20 @@ function received(c: Client): Message[] {
 
 // -- sending ----------------------------------------------------------------------------------
 
-test("send() resolves with the ack; the frame carries a fresh client_msg_id; auth comes first", async () => {
+test("send() resolves with the stored ack and its seq; the frame asks wait stored, with a fresh client_msg_id; auth comes first", async () => {
   const p = producer();
   const { client: c } = client(p, consumer());
   await c.connect();
   const ack = await c.send(CONV, "hello");
   assert.equal(ack.duplicate, false);
+  assert.equal(ack.seq, 1, "the ack of a wait-stored send carries the message's seq");
+  assert.equal((await c.send(CONV, "again")).seq, 2);
   const [first, second] = p.last.sent;
   assert.equal(first!.type, "auth");
-  assert.deepEqual({ ...second, client_msg_id: "x" }, { type: "send", client_msg_id: "x", conversation_id: CONV, body: "hello" });
+  assert.deepEqual(
+    { ...second, client_msg_id: "x" },
+    { type: "send", client_msg_id: "x", conversation_id: CONV, body: "hello", wait: "stored" },
+  );
   assert.equal(ack.client_msg_id, second!.client_msg_id);
   assert.equal(c.pending().length, 0);
 });
@@ -84,11 +91,12 @@ test("a send that was stored but not acked before the crash is acked duplicate a
   await c.connect();
   const sent = c.send(CONV, "x");
   await until(() => p.frames("send").length === 1, "written");
-  p.stored.push(p.frames("send")[0]!.client_msg_id as string); // stored, ack lost with the server
+  p.accept(p.frames("send")[0]!); // stored, ack lost with the server
   ackNow = true;
   p.last.drop(1012);
   const ack = await sent;
   assert.equal(ack.duplicate, true);
+  assert.equal(ack.seq, 1);
   assert.equal(p.stored.length, 1);
 });
 
@@ -135,9 +143,39 @@ test("a transient error is retried with the same id after retry_after_ms; a refu
   assert.equal(c.pending().length, 0);
 });
 
+test("not_stored_yet: the same client_msg_id is sent again after retry_after_ms and resolves with the stored ack", async () => {
+  const p = producer();
+  const ack = p.handler;
+  let answered = 0;
+  p.handler = (socket, frame) => {
+    if (frame.type === "send" && answered++ === 0) {
+      p.accept(frame); // accepted (JetStream has it), but PostgreSQL not in time: no ack
+      socket.push({ type: "error", code: "not_stored_yet", ref: frame.client_msg_id, message: "not stored yet", retry_after_ms: 30 });
+    } else ack(socket, frame);
+  };
+  const { client: c } = client(p, consumer());
+  const errors: unknown[] = [];
+  c.on("error", (e) => errors.push(e));
+  await c.connect();
+  const started = Date.now();
+  const stored = await c.send(CONV, "slow to store");
+  assert.ok(Date.now() - started >= 25, "resent after retry_after_ms");
+  const writes = p.frames("send");
+  assert.equal(writes.length, 2);
+  assert.deepEqual(writes.map((f) => [f.client_msg_id, f.wait]), [
+    [stored.client_msg_id, "stored"],
+    [stored.client_msg_id, "stored"],
+  ]);
+  assert.equal(stored.duplicate, true, "the resend is acked as the original message");
+  assert.equal(stored.seq, 1);
+  assert.deepEqual(p.stored, [stored.client_msg_id], "stored once");
+  assert.equal(c.resent, 1);
+  assert.deepEqual(errors, [], "a transient answer is no error of the application's");
+});
+
 // -- receiving --------------------------------------------------------------------------------
 
-test("after ready the client resumes from its stored cursors and drops what it already had", async () => {
+test("the consumer socket is opened with the stored cursors (?cursors=), no resume frame; what it already had is dropped", async () => {
   const store = new MemoryStore();
   const c0 = consumer((socket, frame) => {
     const from = (frame.cursors as Record<string, number>)[CONV] ?? 0;
@@ -150,19 +188,78 @@ test("after ready the client resumes from its stored cursors and drops what it a
   const got = received(c);
   await c.connect();
   await until(() => got.length === 2, "5 and 6");
-  assert.deepEqual(c0.frames("resume"), [{ type: "resume", cursors: { [CONV]: 4 } }]);
+  assert.equal(new URL(c0.last.url).search, `?cursors=${CONV}:4`);
+  assert.deepEqual(c0.frames("resume"), [], "the URL carried the cursors");
   assert.deepEqual(got.map((m) => m.seq), [5, 6]);
   assert.equal(c.duplicatesDropped, 2);
   await new Promise((r) => setTimeout(r, 100)); // cursors are written in bursts
   assert.equal((await store.loadCursors(c.userId))[CONV], 6, "the cursor is persisted");
 });
 
-test("with nothing to resume it still sends resume {} so live messages are not held", async () => {
-  const c0 = consumer();
+test("with nothing to resume the socket opens with ?cursors= (live at once, no hold) and writes no resume", async () => {
+  const c0 = consumer((socket) => socket.push({ type: "resumed", conversations: {} }));
   const { client: c } = client(producer(), c0);
+  const resumed: unknown[] = [];
+  c.on("resumed", (f) => resumed.push(f));
   await c.connect();
-  await until(() => c0.frames("resume").length === 1, "resume");
-  assert.deepEqual(c0.frames("resume")[0], { type: "resume", cursors: {} });
+  await until(() => resumed.length === 1, "resumed");
+  assert.equal(new URL(c0.last.url).search, "?cursors=");
+  assert.deepEqual(c0.frames("resume"), []);
+});
+
+const ids = (n: number): string[] =>
+  Array.from({ length: n }, (_, i) => `0195f3a1-0a2b-7c3d-8e4f-${String(i).padStart(12, "0")}`);
+
+for (const [n, limit, frames] of [
+  [120, undefined, [120]], // 120 cursors are ~4,800 characters: past the default 4,000
+  [2500, undefined, [1000, 1000, 500]], // and at most 1,000 conversations per frame
+  [3, 100, [3]], // a lower limit given with the options
+] as const) {
+  test(`${n} cursors that do not fit in the URL (limit ${limit ?? "default"}): ?resume=1 and resume frames of ${frames.join(", ")}`, async () => {
+    const store = new MemoryStore();
+    const c0 = consumer();
+    const { client: c } = client(producer(), c0, { store, ...(limit === undefined ? {} : { urlCursorsMaxChars: limit }) });
+    for (const [i, id] of ids(n).entries()) await store.putCursor(c.userId, id, i);
+    await c.connect();
+    await until(() => c0.frames("resume").length === frames.length, "the resume frames");
+    assert.equal(new URL(c0.last.url).search, "?resume=1");
+    assert.deepEqual(c0.frames("resume").map((f) => Object.keys(f.cursors as object).length), frames);
+    const all = Object.assign({}, ...c0.frames("resume").map((f) => f.cursors));
+    assert.deepEqual(all, Object.fromEntries(ids(n).map((id, i) => [id, i])));
+  });
+}
+
+test("90 cursors fit in the URL under the default limit: no resume frame", async () => {
+  const store = new MemoryStore();
+  const c0 = consumer();
+  const { client: c } = client(producer(), c0, { store });
+  for (const [i, id] of ids(90).entries()) await store.putCursor(c.userId, id, i);
+  await c.connect();
+  await new Promise((r) => setTimeout(r, 20));
+  assert.deepEqual(Object.keys(queryResume(c0.last)!.cursors as object).length, 90);
+  assert.ok(new URL(c0.last.url).search.length < 4100);
+  assert.deepEqual(c0.frames("resume"), []);
+});
+
+test("cursors the server refuses in the URL are sent again as a resume frame (it holds live messages for it)", async () => {
+  const store = new MemoryStore();
+  let first = true;
+  const c0 = consumer((socket, frame) => {
+    if (first) {
+      first = false; // as for a server with a lower RTM_MAX_RESUME_CONVERSATIONS
+      socket.push({ type: "error", code: "validation_failed", ref: null, message: "cursors: at most ...", field: "cursors" });
+    } else socket.push({ type: "resumed", conversations: { [CONV]: { last_seq: (frame.cursors as Record<string, number>)[CONV], recovered: true } } });
+  });
+  const { client: c } = client(producer(), c0, { store });
+  const errors: unknown[] = [];
+  c.on("error", (e) => errors.push(e));
+  const resumed: unknown[] = [];
+  c.on("resumed", (f) => resumed.push(f));
+  await store.putCursor(c.userId, CONV, 7);
+  await c.connect();
+  await until(() => resumed.length === 1, "resumed");
+  assert.deepEqual(c0.frames("resume"), [{ type: "resume", cursors: { [CONV]: 7 } }]);
+  assert.deepEqual(errors, []);
 });
 
 const historyOf = (head: number): Route => (url) => {
@@ -224,10 +321,11 @@ test("a consumer crash: reconnect, resume from the cursor, no loss and no duplic
   c0.last.drop(1006);
   await until(() => got.length === 6, "1..6");
   assert.deepEqual(got.map((m) => m.seq), [1, 2, 3, 4, 5, 6]);
-  assert.deepEqual(c0.sockets[1]!.sent.find((f) => f.type === "resume"), { type: "resume", cursors: { [CONV]: 3 } });
+  assert.deepEqual(queryResume(c0.sockets[1]!), { type: "resume", cursors: { [CONV]: 3 } }, "the new socket's URL");
+  assert.deepEqual(c0.frames("resume"), []);
 });
 
-test("an unavailable answer to resume sends the same resume again after retry_after_ms", async () => {
+test("an unavailable answer to the URL's resume sends the same cursors in a resume frame after retry_after_ms", async () => {
   let first = true;
   const c0 = consumer((socket) => {
     if (first) {
@@ -235,12 +333,14 @@ test("an unavailable answer to resume sends the same resume again after retry_af
       socket.push({ type: "error", code: "unavailable", ref: null, message: "db down", retry_after_ms: 10 });
     } else socket.push({ type: "resumed", conversations: {} });
   });
-  const { client: c } = client(producer(), c0);
+  const store = new MemoryStore();
+  const { client: c } = client(producer(), c0, { store });
+  await store.putCursor(c.userId, CONV, 3);
   const resumed: unknown[] = [];
   c.on("resumed", (f) => resumed.push(f));
   await c.connect();
   await until(() => resumed.length === 1, "resumed");
-  assert.equal(c0.frames("resume").length, 2);
+  assert.deepEqual(c0.frames("resume"), [{ type: "resume", cursors: { [CONV]: 3 } }]);
 });
 
 // -- close codes and tokens --------------------------------------------------------------------
@@ -389,13 +489,86 @@ test("HTTP: a 401 refreshes once and retries; errors carry the protocol's code",
   await assert.rejects(c.addMember(CONV, "u"), { code: "forbidden", status: 404 });
 });
 
-test("markRead waits for the producer socket when it is down, keeping the highest marker", async () => {
+const readRoute = (answer: (id: string, seq: number) => { status: number; body?: unknown }, posted: string[] = []): Route => (url, init) => {
+  const match = /^\/v1\/conversations\/([^/]+)\/read$/.exec(url.pathname);
+  if (!match || init?.method !== "POST") return undefined;
+  const { seq } = JSON.parse(String(init.body)) as { seq: number };
+  posted.push(`${match[1]} ${seq}`);
+  return answer(match[1]!, seq);
+};
+const stored = (id: string, seq: number) => ({ status: 200, body: { conversation_id: id, read_seq: seq, last_seq: seq, unread_count: 0 } });
+
+test("markRead resolves on the producer's read_ok, not when the frame is written", async () => {
+  const p = producer({ holdReads: () => true });
+  const posted: string[] = [];
+  const { client: c } = client(p, consumer(), { routes: [readRoute(stored, posted)] });
+  await c.connect();
+  let done = false;
+  const read = c.markRead(CONV, 4).then(() => (done = true));
+  await until(() => p.frames("read").length === 1, "the read frame");
+  await new Promise((r) => setTimeout(r, 30));
+  assert.equal(done, false, "no read_ok yet");
+  p.last.push({ type: "read_ok", conversation_id: CONV, seq: 3 }); // another read's reply
+  await new Promise((r) => setTimeout(r, 10));
+  assert.equal(done, false, "a read_ok for another seq");
+  p.last.push({ type: "read_ok", conversation_id: CONV, seq: 4 });
+  await read;
+  assert.deepEqual(p.frames("read"), [{ type: "read", conversation_id: CONV, seq: 4 }]);
+  assert.deepEqual(posted, [], "the socket answered: no HTTP");
+});
+
+test("markRead without an open producer socket stores the marker with POST /v1/conversations/{id}/read", async () => {
+  const posted: string[] = [];
+  const OTHER = "0195f3a1-0a2b-7c3d-8e4f-000000000009";
+  const answer = (id: string, seq: number) =>
+    id === OTHER ? { status: 404, body: { error: { code: "forbidden", message: "not yours" } } } : stored(id, seq);
+  const { client: c } = client(producer(), consumer(), { routes: [readRoute(answer, posted)] });
+  await c.markRead(CONV, 5); // never connected
+  await assert.rejects(c.markRead(OTHER, 1), { code: "forbidden", status: 404 });
+  assert.deepEqual(posted, [`${CONV} 5`, `${OTHER} 1`]);
+});
+
+test("a read whose producer socket goes down before its read_ok is stored over HTTP", async () => {
+  const p = producer({ holdReads: () => true });
+  const posted: string[] = [];
+  const { client: c } = client(p, consumer(), { routes: [readRoute(stored, posted)] });
+  await c.connect();
+  const read = c.markRead(CONV, 8);
+  await until(() => p.frames("read").length === 1, "the read frame");
+  p.refuse = 1012;
+  p.last.drop(1006); // the producer crashed: that read_ok will never come
+  await read;
+  assert.deepEqual(posted, [`${CONV} 8`]);
+});
+
+test("a read refused by an error frame (ref null) gets its own answer over HTTP, not an error event", async () => {
   const p = producer();
-  const { client: c } = client(p, consumer());
+  const answer = p.handler;
+  p.handler = (socket, frame) => {
+    if (frame.type === "read") socket.push({ type: "error", code: "forbidden", ref: null, message: "not a member" });
+    else answer(socket, frame);
+  };
+  const posted: string[] = [];
+  const forbidden = () => ({ status: 404, body: { error: { code: "forbidden", message: "not yours" } } });
+  const { client: c } = client(p, consumer(), { routes: [readRoute(forbidden, posted)] });
+  const errors: unknown[] = [];
+  c.on("error", (e) => errors.push(e));
+  await c.connect();
+  await assert.rejects(c.markRead(CONV, 2), { code: "forbidden" });
+  assert.deepEqual(posted, [`${CONV} 2`]);
+  assert.deepEqual(errors, []);
+});
+
+test("HTTP unavailable while the producer reconnects: the highest marker waits for the socket and its read_ok", async () => {
+  const p = producer();
+  const posted: string[] = [];
+  const down = () => ({ status: 503, body: { error: { code: "unavailable", message: "db down", retry_after_ms: 100 } } });
+  const { client: c } = client(p, consumer(), { routes: [readRoute(down, posted)] });
   await c.connect();
   p.refuse = 1012;
   p.last.drop(1006);
   const reads = [c.markRead(CONV, 5), c.markRead(CONV, 9), c.markRead(CONV, 7)];
+  await until(() => posted.length === 3, "three posts");
   p.refuse = undefined;
   await Promise.all(reads);
   assert.deepEqual(p.frames("read"), [{ type: "read", conversation_id: CONV, seq: 9 }]);

@@ -73,35 +73,68 @@ export class FakeServer {
   }
 }
 
-/** A producer that acks every send (a resent id: `duplicate: true`), unless `hold` is set. */
-export function producer(options: { hold?: () => boolean } = {}): FakeServer & { stored: string[] } {
+/** A producer that acks every send (a resent id: `duplicate: true`), unless `hold` is set; a
+ * `"wait":"stored"` send's ack carries its `seq` (one more per conversation, as stored). A
+ * `read` is answered `read_ok` unless `holdReads` is set. `accept(frame)` stores a send and
+ * returns its ack without sending it (an ack lost, or not sent yet). */
+export type FakeProducer = FakeServer & { stored: string[]; accept: (frame: Frame) => Frame };
+
+export function producer(options: { hold?: () => boolean; holdReads?: () => boolean } = {}): FakeProducer {
   const stored: string[] = [];
+  const seqs = new Map<string, number>();
+  const accept = (frame: Frame): Frame => {
+    const id = frame.client_msg_id as string;
+    const conversation = frame.conversation_id as string;
+    const duplicate = stored.includes(id);
+    if (!duplicate) {
+      stored.push(id);
+      seqs.set(conversation, (seqs.get(conversation) ?? 0) + 1);
+      seqs.set(`${conversation} ${id}`, seqs.get(conversation)!);
+    }
+    return {
+      type: "ack",
+      client_msg_id: id,
+      message_id: `m-${stored.indexOf(id)}`,
+      stream_seq: stored.indexOf(id) + 1,
+      duplicate,
+      accepted_at: "2026-12-04T00:00:00.000Z",
+      ...(frame.wait === "stored" ? { seq: seqs.get(`${conversation} ${id}`) } : {}),
+    };
+  };
   const server = new FakeServer((socket, frame) => {
     if (frame.type === "auth") socket.push({ type: "auth_ok", exp: 0 });
-    if (frame.type === "send" && !options.hold?.()) {
-      const id = frame.client_msg_id as string;
-      const duplicate = stored.includes(id);
-      if (!duplicate) stored.push(id);
-      socket.push({
-        type: "ack",
-        client_msg_id: id,
-        message_id: `m-${stored.indexOf(id)}`,
-        stream_seq: stored.indexOf(id) + 1,
-        duplicate,
-        accepted_at: "2026-12-04T00:00:00.000Z",
-      });
+    if (frame.type === "read" && !options.holdReads?.()) {
+      socket.push({ type: "read_ok", conversation_id: frame.conversation_id, seq: frame.seq });
     }
-  }) as FakeServer & { stored: string[] };
+    if (frame.type === "send" && !options.hold?.()) socket.push(accept(frame));
+  }) as FakeProducer;
   server.stored = stored;
+  server.accept = accept;
   return server;
 }
 
-/** A consumer that says `ready` after `auth` and calls `onResume` for each resume. */
+/** The cursors a consumer socket was opened with (`?cursors=<id>:<seq>,...`), as the `resume`
+ * frame they stand for; undefined without the parameter. */
+export function queryResume(socket: FakeSocket): Frame | undefined {
+  const value = new URL(socket.url).searchParams.get("cursors");
+  if (value === null) return undefined;
+  const cursors: Record<string, number> = {};
+  for (const pair of value.split(",").filter(Boolean)) {
+    const [id, seq] = pair.split(":");
+    cursors[id!] = Number(seq);
+  }
+  return { type: "resume", cursors };
+}
+
+/** A consumer that says `ready` after `auth` and calls `onResume` for each resume: the one of
+ * the connection's `?cursors=` (right after `ready`, as the server does), then each frame. */
 export function consumer(onResume: (socket: FakeSocket, frame: Frame) => void = () => undefined): FakeServer {
   return new FakeServer((socket, frame) => {
     if (frame.type === "auth") {
       socket.push({ type: "auth_ok", exp: 0 });
       socket.push({ type: "ready", user_id: USER, server_time: "2026-12-04T00:00:00.000Z" });
+      const given = queryResume(socket);
+      if (given) onResume(socket, given);
     }
     if (frame.type === "resume") onResume(socket, frame);
   });
