@@ -14,7 +14,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 
-.PHONY: run dev test tiers check unit integration e2e lock proto clean help install install-dev FORCE js-test web
+.PHONY: run dev test tiers check unit integration e2e lock proto clean help install install-dev FORCE js-test web web-soft
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'

@@ -288,6 +288,17 @@ def test_two_users_chat_and_a_reload_mid_burst_loses_and_repeats_nothing(
         scroller.wait_for_timeout(150)
     _shows_all(scroller, expected)
     scroller.screenshot(path=ARTIFACTS / "5-bob-scrolled-back.png")
+    # A group, by usernames: Alice finds it in her list with an unread message.
+    bob.fill("#group-title", "weekend plans")
+    bob.fill("#group-usernames", alice_name)
+    bob.click("#new-group button")
+    expect(bob.locator("#chat-title")).to_have_text("weekend plans")
+    bob.fill("#text", "who is in?")
+    bob.press("#text", "Enter")
+    group = alice.locator("#conversations .conversation", has_text="weekend plans")
+    expect(group.locator(".badge")).to_have_text("1")
+    expect(group.locator(".preview")).to_have_text("who is in?")
+    alice.screenshot(path=ARTIFACTS / "6-alice-group.png")
     print(
         f"web page: both registered, chat created, first message seen after {first_seen:.1f}s; "
         f"replied both ways after {chatting:.1f}s; reload with {unacked} sends unacked, "

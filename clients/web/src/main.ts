@@ -286,6 +286,7 @@ class ChatPage {
       return;
     }
     addMessage(chat, message, this.me?.id ?? "");
+    this.outgoing.delete(message.client_msg_id); // stored: shown as such from now on
     void this.name(message.sender_id);
     if (message.conversation_id === this.current) this.markReadIfSeen();
     this.renderSoon();
