@@ -14,7 +14,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 
-.PHONY: run dev test tiers check unit integration e2e lock proto clean help install install-dev FORCE js-test web web-soft
+.PHONY: run dev test tiers check unit integration e2e lock proto clean help install install-dev FORCE js-test web web-soft chromium
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -48,7 +48,7 @@ run: install web-soft ## start the whole system (embedded NATS + PostgreSQL unle
 dev: install web-soft ## like run, but each service reloads when its source changes
 	$(BIN)/rtm dev
 
-test: install-dev ## the gate, the whole suite, then unit + integration on the other Pythons (CI)
+test: install-dev chromium ## the gate, the whole suite, then unit + integration on the other Pythons (CI)
 	$(BIN)/python scripts/check
 	$(MAKE) js-test
 	$(BIN)/python -m pytest
@@ -93,6 +93,16 @@ web: clients/web/dist/index.html ## build the web chat page (node >= 20 and npm)
 web-soft:
 	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory web; \
 	else echo "npm not found: the web chat page is not built (install node >= 20, then make web)"; fi
+
+# Debian's chromium, which tests/e2e/test_web_page.py drives with Playwright (Playwright never
+# downloads a browser of its own); without apt-get as root that test is skipped, saying why.
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	    if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	        apt-get install -y chromium || { apt-get update && apt-get install -y chromium; } \
+	        || echo "chromium could not be installed: tests/e2e/test_web_page.py will be skipped"; \
+	    else echo "no /usr/bin/chromium and no apt-get as root: tests/e2e/test_web_page.py will be skipped"; fi; \
+	fi
 
 js-test: ## the TypeScript SDK (clients/js): npm ci from its lockfile, build, unit tests (node >= 20)
 	cd clients/js && npm ci --no-audit --no-fund && npm test

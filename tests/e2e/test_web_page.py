@@ -22,7 +22,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -33,7 +33,7 @@ from rtm.local.runner import LocalSystem
 from rtm.local.settings import RunnerSettings
 from rtm.shared.settings import REPO_ROOT
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -103,7 +103,7 @@ def chromium() -> Path:
     apt = shutil.which("apt-get")
     if apt is None or os.geteuid() != 0:
         pytest.skip(f"{CHROMIUM} is missing and cannot be installed here (apt-get as root)")
-    install = [apt, "-o", "DPkg::Lock::Timeout=300", "install", "-y", "--no-install-recommends"]
+    install = [apt, "-o", "DPkg::Lock::Timeout=300", "install", "-y"]
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.STDOUT, "timeout": 600}
     done = subprocess.run([*install, "chromium"], check=False, **quiet)  # type: ignore[call-overload]
     if done.returncode != 0:  # an old package list: refresh it once
@@ -173,6 +173,13 @@ def _shows_all(page: Page, expected: list[str]) -> None:
     assert [seq for seq, _ in shown] == list(range(1, len(expected) + 1))
 
 
+def _wait_until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
 def _history(system: LocalSystem, username: str, conversation_id: str) -> list[tuple[int, str]]:
     with httpx.Client(timeout=10) as http:
         login = http.post(
@@ -238,8 +245,8 @@ def test_two_users_chat_and_a_reload_mid_burst_loses_and_repeats_nothing(
         page.evaluate(BANNER_LOG)
     system.kill("consumer-1")
     for page in (alice, bob):
+        _wait_until(lambda p=page: "reconnecting" in " ".join(p.evaluate("window.bannerLog")))
         expect(page.locator("#banner")).to_be_hidden()
-        assert "reconnecting" in " ".join(page.evaluate("window.bannerLog")), page
     system.wait_ready(["consumer-1"])
     # The first half of the burst goes to a frozen producer: written, stored in the outbox
     # (IndexedDB: the page shows them `saving` until then), never acked. Alice reloads; the
