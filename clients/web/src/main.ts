@@ -146,7 +146,7 @@ class ChatPage {
     });
     this.client.on("error", (error) => {
       console.warn("rtm:", error.code, error.message);
-      if (error.code === "unauthorized") this.signedOut("Your session has ended: log in again.");
+      if (error.code === "session_ended") this.signedOut("Your session has ended: log in again.");
     });
     document.addEventListener("visibilitychange", () => this.markReadIfSeen());
   }
@@ -192,6 +192,13 @@ class ChatPage {
   private signedOut(message: string): void {
     sessionStorage.removeItem(REFRESH_KEY);
     this.client.close();
+    // The next sign-in may be someone else's: nothing of this user's stays on the page.
+    this.chats.clear();
+    this.outgoing.clear();
+    this.online.clear();
+    this.current = undefined;
+    this.connectedOnce = false;
+    delete document.body.dataset.ready;
     this.showLogin(message);
   }
 
@@ -242,7 +249,7 @@ class ChatPage {
       $("login-error").textContent = describe(error);
       return;
     }
-    await this.start();
+    await this.start().catch((error: unknown) => this.banner(`Could not connect: ${describe(error)}`, true));
   }
 
   // -- the SDK's events -----------------------------------------------------------------------
