@@ -148,7 +148,7 @@ class AuthSettings(CommonSettings):
 
     @field_validator("trusted_proxies", "web_producer_urls", "web_consumer_urls", mode="before")
     @classmethod
-    def _split_proxies(cls, value: object) -> object:
+    def _split_lists(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
