@@ -86,6 +86,7 @@ class ChatPage {
   private readonly users = new Map<string, Promise<Person | undefined>>();
   private readonly names = new Map<string, string>();
   private readonly online = new Set<string>();
+  private readonly summaryFetches = new Map<string, Promise<void>>();
   private current: string | undefined;
   private connectedOnce = false;
   private loadingOlder = false;
@@ -180,8 +181,9 @@ class ChatPage {
     this.me = person(await this.client.me());
     this.names.set(this.me.id, this.me.username);
     $("me-name").textContent = this.me.username;
-    const [summaries] = await Promise.all([this.client.conversations(), this.client.connect()]);
-    for (const summary of summaries) this.upsert(summary);
+    // The list first, so that what `connect` delivers finds its conversation.
+    for (const summary of await this.client.conversations()) this.upsert(summary);
+    await this.client.connect();
     for (const entry of this.client.pending()) {
       this.outgoing.set(entry.client_msg_id, { entry, state: "sending" }); // the last page's
     }
@@ -282,20 +284,19 @@ class ChatPage {
 
   private onMessage(message: Message): void {
     const chat = this.chats.get(message.conversation_id);
-    if (!chat) {
-      // A conversation the list does not have yet (created a moment ago): fetch it, and keep
-      // the message (history loads it when the conversation is opened anyway).
-      void this.refreshSummary(message.conversation_id).then(() => {
-        const fetched = this.chats.get(message.conversation_id);
-        if (fetched) addMessage(fetched, message, this.me?.id ?? "");
-        this.renderSoon();
-      });
-      return;
-    }
+    if (chat) return this.deliver(chat, message);
+    // A conversation the list does not have yet (created a moment ago): fetch it first.
+    void this.refreshSummary(message.conversation_id).then(() => {
+      const fetched = this.chats.get(message.conversation_id);
+      if (fetched) this.deliver(fetched, message);
+    });
+  }
+
+  private deliver(chat: Chat, message: Message): void {
     addMessage(chat, message, this.me?.id ?? "");
     this.outgoing.delete(message.client_msg_id); // stored: shown as such from now on
     void this.name(message.sender_id);
-    if (message.conversation_id === this.current) this.markReadIfSeen();
+    if (chat.summary.id === this.current) this.markReadIfSeen();
     this.renderSoon();
   }
 
@@ -317,7 +318,18 @@ class ChatPage {
     return chat;
   }
 
-  private async refreshSummary(id: string): Promise<void> {
+  /** Fetch a conversation's summary; callers asking while one is on its way share it (a burst
+   * of messages of a new conversation asks once). */
+  private refreshSummary(id: string): Promise<void> {
+    let fetching = this.summaryFetches.get(id);
+    if (!fetching) {
+      fetching = this.fetchSummary(id).finally(() => this.summaryFetches.delete(id));
+      this.summaryFetches.set(id, fetching);
+    }
+    return fetching;
+  }
+
+  private async fetchSummary(id: string): Promise<void> {
     try {
       this.upsert(await this.client.conversation(id));
     } catch (error) {
