@@ -104,8 +104,9 @@ chromium:
 	    else echo "no /usr/bin/chromium and no apt-get as root: tests/e2e/test_web_page.py will be skipped"; fi; \
 	fi
 
-js-test: ## the TypeScript SDK (clients/js): npm ci from its lockfile, build, unit tests (node >= 20)
+js-test: ## the TypeScript SDK (clients/js) and the web page (clients/web): npm ci from their lockfiles, build, unit tests (node >= 20)
 	cd clients/js && npm ci --no-audit --no-fund && npm test
+	cd clients/web && npm ci --no-audit --no-fund && npm test
 
 # One lock for every supported Python (--universal: markers where they differ), resolved from the
 # oldest; the existing files are kept as preferences, so nothing is upgraded that need not be.
