@@ -14,7 +14,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 
-.PHONY: run dev test tiers check unit integration e2e lock proto clean help install install-dev FORCE js-test
+.PHONY: run dev test tiers check unit integration e2e lock proto clean help install install-dev FORCE js-test web web-soft chromium
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -42,13 +42,13 @@ install: $(VENV)/.installed ## create .venv with the locked runtime dependencies
 
 install-dev: $(VENV)/.installed-dev ## create .venv with runtime + development dependencies
 
-run: install ## start the whole system (embedded NATS + PostgreSQL unless RTM_NATS_URL / RTM_DATABASE_URL are set)
+run: install web-soft ## start the whole system (embedded NATS + PostgreSQL unless RTM_NATS_URL / RTM_DATABASE_URL are set)
 	$(BIN)/rtm up
 
-dev: install ## like run, but each service reloads when its source changes
+dev: install web-soft ## like run, but each service reloads when its source changes
 	$(BIN)/rtm dev
 
-test: install-dev ## the gate, the whole suite, then unit + integration on the other Pythons (CI)
+test: install-dev chromium ## the gate, the whole suite, then unit + integration on the other Pythons (CI)
 	$(BIN)/python scripts/check
 	$(MAKE) js-test
 	$(BIN)/python -m pytest
@@ -77,8 +77,36 @@ check: install-dev ## format, lint, types and import contracts only
 unit: install-dev ## unit tests only (no I/O)
 	$(BIN)/python -m pytest tests/unit
 
-js-test: ## the TypeScript SDK (clients/js): npm ci from its lockfile, build, unit tests (node >= 20)
+# The web chat page (clients/web) that `rtm up` serves at auth's /chat/: the SDK built (clients/js),
+# then the page bundled by esbuild into clients/web/dist, both from their lockfiles. Redone only
+# when a source changed. `run` and `dev` build it when node and npm are there, and go on without
+# it (the banner says how to build it) when they are not.
+WEB_SOURCES := $(wildcard clients/web/src/* clients/js/src/*.ts clients/js/api/*.json) \
+	clients/web/package-lock.json clients/web/build.mjs clients/web/tsconfig.json clients/js/package-lock.json
+
+clients/web/dist/index.html: $(WEB_SOURCES)
+	cd clients/js && npm ci --no-audit --no-fund && npm run build
+	cd clients/web && npm ci --no-audit --no-fund && npm run build
+
+web: clients/web/dist/index.html ## build the web chat page (node >= 20 and npm)
+
+web-soft:
+	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory web; \
+	else echo "npm not found: the web chat page is not built (install node >= 20, then make web)"; fi
+
+# Debian's chromium, which tests/e2e/test_web_page.py drives with Playwright (Playwright never
+# downloads a browser of its own); without apt-get as root that test is skipped, saying why.
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	    if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	        apt-get install -y chromium || { apt-get update && apt-get install -y chromium; } \
+	        || echo "chromium could not be installed: tests/e2e/test_web_page.py will be skipped"; \
+	    else echo "no /usr/bin/chromium and no apt-get as root: tests/e2e/test_web_page.py will be skipped"; fi; \
+	fi
+
+js-test: ## the TypeScript SDK (clients/js) and the web page (clients/web): npm ci from their lockfiles, build, unit tests (node >= 20)
 	cd clients/js && npm ci --no-audit --no-fund && npm test
+	cd clients/web && npm ci --no-audit --no-fund && npm test
 
 # One lock for every supported Python (--universal: markers where they differ), resolved from the
 # oldest; the existing files are kept as preferences, so nothing is upgraded that need not be.

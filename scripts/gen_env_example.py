@@ -47,6 +47,8 @@ def show(value: object) -> str:
         text = str(value).lower()
     elif isinstance(value, list):
         text = ",".join(str(v) for v in value)
+    elif isinstance(value, Path) and value.is_absolute() and value.is_relative_to(ROOT):
+        text = "(repository)/" + value.relative_to(ROOT).as_posix()
     elif isinstance(value, Path) and value.is_absolute():
         text = "(repository)/" + value.name
     else:

@@ -71,6 +71,8 @@ def assert_quiet_start(printed: str, urls: dict[str, Any]) -> None:
         assert f"AsyncAPI {SystemUrls.asyncapi(base)}" in summary
         assert f"Swagger {SystemUrls.swagger(base)}" in summary
     assert f"gRPC {urls['auth_grpc']}" in summary
+    # the web chat page: its URL, or how to build it and then its URL
+    assert re.search(rf"\n  chat +(\S.*then open )?{re.escape(urls['auth'])}/chat/\n", summary)
 
 
 def test_rtm_up_prints_a_short_clean_start_and_every_url(tmp_path: Path) -> None:

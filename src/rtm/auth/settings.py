@@ -9,6 +9,7 @@ minimum are refused outside `RTM_ENV=test` (tests hash with cheap parameters to 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any, Self
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
@@ -132,9 +133,22 @@ class AuthSettings(CommonSettings):
         "trusted_proxies", [], "proxy addresses whose X-Forwarded-For is believed (comma list)"
     )
 
-    @field_validator("trusted_proxies", mode="before")
+    web_dir: Path | None = _auth(
+        "web_dir",
+        None,
+        "the built web chat page (clients/web/dist, `make web`) served at /chat/; unset: no page "
+        "(`rtm up` sets it)",
+    )
+    web_producer_urls: Annotated[list[str], NoDecode] = _auth(
+        "web_producer_urls", [], "producer HTTP bases the chat page uses (comma list)"
+    )
+    web_consumer_urls: Annotated[list[str], NoDecode] = _auth(
+        "web_consumer_urls", [], "consumer HTTP bases the chat page uses (comma list)"
+    )
+
+    @field_validator("trusted_proxies", "web_producer_urls", "web_consumer_urls", mode="before")
     @classmethod
-    def _split_proxies(cls, value: object) -> object:
+    def _split_lists(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value

@@ -7,6 +7,7 @@ one column of names lines everything up and lines from different processes never
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from rtm.local.output import LineSink
 from rtm.local.plan import SystemUrls, redact
@@ -42,12 +43,12 @@ def setup_runner_logging(sink: LineSink, level: int = logging.INFO) -> None:
     logging.getLogger("rtm").setLevel(level)
 
 
-def web_page_rows(urls: SystemUrls) -> list[tuple[str, str]]:
-    """The pages people open in a browser, as (label, URL) rows at the top of the banner.
-
-    None yet: the change that serves rtm's web page adds its row here.
-    """
-    return []
+def web_page_rows(urls: SystemUrls, web_dir: Path) -> list[tuple[str, str]]:
+    """The pages people open in a browser, as (label, URL) rows at the top of the banner: the
+    chat page auth serves, or how to build it when it is not built (everything else runs)."""
+    if (web_dir / "index.html").is_file():
+        return [("chat", urls.web_page)]
+    return [("chat", f"not built: run `make web` (node >= 20), then open {urls.web_page}")]
 
 
 def banner(system: System) -> str:
@@ -61,7 +62,7 @@ def banner(system: System) -> str:
     def row(label: str, text: str) -> None:
         lines.append(f"  {label:<{width}}  {text}")
 
-    for label, url in web_page_rows(urls):
+    for label, url in web_page_rows(urls, system.settings.web_dir):
         row(label, url)
     row("auth", f"{urls.auth}   Swagger {urls.swagger(urls.auth)}")
     row("", f"gRPC {urls.auth_grpc}")

@@ -137,6 +137,15 @@ def service_env(
             "RTM_AUTH_URL": f"http://{host}:{ports['auth_http']}",
         }
     )
+    if plan.kind == "auth":
+        # The chat page auth serves at /chat/ (rtm.auth.entrypoints.web_page) and where it finds
+        # the producers and consumers.
+        env["RTM_AUTH_WEB_DIR"] = str(settings.web_dir.absolute())
+        for kind, names in (
+            ("PRODUCER", producer_names(settings.producers)),
+            ("CONSUMER", consumer_names(settings.consumers)),
+        ):
+            env[f"RTM_AUTH_WEB_{kind}_URLS"] = ",".join(f"http://{host}:{ports[n]}" for n in names)
     if plan.kind == "producer":
         env["RTM_PRODUCER_PORT"] = str(plan.http_port)
     if plan.kind == "consumer":
@@ -165,6 +174,11 @@ class SystemUrls:
     def consumer(self) -> str:
         """The first consumer instance."""
         return self.consumers[0]
+
+    @property
+    def web_page(self) -> str:
+        """The chat page auth serves (rtm.auth.entrypoints.web_page)."""
+        return f"{self.auth}/chat/"
 
     @staticmethod
     def swagger(base: str) -> str:

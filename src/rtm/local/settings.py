@@ -72,6 +72,10 @@ class RunnerSettings(BaseSettings):
         "producer_port, the others on any free port",
     )
     migrations_dir: Path = Field(REPO_ROOT / "migrations", description="versioned SQL migrations")
+    web_dir: Path = Field(
+        REPO_ROOT / "clients" / "web" / "dist",
+        description="the built web chat page auth serves at /chat/ (`make web` builds it)",
+    )
     ready_timeout: float = Field(
         60.0, gt=0, description="seconds the whole system may take to become ready"
     )

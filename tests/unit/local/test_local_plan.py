@@ -193,3 +193,13 @@ def test_several_producers_get_numbered_names_ports_and_urls() -> None:
     )
     assert urls.producers == ("http://127.0.0.1:8081", "http://127.0.0.1:8085")
     assert urls.producer == urls.producers[0]
+
+
+def test_auth_serves_the_chat_page_with_every_producer_and_consumer(tmp_path: Path) -> None:
+    """The page (rtm.auth.entrypoints.web_page) talks to every instance `rtm up` starts."""
+    settings = defaults(producers=2, consumers=2, web_dir=tmp_path / "dist")
+    env = env_for(settings, "auth", {})
+    assert env["RTM_AUTH_WEB_DIR"] == str(tmp_path / "dist")
+    assert env["RTM_AUTH_WEB_PRODUCER_URLS"] == "http://127.0.0.1:8081,http://127.0.0.1:8085"
+    assert env["RTM_AUTH_WEB_CONSUMER_URLS"] == "http://127.0.0.1:8082,http://127.0.0.1:8083"
+    assert "RTM_AUTH_WEB_DIR" not in env_for(settings, "producer-1", {})

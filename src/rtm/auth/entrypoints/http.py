@@ -39,6 +39,7 @@ from rtm.auth.entrypoints.schemas import (
     UserOut,
     UsersOut,
 )
+from rtm.auth.entrypoints.web_page import add_web_page
 from rtm.auth.settings import AuthSettings
 from rtm.shared.health import Readiness
 from rtm.shared.http import Lifespan, create_http_app, error_responses
@@ -229,4 +230,5 @@ def create_app(
     for router in routers:
         app.include_router(router)
     _answer_405_with_every_method(app, routers)
+    add_web_page(app, settings)
     return app
