@@ -48,25 +48,13 @@ run: install web-soft ## start the whole system (embedded NATS + PostgreSQL unle
 dev: install web-soft ## like run, but each service reloads when its source changes
 	$(BIN)/rtm dev
 
-test: install-dev chromium ## the gate, the whole suite, then unit + integration on the other Pythons (CI)
+test: install-dev chromium ## the gate, the whole suite, and unit + integration on the other Pythons alongside (CI)
 	$(BIN)/python scripts/check
 	$(MAKE) js-test
-	$(BIN)/python -m pytest
 	@for version in $(TEST_PYTHONS); do \
 	    $(MAKE) --no-print-directory install-dev VENV=.venv-$$version PYTHON=$$version || exit 1; \
 	done
-	$(if $(strip $(TEST_PYTHONS)),@echo "==> unit and integration tiers on Python $(TEST_PYTHONS)" \
-	    "at once (mostly waiting on servers); each one's output when it ends")
-	$(if $(strip $(TEST_PYTHONS)),@$(MAKE) --no-print-directory -j -Otarget \
-	    $(addprefix tiers-,$(TEST_PYTHONS)))
-
-# One per Python in TEST_PYTHONS; `make test` runs them in parallel once their venvs are made
-# (one after the other: each installs rtm editable, writing src/rtm.egg-info).
-tiers-%:
-	@started=$$(date +%s); \
-	$(MAKE) --no-print-directory tiers VENV=.venv-$* PYTHON=$*; status=$$?; \
-	echo "<== Python $*: unit and integration tiers exited $$status after $$(( $$(date +%s) - started ))s"; \
-	exit $$status
+	$(BIN)/python scripts/test-pythons $(TEST_PYTHONS)
 
 tiers: install-dev ## unit and integration tiers only (with VENV and PYTHON: on another Python)
 	$(BIN)/python -m pytest tests/unit tests/integration
