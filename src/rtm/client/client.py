@@ -324,11 +324,22 @@ class Client:
         elif kind == "error":
             if self._outbox is not None and self._outbox.handle_error(frame):
                 return
-            if frame.get("ref") is None and self._reads.on_error(frame):
-                if frame.get("code") != "forbidden" and self._reads.unwritten():
-                    self._spawn(self._write_reads_later(frame.get("retry_after_ms")))
-                return
-            self._emit(ErrorEvent(_frame_error(frame)))
+            asked = self._reads.refused(frame) if frame.get("ref") is None else []
+            for conversation_id, seq in asked:
+                self._spawn(self._read_over_http(conversation_id, seq))
+            if not asked:
+                self._emit(ErrorEvent(_frame_error(frame)))
+
+    async def _read_over_http(self, conversation_id: str, seq: int) -> None:
+        """Ask HTTP about a marker an error frame may have refused (`ReadMarkers.refused`)."""
+        try:
+            await self.mark_read_stored(conversation_id, seq)
+        except RtmError as exc:
+            self._reads.answered(conversation_id, seq, exc)
+            if self._reads.unwritten():
+                await self._write_reads_later(exc.retry_after_ms)
+            return
+        self._reads.answered(conversation_id, seq, None)
 
     async def _write_reads_later(self, retry_after_ms: object) -> None:
         await asyncio.sleep(retry_after_ms / 1000 if isinstance(retry_after_ms, int) else 1.0)
@@ -448,8 +459,9 @@ class Client:
 
     async def mark_read(self, conversation_id: str, seq: int) -> None:
         """Move the read marker on the producer socket; returns on its `read_ok` (written now,
-        or as soon as the socket is open again). For an answer saying what is stored, use
-        `mark_read_stored`.
+        or as soon as the socket is open again), or, after an error frame that may have refused
+        it (`ref` null: which frame it refused is unknown), on HTTP's answer for it. For an
+        answer saying what is stored, use `mark_read_stored`.
 
         Raises:
             RtmError: `forbidden`, or `validation_failed` for a bad `seq`.
