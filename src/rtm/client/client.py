@@ -198,17 +198,26 @@ class Client:
         """Load this user's outbox and cursors from the store and open both sockets; returns
         once both are usable.
 
+        After a socket failed for good (a close code that forbids reconnecting, or the end of
+        the session), signing in again and calling `connect()` again opens new sockets.
+
         Raises:
             RtmError: `closed` when a socket is refused for good (e.g. 4504 too many
-                connections); the other keeps trying until `close()`.
+                connections); the other keeps trying until `close()` or the next `connect()`.
         """
         session = self._require_session()
         if self._producer is not None:
-            return
+            if ConnectionState.FAILED not in self.states.values():
+                return
+            await self._close_sockets()
         user_id = session.user_id
         if self._state_user != user_id:
             # Outbox and cursors belong to one user; the same user connecting again keeps them
             # (and the futures of the sends still waiting for their ack).
+            if self._outbox is not None:
+                await self._outbox.stop()
+            if self._receiver is not None:
+                await self._receiver.stop()
             self._state_user = user_id
             self._outbox = Outbox(
                 self._store,
@@ -640,10 +649,7 @@ class Client:
         """Close both sockets and stop every task; `events()` ends. The client is done: unacked
         sends stay in the store and a new client over the same store resends them (with a
         `FileStore`, in another process too); cursors are written."""
-        for connection in (self._producer, self._consumer):
-            if connection is not None:
-                await connection.close()
-        self._producer = self._consumer = None
+        await self._close_sockets()
         for task in list(self._background):
             task.cancel()
         if self._outbox is not None:
@@ -657,6 +663,12 @@ class Client:
             with contextlib.suppress(RuntimeError):
                 await self._http.aclose()
         self._events.put_nowait(None)
+
+    async def _close_sockets(self) -> None:
+        for connection in (self._producer, self._consumer):
+            if connection is not None:
+                await connection.close()
+        self._producer = self._consumer = None
 
     async def __aenter__(self) -> Client:
         return self
