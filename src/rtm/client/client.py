@@ -421,12 +421,19 @@ class Client:
         """Every event from `connect()` on (buffered until read), until `close()`.
 
         Meant for one reader: two iterators would share the events, not each get them all.
+        A message counts as handled when the next event is asked for (or the iteration ends):
+        only then may its cursor be stored, so a process that dies while handling it gets it
+        again from the next one.
         """
         while True:
             event = await self._events.get()
             if event is None:
                 return
-            yield event
+            try:
+                yield event
+            finally:
+                if isinstance(event, MessageEvent) and self._receiver is not None:
+                    self._receiver.consumed(event.message)
 
     async def messages(self) -> AsyncIterator[Message]:
         """Only the messages of `events()` (the others are dropped)."""

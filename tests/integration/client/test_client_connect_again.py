@@ -25,14 +25,14 @@ from tests.integration.client.test_client_connection import (
 FAST = Timing(ping_interval_s=5, pong_timeout_s=5, handshake_timeout_s=2)
 
 
-def _token(sub: str) -> str:
+def token_for(sub: str) -> str:
     def part(data: dict[str, object]) -> str:
         return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
 
     return f"{part({'alg': 'EdDSA'})}.{part({'sub': sub})}.signature"
 
 
-def _ready_as(kind: str) -> Script:
+def ready_as(kind: str) -> Script:
     async def script(socket: ServerConnection) -> None:
         await socket.send(json.dumps({"type": kind, "user_id": "u1"}))
         await stay_open(socket)
@@ -42,8 +42,8 @@ def _ready_as(kind: str) -> Script:
 
 async def test_connect_again_after_a_socket_failed_for_good_opens_new_sockets() -> None:
     async with (
-        running(close_with(4504), _ready_as("auth_ok")) as producer,
-        running(_ready_as("ready")) as consumer,
+        running(close_with(4504), ready_as("auth_ok")) as producer,
+        running(ready_as("ready")) as consumer,
     ):
 
         def base(ws_url: str) -> str:
@@ -57,7 +57,7 @@ async def test_connect_again_after_a_socket_failed_for_good_opens_new_sockets() 
             timing=FAST,
         )
         try:
-            client.use_tokens(Tokens(_token("u1"), None, time.time() + 900))
+            client.use_tokens(Tokens(token_for("u1"), None, time.time() + 900))
             with pytest.raises(RtmError) as refused:
                 await client.connect()
             assert refused.value.code == "closed"
