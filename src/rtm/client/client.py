@@ -120,6 +120,7 @@ class Client:
         self._http_index: dict[Service, int] = {"auth": 0, "producer": 0, "consumer": 0}
         self._events: asyncio.Queue[Event | None] = asyncio.Queue()
         self._background: set[asyncio.Task[Any]] = set()
+        self._closed = False
 
     # -- signing in ------------------------------------------------------------------------
 
@@ -459,8 +460,11 @@ class Client:
 
         Raises:
             RtmError: only when the server refuses the message for good (`validation_failed`,
-                `forbidden`), or `store_failed`, or `closed` before `connect()`.
+                `forbidden`), or `store_failed`, or `closed` before `connect()` and once
+                `close()` is called (the send stays in the store for the next client).
         """
+        if self._closed:
+            raise RtmError("closed", "the client was closed")
         if self._outbox is None:
             raise RtmError("closed", "call connect() first")
         return await self._outbox.add(conversation_id, body, client_msg_id or str(uuid.uuid4()))
@@ -659,8 +663,12 @@ class Client:
         await self._close_sockets()
         for task in list(self._background):
             task.cancel()
+        self._closed = True
         if self._outbox is not None:
             await self._outbox.stop()
+            self._outbox.fail_waiting(
+                RtmError("closed", "the client was closed; kept in the store")
+            )
         if self._receiver is not None:
             await self._receiver.stop()
         self._reads.fail_all(RtmError("closed", "the client was closed"))

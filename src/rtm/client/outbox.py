@@ -168,6 +168,13 @@ class Outbox:
         self._wake.set()
         return True
 
+    def fail_waiting(self, error: RtmError) -> None:
+        """Answer every `add` still waiting with `error` (the client is closed for good); the
+        entries stay in the store for the next client."""
+        for pending in self._pending.values():
+            if not pending.future.done():
+                pending.future.set_exception(error)
+
     def start(self) -> None:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="rtm-client-outbox")
