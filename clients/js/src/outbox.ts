@@ -6,6 +6,8 @@ import type { Ack, ErrorFrame } from "./types.js";
 interface Pending {
   entry: OutboxEntry;
   sent: boolean;
+  /** False while `add` is still storing it: it must not be written before. */
+  stored: boolean;
   writes: number;
   notBefore: number;
   promise: Promise<Ack>;
@@ -73,12 +75,15 @@ export class Outbox {
       order: this.order++,
     };
     const pending = this.track(entry);
+    pending.stored = false;
     try {
       await this.store.putOutbox(this.userId, entry); // stored before it is ever written
     } catch (error) {
       this.pending.delete(clientMsgId); // not kept, so never sent: the caller hears why
+      this.pump(); // the sends after it may go
       throw new RtmError("store_failed", `the outbox could not store the message: ${String(error)}`);
     }
+    pending.stored = true;
     this.pump();
     return pending.promise;
   }
@@ -91,7 +96,7 @@ export class Outbox {
       reject = rej;
     });
     promise.catch(() => undefined); // restored entries have no caller awaiting them
-    const pending: Pending = { entry, sent: false, writes: 0, notBefore: 0, promise, resolve, reject };
+    const pending: Pending = { entry, sent: false, stored: true, writes: 0, notBefore: 0, promise, resolve, reject };
     this.pending.set(entry.client_msg_id, pending);
     return pending;
   }
@@ -138,6 +143,7 @@ export class Outbox {
     for (const p of [...this.pending.values()].sort((a, b) => a.entry.order - b.entry.order)) {
       if (p.sent) continue;
       if (inFlight >= this.maxInFlight) break; // the next ack pumps again
+      if (!p.stored) break; // `add` pumps once it is stored (nothing overtakes it)
       if (p.notBefore > now) {
         wakeAt = Math.min(wakeAt, p.notBefore);
         break; // keep the order: nothing overtakes an entry waiting to be retried

@@ -636,6 +636,28 @@ test("a send the store cannot keep is refused at once and never written", async 
   assert.equal(c.pending().length, 0);
 });
 
+test("a send is never written while the store is still keeping it (a store failure then means not sent)", async () => {
+  const store = new MemoryStore();
+  const p = producer();
+  const { client: c } = client(p, consumer(), { store });
+  await c.connect();
+  const keep = store.putOutbox.bind(store);
+  let release!: () => void;
+  const released = new Promise<void>((r) => (release = r));
+  store.putOutbox = async (userId, entry) => {
+    if (entry.body !== "slow") return keep(userId, entry);
+    await released;
+    throw new Error("quota exceeded");
+  };
+  const first = c.send(CONV, "first");
+  const slow = c.send(CONV, "slow");
+  await first; // its ack pumped the outbox while "slow" was being stored
+  await new Promise((r) => setTimeout(r, 20));
+  assert.deepEqual(p.frames("send").map((f) => f.body), ["first"], "written before it was stored");
+  release();
+  await assert.rejects(slow, { code: "store_failed" });
+});
+
 test("close() then connect() again: the sends waiting for an ack are resent and their promises resolve", async () => {
   let hold = true;
   const p = producer({ hold: () => hold });

@@ -120,6 +120,7 @@ class Client:
         self._http_index: dict[Service, int] = {"auth": 0, "producer": 0, "consumer": 0}
         self._events: asyncio.Queue[Event | None] = asyncio.Queue()
         self._background: set[asyncio.Task[Any]] = set()
+        self._closed = False
 
     # -- signing in ------------------------------------------------------------------------
 
@@ -198,17 +199,26 @@ class Client:
         """Load this user's outbox and cursors from the store and open both sockets; returns
         once both are usable.
 
+        After a socket failed for good (a close code that forbids reconnecting, or the end of
+        the session), signing in again and calling `connect()` again opens new sockets.
+
         Raises:
             RtmError: `closed` when a socket is refused for good (e.g. 4504 too many
-                connections); the other keeps trying until `close()`.
+                connections); the other keeps trying until `close()` or the next `connect()`.
         """
         session = self._require_session()
         if self._producer is not None:
-            return
+            if ConnectionState.FAILED not in self.states.values():
+                return
+            await self._close_sockets()
         user_id = session.user_id
         if self._state_user != user_id:
             # Outbox and cursors belong to one user; the same user connecting again keeps them
             # (and the futures of the sends still waiting for their ack).
+            if self._outbox is not None:
+                await self._outbox.stop()
+            if self._receiver is not None:
+                await self._receiver.stop()
             self._state_user = user_id
             self._outbox = Outbox(
                 self._store,
@@ -324,11 +334,22 @@ class Client:
         elif kind == "error":
             if self._outbox is not None and self._outbox.handle_error(frame):
                 return
-            if frame.get("ref") is None and self._reads.on_error(frame):
-                if frame.get("code") != "forbidden" and self._reads.unwritten():
-                    self._spawn(self._write_reads_later(frame.get("retry_after_ms")))
-                return
-            self._emit(ErrorEvent(_frame_error(frame)))
+            asked = self._reads.refused(frame) if frame.get("ref") is None else []
+            for conversation_id, seq in asked:
+                self._spawn(self._read_over_http(conversation_id, seq))
+            if not asked:
+                self._emit(ErrorEvent(_frame_error(frame)))
+
+    async def _read_over_http(self, conversation_id: str, seq: int) -> None:
+        """Ask HTTP about a marker an error frame may have refused (`ReadMarkers.refused`)."""
+        try:
+            await self.mark_read_stored(conversation_id, seq)
+        except RtmError as exc:
+            self._reads.answered(conversation_id, seq, exc)
+            if self._reads.unwritten():
+                await self._write_reads_later(exc.retry_after_ms)
+            return
+        self._reads.answered(conversation_id, seq, None)
 
     async def _write_reads_later(self, retry_after_ms: object) -> None:
         await asyncio.sleep(retry_after_ms / 1000 if isinstance(retry_after_ms, int) else 1.0)
@@ -401,12 +422,19 @@ class Client:
         """Every event from `connect()` on (buffered until read), until `close()`.
 
         Meant for one reader: two iterators would share the events, not each get them all.
+        A message counts as handled when the next event is asked for (or the iteration ends):
+        only then may its cursor be stored, so a process that dies while handling it gets it
+        again from the next one.
         """
         while True:
             event = await self._events.get()
             if event is None:
                 return
-            yield event
+            try:
+                yield event
+            finally:
+                if isinstance(event, MessageEvent) and self._receiver is not None:
+                    self._receiver.consumed(event.message)
 
     async def messages(self) -> AsyncIterator[Message]:
         """Only the messages of `events()` (the others are dropped)."""
@@ -432,8 +460,11 @@ class Client:
 
         Raises:
             RtmError: only when the server refuses the message for good (`validation_failed`,
-                `forbidden`), or `store_failed`, or `closed` before `connect()`.
+                `forbidden`), or `store_failed`, or `closed` before `connect()` and once
+                `close()` is called (the send stays in the store for the next client).
         """
+        if self._closed:
+            raise RtmError("closed", "the client was closed")
         if self._outbox is None:
             raise RtmError("closed", "call connect() first")
         return await self._outbox.add(conversation_id, body, client_msg_id or str(uuid.uuid4()))
@@ -448,8 +479,9 @@ class Client:
 
     async def mark_read(self, conversation_id: str, seq: int) -> None:
         """Move the read marker on the producer socket; returns on its `read_ok` (written now,
-        or as soon as the socket is open again). For an answer saying what is stored, use
-        `mark_read_stored`.
+        or as soon as the socket is open again), or, after an error frame that may have refused
+        it (`ref` null: which frame it refused is unknown), on HTTP's answer for it. For an
+        answer saying what is stored, use `mark_read_stored`.
 
         Raises:
             RtmError: `forbidden`, or `validation_failed` for a bad `seq`.
@@ -628,14 +660,15 @@ class Client:
         """Close both sockets and stop every task; `events()` ends. The client is done: unacked
         sends stay in the store and a new client over the same store resends them (with a
         `FileStore`, in another process too); cursors are written."""
-        for connection in (self._producer, self._consumer):
-            if connection is not None:
-                await connection.close()
-        self._producer = self._consumer = None
+        await self._close_sockets()
         for task in list(self._background):
             task.cancel()
+        self._closed = True
         if self._outbox is not None:
             await self._outbox.stop()
+            self._outbox.fail_waiting(
+                RtmError("closed", "the client was closed; kept in the store")
+            )
         if self._receiver is not None:
             await self._receiver.stop()
         self._reads.fail_all(RtmError("closed", "the client was closed"))
@@ -645,6 +678,12 @@ class Client:
             with contextlib.suppress(RuntimeError):
                 await self._http.aclose()
         self._events.put_nowait(None)
+
+    async def _close_sockets(self) -> None:
+        for connection in (self._producer, self._consumer):
+            if connection is not None:
+                await connection.close()
+        self._producer = self._consumer = None
 
     async def __aenter__(self) -> Client:
         return self

@@ -43,6 +43,8 @@ class _Pending:
     entry: OutboxEntry
     future: asyncio.Future[Ack]
     sent: bool = False
+    #: False while `add` is still storing it: it must not be written before.
+    stored: bool = True
     writes: int = 0
     not_before: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -92,11 +94,14 @@ class Outbox:
         entry = OutboxEntry(client_msg_id, conversation_id, body, self._order)
         self._order += 1
         pending = self._track(entry)
+        pending.stored = False
         try:
             await self._store.put_outbox(self._user_id, entry)
         except OSError as exc:
             del self._pending[client_msg_id]  # not kept, so never written: the caller hears why
+            self._wake.set()  # the sends after it may go
             raise RtmError("store_failed", f"the outbox could not store the send: {exc}") from exc
+        pending.stored = True
         self._wake.set()
         return await asyncio.shield(pending.future)
 
@@ -163,6 +168,13 @@ class Outbox:
         self._wake.set()
         return True
 
+    def fail_waiting(self, error: RtmError) -> None:
+        """Answer every `add` still waiting with `error` (the client is closed for good); the
+        entries stay in the store for the next client."""
+        for pending in self._pending.values():
+            if not pending.future.done():
+                pending.future.set_exception(error)
+
     def start(self) -> None:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="rtm-client-outbox")
@@ -212,8 +224,8 @@ class Outbox:
             if in_flight >= self._options.max_in_flight:
                 return None  # the next ack wakes us
             following = next((p for p in self._pending.values() if not p.sent), None)
-            if following is None:
-                return None
+            if following is None or not following.stored:
+                return None  # `add` wakes us once it is stored (nothing overtakes it)
             now = self._clock()
             if following.not_before > now:
                 return following.not_before - now  # nothing overtakes an entry to be retried

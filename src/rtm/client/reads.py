@@ -1,10 +1,12 @@
 """Read markers written on the producer socket, each answered by `read_ok`.
 
 A `read` frame is answered `read_ok` with the same `conversation_id` and `seq` (docs/protocol.md
-§5), or, when refused, an error frame with `ref` null; the producer answers a connection's
-frames in order, so a refusal belongs to the oldest marker still waiting. Markers not answered
-when the socket goes down are written again on the next one (a marker only moves forward, so
-writing it twice is harmless).
+§5), or, when refused, an error frame with `ref` null. The producer handles `read` and `typing`
+frames concurrently, and refuses both with `ref` null, so such an error cannot be pinned on one
+marker: every marker written and waiting is then asked over HTTP (`POST
+/v1/conversations/{id}/read`), which answers each one (as clients/js/src/reads.ts does). Markers
+not answered when the socket goes down, or that HTTP could not store for now, are written again
+on the next socket (a marker only moves forward, so writing it twice is harmless).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ class _Read:
     seq: int
     future: asyncio.Future[None]
     written: bool = False
+    #: Asked over HTTP after an error frame that may have refused it.
+    asking: bool = False
 
 
 class ReadMarkers:
@@ -55,7 +59,7 @@ class ReadMarkers:
 
     def disconnected(self) -> None:
         for read in self._waiting:
-            read.written = False
+            read.written = read.asking  # one HTTP is answering stays out of the socket's way
 
     def on_read_ok(self, frame: Mapping[str, Any]) -> None:
         pair = (frame.get("conversation_id"), frame.get("seq"))
@@ -65,21 +69,33 @@ class ReadMarkers:
                 if not read.future.done():
                     read.future.set_result(None)
 
-    def on_error(self, frame: Mapping[str, Any]) -> bool:
-        """An error frame with `ref` null: True if it answered the oldest written marker."""
-        code = str(frame.get("code", ""))
-        oldest = next((r for r in self._waiting if r.written), None)
-        if oldest is None or (code not in _READ_REFUSALS and code not in TRANSIENT_CODES):
-            return False
-        if code in TRANSIENT_CODES:
-            oldest.written = False  # written again on the next pass
-            return True
-        self._waiting.remove(oldest)
-        if not oldest.future.done():
-            oldest.future.set_exception(
-                RtmError(code, str(frame.get("message", "")), field=frame.get("field"))
-            )
-        return True
+    def refused(self, frame: Mapping[str, Any]) -> list[tuple[str, int]]:
+        """An error frame with `ref` null: if it may have refused a `read`, the markers written
+        and waiting, to ask over HTTP and hand to `answered` (each is asked once)."""
+        if str(frame.get("code", "")) not in _READ_REFUSALS | TRANSIENT_CODES:
+            return []
+        asked = [r for r in self._waiting if r.written and not r.asking]
+        for read in asked:
+            read.asking = True
+        return [(r.conversation_id, r.seq) for r in asked]
+
+    def answered(self, conversation_id: str, seq: int, error: RtmError | None) -> None:
+        """HTTP's answer for a marker `refused` handed out: stored (None), refused for good
+        (`forbidden`, `validation_failed`), or else written again on the socket."""
+        for read in [
+            r for r in self._waiting if (r.conversation_id, r.seq) == (conversation_id, seq)
+        ]:
+            read.asking = False
+            if error is not None and error.code not in _READ_REFUSALS:
+                read.written = False
+                continue
+            self._waiting.remove(read)
+            if read.future.done():
+                continue
+            if error is None:
+                read.future.set_result(None)
+            else:
+                read.future.set_exception(error)
 
     def fail_all(self, error: RtmError) -> None:
         for read in self._waiting:

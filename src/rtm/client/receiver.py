@@ -3,6 +3,10 @@
 Gaps and `recovered: false` are filled by paging history over HTTP after the cursor (one task
 per conversation) before later messages are delivered; moved cursors are written to the store
 in batches (one write per burst, not per message). Mirrors clients/js/src/receiver.ts.
+
+Delivered messages wait in the client's event queue until the application takes them, so the
+cursor written to the store stops before the first one not yet `consumed`: a process that ends
+with messages queued gets them again from the next one instead of resuming past them.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -45,6 +50,10 @@ class Receiver:
         self._fills: dict[str, asyncio.Task[None]] = {}
         self._flusher: asyncio.Task[None] | None = None
         self._running = False
+        #: Per conversation, the seqs delivered but not yet consumed by the application.
+        self._unconsumed: dict[str, deque[int]] = {}
+        #: Conversations whose storable cursor moved by a consumption since the last flush.
+        self._consumed: set[str] = set()
 
     async def restore(self) -> None:
         self.sequencer.restore(await self._store.load_cursors(self._user_id))
@@ -89,9 +98,31 @@ class Receiver:
         self.sequencer.follow(conversation_id, seq)
         self._schedule_flush()
 
+    def consumed(self, message: Message) -> None:
+        """The application is done with a delivered message: its cursor may be stored."""
+        waiting = self._unconsumed.get(message.conversation_id)
+        if not waiting or waiting[0] != message.seq:
+            return
+        waiting.popleft()
+        if not waiting:
+            del self._unconsumed[message.conversation_id]
+        if self._running:
+            self._consumed.add(message.conversation_id)
+            self._schedule_flush()
+
     async def flush(self) -> None:
-        """Write the cursors that moved since the last flush."""
+        """Write the cursors that moved since the last flush, each short of the messages the
+        application has not consumed yet."""
         moved = self.sequencer.take_dirty()
+        for conversation in self._consumed:
+            cursor = self.sequencer.cursor(conversation)
+            if cursor is not None:
+                moved[conversation] = cursor
+        self._consumed.clear()
+        for conversation in moved:
+            waiting = self._unconsumed.get(conversation)
+            if waiting:
+                moved[conversation] = waiting[0] - 1
         if moved:
             try:
                 await self._store.put_cursors(self._user_id, moved)
@@ -100,6 +131,7 @@ class Receiver:
 
     def _emit(self, messages: list[Message]) -> None:
         for message in messages:
+            self._unconsumed.setdefault(message.conversation_id, deque()).append(message.seq)
             self._deliver(message)
         if messages:
             self._schedule_flush()

@@ -31,6 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rtm.shared.errors import ErrorCode, RtmError, http_status
+from rtm.shared.frames import parse_json
 from rtm.shared.health import Readiness
 from rtm.shared.logging import correlation_id, log_context
 from rtm.shared.settings import CommonSettings
@@ -93,6 +94,23 @@ ERROR_SCHEMA: dict[str, Any] = {
     },
     "required": ["error"],
 }
+
+
+async def check_json_body(request: Request, max_bytes: int) -> None:
+    """Hold HTTP bodies to the WebSocket's JSON rules before FastAPI parses them: duplicate keys
+    and NaN/Infinity are refused (FastAPI's parser accepts them), nesting bombs are `invalid_json`,
+    and bodies larger than a frame are refused (docs/protocol.md, "7. Error codes")."""
+    body = await request.body()  # cached: FastAPI reads the same bytes afterwards
+    if len(body) > max_bytes:
+        raise RtmError(
+            ErrorCode.VALIDATION_FAILED, f"request body larger than {max_bytes} bytes", field="body"
+        )
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RtmError(ErrorCode.INVALID_JSON, "body is not valid UTF-8") from exc
+    if text.strip():  # no body at all is FastAPI's: 401 without a token, else 422 `body`
+        parse_json(text)
 
 
 class RequestBody(BaseModel):

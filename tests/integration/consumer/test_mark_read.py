@@ -97,6 +97,12 @@ async def test_bad_marks_get_their_documented_codes(
         assert (await http.post(url, json={"seq": 2**70})).json()["read_seq"] == 0
         broken = await http.post(url, content=b"{", headers={"Content-Type": "application/json"})
         assert error(broken) == (400, "invalid_json", None)
+        # Strict JSON as on every other route (docs/protocol.md, "7. Error codes").
+        for strict in (b'{"seq":1,"seq":2}', b'{"seq":NaN}'):
+            refused = await http.post(
+                url, content=strict, headers={"Content-Type": "application/json"}
+            )
+            assert error(refused)[:2] == (422, "validation_failed"), strict
         not_uuid = await http.post("/v1/conversations/nope/read", json={"seq": 0})
         assert error(not_uuid)[:2] == (422, "validation_failed")
         missing = await http.post(f"/v1/conversations/{uuid.uuid4()}/read", json={"seq": 0})

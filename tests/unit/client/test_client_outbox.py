@@ -223,3 +223,35 @@ async def test_a_send_the_store_cannot_keep_is_refused_and_never_written(tmp_pat
     await settle()
     assert socket.frames == []
     await outbox.stop()
+
+
+class SlowFailingStore(MemoryStore):
+    """A store whose `put_outbox` takes a while and then fails (a full disk, a quota)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def put_outbox(self, user_id: str, entry: Any) -> None:
+        await self.release.wait()
+        raise OSError("no space left on device")
+
+
+async def test_a_send_is_never_written_while_the_store_is_still_keeping_it() -> None:
+    """Woken meanwhile (a reconnect, another send's ack), the outbox must not write a send whose
+    storing has not returned: if storing then fails, `store_failed` tells the caller it was not
+    sent, and a retry with a new id would store the message twice."""
+    socket = FakeProducerSocket()
+    store = SlowFailingStore()
+    outbox, _ = make_outbox(socket, store)
+    outbox.start()
+    adding = asyncio.create_task(outbox.add(CHAT, "x", "id-0"))
+    await settle()
+    outbox.connected()  # the socket opens while the store is busy
+    await settle()
+    assert socket.frames == [], "written before it was stored"
+    store.release.set()
+    with pytest.raises(RtmError) as refused:
+        await adding
+    assert refused.value.code == "store_failed"
+    await outbox.stop()

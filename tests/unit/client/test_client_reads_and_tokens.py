@@ -38,16 +38,44 @@ async def test_markers_not_answered_are_written_again_on_the_next_socket() -> No
     assert reads.unwritten() == [(CHAT, 5)]
 
 
-async def test_a_refusal_fails_the_oldest_written_marker() -> None:
+OTHER = "0193a0b0-0000-7000-8000-000000000002"
+
+
+async def test_a_refusal_with_no_ref_asks_http_for_every_written_marker() -> None:
+    """The producer handles `read` and `typing` frames concurrently and its refusals have `ref`
+    null, so an error frame cannot be pinned on one marker: a `forbidden` for a typing frame (or
+    for a later read that failed first) must not fail a valid marker, nor leave the refused one
+    waiting for ever. Every written marker is asked over HTTP, which answers each."""
     reads = ReadMarkers()
-    first, _ = reads.add(CHAT, 5)
-    reads.add(CHAT, 6)
+    valid, _ = reads.add(CHAT, 5)
+    refused, _ = reads.add(OTHER, 1)
     reads.written(CHAT, 5)
-    reads.written(CHAT, 6)
-    assert reads.on_error({"type": "error", "code": "forbidden", "ref": None})
+    reads.written(OTHER, 1)
+    asked = reads.refused({"type": "error", "code": "forbidden", "ref": None})
+    assert sorted(asked) == sorted([(CHAT, 5), (OTHER, 1)])
+    assert (valid.done(), refused.done()) == (False, False), "nobody is failed on a guess"
+    assert reads.refused({"type": "error", "code": "forbidden", "ref": None}) == [], "asked once"
+    assert reads.unwritten() == [], "not written again while HTTP answers"
+    reads.answered(CHAT, 5, None)
+    assert valid.done()
+    assert valid.exception() is None
+    reads.answered(OTHER, 1, RtmError("forbidden", "not a member", status=404))
     with pytest.raises(RtmError):
-        await first
-    assert not reads.on_error({"type": "error", "code": "unknown_type", "ref": None})
+        await refused
+    assert reads.refused({"type": "error", "code": "unknown_type", "ref": None}) == []
+
+
+async def test_a_marker_http_could_not_store_is_written_again_on_the_socket() -> None:
+    reads = ReadMarkers()
+    marker, _ = reads.add(CHAT, 5)
+    reads.written(CHAT, 5)
+    assert reads.refused({"type": "error", "code": "rate_limited", "ref": None}) == [(CHAT, 5)]
+    reads.answered(CHAT, 5, RtmError("network", "no answer"))
+    assert not marker.done()
+    assert reads.unwritten() == [(CHAT, 5)]
+    reads.written(CHAT, 5)
+    reads.on_read_ok({"type": "read_ok", "conversation_id": CHAT, "seq": 5})
+    assert marker.done()
 
 
 def _jwt(claims: dict[str, object]) -> str:

@@ -50,7 +50,12 @@ async def test_a_gap_is_filled_from_history_in_pages_before_the_later_message() 
     history = InMemoryHistory(last_seq=9)
     store = MemoryStore()
     delivered: list[int] = []
-    receiver = Receiver(store, USER, history.page, lambda m: delivered.append(m.seq), page_size=3)
+
+    def handle(message: Message) -> None:  # the application takes each one at once
+        delivered.append(message.seq)
+        receiver.consumed(message)
+
+    receiver = Receiver(store, USER, history.page, handle, page_size=3)
     receiver.follow(CHAT, 1)
     receiver.start()
     receiver.on_message(frame(9))

@@ -14,16 +14,18 @@ parameter out of its documented range, 503 `unavailable` while PostgreSQL cannot
 
 import logging
 import uuid
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi.routing import APIRoute
 from nats.errors import Error as NatsError
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
-from rtm.consumer.entrypoints.deps import Claims, Context, Reads
+from rtm.consumer.entrypoints.deps import Claims, Context, Reads, get_context
 from rtm.consumer.settings import ConsumerSettings
 from rtm.shared.contract import MAX_SEQ
-from rtm.shared.http import RequestBody, error_responses
+from rtm.shared.http import RequestBody, check_json_body, error_responses
 
 logger = logging.getLogger(__name__)
 
@@ -88,9 +90,24 @@ class ReadMarkOut(BaseModel):
     unread_count: int
 
 
+class StrictJsonRoute(APIRoute):
+    """A route whose JSON body is parsed strictly first (duplicate keys, NaN/Infinity and
+    nesting bombs refused), as on the producer's routes and every WebSocket frame."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def strict(request: Request) -> Response:
+            if request.method == "POST":
+                await check_json_body(request, get_context(request).settings.max_frame_bytes)
+            return await handler(request)
+
+        return strict
+
+
 def create_router(settings: ConsumerSettings) -> APIRouter:
     """The routes, with this deployment's history limits in their validation and document."""
-    router = APIRouter(prefix="/v1", tags=["conversations"])
+    router = APIRouter(prefix="/v1", tags=["conversations"], route_class=StrictJsonRoute)
     conversation_path = Path(
         description="a conversation id (UUID)",
         openapi_examples={"example": {"value": str(EXAMPLE_CONVERSATION)}},

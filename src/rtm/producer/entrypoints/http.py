@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
-from rtm.producer.domain.exceptions import RateLimited, ValidationFailed
+from rtm.producer.domain.exceptions import RateLimited
 from rtm.producer.domain.model import ConversationKind, CreateConversation, SendMessage
 from rtm.producer.entrypoints.deps import Context, CurrentUser, get_context
 from rtm.producer.entrypoints.metrics import (
@@ -32,24 +32,8 @@ from rtm.producer.entrypoints.schemas import (
     SendMessageBody,
 )
 from rtm.shared.errors import ErrorCode, RtmError
-from rtm.shared.frames import parse_json
-from rtm.shared.http import error_responses
+from rtm.shared.http import check_json_body, error_responses
 from rtm.shared.limits import KeyedBuckets
-
-
-async def check_json_body(request: Request, max_bytes: int) -> None:
-    """Hold HTTP bodies to the WebSocket's JSON rules before FastAPI parses them: duplicate keys
-    and NaN/Infinity are refused (FastAPI's parser accepts them), nesting bombs are `invalid_json`,
-    and bodies larger than a frame are refused."""
-    body = await request.body()  # cached: FastAPI reads the same bytes afterwards
-    if len(body) > max_bytes:
-        raise ValidationFailed("body", f"request body larger than {max_bytes} bytes")
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise RtmError(ErrorCode.INVALID_JSON, "body is not valid UTF-8") from exc
-    if text.strip():  # no body at all is FastAPI's: 401 without a token, else 422 `body`
-        parse_json(text)
 
 
 class StrictJsonRoute(APIRoute):
