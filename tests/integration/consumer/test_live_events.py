@@ -173,6 +173,45 @@ async def test_presence_goes_online_and_offline_for_contacts(
     assert watch.seen[alice] == ["online", "offline"]
 
 
+async def test_a_new_conversation_tells_its_members_which_new_contacts_are_online(
+    consumer_settings: ConsumerSettings, nc: NatsClient, database_url: str, tokens: TokenFactory
+) -> None:
+    """Alice and Bob are online but share no conversation, so neither was told of the other.
+    Once a conversation makes them contacts, each is told the other is online (issue 14: before,
+    only a reconnect's initial list did), and so is a member added later, both ways."""
+    alice, bob, carol = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await create_conversation(database_url, [bob, MARKER])
+    async with (
+        consumer_with(consumer_settings, presence_interval_s=0.05) as consumer,
+        connect(consumer, tokens, bob) as bob_ws,
+        connect(consumer, tokens, alice) as alice_ws,
+        connect(consumer, tokens, carol) as carol_ws,
+    ):
+        bob_watch = PresenceWatch(bob_ws, consumer, nc, tokens)
+        alice_watch, carol_watch = (
+            PresenceWatch(ws, consumer, nc, tokens) for ws in (alice_ws, carol_ws)
+        )
+        for ws in (bob_ws, alice_ws, carol_ws):
+            await next_frame(ws, "ready")
+        await bob_watch.sync()  # alice's and carol's `online` are announced (to no contact)
+        snapshot = ConversationSnapshot(uuid.uuid4(), "direct", None, (alice, bob), NOW, 0)
+        await nc.publish(
+            CONVERSATION_EVENTS, ConversationEvent("created", snapshot, (alice, bob)).encode()
+        )
+        await bob_watch.until(alice, "online")
+        await alice_watch.until(bob, "online")
+        group = ConversationSnapshot(uuid.uuid4(), "group", "team", (alice, bob, carol), NOW, 3)
+        await nc.publish(
+            CONVERSATION_EVENTS, ConversationEvent("member_added", group, (carol,)).encode()
+        )
+        await carol_watch.until(alice, "online")
+        await carol_watch.until(bob, "online")
+        await alice_watch.until(carol, "online")
+        await bob_watch.until(carol, "online")
+    assert alice not in carol_watch.seen or carol_watch.seen[alice] == ["online"]
+    assert bob_watch.seen[alice] == ["online"]
+
+
 async def test_users_of_a_silent_instance_go_offline_after_our_own_heartbeats(
     consumer_settings: ConsumerSettings, nc: NatsClient, database_url: str, tokens: TokenFactory
 ) -> None:

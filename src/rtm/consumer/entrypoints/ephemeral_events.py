@@ -127,6 +127,31 @@ class EphemeralEvents:
         self._hub.send_to_users(
             audience, conversation_frame(event.event, event.conversation.to_wire())
         )
+        if event.event != "member_removed":
+            await self._introduce(event.conversation.members, event.user_ids)
+
+    async def _introduce(
+        self, members: tuple[uuid.UUID, ...], joined: tuple[uuid.UUID, ...]
+    ) -> None:
+        """Members who just became contacts learn which of each other are online: a socket is
+        told its contacts' presence when it connects and on changes, so without this a contact
+        made by a new conversation (or member) would look offline until a reconnect. The members
+        who `joined` (all of them for a new conversation) and the others learn of each other;
+        the others already knew each other. Sliced as a flush is."""
+        local = [member for member in members if self._hub.count_for(member)]
+        if not local:
+            return
+        new = set(joined)
+        sent = 0
+        for member in members:
+            if not self.presence.announced_online(member):
+                continue
+            told = [user for user in local if user != member and (member in new or user in new)]
+            self._hub.send_to_users(told, presence_frame(member, "online"))
+            sent += len(told)
+            if sent >= self._flush_slice:  # a new group of 1,000 online is ~1M frames
+                sent = 0
+                await asyncio.sleep(0)
 
     async def _on_typing(self, msg: Msg) -> None:
         event = TypingEvent.decode(msg.data)
