@@ -113,8 +113,11 @@ async def test_typing_reaches_other_members_but_not_the_typist(
 async def test_read_markers_are_stored_monotonically_and_fanned_out(
     consumer: str, nc: NatsClient, database_url: str, tokens: TokenFactory
 ) -> None:
+    """A marker never moves back, and never past the last stored message (a `read` of a seq
+    still to come would make that message read before it exists)."""
     alice, bob, carol = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     conversation = await create_conversation(database_url, [alice, bob, carol])
+    await _set_head(database_url, conversation, 6)
     async with connect(consumer, tokens, bob) as ws:
         await next_frame(ws, "ready")
         await nc.publish(READ_EVENTS, ReadEvent(conversation, alice, 5, NOW).encode())
@@ -123,7 +126,7 @@ async def test_read_markers_are_stored_monotonically_and_fanned_out(
         await next_frame(ws, "read")
         # Stored by another subscription than the one that sends frames, in order: once carol's
         # marker (published last) is stored, alice's two have been handled.
-        await nc.publish(READ_EVENTS, ReadEvent(conversation, carol, 1, NOW).encode())
+        await nc.publish(READ_EVENTS, ReadEvent(conversation, carol, 1_000, NOW).encode())
     assert first["seq"] == 5
     conn = await asyncpg.connect(database_url)
     query = "SELECT seq FROM messaging.read_markers WHERE conversation_id=$1 AND user_id=$2"
@@ -133,9 +136,25 @@ async def test_read_markers_are_stored_monotonically_and_fanned_out(
             assert time.monotonic() < deadline, "carol's read marker not stored in 10 s"
             await asyncio.sleep(0.02)
         stored = await conn.fetchval(query, conversation, alice)
+        past_head = await conn.fetchval(query, conversation, carol)
     finally:
         await conn.close()
     assert stored == 5
+    assert past_head == 6
+
+
+async def _set_head(database_url: str, conversation: uuid.UUID, last_seq: int) -> None:
+    """The conversation's head as if `last_seq` messages were stored."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(
+            "INSERT INTO messaging.conversation_heads (conversation_id, last_seq) VALUES ($1, $2)"
+            " ON CONFLICT (conversation_id) DO UPDATE SET last_seq = excluded.last_seq",
+            conversation,
+            last_seq,
+        )
+    finally:
+        await conn.close()
 
 
 async def test_conversation_events_reach_members_and_removed_users(

@@ -55,8 +55,9 @@ ORDER BY coalesce(h.last_message_at, c.created_at) DESC, c.id
 
 
 # Membership, head and the monotonic upsert in one statement: no row = not a member. A seq past
-# the head is stored as the head (nothing not stored yet is marked read); a marker stored above
-# the head by a `read` frame is reported at the head, as the conversation list does.
+# the head is stored as the head (nothing not stored yet is marked read), for `read` frames and
+# `POST .../read` alike; a marker stored above the head (a `read` frame could, before issue 14)
+# is reported at the head, as the conversation list does.
 _MARK_READ = """
 WITH me AS (
     SELECT coalesce(h.last_seq, 0) AS last_seq
@@ -246,16 +247,7 @@ class PostgresConversationDirectory:
         return contacts
 
     async def store_read(self, conversation_id: uuid.UUID, user_id: uuid.UUID, seq: int) -> int:
-        value = await _fetchval(
-            self._db,
-            "INSERT INTO messaging.read_markers AS r (conversation_id, user_id, seq)"
-            " SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM messaging.members"
-            "   WHERE conversation_id = $1 AND user_id = $2)"
-            " ON CONFLICT (conversation_id, user_id) DO UPDATE"
-            " SET seq = greatest(r.seq, excluded.seq), updated_at = now()"
-            " RETURNING seq",
-            conversation_id,
-            user_id,
-            seq,
-        )
-        return int(value) if value is not None else 0
+        """The `read` frame's marker: the same query as `POST .../read`, so it is capped at the
+        last stored message too (a seq still to come must not be read before it exists)."""
+        rows = await _fetch(self._db, _MARK_READ, conversation_id, user_id, seq)
+        return int(rows[0]["read_seq"]) if rows and rows[0]["read_seq"] is not None else 0
