@@ -60,7 +60,10 @@ async def run_idle(session: Session) -> None:
         window_s=window.elapsed,
         usage=usage,
     )
-    if consumer is not None:
+    unweighable = consumer is not None and why_unweighable(before, after, count, still_open)
+    if unweighable:
+        row.notes.append(f"RSS per connection not measured: {unweighable}")
+    elif consumer is not None:
         per_connection = (after - before) / count
         cpu = usage[consumer.name].cpu_s
         row.figures.update(
@@ -92,3 +95,13 @@ async def run_idle(session: Session) -> None:
     if still_open < count:
         row.notes.append(f"{count - still_open} of {count} connections did not stay open")
     session.add(row)
+
+
+def why_unweighable(before: int, after: int, count: int, still_open: int) -> str:
+    """Why the RSS difference would not be the connections' (empty: it is). A consumer that died
+    reads as 0 B, which would pass any target."""
+    if before <= 0 or after <= 0:
+        return "the consumer was gone when its RSS was read (did it crash? see its log)"
+    if still_open < count:
+        return f"only {still_open} of {count} connections stayed open"
+    return ""

@@ -12,6 +12,7 @@ from rtm.bench.errors import BenchError
 from rtm.bench.options import SCENARIOS
 from rtm.bench.procstat import Usage, Watched
 from rtm.bench.report import Row, merge_usage, results_table
+from rtm.bench.scenario_idle import why_unweighable
 from rtm.bench.shapes import shape_for
 from rtm.bench.stats import percentile, summarize
 from rtm.bench.target import require_loopback
@@ -183,3 +184,9 @@ def test_pipeline_and_socketio_are_scenarios_run_after_the_baseline() -> None:
     assert ordered(options.scenarios) == ["rooms", "pipeline", "socketio"]
     assert {"pipeline", "socketio"} <= set(options_from(_parser().parse_args(["all"])).scenarios)
     assert "pipeline" in _parser().format_help()
+
+
+def test_an_idle_run_whose_consumer_died_or_lost_connections_is_not_weighed() -> None:
+    assert why_unweighable(100_000_000, 150_000_000, 4_000, 4_000) == ""
+    assert "gone" in why_unweighable(100_000_000, 0, 4_000, 4_000)
+    assert "3999 of 4000" in why_unweighable(100_000_000, 150_000_000, 4_000, 3_999)
