@@ -42,7 +42,7 @@ export interface ConnectionOptions {
   socketFactory: SocketFactory;
   /** The access token to authenticate with (the first frame is always `auth`). */
   token: () => Promise<string>;
-  /** Get a new access token (after 4505 / 4500). Rejects when the session has ended. */
+  /** Get a new access token (after 4505). Rejects when the session has ended. */
   refresh: () => Promise<unknown>;
   /** The frame that makes the connection usable: `auth_ok` (producer) or `ready` (consumer). */
   readyType: string;
@@ -72,7 +72,6 @@ export class Connection {
   private pingTimer: ReturnType<typeof setInterval> | undefined;
   private lastFrameAt = 0;
   private ready = false;
-  private refreshedAfter4500 = false;
 
   constructor(private readonly options: ConnectionOptions) {}
 
@@ -163,7 +162,6 @@ export class Connection {
         clearTimeout(this.handshakeTimer);
         this.ready = true;
         this.attempt = 0;
-        this.refreshedAfter4500 = false;
         this.setState("open", {});
         this.options.onFrame(frame);
         this.options.onOpen();
@@ -221,13 +219,12 @@ export class Connection {
     if (this.state === "closed") return;
     const action = closeAction(code);
     this.urlIndex++;
-    if (action === "stop" || (action === "refresh-once" && this.refreshedAfter4500)) {
+    if (action === "stop") {
       this.setState("failed", { code, reason });
       return;
     }
     this.setState("reconnecting", { code, reason });
-    if (action === "refresh" || action === "refresh-once") {
-      if (action === "refresh-once") this.refreshedAfter4500 = true;
+    if (action === "refresh") {
       this.options.refresh().then(
         () => this.schedule(0),
         () => this.setState("failed", { code, reason: "the session has ended" }),

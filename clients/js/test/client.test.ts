@@ -371,7 +371,7 @@ test("4505: refresh the token, then reconnect with the new one", async () => {
   await c.send(CONV, "after the refresh");
 });
 
-for (const code of [4501, 4503, 4504, 1008, 1009]) {
+for (const code of [4500, 4501, 4503, 4504, 1008, 1009]) {
   test(`close ${code}: no reconnect, the state says failed`, async () => {
     const c0 = consumer();
     const { client: c } = client(producer(), c0);
@@ -405,16 +405,19 @@ test("an access token that expired meanwhile is refreshed before the socket open
   assert.equal(p.sockets[0]!.sent[0]!.token, issued[0]!.split("->")[1]);
 });
 
-test("4500: one refresh and one more try with the new token; a second 4500 is final", async () => {
+test("4500 (invalid token): no refresh and no reconnect, ever; the state says failed with the code (issue 14)", async () => {
   const issued: string[] = [];
   const c0 = consumer();
   const { client: c } = client(producer(), c0, { routes: [refreshRoute(issued)] });
+  const details: { state: string; code?: number }[] = [];
+  c.on("state", (s, d) => d.socket === "consumer" && details.push({ state: s.consumer, ...(d.code === undefined ? {} : { code: d.code }) }));
   await c.connect();
-  c0.refuse = 4500;
-  c0.last.drop(4500);
+  c0.last.drop(4500, "invalid token");
   await until(() => c.states.consumer === "failed", "failed");
-  assert.equal(issued.length, 1);
-  assert.equal(c0.sockets.length, 2);
+  await new Promise((r) => setTimeout(r, 100));
+  assert.deepEqual(details.at(-1), { state: "failed", code: 4500 });
+  assert.equal(issued.length, 0, "no refresh");
+  assert.equal(c0.sockets.length, 1, "never reconnected");
 });
 
 test("1012 and 1006 reconnect with backoff, through each consumer instance in turn", async () => {
