@@ -72,6 +72,11 @@ export class Connection {
   private pingTimer: ReturnType<typeof setInterval> | undefined;
   private lastFrameAt = 0;
   private ready = false;
+  /** 4505s since the socket was last usable: the first one is answered at once (refresh, then
+   * connect); one more means a fresh token was refused as expired too (a server clock ahead,
+   * auth handing out short tokens), and going on at once would be a tight loop of refreshes and
+   * connections, so the next ones wait as any other reconnect does. */
+  private expiredSinceReady = 0;
 
   constructor(private readonly options: ConnectionOptions) {}
 
@@ -162,6 +167,7 @@ export class Connection {
         clearTimeout(this.handshakeTimer);
         this.ready = true;
         this.attempt = 0;
+        this.expiredSinceReady = 0;
         this.setState("open", {});
         this.options.onFrame(frame);
         this.options.onOpen();
@@ -225,10 +231,19 @@ export class Connection {
     }
     this.setState("reconnecting", { code, reason });
     if (action === "refresh") {
-      this.options.refresh().then(
-        () => this.schedule(0),
-        () => this.setState("failed", { code, reason: "the session has ended" }),
-      );
+      const refreshThenConnect = (): void => {
+        this.options.refresh().then(
+          () => this.schedule(0),
+          () => {
+            if (this.state !== "closed") this.setState("failed", { code, reason: "the session has ended" });
+          },
+        );
+      };
+      if (this.expiredSinceReady++ === 0) refreshThenConnect();
+      else {
+        clearTimeout(this.retryTimer);
+        this.retryTimer = setTimeout(refreshThenConnect, backoffDelay(this.attempt++, this.options.backoff));
+      }
       return;
     }
     const delay = backoffDelay(this.attempt++, this.options.backoff);

@@ -371,6 +371,31 @@ test("4505: refresh the token, then reconnect with the new one", async () => {
   await c.send(CONV, "after the refresh");
 });
 
+test("4505 again right after a refresh backs off: no tight refresh-and-connect loop", async () => {
+  const issued: string[] = [];
+  const c0 = consumer();
+  const c = new Client({
+    ...URLS,
+    fetch: fakeFetch([refreshRoute(issued)]),
+    store: new MemoryStore(),
+    webSocket: (url) => (url.includes("producer") ? producer().factory(url) : c0.factory(url)),
+    backoff: { baseMs: 40, capMs: 80 },
+  });
+  open.push(c);
+  c.useTokens({ accessToken: token(), refreshToken: "r0" });
+  await c.connect();
+  c0.refuse = 4505; // a server whose clock runs ahead: every new token is "expired"
+  c0.last.drop(4505, "token expired");
+  await new Promise((r) => setTimeout(r, 400));
+  // A tight loop makes one attempt every millisecond or two; backing off (windows of 40, 80 ms,
+  // full jitter) makes about ten in 400 ms.
+  assert.ok(c0.sockets.length <= 25, `${c0.sockets.length} sockets in 400 ms`);
+  assert.ok(issued.length <= 25, `${issued.length} refreshes in 400 ms`);
+  assert.ok(c0.sockets.length >= 3, "it keeps trying (4505 is not final)");
+  c0.refuse = undefined;
+  await until(() => c.states.consumer === "open", "open once the server takes the token", 2000);
+});
+
 for (const code of [4500, 4501, 4503, 4504, 1008, 1009]) {
   test(`close ${code}: no reconnect, the state says failed`, async () => {
     const c0 = consumer();
