@@ -138,7 +138,13 @@ export class Receiver {
       try {
         page = await this.history(id, before, this.pageSize);
         failures = 0;
-      } catch {
+      } catch (error) {
+        if ((error as { code?: unknown }).code === "forbidden") {
+          // Not (or no longer) a member, or no such conversation: no retry will change that
+          // (a new membership comes with a `conversation` event, or the next connection's list).
+          if (this.catching.get(id) === state) this.forget(id);
+          return;
+        }
         await sleep(backoffDelay(failures++, { baseMs: 200, capMs: 5_000 }));
         continue;
       }

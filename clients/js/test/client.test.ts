@@ -290,6 +290,23 @@ test("recovered:false pages history after the cursor (the server sent none of th
   assert.equal(fetch.calls.length, 3, "three pages of 200");
 });
 
+test("a gap that history answers forbidden (removed from the conversation) stops being filled, and its cursor goes", async () => {
+  const c0 = consumer((socket) => {
+    socket.push({ type: "resumed", conversations: { [CONV]: { last_seq: 9, recovered: false } } });
+  });
+  const store = new MemoryStore();
+  const forbidden: Route = (url) =>
+    url.pathname.endsWith("/messages") ? { status: 404, body: { error: { code: "forbidden", message: "not a member" } } } : undefined;
+  const { client: c, fetch } = client(producer(), c0, { store, routes: [forbidden] });
+  await store.putCursor(c.userId, CONV, 2);
+  await c.connect();
+  await until(() => fetch.calls.some((call) => call.includes("/messages")), "the first history page asked");
+  await new Promise((r) => setTimeout(r, 300)); // a retry would come within 200 ms
+  assert.equal(fetch.calls.filter((call) => call.includes("/messages")).length, 1, "asked once, not every few seconds for ever");
+  assert.deepEqual(c.cursors(), {});
+  assert.deepEqual(await store.loadCursors(c.userId), {});
+});
+
 test("a gap in the live stream is filled from history before what follows it", async () => {
   const c0 = consumer((socket) => {
     socket.push({ type: "resumed", conversations: { [CONV]: { last_seq: 1, recovered: true } } });
