@@ -8,6 +8,7 @@ import {
 import { Emitter } from "./emitter.js";
 import { RtmError } from "./errors.js";
 import { requestJson, type FetchLike } from "./http.js";
+import { ConversationLists } from "./listing.js";
 import { Outbox, type OutboxOptions } from "./outbox.js";
 import { isReadReply, refusesQuery, resumeFrames, resumePlan, typingFrame, type ResumePlan } from "./protocol.js";
 import { ReadMarkers } from "./reads.js";
@@ -72,6 +73,10 @@ export interface ClientEvents {
   read: (event: ReadEvent) => void;
   presence: (event: PresenceEvent) => void;
   conversation: (event: ConversationEvent) => void;
+  /** The conversation list the Client asked for at a consumer (re)connection (to follow the
+   * conversations created or joined while no socket was open), before their messages come. A
+   * connection whose list was the application's own `conversations()` has no such event. */
+  listed: (conversations: ConversationSummary[]) => void;
   /** One of the two sockets changed state (`failed`: a close code that forbids reconnecting). */
   state: (states: ConnectionStates, detail: { socket: "producer" | "consumer"; code?: number; reason?: string }) => void;
   /** A send was acked, including sends restored from the store after a reload. */
@@ -103,6 +108,7 @@ export class Client extends Emitter<ClientEvents> {
   private outbox: Outbox | undefined;
   private receiver: Receiver | undefined;
   private readonly reads: ReadMarkers;
+  private readonly lists: ConversationLists<ConversationSummary>;
   private resumeTimer: ReturnType<typeof setTimeout> | undefined;
   /** How the consumer socket being opened (or open) resumes: fixed when its URL is made. */
   private plan: ResumePlan | undefined;
@@ -123,6 +129,12 @@ export class Client extends Emitter<ClientEvents> {
       (frame) => this.writeProducer(frame),
       (id, seq) => this.postRead(id, seq),
       () => this.producer !== undefined,
+    );
+    this.lists = new ConversationLists(
+      () => this.listConversations(),
+      () => this.receiver,
+      (conversations) => this.emit("listed", conversations),
+      (error) => this.emit("error", error),
     );
   }
 
@@ -149,6 +161,7 @@ export class Client extends Emitter<ClientEvents> {
   /** Sign in with tokens the application kept (e.g. the refresh token of the last `tokens`). */
   useTokens(tokens: Tokens): void {
     this.session?.close();
+    this.lists.reset(); // a list asked for before may be another user's
     this.session = new Session(
       tokens,
       trim(this.options.authUrl),
@@ -311,6 +324,7 @@ export class Client extends Emitter<ClientEvents> {
    * that the server resumes them at once, and a client with no cursors gets live messages with
    * no hold (`?cursors=`); else `?resume=1` and `resume` frames after `ready`. */
   private planResume(): string {
+    this.lists.beforeSocket();
     this.plan = resumePlan(this.receiver!.snapshot(), this.options.urlCursorsMaxChars);
     return this.plan.query;
   }
@@ -325,6 +339,7 @@ export class Client extends Emitter<ClientEvents> {
     this.resumePending = [...plan.expected];
     this.cursorsInUrl = plan.frames.length === 0;
     for (const frame of plan.frames) this.consumer?.send(frame);
+    this.lists.opened();
   }
 
   private sendResume(): void {
@@ -333,6 +348,7 @@ export class Client extends Emitter<ClientEvents> {
   }
 
   private onConsumerDown(): void {
+    this.lists.reset();
     clearTimeout(this.resumeTimer);
     this.resumePending = [];
     this.cursorsInUrl = false;
@@ -474,7 +490,19 @@ export class Client extends Emitter<ClientEvents> {
     }
   }
 
+  /** The user's conversations, newest activity first. Asked while the consumer socket is not
+   * open (before `connect()`, say), the answer is also the list the next consumer connection
+   * follows, so that connection does not ask again (see `ConversationLists`). */
   async conversations(): Promise<ConversationSummary[]> {
+    const ticket = this.lists.ask(this.consumer?.isOpen ?? false);
+    const conversations = await this.listConversations();
+    this.lists.answered(ticket, conversations);
+    return conversations;
+  }
+
+  private async listConversations(): Promise<ConversationSummary[]> {
+    // One request: the route is not paged (docs/protocol.md §6 and the consumer's OpenAPI
+    // document answer every conversation of the user at once).
     const answer = await this.call<{ conversations: ConversationSummary[] }>("consumer", "/v1/conversations");
     return answer.conversations;
   }
@@ -550,6 +578,7 @@ export class Client extends Emitter<ClientEvents> {
    * (a later `connect()` of the same user, or a new Client over the same store, resends them).
    * To recover from a `failed` socket: `close()`, sign in again, `connect()`. */
   close(): void {
+    this.lists.reset();
     clearTimeout(this.resumeTimer);
     this.producer?.close();
     this.consumer?.close();

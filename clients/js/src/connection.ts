@@ -42,7 +42,7 @@ export interface ConnectionOptions {
   socketFactory: SocketFactory;
   /** The access token to authenticate with (the first frame is always `auth`). */
   token: () => Promise<string>;
-  /** Get a new access token (after 4505 / 4500). Rejects when the session has ended. */
+  /** Get a new access token (after 4505). Rejects when the session has ended. */
   refresh: () => Promise<unknown>;
   /** The frame that makes the connection usable: `auth_ok` (producer) or `ready` (consumer). */
   readyType: string;
@@ -72,7 +72,11 @@ export class Connection {
   private pingTimer: ReturnType<typeof setInterval> | undefined;
   private lastFrameAt = 0;
   private ready = false;
-  private refreshedAfter4500 = false;
+  /** 4505s since the socket was last usable: the first one is answered at once (refresh, then
+   * connect); one more means a fresh token was refused as expired too (a server clock ahead,
+   * auth handing out short tokens), and going on at once would be a tight loop of refreshes and
+   * connections, so the next ones wait as any other reconnect does. */
+  private expiredSinceReady = 0;
 
   constructor(private readonly options: ConnectionOptions) {}
 
@@ -163,7 +167,7 @@ export class Connection {
         clearTimeout(this.handshakeTimer);
         this.ready = true;
         this.attempt = 0;
-        this.refreshedAfter4500 = false;
+        this.expiredSinceReady = 0;
         this.setState("open", {});
         this.options.onFrame(frame);
         this.options.onOpen();
@@ -221,17 +225,25 @@ export class Connection {
     if (this.state === "closed") return;
     const action = closeAction(code);
     this.urlIndex++;
-    if (action === "stop" || (action === "refresh-once" && this.refreshedAfter4500)) {
+    if (action === "stop") {
       this.setState("failed", { code, reason });
       return;
     }
     this.setState("reconnecting", { code, reason });
-    if (action === "refresh" || action === "refresh-once") {
-      if (action === "refresh-once") this.refreshedAfter4500 = true;
-      this.options.refresh().then(
-        () => this.schedule(0),
-        () => this.setState("failed", { code, reason: "the session has ended" }),
-      );
+    if (action === "refresh") {
+      const refreshThenConnect = (): void => {
+        this.options.refresh().then(
+          () => this.schedule(0),
+          () => {
+            if (this.state !== "closed") this.setState("failed", { code, reason: "the session has ended" });
+          },
+        );
+      };
+      if (this.expiredSinceReady++ === 0) refreshThenConnect();
+      else {
+        clearTimeout(this.retryTimer);
+        this.retryTimer = setTimeout(refreshThenConnect, backoffDelay(this.attempt++, this.options.backoff));
+      }
       return;
     }
     const delay = backoffDelay(this.attempt++, this.options.backoff);

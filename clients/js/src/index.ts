@@ -8,6 +8,6 @@ export type { ConnectionState, SocketFactory, WebSocketLike } from "./connection
 export { RtmError } from "./errors.js";
 export type { OutboxOptions } from "./outbox.js";
 export type { Tokens } from "./session.js";
-export { IndexedDbStore, MemoryStore, defaultStore } from "./store.js";
+export { CONNECTED_MARKER, IndexedDbStore, MemoryStore, defaultStore } from "./store.js";
 export type { OutboxEntry, Store } from "./store.js";
 export type * from "./types.js";

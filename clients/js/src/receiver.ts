@@ -1,5 +1,5 @@
 import { backoffDelay } from "./backoff.js";
-import type { Store } from "./store.js";
+import { CONNECTED_MARKER, type Store } from "./store.js";
 import type { ConversationEvent, Message, MessagePage, ResumedFrame } from "./types.js";
 
 export type HistoryFetch = (conversationId: string, afterSeq: number, limit: number) => Promise<MessagePage>;
@@ -17,6 +17,13 @@ export class Receiver {
   private readonly cursors = new Map<string, number>();
   private readonly catching = new Map<string, CatchUp>();
   private closed = false;
+  /** This user has connected with this store before (its marker or any cursor is stored, or a
+   * conversation list was applied since): a conversation without a cursor is then one created,
+   * or joined, while no socket was there to hear of it, and all its messages are still to be
+   * delivered. Before that (a first-ever connection over an empty store) the conversations
+   * found start at their current head: their older messages are history, not events. */
+  private connectedBefore = false;
+  private markerStored = false;
   private readonly dirty = new Set<string>();
   private flushTimer: ReturnType<typeof setTimeout> | undefined;
   /** Messages dropped as already delivered (resends at a seam), for diagnostics and tests. */
@@ -33,8 +40,31 @@ export class Receiver {
   async restore(): Promise<void> {
     const saved = await this.store.loadCursors(this.userId);
     for (const [id, seq] of Object.entries(saved)) {
-      if (seq > (this.cursors.get(id) ?? -1)) this.cursors.set(id, seq);
+      if (id === CONNECTED_MARKER) this.markerStored = this.connectedBefore = true;
+      else if (seq > (this.cursors.get(id) ?? -1)) this.cursors.set(id, seq);
     }
+    if (this.cursors.size > 0) this.connectedBefore = true;
+  }
+
+  /** Follow each listed conversation (`GET /v1/conversations`, at a consumer connection) that
+   * has no cursor: from 0 once this user has connected before, else from its `last_seq`. With
+   * `fill`, what it holds up to `last_seq` is paged from history now (the list came after the
+   * socket's cursors were given); without, the caller resumes the new cursors. Then stores the
+   * marker that tells the next connection over this store it is not the first. */
+  adopt(conversations: readonly { id: string; last_seq: number }[], fill: boolean): void {
+    for (const conversation of conversations) {
+      if (this.cursors.has(conversation.id)) continue;
+      const from = this.connectedBefore ? 0 : conversation.last_seq;
+      this.setCursor(conversation.id, from);
+      if (fill && conversation.last_seq > from) this.catchUp(conversation.id);
+    }
+    this.connectedBefore = true;
+    if (this.markerStored) return;
+    this.markerStored = true;
+    this.flush(); // the cursors first: a marker without them would replay these from 0
+    void this.store.putCursor(this.userId, CONNECTED_MARKER, 1).catch(() => {
+      this.markerStored = false; // the next list tries again
+    });
   }
 
   /** The cursors to `resume` from. */
@@ -79,12 +109,19 @@ export class Receiver {
 
   onMessage(message: Message): void {
     const id = message.conversation_id;
-    const cursor = this.cursors.get(id);
+    let cursor = this.cursors.get(id);
     if (cursor === undefined) {
-      // First sight of a conversation this client never followed: deliver from here on.
-      this.setCursor(id, message.seq);
-      this.deliver(message);
-      return;
+      if (!this.connectedBefore) {
+        // A first-ever connection, its conversation list not applied yet: as for the
+        // conversations the list will bring, what came before is history.
+        this.setCursor(id, message.seq);
+        this.deliver(message);
+        return;
+      }
+      // Created or joined while no socket of ours was there (its `conversation` event lost):
+      // its earlier messages are filled from history first.
+      this.setCursor(id, 0);
+      cursor = 0;
     }
     if (message.seq <= cursor) {
       this.duplicates++;
@@ -138,7 +175,13 @@ export class Receiver {
       try {
         page = await this.history(id, before, this.pageSize);
         failures = 0;
-      } catch {
+      } catch (error) {
+        if ((error as { code?: unknown }).code === "forbidden") {
+          // Not (or no longer) a member, or no such conversation: no retry will change that
+          // (a new membership comes with a `conversation` event, or the next connection's list).
+          if (this.catching.get(id) === state) this.forget(id);
+          return;
+        }
         await sleep(backoffDelay(failures++, { baseMs: 200, capMs: 5_000 }));
         continue;
       }

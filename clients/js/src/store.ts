@@ -9,6 +9,13 @@ export interface OutboxEntry {
   order: number;
 }
 
+/** A key of `loadCursors` that is no conversation: the SDK's record that this user has connected
+ * with this store before (see `Receiver`). It is kept with the cursors so that every `Store`,
+ * the application's own included, keeps it without a new method; its value means nothing. */
+export const CONNECTED_MARKER = "rtm:connected";
+
+/** Cursors are per conversation id, plus `CONNECTED_MARKER`: a store keeps whatever key it is
+ * given. */
 export interface Store {
   loadOutbox(userId: string): Promise<OutboxEntry[]>;
   putOutbox(userId: string, entry: OutboxEntry): Promise<void>;

@@ -4,7 +4,7 @@ import "fake-indexeddb/auto";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Client, IndexedDbStore, MemoryStore, type Message, type Store, type Tokens } from "../src/index.js";
+import { CONNECTED_MARKER, Client, IndexedDbStore, MemoryStore, type Message, type Store, type Tokens } from "../src/index.js";
 import { FileStore } from "../src/node.js";
 import {
   CONV,
@@ -26,7 +26,7 @@ afterEach(() => {
 });
 
 function client(p: FakeServer, c: FakeServer, extra: { routes?: Route[]; store?: Store; tokens?: Tokens; urlCursorsMaxChars?: number } = {}) {
-  const fetch = fakeFetch(extra.routes ?? []);
+  const fetch = fakeFetch([...(extra.routes ?? []), listOf(() => [])]);
   const made = new Client({
     ...URLS,
     fetch,
@@ -39,6 +39,18 @@ function client(p: FakeServer, c: FakeServer, extra: { routes?: Route[]; store?:
   open.push(made);
   return { client: made, fetch };
 }
+
+/** `GET /v1/conversations` answering the conversations `list()` gives at the time it is asked. */
+const listOf = (list: () => { id: string; last_seq: number }[]): Route => (url) =>
+  url.pathname === "/v1/conversations"
+    ? { status: 200, body: { conversations: list().map((c) => summary(c.id, c.last_seq)) } }
+    : undefined;
+
+function summary(id: string, lastSeq: number) {
+  return { id, kind: "group", title: "t", members: [], created_at: "", last_seq: lastSeq, read_seq: 0, unread_count: lastSeq, last_message: null };
+}
+
+const listed = (fetch: { calls: string[] }): number => fetch.calls.filter((call) => call === "GET /v1/conversations").length;
 
 function received(c: Client): Message[] {
   const got: Message[] = [];
@@ -287,7 +299,24 @@ test("recovered:false pages history after the cursor (the server sent none of th
   await until(() => got.length === 449, "3..451");
   assert.deepEqual(got.map((m) => m.seq), Array.from({ length: 449 }, (_, i) => i + 3));
   assert.ok(fetch.calls.includes(`GET /v1/conversations/${CONV}/messages?after_seq=2&limit=200`));
-  assert.equal(fetch.calls.length, 3, "three pages of 200");
+  assert.equal(fetch.calls.filter((call) => call.includes("/messages")).length, 3, "three pages of 200");
+});
+
+test("a gap that history answers forbidden (removed from the conversation) stops being filled, and its cursor goes", async () => {
+  const c0 = consumer((socket) => {
+    socket.push({ type: "resumed", conversations: { [CONV]: { last_seq: 9, recovered: false } } });
+  });
+  const store = new MemoryStore();
+  const forbidden: Route = (url) =>
+    url.pathname.endsWith("/messages") ? { status: 404, body: { error: { code: "forbidden", message: "not a member" } } } : undefined;
+  const { client: c, fetch } = client(producer(), c0, { store, routes: [forbidden] });
+  await store.putCursor(c.userId, CONV, 2);
+  await c.connect();
+  await until(() => fetch.calls.some((call) => call.includes("/messages")), "the first history page asked");
+  await new Promise((r) => setTimeout(r, 300)); // a retry would come within 200 ms
+  assert.equal(fetch.calls.filter((call) => call.includes("/messages")).length, 1, "asked once, not every few seconds for ever");
+  assert.deepEqual(c.cursors(), {});
+  assert.deepEqual(await store.loadCursors(c.userId), { [CONNECTED_MARKER]: 1 }, "only the marker of a past connection");
 });
 
 test("a gap in the live stream is filled from history before what follows it", async () => {
@@ -343,6 +372,92 @@ test("an unavailable answer to the URL's resume sends the same cursors in a resu
   assert.deepEqual(c0.frames("resume"), [{ type: "resume", cursors: { [CONV]: 3 } }]);
 });
 
+// -- conversations the socket was not there to hear about ---------------------------------------
+
+const OTHER_CONV = "0195f3a1-0a2b-7c3d-8e4f-00000000000b";
+
+test("a conversation created while the consumer socket was down is listed at the reconnect and delivered from seq 1", async () => {
+  let list: { id: string; last_seq: number }[] = [];
+  const c0 = consumer();
+  const { client: c, fetch } = client(producer(), c0, { routes: [listOf(() => list), historyOf(3)] });
+  const got = received(c);
+  const seen: string[] = [];
+  c.on("listed", (conversations) => seen.push(`listed ${conversations.map((x) => x.id === CONV).join()}`));
+  c.on("message", (m) => seen.push(`message ${m.seq}`));
+  await c.connect();
+  await until(() => listed(fetch) === 1, "the list asked once the socket is ready");
+  c0.refuse = 1012;
+  c0.last.drop(1006);
+  list = [{ id: CONV, last_seq: 3 }]; // created, and 3 messages sent, while the socket was down
+  c0.refuse = undefined;
+  await until(() => got.length === 3, "1..3 of the new conversation");
+  assert.deepEqual(got.map((m) => m.seq), [1, 2, 3]);
+  assert.equal(listed(fetch), 2, "listed again after the reconnect");
+  assert.deepEqual(seen, ["listed ", "listed true", "message 1", "message 2", "message 3"], "the application hears of it first");
+  assert.deepEqual(c.cursors(), { [CONV]: 3 });
+});
+
+test("a live message of a conversation without a cursor, once the client has connected before, is delivered after 1..N-1", async () => {
+  const c0 = consumer();
+  const store = new MemoryStore();
+  const { client: c } = client(producer(), c0, { store, routes: [historyOf(4)] });
+  await store.putCursor(c.userId, CONNECTED_MARKER, 1); // a Client has connected over this store
+  const got = received(c);
+  await c.connect();
+  c0.last.push(message(4)); // its `conversation` event went to no socket of ours
+  await until(() => got.length === 4, "1..4");
+  assert.deepEqual(got.map((m) => m.seq), [1, 2, 3, 4]);
+});
+
+test("a first-ever connection (empty store) follows the conversations it finds from their last seq; the next Client over the store delivers one created meanwhile from seq 1", async () => {
+  const store = new MemoryStore();
+  let list = [{ id: CONV, last_seq: 5 }];
+  const c0 = consumer();
+  const first = client(producer(), c0, { store, routes: [listOf(() => list), historyOf(6)] });
+  const got = received(first.client);
+  await first.client.connect();
+  await until(() => first.client.cursors()[CONV] === 5, "following from the head");
+  c0.last.push(message(6));
+  await until(() => got.length === 1, "6");
+  assert.deepEqual(got.map((m) => m.seq), [6], "the older five are history, not message events");
+  first.client.close(); // the page is closed...
+  await new Promise((r) => setTimeout(r, 80)); // (cursors are written within 50 ms)
+  list = [{ id: CONV, last_seq: 6 }, { id: OTHER_CONV, last_seq: 2 }]; // ...while someone adds us to a conversation
+
+  const second = client(producer(), consumer(), { store, routes: [listOf(() => list), historyOf(2)] });
+  const again = received(second.client);
+  await second.client.connect();
+  await until(() => again.length === 2, "1, 2 of the conversation created while closed");
+  assert.deepEqual(again.map((m) => `${m.conversation_id === OTHER_CONV ? "new" : "old"} ${m.seq}`), ["new 1", "new 2"]);
+  assert.deepEqual(second.client.cursors(), { [CONV]: 6, [OTHER_CONV]: 2 });
+});
+
+test("conversations() just before connect() is the list of that connection: asked once, its conversations in the socket's URL", async () => {
+  const store = new MemoryStore();
+  const list = [{ id: CONV, last_seq: 2 }, { id: OTHER_CONV, last_seq: 4 }];
+  const c0 = consumer();
+  const { client: c, fetch } = client(producer(), c0, { store, routes: [listOf(() => list)] });
+  await store.putCursor(c.userId, CONV, 2); // this store has been connected before
+  assert.equal((await c.conversations()).length, 2); // as the web page does, to show the list
+  await c.connect();
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(listed(fetch), 1, "not asked again for the connection");
+  assert.deepEqual(queryResume(c0.sockets[0]!), { type: "resume", cursors: { [CONV]: 2, [OTHER_CONV]: 0 } });
+  c0.last.drop(1006);
+  await until(() => listed(fetch) === 2, "a reconnect lists again (that list was older than the socket's drop)");
+});
+
+test("a first-ever connection after conversations() resumes each conversation from its listed last seq", async () => {
+  const list = [{ id: CONV, last_seq: 7 }];
+  const c0 = consumer();
+  const { client: c, fetch } = client(producer(), c0, { routes: [listOf(() => list)] });
+  await c.conversations();
+  await c.connect();
+  assert.deepEqual(queryResume(c0.sockets[0]!), { type: "resume", cursors: { [CONV]: 7 } });
+  await new Promise((r) => setTimeout(r, 30));
+  assert.equal(listed(fetch), 1);
+});
+
 // -- close codes and tokens --------------------------------------------------------------------
 
 const refreshRoute = (issued: string[]): Route => (url, init) => {
@@ -371,7 +486,32 @@ test("4505: refresh the token, then reconnect with the new one", async () => {
   await c.send(CONV, "after the refresh");
 });
 
-for (const code of [4501, 4503, 4504, 1008, 1009]) {
+test("4505 again right after a refresh backs off: no tight refresh-and-connect loop", async () => {
+  const issued: string[] = [];
+  const c0 = consumer();
+  const c = new Client({
+    ...URLS,
+    fetch: fakeFetch([refreshRoute(issued)]),
+    store: new MemoryStore(),
+    webSocket: (url) => (url.includes("producer") ? producer().factory(url) : c0.factory(url)),
+    backoff: { baseMs: 40, capMs: 80 },
+  });
+  open.push(c);
+  c.useTokens({ accessToken: token(), refreshToken: "r0" });
+  await c.connect();
+  c0.refuse = 4505; // a server whose clock runs ahead: every new token is "expired"
+  c0.last.drop(4505, "token expired");
+  await new Promise((r) => setTimeout(r, 400));
+  // A tight loop makes one attempt every millisecond or two; backing off (windows of 40, 80 ms,
+  // full jitter) makes about ten in 400 ms.
+  assert.ok(c0.sockets.length <= 25, `${c0.sockets.length} sockets in 400 ms`);
+  assert.ok(issued.length <= 25, `${issued.length} refreshes in 400 ms`);
+  assert.ok(c0.sockets.length >= 3, "it keeps trying (4505 is not final)");
+  c0.refuse = undefined;
+  await until(() => c.states.consumer === "open", "open once the server takes the token", 2000);
+});
+
+for (const code of [4500, 4501, 4503, 4504, 1008, 1009]) {
   test(`close ${code}: no reconnect, the state says failed`, async () => {
     const c0 = consumer();
     const { client: c } = client(producer(), c0);
@@ -405,16 +545,19 @@ test("an access token that expired meanwhile is refreshed before the socket open
   assert.equal(p.sockets[0]!.sent[0]!.token, issued[0]!.split("->")[1]);
 });
 
-test("4500: one refresh and one more try with the new token; a second 4500 is final", async () => {
+test("4500 (invalid token): no refresh and no reconnect, ever; the state says failed with the code (issue 14)", async () => {
   const issued: string[] = [];
   const c0 = consumer();
   const { client: c } = client(producer(), c0, { routes: [refreshRoute(issued)] });
+  const details: { state: string; code?: number }[] = [];
+  c.on("state", (s, d) => d.socket === "consumer" && details.push({ state: s.consumer, ...(d.code === undefined ? {} : { code: d.code }) }));
   await c.connect();
-  c0.refuse = 4500;
-  c0.last.drop(4500);
+  c0.last.drop(4500, "invalid token");
   await until(() => c.states.consumer === "failed", "failed");
-  assert.equal(issued.length, 1);
-  assert.equal(c0.sockets.length, 2);
+  await new Promise((r) => setTimeout(r, 100));
+  assert.deepEqual(details.at(-1), { state: "failed", code: 4500 });
+  assert.equal(issued.length, 0, "no refresh");
+  assert.equal(c0.sockets.length, 1, "never reconnected");
 });
 
 test("1012 and 1006 reconnect with backoff, through each consumer instance in turn", async () => {

@@ -15,7 +15,9 @@ const MEANING: Record<string, CloseAction> = {
   "yes, after a pause": "pause",
   no: "stop",
   "no (fix the client)": "stop",
-  "no, with the same token": "refresh-once",
+  // 4500 invalid token: the table allows a new token, but the SDK never reconnects after it
+  // (issue 14: never after 4500, 4501, 4503, 4504; refresh, then reconnect, after 4505 only).
+  "no, with the same token": "stop",
   "after a refresh": "refresh",
 };
 
@@ -37,4 +39,9 @@ for (const service of ["producer", "consumer"]) {
 
 test("an abnormal closure (1006, no close frame: a crashed server) reconnects", () => {
   assert.equal(closeAction(1006), "reconnect");
+});
+
+test("issue 14: never reconnect after 4500, 4501, 4503, 4504; refresh then reconnect after 4505", () => {
+  for (const code of [4500, 4501, 4503, 4504]) assert.equal(closeAction(code), "stop", String(code));
+  assert.equal(closeAction(4505), "refresh");
 });

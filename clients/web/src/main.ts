@@ -145,6 +145,12 @@ class ChatPage {
         void this.refreshSummary(id);
       }
     });
+    // After a reconnect the SDK lists the conversations (to follow those created or joined while
+    // the page was disconnected): the list picks them up before their messages come.
+    this.client.on("listed", (summaries) => {
+      for (const summary of summaries) this.upsert(summary);
+      this.renderSoon();
+    });
     this.client.on("error", (error) => {
       console.warn("rtm:", error.code, error.message);
       if (error.code === "session_ended") this.signedOut("Your session has ended: log in again.");
@@ -181,7 +187,8 @@ class ChatPage {
     this.me = person(await this.client.me());
     this.names.set(this.me.id, this.me.username);
     $("me-name").textContent = this.me.username;
-    // The list first, so that what `connect` delivers finds its conversation.
+    // The list first, so that what `connect` delivers finds its conversation. The SDK follows
+    // this same list on its first connection (conversations new to it) instead of asking again.
     for (const summary of await this.client.conversations()) this.upsert(summary);
     await this.client.connect();
     for (const entry of this.client.pending()) {
