@@ -4,7 +4,7 @@ The client owns reliability (outbox, reconnects, resume, gap filling, token refr
 application has no retry code of its own. Mirrors clients/js/src/client.ts.
 
 `rtm.client.base.ClientBase` holds the state every part shares; the parts move to mixins of
-their own (none yet).
+their own (`rtm.client.signin`) so far.
 """
 
 from __future__ import annotations
@@ -28,19 +28,18 @@ from rtm.client.events import (
     Event,
     MessageEvent,
     SocketName,
-    TokensEvent,
     consumer_event,
 )
 from rtm.client.http import request_json
-from rtm.client.models import Ack, Conversation, Message, MessagePage, ReadState, Tokens, User
+from rtm.client.models import Ack, Conversation, Message, MessagePage, ReadState, User
 from rtm.client.outbox import Outbox
 from rtm.client.protocol import Frame, consumer_url, read_frame, typing_frame, websocket_url
 from rtm.client.receiver import Receiver
-from rtm.client.session import Session, tokens_from_grant
+from rtm.client.signin import SignInMixin
 from rtm.client.store import OutboxEntry
 
 
-class Client(ClientBase):
+class Client(SignInMixin, ClientBase):
     """The rtm client over auth's HTTP front and the producer's and consumer's sockets.
 
     Args:
@@ -211,70 +210,6 @@ class Client(ClientBase):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
-
-    async def register(self, username: str, password: str, display_name: str | None = None) -> User:
-        """A new account (it does not sign in)."""
-        body = {"username": username, "password": password}
-        if display_name is not None:
-            body["display_name"] = display_name
-        answer = await request_json(
-            self._http, "POST", f"{self._auth_url}/v1/auth/register", body=body
-        )
-        return User.from_json(answer)
-
-    async def login(self, username: str, password: str) -> Tokens:
-        grant = await request_json(
-            self._http,
-            "POST",
-            f"{self._auth_url}/v1/auth/login",
-            body={"username": username, "password": password},
-        )
-        self.use_tokens(tokens_from_grant(grant))
-        return self.tokens
-
-    async def resume_session(self, refresh_token: str) -> Tokens:
-        """Sign in with the refresh token kept from the last run (it is spent: keep the new one
-        of the `TokensEvent`)."""
-        grant = await request_json(
-            self._http,
-            "POST",
-            f"{self._auth_url}/v1/auth/refresh",
-            body={"refresh_token": refresh_token},
-        )
-        self.use_tokens(tokens_from_grant(grant))
-        return self.tokens
-
-    def use_tokens(self, tokens: Tokens) -> None:
-        """Sign in with tokens the application kept."""
-        if self._session is not None:
-            self._session.close()
-        self._session = Session(
-            tokens, self._http, self._auth_url, self._on_tokens, self._on_session_ended
-        )
-        self._emit(TokensEvent(tokens))
-
-    async def refresh_tokens(self) -> Tokens:
-        """Refresh now (it happens before expiry anyway); both sockets re-authenticate
-        in-band, without reconnecting."""
-        await self._require_session().refresh()
-        return self.tokens
-
-    @property
-    def user_id(self) -> str:
-        return self._require_session().user_id
-
-    @property
-    def tokens(self) -> Tokens:
-        return self._require_session().tokens
-
-    def _on_tokens(self, tokens: Tokens) -> None:
-        for connection in (self._producer, self._consumer):
-            if connection is not None:
-                self._spawn(connection.reauthenticate(tokens.access_token))
-        self._emit(TokensEvent(tokens))
-
-    def _on_session_ended(self, error: RtmError) -> None:
-        self._emit(ErrorEvent(error))
 
     async def history(
         self,
