@@ -3,42 +3,44 @@
 The client owns reliability (outbox, reconnects, resume, gap filling, token refresh), so the
 application has no retry code of its own. Mirrors clients/js/src/client.ts.
 
-`rtm.client.base.ClientBase` holds the state every part shares; the parts move to mixins of
-their own (`rtm.client.signin`, `rtm.client.rest`, `rtm.client.sending`) so far.
+`Client` is put together from one mixin per concern over the shared state of
+`rtm.client.base.ClientBase`:
+
+- `rtm.client.signin`: register, sign in, tokens and their refresh;
+- `rtm.client.rest`: history, conversations, members and users over HTTP;
+- `rtm.client.sending`: `send` (the outbox), typing and read markers on the producer socket;
+- `rtm.client.receiving`: `events()`, cursors, and the consumer socket's frames and resumes.
+
+What is here is what needs them all: `connect()` (this user's outbox and receiver, both
+sockets wired to the mixins' callbacks) and `close()`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
-from rtm.client.base import ClientBase, frame_error
 from rtm.client.connection import Connection
 from rtm.client.errors import RtmError
 from rtm.client.events import (
     AckEvent,
     ConnectionState,
     ConnectionStateEvent,
-    ConversationEvent,
-    ErrorEvent,
-    Event,
     MessageEvent,
     SocketName,
-    consumer_event,
 )
 from rtm.client.http import request_json
-from rtm.client.models import Conversation, Message
 from rtm.client.outbox import Outbox
-from rtm.client.protocol import consumer_url, websocket_url
+from rtm.client.protocol import websocket_url
 from rtm.client.receiver import Receiver
+from rtm.client.receiving import ReceivingMixin
 from rtm.client.rest import RestMixin
 from rtm.client.sending import SendingMixin
 from rtm.client.signin import SignInMixin
 
 
-class Client(SignInMixin, RestMixin, SendingMixin, ClientBase):
+class Client(SignInMixin, RestMixin, SendingMixin, ReceivingMixin):
     """The rtm client over auth's HTTP front and the producer's and consumer's sockets.
 
     Args:
@@ -209,96 +211,3 @@ class Client(SignInMixin, RestMixin, SendingMixin, ClientBase):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
-
-    async def events(self) -> AsyncIterator[Event]:
-        """Every event from `connect()` on (buffered until read), until `close()`.
-
-        Meant for one reader: two iterators would share the events, not each get them all.
-        A message counts as handled when the next event is asked for (or the iteration ends):
-        only then may its cursor be stored, so a process that dies while handling it gets it
-        again from the next one.
-        """
-        while True:
-            event = await self._events.get()
-            if event is None:
-                return
-            try:
-                yield event
-            finally:
-                if isinstance(event, MessageEvent) and self._receiver is not None:
-                    self._receiver.consumed(event.message)
-
-    async def messages(self) -> AsyncIterator[Message]:
-        """Only the messages of `events()` (the others are dropped)."""
-        async for event in self.events():
-            if isinstance(event, MessageEvent):
-                yield event.message
-
-    def cursors(self) -> dict[str, int]:
-        """The last delivered `seq` per conversation: what the next connection resumes."""
-        return self._receiver.sequencer.cursors() if self._receiver is not None else {}
-
-    @property
-    def duplicates_dropped(self) -> int:
-        """Messages dropped because they had been delivered (resends at reconnect seams)."""
-        return self._receiver.sequencer.duplicates if self._receiver is not None else 0
-
-    # -- the consumer socket ---------------------------------------------------------------
-
-    def _consumer_url(self, ws_url: str) -> str:
-        """The consumer URL with this moment's cursors (`?cursors=`, or `?resume=1` and
-        `resume` frames for many)."""
-        assert self._receiver is not None
-        url, frames = consumer_url(ws_url, self._receiver.sequencer.cursors())
-        self._resume_pending = frames
-        return url
-
-    async def _on_consumer_open(self) -> None:
-        await self._send_resume()
-
-    async def _send_resume(self) -> None:
-        for frame in self._resume_pending:
-            if self._consumer is not None:
-                await self._consumer.send(frame)
-
-    def _on_consumer_down(self) -> None:
-        if self._resume_retry is not None:
-            self._resume_retry.cancel()
-        self._resume_pending = []
-
-    def _on_consumer_frame(self, frame: dict[str, Any]) -> None:
-        receiver = self._receiver
-        assert receiver is not None
-        kind = frame.get("type")
-        if kind == "message":
-            receiver.on_message(frame)
-        elif kind == "resumed":
-            self._resume_pending = self._resume_pending[1:]
-            conversations = frame.get("conversations")
-            if isinstance(conversations, dict):
-                receiver.on_resumed(conversations)
-        elif kind == "conversation":
-            conversation = Conversation.from_json(frame["conversation"])
-            event = str(frame.get("event", ""))
-            receiver.on_conversation(event, conversation.id, conversation.last_seq)
-            self._emit(ConversationEvent(event, conversation))
-        elif kind == "error":
-            if frame.get("code") == "unavailable":
-                # PostgreSQL is down and the resume was not done: send the same cursors again
-                # when told (docs/protocol.md, "Consumer"). With `?cursors=` there was no
-                # frame: send them as one now.
-                if not self._resume_pending:
-                    self._resume_pending = [
-                        {"type": "resume", "cursors": receiver.sequencer.cursors()}
-                    ]
-                self._resume_retry = self._spawn(self._resend_resume(frame.get("retry_after_ms")))
-            else:
-                self._emit(ErrorEvent(frame_error(frame)))
-        else:
-            event_out = consumer_event(frame)
-            if event_out is not None:
-                self._emit(event_out)
-
-    async def _resend_resume(self, retry_after_ms: object) -> None:
-        await asyncio.sleep(retry_after_ms / 1000 if isinstance(retry_after_ms, int) else 1.0)
-        await self._send_resume()
