@@ -139,7 +139,6 @@ class Connection:
 
     async def _run(self) -> None:
         attempt = 0
-        refreshed_after_4500 = False
         first = True
         while self._state not in (ConnectionState.CLOSED, ConnectionState.FAILED):
             if first:
@@ -160,19 +159,15 @@ class Connection:
             self._url_index += 1
             if was_ready:
                 attempt = 0
-                refreshed_after_4500 = False
             if self._closed():
                 return
             action = close_action(code)
             logger.info("%s socket closed %s %s: %s", self.name, code, reason, action)
-            if action is CloseAction.STOP or (
-                action is CloseAction.REFRESH_ONCE and refreshed_after_4500
-            ):
+            if action is CloseAction.STOP:
                 self._set_state(ConnectionState.FAILED, code, reason)
                 return
             self._set_state(ConnectionState.RECONNECTING, code, reason)
-            if action in (CloseAction.REFRESH, CloseAction.REFRESH_ONCE):
-                refreshed_after_4500 = refreshed_after_4500 or action is CloseAction.REFRESH_ONCE
+            if action is CloseAction.REFRESH:
                 try:
                     await self._refresh()
                 except RtmError as exc:

@@ -77,7 +77,9 @@ async def silent(socket: ServerConnection) -> None:
 class Harness:
     """A consumer-like Connection recording its states, the frames and refreshes."""
 
-    def __init__(self, urls: list[str], refresh_fails: bool = False) -> None:
+    def __init__(
+        self, urls: list[str], refresh_fails: bool = False, backoff: Backoff = NO_WAIT
+    ) -> None:
         self.states: list[tuple[ConnectionState, int | None]] = []
         self.frames: list[dict[str, Any]] = []
         self.opened = 0
@@ -95,7 +97,7 @@ class Harness:
             on_open=self._on_open,
             on_down=self._on_down,
             on_state=lambda state, code, _reason: self.states.append((state, code)),
-            backoff=NO_WAIT,
+            backoff=backoff,
             timing=FAST,
         )
 
@@ -164,13 +166,17 @@ async def test_an_expired_token_4505_is_refreshed_before_reconnecting() -> None:
         await harness.connection.close()
 
 
-async def test_an_invalid_token_4500_is_refreshed_once_and_then_final() -> None:
-    async with running(close_with(4500)) as server:
+async def test_an_invalid_token_4500_is_final_without_a_refresh() -> None:
+    """Issue 14: never reconnect after 4500 (a refreshed token is no answer to a token the
+    server cannot verify); the state is failed with the code, as after 4503/4504."""
+    async with running(ready_then(close_with(4500))) as server:
         harness = Harness([server.url])
         harness.connection.start()
         await harness.until(lambda: harness.connection.state is ConnectionState.FAILED)
-        assert server.auth_tokens == ["token-1", "token-2"], "never twice with the same token"
-        assert harness.refreshes == 1
+        await asyncio.sleep(0.2)
+        assert server.auth_tokens == ["token-1"], "no reconnect after 4500"
+        assert harness.refreshes == 0
+        assert harness.states[-1] == (ConnectionState.FAILED, 4500)
 
 
 async def test_a_refused_refresh_ends_the_connection() -> None:
