@@ -139,6 +139,8 @@ class Connection:
 
     async def _run(self) -> None:
         attempt = 0
+        #: A refresh was made since a socket was last usable: a 4505 now answered a fresh token.
+        refreshed = False
         first = True
         while self._state not in (ConnectionState.CLOSED, ConnectionState.FAILED):
             if first:
@@ -159,6 +161,7 @@ class Connection:
             self._url_index += 1
             if was_ready:
                 attempt = 0
+                refreshed = False
             if self._closed():
                 return
             action = close_action(code)
@@ -173,7 +176,11 @@ class Connection:
                 except RtmError as exc:
                     self._set_state(ConnectionState.FAILED, code, f"the session has ended: {exc}")
                     return
-                continue
+                if not refreshed:
+                    refreshed = True
+                    continue  # the token had expired: reconnect with the new one at once
+                # The refreshed token was called expired too (clocks apart, keys rotating): back
+                # off as for any failed attempt rather than refresh and connect in a tight loop.
             delay = self._backoff.delay(attempt)
             attempt += 1
             await asyncio.sleep(delay + (FLOOD_PAUSE_S if action is CloseAction.PAUSE else 0))

@@ -179,6 +179,18 @@ async def test_an_invalid_token_4500_is_final_without_a_refresh() -> None:
         assert harness.states[-1] == (ConnectionState.FAILED, 4500)
 
 
+async def test_a_4505_again_right_after_the_refresh_backs_off() -> None:
+    """A server that answers every token 4505 (a clock far off, a key rotation) must not get a
+    tight refresh/connect loop: the reconnects after the refresh wait as the backoff says."""
+    async with running(close_with(4505)) as server:
+        harness = Harness([server.url], backoff=Backoff(base_s=0.2, cap_s=0.2))
+        harness.connection.start()
+        await asyncio.sleep(1.0)
+        await harness.connection.close()
+        assert harness.refreshes >= 1
+        assert len(server.auth_tokens) <= 30, f"{len(server.auth_tokens)} sockets in 1 s"
+
+
 async def test_a_refused_refresh_ends_the_connection() -> None:
     async with running(close_with(4505)) as server:
         harness = Harness([server.url], refresh_fails=True)
