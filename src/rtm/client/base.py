@@ -78,6 +78,7 @@ class ClientBase:
         self._reads = ReadMarkers()
         self._resume_pending: list[Frame] = []
         self._resume_retry: asyncio.Task[None] | None = None
+        self._listing: asyncio.Task[None] | None = None
         self._http_index: dict[Service, int] = {"auth": 0, "producer": 0, "consumer": 0}
         self._events: asyncio.Queue[Event | None] = asyncio.Queue()
         self._background: set[asyncio.Task[Any]] = set()

@@ -4,17 +4,23 @@ Ordering, duplicates and gap filling are `rtm.client.receiver.Receiver`'s (over
 `rtm.client.ordering.Sequencer`); what is here is the socket's side of them: every consumer
 connection starts from this moment's cursors (`?cursors=`, or `resume` frames for many), a
 resume the server could not do (`unavailable`, PostgreSQL down) is sent again when it says,
-and each frame goes to the receiver or out as an event. `events()` is the one queue all of the
-client's events come through, the other parts' included.
+and each frame goes to the receiver or out as an event. After each connection the user's
+conversations are listed over HTTP, so that one created or joined while the socket was down
+(its `conversation` event went to no socket) is followed too (`Receiver.on_listed`).
+`events()` is the one queue all of the client's events come through, the other parts'
+included.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+from rtm.client.backoff import Backoff
 from rtm.client.base import ClientBase, frame_error
+from rtm.client.errors import RtmError
 from rtm.client.events import (
     ConversationEvent,
     ErrorEvent,
@@ -24,6 +30,11 @@ from rtm.client.events import (
 )
 from rtm.client.models import Conversation, Message
 from rtm.client.protocol import consumer_url
+
+logger = logging.getLogger(__name__)
+
+#: Retries of the conversation list after a consumer connection (while the socket is open).
+_LIST_BACKOFF = Backoff(base_s=0.5, cap_s=10.0)
 
 
 class ReceivingMixin(ClientBase):
@@ -73,7 +84,28 @@ class ReceivingMixin(ClientBase):
         return url
 
     async def _on_consumer_open(self) -> None:
+        if self._listing is not None:
+            self._listing.cancel()
+        self._listing = self._spawn(self._list_conversations())
         await self._send_resume()
+
+    async def _list_conversations(self) -> None:
+        """Follow the conversations the client has no cursor for (`Receiver.on_listed`): asked
+        after every consumer connection, retried with backoff until the socket goes down."""
+        attempt = 0
+        while True:
+            try:
+                answer = await self._call("consumer", "GET", "/v1/conversations")
+                listed = [Conversation.from_json(c) for c in answer["conversations"]]
+            except RtmError as exc:
+                delay = _LIST_BACKOFF.delay(attempt)
+                logger.warning("could not list conversations (%s); again in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                attempt += 1
+                continue
+            if self._receiver is not None:
+                self._receiver.on_listed((c.id, c.last_seq) for c in listed)
+            return
 
     async def _send_resume(self) -> None:
         for frame in self._resume_pending:
@@ -81,6 +113,9 @@ class ReceivingMixin(ClientBase):
                 await self._consumer.send(frame)
 
     def _on_consumer_down(self) -> None:
+        if self._listing is not None:
+            self._listing.cancel()
+            self._listing = None
         if self._resume_retry is not None:
             self._resume_retry.cancel()
         self._resume_pending = []
