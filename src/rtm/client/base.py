@@ -23,9 +23,9 @@ from rtm.client.errors import RtmError
 from rtm.client.events import Event
 from rtm.client.http import request_json
 from rtm.client.outbox import Outbox, OutboxOptions
-from rtm.client.protocol import Frame
 from rtm.client.reads import ReadMarkers
 from rtm.client.receiver import Receiver
+from rtm.client.resumes import Resumes
 from rtm.client.session import Session
 from rtm.client.store import MemoryStore, Store
 
@@ -76,7 +76,7 @@ class ClientBase:
         self._outbox: Outbox | None = None
         self._receiver: Receiver | None = None
         self._reads = ReadMarkers()
-        self._resume_pending: list[Frame] = []
+        self._resumes = Resumes()
         self._resume_retry: asyncio.Task[None] | None = None
         self._listing: asyncio.Task[None] | None = None
         self._http_index: dict[Service, int] = {"auth": 0, "producer": 0, "consumer": 0}

@@ -29,7 +29,7 @@ from rtm.client.events import (
     consumer_event,
 )
 from rtm.client.models import Conversation, Message
-from rtm.client.protocol import consumer_url
+from rtm.client.protocol import Frame
 
 logger = logging.getLogger(__name__)
 
@@ -77,17 +77,20 @@ class ReceivingMixin(ClientBase):
 
     def _consumer_url(self, ws_url: str) -> str:
         """The consumer URL with this moment's cursors (`?cursors=`, or `?resume=1` and
-        `resume` frames for many)."""
+        `resume` frames for many: `rtm.client.resumes`)."""
         assert self._receiver is not None
-        url, frames = consumer_url(ws_url, self._receiver.sequencer.cursors())
-        self._resume_pending = frames
-        return url
+        return self._resumes.url(ws_url, self._receiver.sequencer.cursors())
 
     async def _on_consumer_open(self) -> None:
         if self._listing is not None:
             self._listing.cancel()
         self._listing = self._spawn(self._list_conversations())
-        await self._send_resume()
+        await self._write_resumes(self._resumes.opened())
+
+    async def _write_resumes(self, frames: list[Frame]) -> None:
+        for frame in frames:
+            if self._consumer is not None:
+                await self._consumer.send(frame)
 
     async def _list_conversations(self) -> None:
         """Follow the conversations the client has no cursor for (`Receiver.on_listed`): asked
@@ -107,18 +110,14 @@ class ReceivingMixin(ClientBase):
                 self._receiver.on_listed((c.id, c.last_seq) for c in listed)
             return
 
-    async def _send_resume(self) -> None:
-        for frame in self._resume_pending:
-            if self._consumer is not None:
-                await self._consumer.send(frame)
-
     def _on_consumer_down(self) -> None:
         if self._listing is not None:
             self._listing.cancel()
             self._listing = None
         if self._resume_retry is not None:
             self._resume_retry.cancel()
-        self._resume_pending = []
+            self._resume_retry = None
+        self._resumes.down()
 
     def _on_consumer_frame(self, frame: dict[str, Any]) -> None:
         receiver = self._receiver
@@ -127,7 +126,7 @@ class ReceivingMixin(ClientBase):
         if kind == "message":
             receiver.on_message(frame)
         elif kind == "resumed":
-            self._resume_pending = self._resume_pending[1:]
+            self._spawn(self._write_resumes(self._resumes.resumed()))
             conversations = frame.get("conversations")
             if isinstance(conversations, dict):
                 receiver.on_resumed(conversations)
@@ -137,22 +136,26 @@ class ReceivingMixin(ClientBase):
             receiver.on_conversation(event, conversation.id, conversation.last_seq)
             self._emit(ConversationEvent(event, conversation))
         elif kind == "error":
-            if frame.get("code") == "unavailable":
-                # PostgreSQL is down and the resume was not done: send the same cursors again
-                # when told (docs/protocol.md, "Consumer"). With `?cursors=` there was no
-                # frame: send them as one now.
-                if not self._resume_pending:
-                    self._resume_pending = [
-                        {"type": "resume", "cursors": receiver.sequencer.cursors()}
-                    ]
-                self._resume_retry = self._spawn(self._resend_resume(frame.get("retry_after_ms")))
-            else:
-                self._emit(ErrorEvent(frame_error(frame)))
+            self._on_consumer_error(frame)
         else:
             event_out = consumer_event(frame)
             if event_out is not None:
                 self._emit(event_out)
 
+    def _on_consumer_error(self, frame: dict[str, Any]) -> None:
+        """An error frame: the answer to the resume asked (`rtm.client.resumes`), or an event."""
+        if frame.get("code") == "unavailable" and self._resumes.asking:
+            # PostgreSQL is down and the resume was not done: send it again when told
+            # (docs/protocol.md, "Consumer"), one retry at a time.
+            if self._resumes.unavailable():
+                self._resume_retry = self._spawn(self._resend_resume(frame.get("retry_after_ms")))
+            return
+        handled, frames = self._resumes.refused(frame)
+        if frames:
+            self._spawn(self._write_resumes(frames))
+        if not handled:
+            self._emit(ErrorEvent(frame_error(frame)))
+
     async def _resend_resume(self, retry_after_ms: object) -> None:
         await asyncio.sleep(retry_after_ms / 1000 if isinstance(retry_after_ms, int) else 1.0)
-        await self._send_resume()
+        await self._write_resumes(self._resumes.retry())
