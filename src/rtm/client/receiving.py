@@ -94,13 +94,17 @@ class ReceivingMixin(ClientBase):
 
     async def _list_conversations(self) -> None:
         """Follow the conversations the client has no cursor for (`Receiver.on_listed`): asked
-        after every consumer connection, retried with backoff until the socket goes down."""
+        after every consumer connection, retried with backoff until the socket goes down (a
+        refusal other than 429 is not retried: it would be refused again)."""
         attempt = 0
         while True:
             try:
                 answer = await self._call("consumer", "GET", "/v1/conversations")
                 listed = [Conversation.from_json(c) for c in answer["conversations"]]
             except RtmError as exc:
+                if exc.status is not None and exc.status < 500 and exc.status != 429:
+                    logger.warning("could not list conversations (%s); not asked again", exc)
+                    return
                 delay = _LIST_BACKOFF.delay(attempt)
                 logger.warning("could not list conversations (%s); again in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
