@@ -130,7 +130,9 @@ class ReceivingMixin(ClientBase):
         if kind == "message":
             receiver.on_message(frame)
         elif kind == "resumed":
-            self._spawn(self._write_resumes(self._resumes.resumed()))
+            following = self._resumes.resumed()
+            if following:
+                self._spawn(self._write_resumes(following))
             conversations = frame.get("conversations")
             if isinstance(conversations, dict):
                 receiver.on_resumed(conversations)
