@@ -325,3 +325,46 @@ async def test_a_restarted_process_resends_what_its_file_store_kept(
             assert second.pending() == []
         page = await bob.history(chat.id)
         assert [m.body for m in page.messages] == ["kept across the restart"]
+
+
+async def _bodies(client: Client, conversation_id: str, last: str) -> list[str]:
+    """The bodies of `conversation_id`'s message events, up to the one saying `last`."""
+    bodies: list[str] = []
+    async with asyncio.timeout(15):
+        async for event in client.events():
+            if isinstance(event, MessageEvent) and event.message.conversation_id == conversation_id:
+                bodies.append(event.message.body)
+                if event.message.body == last:
+                    return bodies
+    return bodies
+
+
+async def test_a_conversation_created_while_the_process_was_down_is_delivered_from_seq_1(
+    system: LocalSystem, tmp_path: Path
+) -> None:
+    """Bob's process ran (a FileStore), then ended. Meanwhile Alice creates a group with him
+    and sends 2 messages: the `conversation` event went to no socket, and the next process has
+    no cursor for it. After it connects, Alice sends a third; Bob gets all three, in order."""
+    path = tmp_path / "bob.json"
+    async with _client(system) as alice:
+        first = _client(system, FileStore(path))
+        await _sign_up(alice, "alice")
+        await _sign_up(first, "bob")
+        bob_id = first.user_id
+        await first.connect()
+        await asyncio.sleep(0.5)  # it ran for a while (it listed its conversations)
+        refresh_token = first.tokens.refresh_token
+        assert refresh_token is not None
+        await first.close()
+
+        await alice.connect()
+        group = await alice.create_conversation(
+            [bob_id], kind="group", title="made while Bob was away"
+        )
+        for body in ("one", "two"):
+            await alice.send(group.id, body)
+        async with _client(system, FileStore(path)) as bob:
+            await bob.resume_session(refresh_token)
+            await bob.connect()
+            await alice.send(group.id, "three")
+            assert await _bodies(bob, group.id, "three") == ["one", "two", "three"]

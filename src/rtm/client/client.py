@@ -2,78 +2,45 @@
 
 The client owns reliability (outbox, reconnects, resume, gap filling, token refresh), so the
 application has no retry code of its own. Mirrors clients/js/src/client.ts.
+
+`Client` is put together from one mixin per concern over the shared state of
+`rtm.client.base.ClientBase`:
+
+- `rtm.client.signin`: register, sign in, tokens and their refresh;
+- `rtm.client.rest`: history, conversations, members and users over HTTP;
+- `rtm.client.sending`: `send` (the outbox), typing and read markers on the producer socket;
+- `rtm.client.receiving`: `events()`, cursors, and the consumer socket's frames and resumes.
+
+What is here is what needs them all: `connect()` (this user's outbox and receiver, both
+sockets wired to the mixins' callbacks) and `close()`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import uuid
-from collections.abc import AsyncIterator, Sequence
-from typing import Any, Literal
-from urllib.parse import quote
+from typing import Any
 
-import httpx
-
-from rtm.client.backoff import Backoff
-from rtm.client.connection import Connection, Timing
+from rtm.client.connection import Connection
 from rtm.client.errors import RtmError
 from rtm.client.events import (
     AckEvent,
     ConnectionState,
     ConnectionStateEvent,
-    ConversationEvent,
-    ErrorEvent,
-    Event,
     MessageEvent,
     SocketName,
-    TokensEvent,
-    consumer_event,
 )
 from rtm.client.http import request_json
-from rtm.client.models import (
-    Ack,
-    Conversation,
-    Message,
-    MessagePage,
-    ReadState,
-    Tokens,
-    User,
-)
-from rtm.client.outbox import Outbox, OutboxOptions
-from rtm.client.protocol import (
-    Frame,
-    consumer_url,
-    read_frame,
-    typing_frame,
-    websocket_url,
-)
-from rtm.client.reads import ReadMarkers
+from rtm.client.outbox import Outbox
+from rtm.client.protocol import websocket_url
 from rtm.client.receiver import Receiver
-from rtm.client.session import Session, tokens_from_grant
-from rtm.client.store import MemoryStore, OutboxEntry, Store
-
-logger = logging.getLogger(__name__)
-
-Service = Literal["auth", "producer", "consumer"]
+from rtm.client.receiving import ReceivingMixin
+from rtm.client.rest import RestMixin
+from rtm.client.sending import SendingMixin
+from rtm.client.signin import SignInMixin
 
 
-def _urls(urls: str | Sequence[str]) -> list[str]:
-    listed = [urls] if isinstance(urls, str) else list(urls)
-    return [u.rstrip("/") for u in listed]
-
-
-def _frame_error(frame: dict[str, Any]) -> RtmError:
-    return RtmError(
-        str(frame.get("code", "")),
-        str(frame.get("message", "")),
-        field=frame.get("field"),
-        retry_after_ms=frame.get("retry_after_ms"),
-    )
-
-
-class Client:
+class Client(SignInMixin, RestMixin, SendingMixin, ReceivingMixin):
     """The rtm client over auth's HTTP front and the producer's and consumer's sockets.
 
     Args:
@@ -88,110 +55,6 @@ class Client:
         timing: ping interval, pong and handshake timeouts.
         outbox: window and pacing of sends.
     """
-
-    def __init__(
-        self,
-        auth_url: str,
-        producer_url: str | Sequence[str],
-        consumer_url: str | Sequence[str],
-        *,
-        store: Store | None = None,
-        http: httpx.AsyncClient | None = None,
-        backoff: Backoff | None = None,
-        timing: Timing | None = None,
-        outbox: OutboxOptions | None = None,
-    ) -> None:
-        self._auth_url = auth_url.rstrip("/")
-        self._producer_urls = _urls(producer_url)
-        self._consumer_urls = _urls(consumer_url)
-        self._store: Store = store if store is not None else MemoryStore()
-        self._own_http = http is None
-        self._http = http or httpx.AsyncClient(timeout=httpx.Timeout(10.0))
-        self._backoff, self._timing, self._outbox_options = backoff, timing, outbox
-        self._session: Session | None = None
-        self._state_user: str | None = None
-        self._producer: Connection | None = None
-        self._consumer: Connection | None = None
-        self._outbox: Outbox | None = None
-        self._receiver: Receiver | None = None
-        self._reads = ReadMarkers()
-        self._resume_pending: list[Frame] = []
-        self._resume_retry: asyncio.Task[None] | None = None
-        self._http_index: dict[Service, int] = {"auth": 0, "producer": 0, "consumer": 0}
-        self._events: asyncio.Queue[Event | None] = asyncio.Queue()
-        self._background: set[asyncio.Task[Any]] = set()
-        self._closed = False
-
-    # -- signing in ------------------------------------------------------------------------
-
-    async def register(self, username: str, password: str, display_name: str | None = None) -> User:
-        """A new account (it does not sign in)."""
-        body = {"username": username, "password": password}
-        if display_name is not None:
-            body["display_name"] = display_name
-        answer = await request_json(
-            self._http, "POST", f"{self._auth_url}/v1/auth/register", body=body
-        )
-        return User.from_json(answer)
-
-    async def login(self, username: str, password: str) -> Tokens:
-        grant = await request_json(
-            self._http,
-            "POST",
-            f"{self._auth_url}/v1/auth/login",
-            body={"username": username, "password": password},
-        )
-        self.use_tokens(tokens_from_grant(grant))
-        return self.tokens
-
-    async def resume_session(self, refresh_token: str) -> Tokens:
-        """Sign in with the refresh token kept from the last run (it is spent: keep the new one
-        of the `TokensEvent`)."""
-        grant = await request_json(
-            self._http,
-            "POST",
-            f"{self._auth_url}/v1/auth/refresh",
-            body={"refresh_token": refresh_token},
-        )
-        self.use_tokens(tokens_from_grant(grant))
-        return self.tokens
-
-    def use_tokens(self, tokens: Tokens) -> None:
-        """Sign in with tokens the application kept."""
-        if self._session is not None:
-            self._session.close()
-        self._session = Session(
-            tokens, self._http, self._auth_url, self._on_tokens, self._on_session_ended
-        )
-        self._emit(TokensEvent(tokens))
-
-    async def refresh_tokens(self) -> Tokens:
-        """Refresh now (it happens before expiry anyway); both sockets re-authenticate
-        in-band, without reconnecting."""
-        await self._require_session().refresh()
-        return self.tokens
-
-    @property
-    def user_id(self) -> str:
-        return self._require_session().user_id
-
-    @property
-    def tokens(self) -> Tokens:
-        return self._require_session().tokens
-
-    def _require_session(self) -> Session:
-        if self._session is None:
-            raise RtmError("unauthorized", "sign in first (login, resume_session or use_tokens)")
-        return self._session
-
-    def _on_tokens(self, tokens: Tokens) -> None:
-        for connection in (self._producer, self._consumer):
-            if connection is not None:
-                self._spawn(connection.reauthenticate(tokens.access_token))
-        self._emit(TokensEvent(tokens))
-
-    def _on_session_ended(self, error: RtmError) -> None:
-        self._emit(ErrorEvent(error))
 
     # -- the sockets -----------------------------------------------------------------------
 
@@ -299,348 +162,6 @@ class Client:
             "producer": self._producer.state if self._producer else ConnectionState.IDLE,
             "consumer": self._consumer.state if self._consumer else ConnectionState.IDLE,
         }
-
-    async def _write_producer_send(self, frame: Frame) -> bool:
-        return self._producer is not None and await self._producer.send(frame)
-
-    async def _write_producer(self, frame: Frame) -> bool:
-        """A frame outside the outbox (it takes a token of the outbox's pacing)."""
-        written = self._producer is not None and await self._producer.send(frame)
-        if written and self._outbox is not None:
-            self._outbox.spend()
-        return written
-
-    async def _on_producer_open(self) -> None:
-        await self._write_reads()
-        if self._outbox is not None:
-            self._outbox.connected()
-
-    def _on_producer_down(self) -> None:
-        self._reads.disconnected()
-        if self._outbox is not None:
-            self._outbox.disconnected()
-
-    async def _write_reads(self) -> None:
-        for conversation_id, seq in self._reads.unwritten():
-            if await self._write_producer(read_frame(conversation_id, seq)):
-                self._reads.written(conversation_id, seq)
-
-    def _on_producer_frame(self, frame: dict[str, Any]) -> None:
-        kind = frame.get("type")
-        if kind == "ack" and self._outbox is not None:
-            self._outbox.handle_ack(frame)
-        elif kind == "read_ok":
-            self._reads.on_read_ok(frame)
-        elif kind == "error":
-            if self._outbox is not None and self._outbox.handle_error(frame):
-                return
-            asked = self._reads.refused(frame) if frame.get("ref") is None else []
-            for conversation_id, seq in asked:
-                self._spawn(self._read_over_http(conversation_id, seq))
-            if not asked:
-                self._emit(ErrorEvent(_frame_error(frame)))
-
-    async def _read_over_http(self, conversation_id: str, seq: int) -> None:
-        """Ask HTTP about a marker an error frame may have refused (`ReadMarkers.refused`)."""
-        try:
-            await self.mark_read_stored(conversation_id, seq)
-        except RtmError as exc:
-            self._reads.answered(conversation_id, seq, exc)
-            if self._reads.unwritten():
-                await self._write_reads_later(exc.retry_after_ms)
-            return
-        self._reads.answered(conversation_id, seq, None)
-
-    async def _write_reads_later(self, retry_after_ms: object) -> None:
-        await asyncio.sleep(retry_after_ms / 1000 if isinstance(retry_after_ms, int) else 1.0)
-        await self._write_reads()
-
-    def _consumer_url(self, ws_url: str) -> str:
-        """The consumer URL with this moment's cursors (`?cursors=`, or `?resume=1` and
-        `resume` frames for many)."""
-        assert self._receiver is not None
-        url, frames = consumer_url(ws_url, self._receiver.sequencer.cursors())
-        self._resume_pending = frames
-        return url
-
-    async def _on_consumer_open(self) -> None:
-        await self._send_resume()
-
-    async def _send_resume(self) -> None:
-        for frame in self._resume_pending:
-            if self._consumer is not None:
-                await self._consumer.send(frame)
-
-    def _on_consumer_down(self) -> None:
-        if self._resume_retry is not None:
-            self._resume_retry.cancel()
-        self._resume_pending = []
-
-    def _on_consumer_frame(self, frame: dict[str, Any]) -> None:
-        receiver = self._receiver
-        assert receiver is not None
-        kind = frame.get("type")
-        if kind == "message":
-            receiver.on_message(frame)
-        elif kind == "resumed":
-            self._resume_pending = self._resume_pending[1:]
-            conversations = frame.get("conversations")
-            if isinstance(conversations, dict):
-                receiver.on_resumed(conversations)
-        elif kind == "conversation":
-            conversation = Conversation.from_json(frame["conversation"])
-            event = str(frame.get("event", ""))
-            receiver.on_conversation(event, conversation.id, conversation.last_seq)
-            self._emit(ConversationEvent(event, conversation))
-        elif kind == "error":
-            if frame.get("code") == "unavailable":
-                # PostgreSQL is down and the resume was not done: send the same cursors again
-                # when told (docs/protocol.md, "Consumer"). With `?cursors=` there was no
-                # frame: send them as one now.
-                if not self._resume_pending:
-                    self._resume_pending = [
-                        {"type": "resume", "cursors": receiver.sequencer.cursors()}
-                    ]
-                self._resume_retry = self._spawn(self._resend_resume(frame.get("retry_after_ms")))
-            else:
-                self._emit(ErrorEvent(_frame_error(frame)))
-        else:
-            event_out = consumer_event(frame)
-            if event_out is not None:
-                self._emit(event_out)
-
-    async def _resend_resume(self, retry_after_ms: object) -> None:
-        await asyncio.sleep(retry_after_ms / 1000 if isinstance(retry_after_ms, int) else 1.0)
-        await self._send_resume()
-
-    # -- events ----------------------------------------------------------------------------
-
-    def _emit(self, event: Event) -> None:
-        self._events.put_nowait(event)
-
-    async def events(self) -> AsyncIterator[Event]:
-        """Every event from `connect()` on (buffered until read), until `close()`.
-
-        Meant for one reader: two iterators would share the events, not each get them all.
-        A message counts as handled when the next event is asked for (or the iteration ends):
-        only then may its cursor be stored, so a process that dies while handling it gets it
-        again from the next one.
-        """
-        while True:
-            event = await self._events.get()
-            if event is None:
-                return
-            try:
-                yield event
-            finally:
-                if isinstance(event, MessageEvent) and self._receiver is not None:
-                    self._receiver.consumed(event.message)
-
-    async def messages(self) -> AsyncIterator[Message]:
-        """Only the messages of `events()` (the others are dropped)."""
-        async for event in self.events():
-            if isinstance(event, MessageEvent):
-                yield event.message
-
-    def _spawn(self, coroutine: Any) -> asyncio.Task[Any]:
-        task: asyncio.Task[Any] = asyncio.ensure_future(coroutine)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-        return task
-
-    # -- sending ---------------------------------------------------------------------------
-
-    async def send(
-        self, conversation_id: str, body: str, *, client_msg_id: str | None = None
-    ) -> Ack:
-        """Send a message; returns its ack once it is stored (history holds it; `ack.seq` is
-        its position). It is kept, and written again with the same `client_msg_id` after
-        reconnects and restarts (with a `FileStore`), until then: the application only
-        awaits, it never retries.
-
-        Raises:
-            RtmError: only when the server refuses the message for good (`validation_failed`,
-                `forbidden`), or `store_failed`, or `closed` before `connect()` and once
-                `close()` is called (the send stays in the store for the next client).
-        """
-        if self._closed:
-            raise RtmError("closed", "the client was closed")
-        if self._outbox is None:
-            raise RtmError("closed", "call connect() first")
-        return await self._outbox.add(conversation_id, body, client_msg_id or str(uuid.uuid4()))
-
-    def pending(self) -> list[OutboxEntry]:
-        """Sends waiting for their ack (for a "sending..." state)."""
-        return self._outbox.entries() if self._outbox is not None else []
-
-    async def typing(self, conversation_id: str) -> bool:
-        """Say the user is typing (ephemeral: False when the producer socket is not open)."""
-        return await self._write_producer(typing_frame(conversation_id))
-
-    async def mark_read(self, conversation_id: str, seq: int) -> None:
-        """Move the read marker on the producer socket; returns on its `read_ok` (written now,
-        or as soon as the socket is open again), or, after an error frame that may have refused
-        it (`ref` null: which frame it refused is unknown), on HTTP's answer for it. For an
-        answer saying what is stored, use `mark_read_stored`.
-
-        Raises:
-            RtmError: `forbidden`, or `validation_failed` for a bad `seq`.
-        """
-        future, fresh = self._reads.add(conversation_id, seq)
-        if fresh and await self._write_producer(read_frame(conversation_id, seq)):
-            self._reads.written(conversation_id, seq)
-        await asyncio.shield(future)
-
-    async def mark_read_stored(self, conversation_id: str, seq: int) -> ReadState:
-        """Move the read marker over HTTP; returns what is stored (it never moves backwards)."""
-        answer = await self._call(
-            "consumer", "POST", f"/v1/conversations/{quote(conversation_id)}/read", {"seq": seq}
-        )
-        return ReadState.from_json(answer)
-
-    # -- HTTP ------------------------------------------------------------------------------
-
-    async def _call(
-        self,
-        service: Service,
-        method: str,
-        path: str,
-        body: object = None,
-        params: dict[str, str] | None = None,
-    ) -> Any:
-        """An authenticated request, refreshing the token once on 401 and trying the next
-        instance on a network error."""
-        urls = {
-            "auth": [self._auth_url],
-            "producer": self._producer_urls,
-            "consumer": self._consumer_urls,
-        }[service]
-        refreshed = False
-        tries = 0
-        while True:
-            base = urls[self._http_index[service] % len(urls)]
-            try:
-                return await request_json(
-                    self._http,
-                    method,
-                    base + path,
-                    body=body,
-                    token=self._require_session().access_token,
-                    params=params,
-                )
-            except RtmError as exc:
-                if exc.status == 401 and not refreshed:
-                    refreshed = True
-                    await self._require_session().refresh()
-                elif exc.code == "network" and tries + 1 < len(urls):
-                    tries += 1
-                    self._http_index[service] += 1
-                else:
-                    raise
-
-    async def history(
-        self,
-        conversation_id: str,
-        *,
-        before_seq: int | None = None,
-        after_seq: int | None = None,
-        limit: int | None = None,
-    ) -> MessagePage:
-        """One page of history, ascending: the newest `limit` (default 50), or those just
-        before `before_seq`, or just after `after_seq`."""
-        params = {
-            key: str(value)
-            for key, value in (
-                ("before_seq", before_seq),
-                ("after_seq", after_seq),
-                ("limit", limit),
-            )
-            if value is not None
-        }
-        answer = await self._call(
-            "consumer", "GET", f"/v1/conversations/{quote(conversation_id)}/messages", params=params
-        )
-        return MessagePage.from_json(answer)
-
-    async def older_pages(
-        self, conversation_id: str, *, before_seq: int | None = None, limit: int | None = None
-    ) -> AsyncIterator[list[Message]]:
-        """Page back in time from the newest message (or from `before_seq`); each page
-        ascending."""
-        before = before_seq
-        while True:
-            page = await self.history(conversation_id, before_seq=before, limit=limit)
-            if page.messages:
-                yield list(page.messages)
-            if not page.has_more or not page.messages:
-                return
-            before = page.messages[0].seq
-
-    async def conversations(self) -> list[Conversation]:
-        """The user's conversations, newest activity first, with `unread_count`."""
-        answer = await self._call("consumer", "GET", "/v1/conversations")
-        return [Conversation.from_json(c) for c in answer["conversations"]]
-
-    async def conversation(self, conversation_id: str) -> Conversation:
-        answer = await self._call("consumer", "GET", f"/v1/conversations/{quote(conversation_id)}")
-        return Conversation.from_json(answer)
-
-    async def create_conversation(
-        self,
-        member_ids: Sequence[str],
-        *,
-        kind: Literal["direct", "group"] = "direct",
-        title: str | None = None,
-    ) -> Conversation:
-        """Create a conversation (a direct one again returns the existing one) and follow it:
-        its messages after `last_seq` (all of a new one's) come as `MessageEvent`s."""
-        body: dict[str, Any] = {"kind": kind, "member_ids": list(member_ids)}
-        if title is not None:
-            body["title"] = title
-        conversation = Conversation.from_json(
-            await self._call("producer", "POST", "/v1/conversations", body)
-        )
-        if self._receiver is not None:
-            self._receiver.follow(conversation.id, conversation.last_seq)
-        return conversation
-
-    async def add_member(self, conversation_id: str, user_id: str) -> None:
-        await self._call(
-            "producer",
-            "POST",
-            f"/v1/conversations/{quote(conversation_id)}/members",
-            {"user_id": user_id},
-        )
-
-    async def remove_member(self, conversation_id: str, user_id: str) -> None:
-        await self._call(
-            "producer",
-            "DELETE",
-            f"/v1/conversations/{quote(conversation_id)}/members/{quote(user_id)}",
-        )
-
-    async def me(self) -> User:
-        return User.from_json(await self._call("auth", "GET", "/v1/auth/me"))
-
-    async def search_users(self, prefix: str) -> list[User]:
-        answer = await self._call("auth", "GET", "/v1/users", params={"q": prefix})
-        return [User.from_json(u) for u in answer["users"]]
-
-    # -- diagnostics -------------------------------------------------------------------------
-
-    def cursors(self) -> dict[str, int]:
-        """The last delivered `seq` per conversation: what the next connection resumes."""
-        return self._receiver.sequencer.cursors() if self._receiver is not None else {}
-
-    @property
-    def duplicates_dropped(self) -> int:
-        """Messages dropped because they had been delivered (resends at reconnect seams)."""
-        return self._receiver.sequencer.duplicates if self._receiver is not None else 0
-
-    @property
-    def resent(self) -> int:
-        """Sends written again with the same `client_msg_id`."""
-        return self._outbox.resent if self._outbox is not None else 0
 
     # -- ending ----------------------------------------------------------------------------
 

@@ -139,7 +139,8 @@ class Connection:
 
     async def _run(self) -> None:
         attempt = 0
-        refreshed_after_4500 = False
+        #: A refresh was made since a socket was last usable: a 4505 now answered a fresh token.
+        refreshed = False
         first = True
         while self._state not in (ConnectionState.CLOSED, ConnectionState.FAILED):
             if first:
@@ -160,25 +161,26 @@ class Connection:
             self._url_index += 1
             if was_ready:
                 attempt = 0
-                refreshed_after_4500 = False
+                refreshed = False
             if self._closed():
                 return
             action = close_action(code)
             logger.info("%s socket closed %s %s: %s", self.name, code, reason, action)
-            if action is CloseAction.STOP or (
-                action is CloseAction.REFRESH_ONCE and refreshed_after_4500
-            ):
+            if action is CloseAction.STOP:
                 self._set_state(ConnectionState.FAILED, code, reason)
                 return
             self._set_state(ConnectionState.RECONNECTING, code, reason)
-            if action in (CloseAction.REFRESH, CloseAction.REFRESH_ONCE):
-                refreshed_after_4500 = refreshed_after_4500 or action is CloseAction.REFRESH_ONCE
+            if action is CloseAction.REFRESH:
                 try:
                     await self._refresh()
                 except RtmError as exc:
                     self._set_state(ConnectionState.FAILED, code, f"the session has ended: {exc}")
                     return
-                continue
+                if not refreshed:
+                    refreshed = True
+                    continue  # the token had expired: reconnect with the new one at once
+                # The refreshed token was called expired too (clocks apart, keys rotating): back
+                # off as for any failed attempt rather than refresh and connect in a tight loop.
             delay = self._backoff.delay(attempt)
             attempt += 1
             await asyncio.sleep(delay + (FLOOD_PAUSE_S if action is CloseAction.PAUSE else 0))

@@ -10,8 +10,13 @@ clients/js/src/receiver.ts):
   after the cursor (`fill_from`) and hands each page to `on_history`, which delivers what
   continues the cursor and then the held messages that now do; a `resumed` with
   `recovered: false` starts a fill the same way;
-- a conversation never seen before is followed from its first message seen (or from 0 for a
-  `created` event, from `last_seq` for `member_added`: older messages are history).
+- a conversation never seen before is followed from 0 for a `created` event and from
+  `last_seq` for `member_added` (older messages are history). Without its event (created, or the
+  user added, while the client was down: the event went to no socket), it depends on whether
+  this user's client has connected before (`from_start`): if so it is followed from 0, the
+  messages before the first one seen filled from history, since the application may have
+  missed them; on a first-ever connection it is followed from its first message seen, or from
+  the `last_seq` the conversation list gives (`on_listed`): older messages are history.
 
 Inputs in (`on_message`, `on_resumed`, `on_conversation`, `on_history`), messages to deliver
 out; the async loop that fetches history lives in `rtm.client.receiver`.
@@ -40,6 +45,9 @@ class Sequencer:
         self._dirty: set[str] = set()
         #: Messages dropped as already delivered (for diagnostics and tests).
         self.duplicates = 0
+        #: This user's client has connected before: a conversation without a cursor may have
+        #: started while it was down, so it is followed from 0, not from what comes first.
+        self.from_start = False
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -97,9 +105,12 @@ class Sequencer:
         """A live or resumed message: what to deliver now (it, or nothing)."""
         conversation = message.conversation_id
         cursor = self._cursors.get(conversation)
-        if cursor is None:
+        if cursor is None and not self.from_start:
             self._set(conversation, message.seq)
             return [message]
+        if cursor is None:
+            cursor = 0
+            self._set(conversation, cursor)
         if message.seq <= cursor:
             self.duplicates += 1
             return []
@@ -131,6 +142,18 @@ class Sequencer:
         elif event == "member_added":
             self.follow(conversation_id, last_seq)
         return False
+
+    def on_listed(self, conversation_id: str, last_seq: int) -> bool:
+        """A conversation of the user's list (`GET /v1/conversations`, read at each connection):
+        one without a cursor is followed from 0 when the client has connected before (True: it
+        now needs a fill), from `last_seq` on a first-ever connection."""
+        if conversation_id in self._cursors:
+            return False
+        if not self.from_start:
+            self._set(conversation_id, last_seq)
+            return False
+        self._set(conversation_id, 0)
+        return last_seq > 0 and self.start_fill(conversation_id)
 
     def on_history(
         self, conversation_id: str, messages: Iterable[Message], has_more: bool

@@ -54,16 +54,19 @@ def websocket_url(base: str) -> str:
     return base.rstrip("/").replace("http", "ws", 1) + "/v1/ws"
 
 
-def cursors_query(cursors: Mapping[str, int]) -> str | None:
+def cursors_query(cursors: Mapping[str, int], limit: int = MAX_RESUME_CONVERSATIONS) -> str | None:
     """The value of `?cursors=` for these cursors, or None when it would be too long for a URL
-    (then the caller connects with `?resume=1` and sends `resume_frames`)."""
+    or name more than `limit` conversations (then the caller connects with `?resume=1` and
+    sends `resume_frames`)."""
     value = ",".join(f"{conversation}:{seq}" for conversation, seq in cursors.items())
-    if len(value) > MAX_QUERY_CURSORS_CHARS or len(cursors) > MAX_RESUME_CONVERSATIONS:
+    if len(value) > MAX_QUERY_CURSORS_CHARS or len(cursors) > limit:
         return None
     return value
 
 
-def consumer_url(ws_url: str, cursors: Mapping[str, int]) -> tuple[str, list[Frame]]:
+def consumer_url(
+    ws_url: str, cursors: Mapping[str, int], limit: int = MAX_RESUME_CONVERSATIONS
+) -> tuple[str, list[Frame]]:
     """The consumer URL to open and the `resume` frames to send once it is `ready`.
 
     Few cursors go in the URL (`?cursors=`, empty when there are none): the server resumes them
@@ -71,21 +74,18 @@ def consumer_url(ws_url: str, cursors: Mapping[str, int]) -> tuple[str, list[Fra
     cursor and no frame is needed. Many go in `resume` frames (`?resume=1` holds live messages
     until the first one is handled).
     """
-    query = cursors_query(cursors)
+    query = cursors_query(cursors, limit)
     if query is not None:
         return f"{ws_url}?{urlencode({'cursors': query}, safe=':,')}", []
-    return f"{ws_url}?resume=1", resume_frames(cursors)
+    return f"{ws_url}?resume=1", resume_frames(cursors, limit)
 
 
-def resume_frames(cursors: Mapping[str, int]) -> list[Frame]:
-    """`resume` frames naming every cursor, at most `MAX_RESUME_CONVERSATIONS` each."""
+def resume_frames(cursors: Mapping[str, int], limit: int = MAX_RESUME_CONVERSATIONS) -> list[Frame]:
+    """`resume` frames naming every cursor, at most `limit` each."""
     ids = list(cursors)
     if not ids:
         return [{"type": "resume", "cursors": {}}]
     return [
-        {
-            "type": "resume",
-            "cursors": {i: cursors[i] for i in ids[k : k + MAX_RESUME_CONVERSATIONS]},
-        }
-        for k in range(0, len(ids), MAX_RESUME_CONVERSATIONS)
+        {"type": "resume", "cursors": {i: cursors[i] for i in ids[k : k + limit]}}
+        for k in range(0, len(ids), limit)
     ]

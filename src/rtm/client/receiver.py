@@ -4,6 +4,13 @@ Gaps and `recovered: false` are filled by paging history over HTTP after the cur
 per conversation) before later messages are delivered; moved cursors are written to the store
 in batches (one write per burst, not per message). Mirrors clients/js/src/receiver.ts.
 
+Conversations the client has no cursor for are found in the user's conversation list, read at
+every consumer connection (`on_listed`): one created, or joined, while the client was down got
+its `conversation` event on no socket. Whether this is the user's first-ever connection (older
+messages are then history, not events) or a later one (they are delivered from seq 1) is told
+by what the store holds: any cursor, or `CONNECTED_MARKER`, written with the cursors once a
+list was read (a user with no conversation has no cursor to tell it).
+
 Delivered messages wait in the client's event queue until the application takes them, so the
 cursor written to the store stops before the first one not yet `consumed`: a process that ends
 with messages queued gets them again from the next one instead of resuming past them.
@@ -15,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from rtm.client.backoff import Backoff
@@ -31,6 +38,9 @@ HistoryFetch = Callable[[str, int, int], Awaitable[MessagePage]]
 _FILL_BACKOFF = Backoff(base_s=0.2, cap_s=5.0)
 #: How often moved cursors are written to the store.
 FLUSH_EVERY_S = 0.05
+#: Stored among a user's cursors (no conversation id looks like it) once a conversation list
+#: was read: the user's next client knows it has connected before, even with no cursor.
+CONNECTED_MARKER = "~connected"
 
 
 class Receiver:
@@ -54,9 +64,15 @@ class Receiver:
         self._unconsumed: dict[str, deque[int]] = {}
         #: Conversations whose storable cursor moved by a consumption since the last flush.
         self._consumed: set[str] = set()
+        #: `CONNECTED_MARKER` is to be written with the next cursors.
+        self._mark_connected = False
 
     async def restore(self) -> None:
-        self.sequencer.restore(await self._store.load_cursors(self._user_id))
+        cursors = await self._store.load_cursors(self._user_id)
+        marker = cursors.pop(CONNECTED_MARKER, None)
+        self.sequencer.restore(cursors)
+        if marker is not None or cursors:
+            self.sequencer.from_start = True
 
     def start(self) -> None:
         """Run (again): fills that were under way go on."""
@@ -94,6 +110,16 @@ class Receiver:
             self._spawn_fill(conversation_id)
         self._schedule_flush()
 
+    def on_listed(self, conversations: Iterable[tuple[str, int]]) -> None:
+        """The user's conversations (id, `last_seq`), listed after a consumer connection."""
+        for conversation_id, last_seq in conversations:
+            if self.sequencer.on_listed(conversation_id, last_seq):
+                self._spawn_fill(conversation_id)
+        if not self.sequencer.from_start:
+            self.sequencer.from_start = True
+            self._mark_connected = True
+        self._schedule_flush()
+
     def follow(self, conversation_id: str, seq: int) -> None:
         self.sequencer.follow(conversation_id, seq)
         self._schedule_flush()
@@ -123,11 +149,17 @@ class Receiver:
             waiting = self._unconsumed.get(conversation)
             if waiting:
                 moved[conversation] = waiting[0] - 1
+        marking = self._mark_connected
+        if marking:
+            moved[CONNECTED_MARKER] = 1
         if moved:
             try:
                 await self._store.put_cursors(self._user_id, moved)
             except OSError as exc:
                 logger.warning("could not store cursors: %s", exc)
+                return
+        if marking:
+            self._mark_connected = False
 
     def _emit(self, messages: list[Message]) -> None:
         for message in messages:

@@ -16,15 +16,17 @@ FastAPI keeps serving every plain HTTP request of the port.
 (`headers`, `receive`, `receive_text`, `send_text`, `close`), plus `send_now` and
 `buffered_bytes` for writes that need no task at all (see `rtm.shared.ws.Outbox`).
 
-picows gets the connection's transport through `_OwnedBuffers`, which copies what picows
+picows gets the connection's transport through `OwnedBuffers`, which copies what picows
 passes to `writelines` (see there: without it a slow reader got corrupted frames, issue #10).
+That handover plumbing is in `rtm.shared.picows_handover`; the server-wide ping timer,
+`Keepalive`, in `rtm.shared.picows_keepalive`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
 from typing import Any, cast
 from urllib.parse import parse_qsl
@@ -33,6 +35,8 @@ import picows
 from picows import picows as picows_impl
 from starlette.websockets import WebSocketDisconnect
 
+from rtm.shared.picows_handover import Handover
+from rtm.shared.picows_keepalive import Keepalive
 from rtm.shared.settings import WebSocketClientSettings
 
 logger = logging.getLogger(__name__)
@@ -275,50 +279,6 @@ class PicowsSocket(picows.WSListener):
         self._gone(code)
 
 
-class Keepalive:
-    """Pings the connections of one server that have been quiet for `interval` seconds, from
-    one timer, and drops those that do not answer within `timeout` (1001).
-
-    Why not picows's own auto-ping: it runs a task per connection (the task, its coroutine, a
-    sleeping future and its timer: ~1.5 KB of an idle connection). Here a connection costs a
-    set entry and a flag. A sweep every `interval` pings each connection nothing was heard from
-    since the previous sweep, so a quiet connection is pinged after `interval` to 2 x `interval`
-    and dropped `timeout` later if still silent; anything it sends counts as an answer."""
-
-    def __init__(self, interval: float, timeout: float) -> None:
-        self._interval = interval
-        self._timeout = timeout
-        self._sockets: set[PicowsSocket] = set()
-        self._timer: asyncio.TimerHandle | None = None
-
-    def watch(self, socket: PicowsSocket) -> None:
-        self._sockets.add(socket)
-        if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self._interval, self._sweep)
-
-    def forget(self, socket: PicowsSocket) -> None:
-        self._sockets.discard(socket)
-
-    def _sweep(self) -> None:
-        loop = asyncio.get_running_loop()
-        pinged = []
-        for socket in list(self._sockets):  # a ping that fails may drop a socket
-            if socket.heard:
-                socket.heard = False
-            else:
-                socket.ping()
-                pinged.append(socket)
-        if pinged:
-            loop.call_later(self._timeout, self._expire, pinged)
-        # Stops when the last connection has gone; `watch` starts it again.
-        self._timer = loop.call_later(self._interval, self._sweep) if self._sockets else None
-
-    def _expire(self, pinged: list[PicowsSocket]) -> None:
-        for socket in pinged:
-            if not socket.heard:
-                socket.drop_unanswered(self._timeout)
-
-
 def _abort_if_open(transport: picows.WSTransport) -> None:
     """The peer did not take what was written before our close frame in time: drop it all."""
     if not transport.is_disconnected:
@@ -391,82 +351,8 @@ def picows_protocol(
             2048,  # read buffer's initial size: clients send little; it grows when needed
         )
 
-    class PicowsUpgrade(_Handover):
+    class PicowsUpgrade(Handover):
         def __init__(self, *args: object, **kwargs: object) -> None:
             super().__init__(build())
 
     return PicowsUpgrade
-
-
-class _Handover(asyncio.Protocol):
-    """What uvicorn sees as the WebSocket protocol: it replays the upgrade request into
-    `data_received` (picows's protocol only takes bytes through `get_buffer`), then installs
-    picows's protocol on the transport in place of itself."""
-
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-        self._transport: Any = None  # asyncio's or uvloop's TCP transport
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport
-        self._inner.connection_made(_OwnedBuffers(transport))
-
-    def data_received(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            buffer = self._inner.get_buffer(len(view))
-            size = min(len(buffer), len(view))
-            buffer[:size] = view[:size]
-            self._inner.buffer_updated(size)
-            view = view[size:]
-        asyncio.get_running_loop().call_soon(self._hand_over)
-
-    def _hand_over(self) -> None:
-        # uvicorn has called transport.set_protocol(self) by now: replace ourselves.
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.set_protocol(self._inner)
-
-    def eof_received(self) -> bool | None:
-        result: bool | None = self._inner.eof_received()
-        return result
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._inner.connection_lost(exc)
-
-    def pause_writing(self) -> None:
-        self._inner.pause_writing()
-
-    def resume_writing(self) -> None:
-        self._inner.resume_writing()
-
-
-class _OwnedBuffers:
-    """The connection's transport as picows sees it: the same, except that `writelines` copies
-    every buffer that is not `bytes`, so the transport never holds memory picows reuses.
-
-    Why: picows 2.3 (server side) writes a frame with over 8 KiB of payload as
-    `writelines([header, payload])`, `header` being a memoryview of the one header buffer it
-    reuses for every frame. uvloop's transport does not copy what the socket does not take at
-    once: it keeps that memoryview and later hands its pointer to libuv. So when a reader is
-    slow, each frame written meanwhile rewrites the pending header: the reader gets a wrong
-    length (or, after a 4008 cut-off, the close frame's header) and loses the frame boundaries
-    (issue #10). asyncio's transport copies in Python 3.11 but keeps memoryviews from 3.12.
-    The copy is of the header only (2-10 bytes): the payload is immutable `bytes` already
-    (`send_now` takes `bytes`). `write` needs no copy: picows passes it only `bytes` it made.
-    """
-
-    __slots__ = ("_inner", "get_write_buffer_size", "write")
-
-    def __init__(self, inner: asyncio.BaseTransport) -> None:
-        real: Any = inner  # uvloop's or asyncio's TCP transport
-        self._inner = real
-        # The calls made per frame: the real transport's bound methods, no Python in between.
-        self.write: Callable[[bytes], None] = real.write
-        self.get_write_buffer_size: Callable[[], int] = real.get_write_buffer_size
-
-    def writelines(self, buffers: Iterable[bytes | bytearray | memoryview]) -> None:
-        self._inner.writelines([b if type(b) is bytes else bytes(b) for b in buffers])
-
-    def __getattr__(self, name: str) -> Any:
-        """Everything else (`get_extra_info`, `close`, `abort`, ...) is the real transport's."""
-        return getattr(self._inner, name)

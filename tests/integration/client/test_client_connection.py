@@ -77,7 +77,9 @@ async def silent(socket: ServerConnection) -> None:
 class Harness:
     """A consumer-like Connection recording its states, the frames and refreshes."""
 
-    def __init__(self, urls: list[str], refresh_fails: bool = False) -> None:
+    def __init__(
+        self, urls: list[str], refresh_fails: bool = False, backoff: Backoff = NO_WAIT
+    ) -> None:
         self.states: list[tuple[ConnectionState, int | None]] = []
         self.frames: list[dict[str, Any]] = []
         self.opened = 0
@@ -95,7 +97,7 @@ class Harness:
             on_open=self._on_open,
             on_down=self._on_down,
             on_state=lambda state, code, _reason: self.states.append((state, code)),
-            backoff=NO_WAIT,
+            backoff=backoff,
             timing=FAST,
         )
 
@@ -164,13 +166,29 @@ async def test_an_expired_token_4505_is_refreshed_before_reconnecting() -> None:
         await harness.connection.close()
 
 
-async def test_an_invalid_token_4500_is_refreshed_once_and_then_final() -> None:
-    async with running(close_with(4500)) as server:
+async def test_an_invalid_token_4500_is_final_without_a_refresh() -> None:
+    """Issue 14: never reconnect after 4500 (a refreshed token is no answer to a token the
+    server cannot verify); the state is failed with the code, as after 4503/4504."""
+    async with running(ready_then(close_with(4500))) as server:
         harness = Harness([server.url])
         harness.connection.start()
         await harness.until(lambda: harness.connection.state is ConnectionState.FAILED)
-        assert server.auth_tokens == ["token-1", "token-2"], "never twice with the same token"
-        assert harness.refreshes == 1
+        await asyncio.sleep(0.2)
+        assert server.auth_tokens == ["token-1"], "no reconnect after 4500"
+        assert harness.refreshes == 0
+        assert harness.states[-1] == (ConnectionState.FAILED, 4500)
+
+
+async def test_a_4505_again_right_after_the_refresh_backs_off() -> None:
+    """A server that answers every token 4505 (a clock far off, a key rotation) must not get a
+    tight refresh/connect loop: the reconnects after the refresh wait as the backoff says."""
+    async with running(close_with(4505)) as server:
+        harness = Harness([server.url], backoff=Backoff(base_s=0.2, cap_s=0.2))
+        harness.connection.start()
+        await asyncio.sleep(1.0)
+        await harness.connection.close()
+        assert harness.refreshes >= 1
+        assert len(server.auth_tokens) <= 30, f"{len(server.auth_tokens)} sockets in 1 s"
 
 
 async def test_a_refused_refresh_ends_the_connection() -> None:

@@ -20,7 +20,7 @@ from rtm.shared.settings import REPO_ROOT
         (4008, CloseAction.RECONNECT),
         (4013, CloseAction.PAUSE),
         (4505, CloseAction.REFRESH),
-        (4500, CloseAction.REFRESH_ONCE),
+        (4500, CloseAction.STOP),
         (1003, CloseAction.STOP),
         (1007, CloseAction.STOP),
         (1008, CloseAction.STOP),
@@ -37,8 +37,8 @@ def test_each_close_code_gets_the_documented_action(code: int, action: CloseActi
 
 
 def test_every_code_of_the_protocol_table_is_covered_by_its_reconnect_column() -> None:
-    """Read the table itself: "no" rows stop, "yes" rows reconnect (4013 after a pause, 4505
-    after a refresh), 4500 "no, with the same token" refreshes once."""
+    """Read the table itself: "no" rows stop (4500 "no, with the same token" too: issue 14 says
+    never after 4500), "yes" rows reconnect (4013 after a pause, 4505 after a refresh)."""
     text = (REPO_ROOT / "docs" / "protocol.md").read_text("utf-8")
     table = text.split("## 8. WebSocket close codes", 1)[1].split("\n\n", 1)[0]
     rows = [line.split("|")[1:4] for line in table.splitlines() if line.startswith("| 1")]
@@ -48,9 +48,7 @@ def test_every_code_of_the_protocol_table_is_covered_by_its_reconnect_column() -
         answer = column.strip()
         for code in (int(c) for c in codes.replace("/", " ").split()):
             action = close_action(code)
-            if answer.startswith("no, with the same token"):
-                assert action is CloseAction.REFRESH_ONCE, code
-            elif answer.startswith("no"):
+            if answer.startswith("no"):
                 assert action is CloseAction.STOP, code
             elif "refresh" in answer:
                 assert action is CloseAction.REFRESH, code

@@ -133,3 +133,33 @@ def test_restored_cursors_keep_the_higher_one_and_moved_ones_are_reported_once()
     sequencer.on_message(message(6))
     assert sequencer.take_dirty() == {CHAT: 6}
     assert sequencer.take_dirty() == {}
+
+
+def test_once_connected_before_an_unknown_conversation_is_filled_from_its_first_message() -> None:
+    """A conversation created (or joined) while the client was down: its `conversation` event
+    went to nobody, so its first live message (seq 3) must not start the cursor at 3."""
+    sequencer = Sequencer({OTHER: 4})
+    sequencer.from_start = True
+    assert sequencer.on_message(message(3)) == []
+    assert sequencer.is_filling(CHAT)
+    assert sequencer.fill_from(CHAT) == 0
+    delivered, done = sequencer.on_history(CHAT, [message(1), message(2)], has_more=False)
+    assert (seqs(delivered), done) == ([1, 2, 3], True)
+
+
+def test_listed_conversations_without_a_cursor_start_at_zero_after_a_first_connection() -> None:
+    sequencer = Sequencer({OTHER: 4})
+    sequencer.from_start = True
+    assert sequencer.on_listed(CHAT, last_seq=2) is True
+    assert sequencer.fill_from(CHAT) == 0
+    assert sequencer.on_listed(OTHER, last_seq=9) is False, "a cursor is kept as it is"
+    assert sequencer.cursors() == {CHAT: 0, OTHER: 4}
+
+
+def test_on_a_first_ever_connection_listed_conversations_start_at_their_head() -> None:
+    """Nothing was ever stored: what came before is history, not events."""
+    sequencer = Sequencer()
+    assert sequencer.on_listed(CHAT, last_seq=40) is False
+    assert sequencer.on_listed(OTHER, last_seq=0) is False
+    assert sequencer.cursors() == {CHAT: 40, OTHER: 0}
+    assert seqs(sequencer.on_message(message(41))) == [41]

@@ -94,3 +94,53 @@ async def test_recovered_false_pages_history_from_the_cursor() -> None:
     await until(lambda: len(delivered) == 1300)
     assert delivered == list(range(201, 1501))
     await receiver.stop()
+
+
+async def test_a_marker_tells_a_reconnect_from_a_first_ever_connection() -> None:
+    """A client that listed its conversations once stores a marker (with no cursor yet, as for
+    a user with no conversation); the next client over that store follows a conversation it
+    never saw from seq 1, not from its head."""
+    store = MemoryStore()
+    first = Receiver(store, USER, InMemoryHistory(last_seq=0).page, lambda m: None)
+    await first.restore()
+    first.start()
+    first.on_listed([])
+    await first.stop()
+
+    history = InMemoryHistory(last_seq=2)
+    delivered: list[int] = []
+
+    def handle(message: Message) -> None:  # the application takes each one at once
+        delivered.append(message.seq)
+        second.consumed(message)
+
+    second = Receiver(store, USER, history.page, handle)
+    await second.restore()
+    assert second.sequencer.cursors() == {}, "the marker is no conversation's cursor"
+    second.start()
+    second.on_listed([(CHAT, 2)])
+    second.on_message(frame(3))
+    await until(lambda: delivered == [1, 2, 3])
+    await second.stop()
+    assert (await store.load_cursors(USER)).get(CHAT) == 3
+
+
+async def test_a_first_ever_connection_starts_listed_conversations_at_their_head() -> None:
+    """An empty store: older messages are history (the application pages them), not events."""
+    store = MemoryStore()
+    history = InMemoryHistory(last_seq=2)
+    delivered: list[int] = []
+
+    def handle(message: Message) -> None:
+        delivered.append(message.seq)
+        receiver.consumed(message)
+
+    receiver = Receiver(store, USER, history.page, handle)
+    await receiver.restore()
+    receiver.start()
+    receiver.on_listed([(CHAT, 2)])
+    receiver.on_message(frame(3))
+    assert delivered == [3]
+    assert history.calls == []
+    await receiver.stop()
+    assert (await store.load_cursors(USER)).get(CHAT) == 3
