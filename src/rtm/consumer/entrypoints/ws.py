@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import time
 import uuid
 
 import orjson
@@ -86,7 +85,6 @@ class ConsumerSession:
     small (the `idle` benchmark)."""
 
     __slots__ = (
-        "_expiry",
         "_first_resume",
         "_limits",
         "_options",
@@ -116,7 +114,6 @@ class ConsumerSession:
         self.outbox = Outbox(websocket, settings.send_queue_bytes)
         self.closing: tuple[int, str] | None = None
         self._limits = settings.inbound_limits(context.monotonic)
-        self._expiry: asyncio.TimerHandle | None = None
         # The task reading the client's frames (the connection's own) while it does: a close
         # requested from elsewhere cancels it (`_end`).
         self._reading: asyncio.Task[None] | None = None
@@ -164,13 +161,14 @@ class ConsumerSession:
             return
         metrics.WS_CONNECTIONS.inc()
         loop = asyncio.get_running_loop()
-        # Timers, not tasks: an idle connection should cost as little memory as possible.
+        # A timer, not a task: an idle connection should cost as little memory as possible.
         hold = (
             loop.call_later(self.context.settings.resume_grace_s, self.connection.grace_over)
             if self._options.hold
             else None
         )
-        self._expiry = loop.call_later(0, self._check_expiry)
+        # The server's one expiry timer (`TokenExpiry`), not one per connection.
+        self.context.expiry.watch(self)
         # A direct (picows) outbox writes from `put`; only the ASGI one needs its writer task.
         writer = None if self.outbox.direct else asyncio.create_task(self.outbox.run())
         if writer is not None:
@@ -192,8 +190,7 @@ class ConsumerSession:
                 hold.cancel()
             if self._first_resume is not None:
                 self._first_resume.cancel()
-            if self._expiry is not None:
-                self._expiry.cancel()
+            self.context.expiry.forget(self)
             if presence is not None:
                 presence.cancel()
             if self.closing is not None:
@@ -244,13 +241,14 @@ class ConsumerSession:
                 orjson.dumps(presence_frame(contact, "online")).decode(), "presence"
             )
 
-    def _check_expiry(self) -> None:
-        """Close 4505 when the token expires; an `auth` frame pushes that back."""
-        delay = self.claims.expires_at.timestamp() - time.time()
-        if delay <= 0:
-            self.request_close(CloseCode.TOKEN_EXPIRED, "token expired: refresh and reconnect")
-            return
-        self._expiry = asyncio.get_running_loop().call_later(min(delay, 60.0), self._check_expiry)
+    def token_expires_at(self) -> float:
+        """When the connection's token expires: an `auth` frame pushes that back (`TokenExpiry`
+        reads it when the old time comes)."""
+        return self.claims.expires_at.timestamp()
+
+    def token_expired(self) -> None:
+        """Called by the server's `TokenExpiry` once `token_expires_at` has passed."""
+        self.request_close(CloseCode.TOKEN_EXPIRED, "token expired: refresh and reconnect")
 
     async def _read_until_closed(self) -> None:
         """Read in this task until the peer leaves or a close is requested (`_end` cancels the
@@ -335,6 +333,7 @@ class ConsumerSession:
                 self.request_close(CloseCode.SESSION_REVOKED, "session revoked")
                 return
             self.claims = claims
+            self.context.expiry.watch(self)  # only does something if it expires earlier now
             self.connection.push(auth_ok(claims), "auth_ok")
         elif isinstance(frame, ResumeFrame):
             if self._first_resume is not None:  # the cursors given with the connection first
