@@ -33,6 +33,7 @@ from rtm.consumer.entrypoints.deps import ConsumerContext
 from rtm.consumer.entrypoints.hub import FeedDown, LiveConnection
 from rtm.consumer.entrypoints.schemas import (
     INBOUND,
+    NO_OPTIONS,
     AuthFrame,
     ConnectOptions,
     ResumeFrame,
@@ -105,7 +106,7 @@ class ConsumerSession:
         options: ConnectOptions | None = None,
     ) -> None:
         self.websocket = websocket
-        self._options = options or ConnectOptions()
+        self._options = options or NO_OPTIONS
         # The resume of the cursors given with the connection, while it runs.
         self._first_resume: asyncio.Task[None] | None = None
         self.claims = claims
