@@ -392,6 +392,8 @@ def picows_protocol(
         )
 
     class PicowsUpgrade(_Handover):
+        __slots__ = ()
+
         def __init__(self, *args: object, **kwargs: object) -> None:
             super().__init__(build())
 
@@ -402,6 +404,8 @@ class _Handover(asyncio.Protocol):
     """What uvicorn sees as the WebSocket protocol: it replays the upgrade request into
     `data_received` (picows's protocol only takes bytes through `get_buffer`), then installs
     picows's protocol on the transport in place of itself."""
+
+    __slots__ = ("_inner", "_transport")
 
     def __init__(self, inner: Any) -> None:
         self._inner = inner
@@ -425,6 +429,9 @@ class _Handover(asyncio.Protocol):
         # uvicorn has called transport.set_protocol(self) by now: replace ourselves.
         if self._transport is not None and not self._transport.is_closing():
             self._transport.set_protocol(self._inner)
+            # uvloop keeps our `data_received` after the switch (it only swaps the calls of the
+            # protocol kind it is given): keep that from holding anything else.
+            self._inner = self._transport = None
 
     def eof_received(self) -> bool | None:
         result: bool | None = self._inner.eof_received()
