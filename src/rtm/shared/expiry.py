@@ -23,6 +23,8 @@ from typing import Protocol
 # The longest the timer sleeps at once: the loop's clock is monotonic, expiries are wall-clock
 # times; waking at least this often bounds how far the two may drift apart before a check.
 MAX_SLEEP_S = 60.0
+# Dead heap entries tolerated beyond as many as there are live ones (see `_drop_dead`).
+_SLACK = 64
 
 
 class Expiring(Protocol):
@@ -74,10 +76,12 @@ class TokenExpiry:
             if entry.at <= at:
                 return  # the old entry comes first and will push the new time
             entry.target = None
+            self._drop_dead()
         self._push(_Entry(at, target))
 
     def forget(self, target: Expiring) -> None:
-        """Stop watching `target` (it has gone); its entry stays in the heap, dead, until due."""
+        """Stop watching `target` (it has gone); its entry stays in the heap, dead, until due
+        or until the dead outnumber the live (`_drop_dead`)."""
         entry = self._entries.pop(target, None)
         if entry is not None:
             entry.target = None
@@ -85,6 +89,17 @@ class TokenExpiry:
             self._timer.cancel()
             self._timer = None
             self._heap.clear()
+        else:
+            self._drop_dead()
+
+    def _drop_dead(self) -> None:
+        """Rebuild the heap without its dead entries once they outnumber the live ones: with
+        connections coming and going faster than tokens expire, they would pile up for a
+        token's lifetime. Amortised O(1) per entry; in place (`expire_due` holds the list)."""
+        heap = self._heap
+        if len(heap) > 2 * len(self._entries) + _SLACK:
+            heap[:] = [entry for entry in heap if entry.target is not None]
+            heapq.heapify(heap)
 
     def _push(self, entry: _Entry) -> None:
         assert entry.target is not None

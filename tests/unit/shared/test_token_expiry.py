@@ -153,6 +153,22 @@ async def test_a_forgotten_connection_is_not_closed_nor_kept_alive(clock: Clock)
     assert len(watch) == 0
 
 
+async def test_connections_coming_and_going_do_not_pile_up_in_the_heap(clock: Clock) -> None:
+    watch = TokenExpiry(clock)
+    keepers = [Conn(clock.now + 900, clock) for _ in range(10)]
+    for conn in keepers:
+        watch.watch(conn)
+    for _ in range(10_000):
+        conn = Conn(clock.now + 900, clock)
+        watch.watch(conn)
+        watch.forget(conn)
+    assert len(watch) == 10
+    assert len(watch._heap) <= 2 * 10 + 64 + 1
+    clock.now += 900
+    watch.expire_due(clock.now)
+    assert all(len(conn.expired_at) == 1 for conn in keepers)
+
+
 async def test_many_connections_expiring_together_are_all_closed(clock: Clock) -> None:
     watch = TokenExpiry(clock)
     conns = [Conn(clock.now + 10, clock) for _ in range(100)]
