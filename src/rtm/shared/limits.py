@@ -22,7 +22,10 @@ K = TypeVar("K", bound=Hashable)
 
 
 class TokenBucket:
-    """`rate` tokens per second, at most `burst` saved up; each event takes one."""
+    """`rate` tokens per second, at most `burst` saved up; each event takes one. Every WebSocket
+    connection has one (`InboundLimits`): slots keep it small."""
+
+    __slots__ = ("_burst", "_now", "_rate", "_tokens", "_updated")
 
     def __init__(self, rate: float, burst: int, now: Now) -> None:
         if rate <= 0 or burst < 1:

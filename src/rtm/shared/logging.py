@@ -3,7 +3,7 @@
 One line per event. Correlation: while an HTTP request is handled its id is `cid` (the
 `X-Request-Id` the client sent when it is a sane token, else a fresh one; see
 `rtm.shared.http`), on a WebSocket the connection's id is `conn` (`rtm.shared.ws`), and on a gRPC
-call `cid` again (auth's interceptor). They live in a context variable (`log_context`) that
+call `cid` again (auth's interceptor). They live in context variables (`log_context`) that
 `ContextFilter`, installed by `setup_logging`, copies onto every record; fields passed with
 `extra=` (such as `message_id`, `client_msg_id`) win. Message bodies and secrets never go into
 INFO lines, and `RedactSecretsFilter` replaces by `***` what may carry a credential at any level:
@@ -49,7 +49,22 @@ _SECRET_HEADER = re.compile(
 )
 # A compact JWS (what rtm's access tokens are): three base64url parts, the first `{"`-encoded.
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
-_CONTEXT: ContextVar[Mapping[str, str] | None] = ContextVar("rtm_log_context", default=None)
+# One context variable per field name, holding the bare string: not one variable holding a dict
+# of the fields. Every idle WebSocket binds `conn` in its own context, and a dict of one entry
+# was ~0.2 KB of each (issue 13). Only `cid` and `conn` exist today; others are made when used.
+_FIELDS: dict[str, ContextVar[str | None]] = {}
+
+
+def _field(name: str) -> ContextVar[str | None]:
+    """The context variable of the log field `name` (made once per name, never dropped)."""
+    var = _FIELDS.get(name)
+    if var is None:
+        var = _FIELDS.setdefault(name, ContextVar(f"rtm_log_{name}", default=None))
+    return var
+
+
+_field("cid")
+_field("conn")
 
 
 def correlation_id(offered: str | None) -> str:
@@ -64,30 +79,38 @@ def correlation_id(offered: str | None) -> str:
 def log_context(**fields: str) -> Iterator[None]:
     """Add `fields` (e.g. `cid=...`, `conn=...`) to every record logged inside the block, in
     this task and in the tasks it starts."""
-    token = _CONTEXT.set({**(_CONTEXT.get() or {}), **fields})
+    tokens = [(var, var.set(value)) for var, value in _vars_of(fields)]
     try:
         yield
     finally:
-        _CONTEXT.reset(token)
+        for var, token in reversed(tokens):
+            var.reset(token)
 
 
 def bind_log_context(**fields: str) -> None:
     """Add `fields` to the current context until it ends, for a unit of work that has a context
     of its own and no block to wrap (a gRPC call: its interceptors and handler share one)."""
-    _CONTEXT.set({**(_CONTEXT.get() or {}), **fields})
+    for var, value in _vars_of(fields):
+        var.set(value)
+
+
+def _vars_of(fields: Mapping[str, str]) -> list[tuple[ContextVar[str | None], str]]:
+    return [(_field(name), value) for name, value in fields.items()]
 
 
 def context_field(name: str) -> str | None:
     """The current value of a `log_context` field (None outside any)."""
-    return (_CONTEXT.get() or {}).get(name)
+    var = _FIELDS.get(name)
+    return None if var is None else var.get()
 
 
 class ContextFilter(logging.Filter):
     """Copies the `log_context` fields onto each record (an `extra=` of the same name wins)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        for key, value in (_CONTEXT.get() or {}).items():
-            if not hasattr(record, key):
+        for key, var in tuple(_FIELDS.items()):  # a field made by another thread meanwhile
+            value = var.get()
+            if value is not None and not hasattr(record, key):
                 setattr(record, key, value)
         return True
 

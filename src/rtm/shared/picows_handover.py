@@ -22,6 +22,8 @@ class Handover(asyncio.Protocol):
     `data_received` (picows's protocol only takes bytes through `get_buffer`), then installs
     picows's protocol on the transport in place of itself."""
 
+    __slots__ = ("_inner", "_transport")
+
     def __init__(self, inner: Any) -> None:
         self._inner = inner
         self._transport: Any = None  # asyncio's or uvloop's TCP transport
@@ -44,6 +46,9 @@ class Handover(asyncio.Protocol):
         # uvicorn has called transport.set_protocol(self) by now: replace ourselves.
         if self._transport is not None and not self._transport.is_closing():
             self._transport.set_protocol(self._inner)
+            # uvloop keeps our `data_received` after the switch (it only swaps the calls of the
+            # protocol kind it is given): keep that from holding anything else.
+            self._inner = self._transport = None
 
     def eof_received(self) -> bool | None:
         result: bool | None = self._inner.eof_received()

@@ -352,6 +352,8 @@ def picows_protocol(
         )
 
     class PicowsUpgrade(Handover):
+        __slots__ = ()
+
         def __init__(self, *args: object, **kwargs: object) -> None:
             super().__init__(build())
 

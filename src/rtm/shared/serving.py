@@ -171,6 +171,12 @@ class _EdgeProtocol(HttpToolsProtocol):
             self._refuse()
             return
         super().handle_websocket_upgrade()
+        # This protocol is done: the WebSocket's own has the transport now. uvicorn breaks the
+        # parser's reference cycle (parser -> bound methods -> protocol) in `connection_lost`,
+        # which an upgraded connection never calls here: without this, the protocol, its parser
+        # and the request's scope (~4 KB) stay until a full collection, which the raised
+        # thresholds (`rtm.shared.gc_tuning`) make rare (issue 13).
+        self.parser = None  # type: ignore[assignment]
 
     def _refuse(self) -> None:
         EDGE_CLOSED.labels("per_address_cap").inc()

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 
+import jwt
 import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
@@ -86,6 +88,73 @@ async def test_bad_tokens_close_with_their_code(
         f"ws://{strict_consumer}/v1/ws", additional_headers=headers
     ) as ws:
         assert await closed_with(ws) == code
+
+
+def expiry_of(token: str) -> int:
+    exp: int = jwt.decode(token, options={"verify_signature": False})["exp"]
+    return exp
+
+
+async def closed_4505_at(ws: websockets.ClientConnection, exp: int) -> None:
+    """The socket is closed 4505 once `exp` has passed: not before, at most ~1 s after."""
+
+    async def drain() -> None:
+        while True:
+            await asyncio.wait_for(ws.recv(), exp - time.time() + 5)
+
+    with pytest.raises(ConnectionClosed) as info:
+        await drain()
+    closed_at = time.time()
+    assert info.value.rcvd is not None
+    assert (info.value.rcvd.code, info.value.rcvd.reason) == (
+        4505,
+        "token expired: refresh and reconnect",
+    )
+    assert exp <= closed_at < exp + 1.5
+
+
+async def test_a_token_expiring_while_connected_closes_4505_when_it_does(
+    strict_consumer: str, tokens: TokenFactory
+) -> None:
+    token = tokens.token(uuid.uuid4(), ttl=2)
+    exp = expiry_of(token)
+    headers = {"Authorization": f"Bearer {token}"}
+    async with websockets.connect(
+        f"ws://{strict_consumer}/v1/ws", additional_headers=headers
+    ) as ws:
+        await next_frame(ws, "ready")
+        await closed_4505_at(ws, exp)
+
+
+async def test_a_refreshed_token_keeps_the_connection_past_the_first_expiry(
+    strict_consumer: str, tokens: TokenFactory
+) -> None:
+    user = uuid.uuid4()
+    first = tokens.token(user, ttl=1)
+    headers = {"Authorization": f"Bearer {first}"}
+    async with websockets.connect(
+        f"ws://{strict_consumer}/v1/ws", additional_headers=headers
+    ) as ws:
+        await next_frame(ws, "ready")
+        await ws.send(json.dumps({"type": "auth", "token": tokens.token(user, ttl=600)}))
+        await next_frame(ws, "auth_ok")
+        await asyncio.sleep(expiry_of(first) - time.time() + 1.5)
+        await ws.send(json.dumps({"type": "ping"}))
+        assert (await next_frame(ws, "pong")) == {"type": "pong"}
+
+
+async def test_a_refresh_with_a_shorter_lived_token_closes_at_its_expiry(
+    strict_consumer: str, tokens: TokenFactory
+) -> None:
+    user = uuid.uuid4()
+    headers = {"Authorization": f"Bearer {tokens.token(user, ttl=600)}"}
+    async with websockets.connect(
+        f"ws://{strict_consumer}/v1/ws", additional_headers=headers
+    ) as ws:
+        await next_frame(ws, "ready")
+        await ws.send(json.dumps({"type": "auth", "token": tokens.token(user, ttl=2)}))
+        exp = (await next_frame(ws, "auth_ok"))["exp"]
+        await closed_4505_at(ws, exp)
 
 
 async def test_disallowed_origin_is_refused_1008(

@@ -168,6 +168,17 @@ async def test_refreshing_before_expiry_keeps_the_connection(
         await ws.ping()
 
 
+async def test_a_refresh_with_a_shorter_lived_token_closes_4505_at_its_expiry(
+    shared_producer: str, tokens: TokenFactory
+) -> None:
+    user, session = uuid.uuid4(), uuid.uuid4()
+    long = tokens.token(user, session, ttl=600)
+    async with open_socket(shared_producer, headers={"Authorization": f"Bearer {long}"}) as ws:
+        await ws.send({"type": "auth", "token": tokens.token(user, session, ttl=2)})
+        assert (await ws.recv())["type"] == "auth_ok"
+        assert await ws.closed_with(timeout=5) == CloseCode.TOKEN_EXPIRED
+
+
 async def test_an_expired_token_is_refused_with_4505(
     shared_producer: str, tokens: TokenFactory
 ) -> None:

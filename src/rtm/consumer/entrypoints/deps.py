@@ -8,7 +8,7 @@ aliases here.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Security
@@ -20,6 +20,7 @@ from rtm.consumer.entrypoints.hub import Hub
 from rtm.consumer.services import ReadService
 from rtm.consumer.settings import ConsumerSettings
 from rtm.shared.backoff import ExponentialBackoff
+from rtm.shared.expiry import TokenExpiry
 from rtm.shared.http import bearer_scheme
 from rtm.shared.revocation import RevokedSessions, verify_unrevoked
 from rtm.shared.tokens import AccessClaims, TokenError, TokenVerifier
@@ -42,6 +43,8 @@ class ConsumerContext:
     monotonic: Callable[[], float]  # the clock of the inbound rate limits
     backoff: ExponentialBackoff  # how a read PostgreSQL could not answer is tried again
     events: EphemeralEvents | None = None
+    # Closes every socket 4505 when its token expires, from one timer.
+    expiry: TokenExpiry = field(default_factory=TokenExpiry)
 
     async def verify(self, token: str) -> AccessClaims:
         """Verify an access token and refuse those of revoked sessions."""

@@ -150,6 +150,11 @@ class ConnectOptions:
     error: RtmError | None = None
 
 
+# Shared by the connections that say nothing, or only `?resume=1` (most of them): immutable.
+NO_OPTIONS = ConnectOptions()
+HOLD = ConnectOptions(hold=True)
+
+
 def connect_options(query: Mapping[str, str], *, max_resume_conversations: int) -> ConnectOptions:
     """Read `cursors` and `resume` from the upgrade request's query (other parameters are
     ignored). Pure: a bad value is `ConnectOptions.error`, with the field a `resume` frame's
@@ -160,7 +165,7 @@ def connect_options(query: Mapping[str, str], *, max_resume_conversations: int) 
             raise RtmError(ErrorCode.VALIDATION_FAILED, "resume: only 1 (or true)", field="resume")
         cursors = query.get("cursors")
         if cursors is None:
-            return ConnectOptions(hold=resume is not None)
+            return HOLD if resume is not None else NO_OPTIONS
         return ConnectOptions(
             cursors=_query_cursors(cursors, max_resume_conversations=max_resume_conversations)
         )

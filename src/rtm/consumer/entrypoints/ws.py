@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import time
 import uuid
 
 import orjson
@@ -34,6 +33,7 @@ from rtm.consumer.entrypoints.deps import ConsumerContext
 from rtm.consumer.entrypoints.hub import FeedDown, LiveConnection
 from rtm.consumer.entrypoints.schemas import (
     INBOUND,
+    NO_OPTIONS,
     AuthFrame,
     ConnectOptions,
     ResumeFrame,
@@ -86,10 +86,10 @@ class ConsumerSession:
     small (the `idle` benchmark)."""
 
     __slots__ = (
-        "_expiry",
         "_first_resume",
         "_limits",
         "_options",
+        "_presence",
         "_reading",
         "claims",
         "closing",
@@ -107,16 +107,18 @@ class ConsumerSession:
         options: ConnectOptions | None = None,
     ) -> None:
         self.websocket = websocket
-        self._options = options or ConnectOptions()
+        self._options = options or NO_OPTIONS
         # The resume of the cursors given with the connection, while it runs.
         self._first_resume: asyncio.Task[None] | None = None
+        # The task sending the list of online contacts, while it runs (it forgets itself: a
+        # finished task kept for the connection's life is ~0.4 KB of an idle one).
+        self._presence: asyncio.Task[None] | None = None
         self.claims = claims
         self.context = context
         settings = context.settings
         self.outbox = Outbox(websocket, settings.send_queue_bytes)
         self.closing: tuple[int, str] | None = None
         self._limits = settings.inbound_limits(context.monotonic)
-        self._expiry: asyncio.TimerHandle | None = None
         # The task reading the client's frames (the connection's own) while it does: a close
         # requested from elsewhere cancels it (`_end`).
         self._reading: asyncio.Task[None] | None = None
@@ -164,24 +166,24 @@ class ConsumerSession:
             return
         metrics.WS_CONNECTIONS.inc()
         loop = asyncio.get_running_loop()
-        # Timers, not tasks: an idle connection should cost as little memory as possible.
+        # A timer, not a task: an idle connection should cost as little memory as possible.
         hold = (
             loop.call_later(self.context.settings.resume_grace_s, self.connection.grace_over)
             if self._options.hold
             else None
         )
-        self._expiry = loop.call_later(0, self._check_expiry)
+        # The server's one expiry timer (`TokenExpiry`), not one per connection.
+        self.context.expiry.watch(self)
         # A direct (picows) outbox writes from `put`; only the ASGI one needs its writer task.
         writer = None if self.outbox.direct else asyncio.create_task(self.outbox.run())
         if writer is not None:
             writer.add_done_callback(self._end)
-        presence: asyncio.Task[None] | None = None
         try:
             self.connection.push(
                 orjson.dumps(ready_frame(self.claims.user_id, utcnow())).decode(), "ready"
             )
             self._start_with_options()
-            presence = asyncio.create_task(self._send_presence())
+            self._presence = asyncio.create_task(self._send_presence())
             await self._read_until_closed()
         finally:
             self._reading = None
@@ -192,10 +194,9 @@ class ConsumerSession:
                 hold.cancel()
             if self._first_resume is not None:
                 self._first_resume.cancel()
-            if self._expiry is not None:
-                self._expiry.cancel()
-            if presence is not None:
-                presence.cancel()
+            self.context.expiry.forget(self)
+            if self._presence is not None:
+                self._presence.cancel()
             if self.closing is not None:
                 if writer is not None and not self.outbox.overflowed:
                     with contextlib.suppress(asyncio.TimeoutError):
@@ -227,73 +228,77 @@ class ConsumerSession:
         """Tell a new connection which of its contacts are online right now. While PostgreSQL
         cannot say who they are, ask again, backing off: the list comes late, not never."""
         events = self.context.events
-        if events is None:
-            return
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                contacts = await events.online_contacts(self.claims.user_id)
-                break
-            except Unavailable as exc:
-                if attempt == 1:
-                    logger.warning("online contacts wait for PostgreSQL (%s)", exc.message)
-                await asyncio.sleep(self.context.backoff.delay(attempt, random.random))
-        for contact in contacts:
-            self.connection.push(
-                orjson.dumps(presence_frame(contact, "online")).decode(), "presence"
-            )
+        try:
+            if events is None:
+                return
+            attempt = 0
+            while True:
+                attempt += 1
+                try:
+                    contacts = await events.online_contacts(self.claims.user_id)
+                    break
+                except Unavailable as exc:
+                    if attempt == 1:
+                        logger.warning("online contacts wait for PostgreSQL (%s)", exc.message)
+                    await asyncio.sleep(self.context.backoff.delay(attempt, random.random))
+            for contact in contacts:
+                self.connection.push(
+                    orjson.dumps(presence_frame(contact, "online")).decode(), "presence"
+                )
+        finally:
+            self._presence = None
 
-    def _check_expiry(self) -> None:
-        """Close 4505 when the token expires; an `auth` frame pushes that back."""
-        delay = self.claims.expires_at.timestamp() - time.time()
-        if delay <= 0:
-            self.request_close(CloseCode.TOKEN_EXPIRED, "token expired: refresh and reconnect")
-            return
-        self._expiry = asyncio.get_running_loop().call_later(min(delay, 60.0), self._check_expiry)
+    def token_expires_at(self) -> float:
+        """When the connection's token expires: an `auth` frame pushes that back (`TokenExpiry`
+        reads it when the old time comes)."""
+        return self.claims.expires_at.timestamp()
+
+    def token_expired(self) -> None:
+        """Called by the server's `TokenExpiry` once `token_expires_at` has passed."""
+        self.request_close(CloseCode.TOKEN_EXPIRED, "token expired: refresh and reconnect")
 
     async def _read_until_closed(self) -> None:
         """Read in this task until the peer leaves or a close is requested (`_end` cancels the
-        read; any other cancellation goes on)."""
+        read; any other cancellation goes on). The loop is here, not in a coroutine this one
+        awaits: an idle connection waits in it, and each coroutine it waits in is ~0.2 KB."""
         task = asyncio.current_task()
         assert task is not None  # run by the connection's task
         self._reading = task
         try:
-            await self._read_loop()
+            while self.closing is None:
+                try:
+                    message = await self.websocket.receive()
+                except (WebSocketDisconnect, RuntimeError):
+                    return
+                if message["type"] == "websocket.disconnect":
+                    return
+                if not self._limited():
+                    await self._on_frame(message.get("text"))
         except asyncio.CancelledError:
             # `_end` forgets the task before cancelling it: any other cancel is not ours, and
             # neither is one still pending once ours is taken back.
             if self._reading is not None or task.uncancel() > 0:
                 raise
 
-    async def _read_loop(self) -> None:
-        while self.closing is None:
-            try:
-                message = await self.websocket.receive()
-            except (WebSocketDisconnect, RuntimeError):
-                return
-            if message["type"] == "websocket.disconnect":
-                return
-            if self._limited():
-                continue
-            text = message.get("text")
-            try:
-                if text is None:
-                    metrics.FRAMES_IN.labels("binary").inc()
-                    raise RtmError(
-                        ErrorCode.INVALID_MESSAGE, "binary frames are not supported; send JSON text"
-                    )
-                await self._handle(text)
-            except RtmError as error:
-                if error.code in PROTOCOL_ERRORS:
-                    self._protocol_error(error)
-                else:
-                    self._error(error)
-            except Exception:  # last line of defence: answer, log, close 1011
-                conn = context_field("conn") or "-"
-                logger.exception("unexpected error handling a frame")
-                self._error(RtmError(ErrorCode.INTERNAL, f"internal error; correlation id {conn}"))
-                self.request_close(CloseCode.INTERNAL, "internal error: reconnect and resume")
+    async def _on_frame(self, text: str | None) -> None:
+        """Handle one frame (None: a binary one); a bad one is answered with an error frame."""
+        try:
+            if text is None:
+                metrics.FRAMES_IN.labels("binary").inc()
+                raise RtmError(
+                    ErrorCode.INVALID_MESSAGE, "binary frames are not supported; send JSON text"
+                )
+            await self._handle(text)
+        except RtmError as error:
+            if error.code in PROTOCOL_ERRORS:
+                self._protocol_error(error)
+            else:
+                self._error(error)
+        except Exception:  # last line of defence: answer, log, close 1011
+            conn = context_field("conn") or "-"
+            logger.exception("unexpected error handling a frame")
+            self._error(RtmError(ErrorCode.INTERNAL, f"internal error; correlation id {conn}"))
+            self.request_close(CloseCode.INTERNAL, "internal error: reconnect and resume")
 
     def _limited(self) -> bool:
         """Take a token for one inbound frame; without one, answer `rate_limited` (and close
@@ -335,6 +340,7 @@ class ConsumerSession:
                 self.request_close(CloseCode.SESSION_REVOKED, "session revoked")
                 return
             self.claims = claims
+            self.context.expiry.watch(self)  # only does something if it expires earlier now
             self.connection.push(auth_ok(claims), "auth_ok")
         elif isinstance(frame, ResumeFrame):
             if self._first_resume is not None:  # the cursors given with the connection first
@@ -420,11 +426,9 @@ def ws_protocol(app: FastAPI, settings: ConsumerSettings) -> type:
 
 
 async def serve_socket(websocket: ServerSocket) -> None:
+    """One consumer WebSocket, under picows or any ASGI server. One coroutine from the accept to
+    the session: each coroutine an idle connection waits in is ~0.2 KB of it."""
     bind_connection_log_context(websocket)
-    await _serve(websocket)
-
-
-async def _serve(websocket: ServerSocket) -> None:
     context: ConsumerContext = websocket.app.state.consumer  # a picows socket is no HTTPConnection
     settings = context.settings
     await websocket.accept()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends
@@ -18,6 +18,7 @@ from starlette.requests import HTTPConnection
 from rtm.producer.entrypoints.connections import ConnectionRegistry
 from rtm.producer.services import ConversationService, MessageService, TypingAndReadService
 from rtm.producer.settings import ProducerSettings
+from rtm.shared.expiry import TokenExpiry
 from rtm.shared.http import bearer_scheme
 from rtm.shared.limits import KeyedBuckets
 from rtm.shared.revocation import RevokedSessions, verify_unrevoked
@@ -38,6 +39,8 @@ class ProducerContext:
     http_sends: KeyedBuckets[uuid.UUID]
     conversation_commands: KeyedBuckets[uuid.UUID]  # creating conversations, adding members
     monotonic: Callable[[], float]
+    # Closes every socket 4505 when its token expires, from one timer.
+    expiry: TokenExpiry = field(default_factory=TokenExpiry)
 
     async def verify(self, token: str) -> AccessClaims:
         """Verify an access token and refuse those of revoked sessions."""

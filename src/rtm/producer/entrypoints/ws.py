@@ -10,7 +10,9 @@ One `ProducerConnection` per socket, with these tasks:
     answerer    writes each send's ack (or error) as the pipeline yields it, in send order
     writer      drains the bounded outbox (a slow reader is closed 4008, never buffered); only
                 under a plain ASGI server: on picows the outbox writes at once
-    watchdog    closes 4505 when the token expires (an `auth` frame pushes that back)
+
+and no task of its own for the token's expiry: the server's one `TokenExpiry` timer closes it
+4505 then (an `auth` frame pushes that back).
 
 A bad frame gets an error frame and the connection stays open; only the close codes of §8 end
 it: 4501 after too many protocol errors, 4013 for a sustained flood, 4503 on revocation, 4505 on
@@ -69,7 +71,6 @@ from rtm.producer.entrypoints.schemas import (
 )
 from rtm.producer.services import Result, SendPipeline, internal_error
 from rtm.producer.settings import ProducerSettings
-from rtm.shared.clock import utcnow
 from rtm.shared.errors import ErrorCode, RtmError
 from rtm.shared.frames import PONG, parse_frame, validate_frame
 from rtm.shared.picows_server import PicowsSocket, endpoint_protocol
@@ -220,7 +221,7 @@ class ProducerConnection:
             else asyncio.create_task(self._outbox.run(), name="ws-writer")
         )
         reader = asyncio.create_task(self._read(), name="ws-reader")
-        watchdog = asyncio.create_task(self._watch_expiry(), name="ws-expiry")
+        self._ctx.expiry.watch(self)
         closing = asyncio.create_task(self._closing.wait(), name="ws-closing")
         peer_gone = False
         try:
@@ -235,9 +236,10 @@ class ProducerConnection:
                 self.request_close(CloseCode.SLOW_CONSUMER, "slow consumer")
             peer_gone = self._close is None
         finally:
-            for task in (reader, watchdog, closing):
+            self._ctx.expiry.forget(self)
+            for task in (reader, closing):
                 task.cancel()
-            await asyncio.gather(reader, watchdog, closing, return_exceptions=True)
+            await asyncio.gather(reader, closing, return_exceptions=True)
             await self._finish(writer, answerer, peer_gone)
 
     async def _finish(
@@ -266,13 +268,14 @@ class ProducerConnection:
         if not peer_gone:
             await self._end(code, reason)
 
-    async def _watch_expiry(self) -> None:
-        while self._claims is not None:
-            remaining = (self._claims.expires_at - utcnow()).total_seconds()
-            if remaining <= 0:
-                self.request_close(CloseCode.TOKEN_EXPIRED, "token expired")
-                return
-            await asyncio.sleep(remaining)
+    def token_expires_at(self) -> float:
+        """When the connection's token expires (`TokenExpiry`); an `auth` frame pushes it back."""
+        assert self._claims is not None  # watched once authenticated
+        return self._claims.expires_at.timestamp()
+
+    def token_expired(self) -> None:
+        """Called by the server's `TokenExpiry` once `token_expires_at` has passed."""
+        self.request_close(CloseCode.TOKEN_EXPIRED, "token expired")
 
     # -- inbound ---------------------------------------------------------------------------
 
@@ -367,6 +370,7 @@ class ProducerConnection:
             raise TokenError("the token belongs to another user")
         old_session = self.session_id
         self._adopt(claims)
+        self._ctx.expiry.watch(self)  # only does something if it expires earlier now
         if claims.session_id != old_session:
             self._ctx.connections.move_session(self, old_session)
         self._emit_text(auth_ok(claims), "auth_ok")
