@@ -127,6 +127,7 @@ class Bench(Session):
                 found.append(
                     ("idle: ≤ 20 KB RSS per idle connection", fmt_bytes(per), yes(per <= 20_000))
                 )
+                found.append(("idle: ≤ 12 KB (issue 13)", fmt_bytes(per), yes(per <= 12_000)))
             if row.name == "resume" and row.delivery is not None:
                 found.append(
                     (
