@@ -130,7 +130,7 @@ async def test_a_refreshed_token_keeps_the_connection_past_the_first_expiry(
     strict_consumer: str, tokens: TokenFactory
 ) -> None:
     user = uuid.uuid4()
-    first = tokens.token(user, ttl=1)
+    first = tokens.token(user, ttl=3)  # outlives connecting on a loaded machine
     headers = {"Authorization": f"Bearer {first}"}
     async with websockets.connect(
         f"ws://{strict_consumer}/v1/ws", additional_headers=headers
@@ -152,7 +152,7 @@ async def test_a_refresh_with_a_shorter_lived_token_closes_at_its_expiry(
         f"ws://{strict_consumer}/v1/ws", additional_headers=headers
     ) as ws:
         await next_frame(ws, "ready")
-        await ws.send(json.dumps({"type": "auth", "token": tokens.token(user, ttl=2)}))
+        await ws.send(json.dumps({"type": "auth", "token": tokens.token(user, ttl=3)}))
         exp = (await next_frame(ws, "auth_ok"))["exp"]
         await closed_4505_at(ws, exp)
 
