@@ -95,6 +95,12 @@ class ConnectionWatcher(Protocol):
     def slow_consumer(self, error: nats.errors.SlowConsumerError) -> None: ...
 
 
+# A connection that reads nothing is made again within about 8 s (a ping every 2 s; the 4th
+# without a PONG is stale). A PONG late past that (a saturated loop) costs a reconnect, no more.
+PING_INTERVAL_S = 2
+MAX_OUTSTANDING_PINGS = 3
+
+
 async def connect_nats(url: str, name: str, watcher: ConnectionWatcher | None = None) -> NatsClient:
     """A NATS connection that reconnects by itself for ever once established."""
 
@@ -124,6 +130,12 @@ async def connect_nats(url: str, name: str, watcher: ConnectionWatcher | None = 
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,
             connect_timeout=2,
+            # nats-py stops reading, for good and without reconnecting, when handling a message
+            # raises in its read loop ("nats: encountered error"); only unanswered pings notice
+            # (then it reconnects, and `disconnected` closes what depended on the connection).
+            # Its default, 2 pings 120 s apart, left a consumer deaf for minutes in a chaos run.
+            ping_interval=PING_INTERVAL_S,
+            max_outstanding_pings=MAX_OUTSTANDING_PINGS,
             disconnected_cb=disconnected,
             reconnected_cb=reconnected,
             error_cb=error,

@@ -26,7 +26,7 @@ from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
 from rtm.auth.domain.exceptions import Unavailable
-from rtm.shared.connect import NATS_FAILURES, retry_forever
+from rtm.shared.connect import MAX_OUTSTANDING_PINGS, NATS_FAILURES, PING_INTERVAL_S, retry_forever
 from rtm.shared.contract import SESSION_REVOKED, SessionRevoked
 
 logger = logging.getLogger(__name__)
@@ -83,6 +83,9 @@ class NatsBus:
             max_reconnect_attempts=max_reconnect_attempts,
             reconnect_time_wait=1,
             connect_timeout=2,
+            # A connection whose reading died is stale within seconds (rtm.shared.connect).
+            ping_interval=PING_INTERVAL_S,
+            max_outstanding_pings=MAX_OUTSTANDING_PINGS,
             error_cb=self._on_error,
             disconnected_cb=self._on_disconnected,
             reconnected_cb=self._on_reconnected,

@@ -24,7 +24,7 @@ from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
 
 from rtm.producer.domain.exceptions import Unavailable
-from rtm.shared.connect import NATS_FAILURES, retry_forever
+from rtm.shared.connect import MAX_OUTSTANDING_PINGS, NATS_FAILURES, PING_INTERVAL_S, retry_forever
 from rtm.shared.contract import STREAM
 from rtm.shared.jetstream import ensure_stream
 
@@ -116,6 +116,9 @@ class NatsBus:
             max_reconnect_attempts=-1,
             reconnect_time_wait=1,
             connect_timeout=2,
+            # A connection whose reading died is stale within seconds (rtm.shared.connect).
+            ping_interval=PING_INTERVAL_S,
+            max_outstanding_pings=MAX_OUTSTANDING_PINGS,
             error_cb=self._on_error,
             disconnected_cb=self._on_disconnected,
             reconnected_cb=self._on_reconnected,
