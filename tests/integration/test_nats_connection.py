@@ -12,9 +12,15 @@ clients resume elsewhere or after.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 
-from rtm.shared.connect import connect_nats
+import pytest
+from nats.errors import FlushTimeoutError
+
+from rtm.local.nats import EmbeddedNats
+from rtm.shared.connect import connect_nats, flush_within
 
 
 class Watcher:
@@ -45,5 +51,29 @@ async def test_a_connection_that_stopped_reading_reconnects_by_itself(nats_url: 
             await asyncio.sleep(0.1)
         assert watcher.disconnects >= 1
         await nc.flush(timeout=5)  # reads again: the PONG comes back
+    finally:
+        await nc.close()
+
+
+async def test_a_flush_given_up_on_leaves_the_connection_reading(
+    nats_server: EmbeddedNats,
+) -> None:
+    """The likely trigger: nats-py's own `flush(timeout)` cancels its PONG future when it gives
+    up and leaves it queued; the late PONG then raises in the read loop, which ends. Our flush
+    gives up on its side only, so the PONG finds its future and reading goes on."""
+    nc = await connect_nats(nats_server.url, "late-pong", Watcher())
+    assert nats_server.proc is not None
+    pid = nats_server.proc.pid
+    try:
+        os.kill(pid, signal.SIGSTOP)  # the server answers nothing: the PONG comes late
+        try:
+            with pytest.raises(FlushTimeoutError):
+                await flush_within(nc, 0.3)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        await nc.flush(timeout=5)  # the late PONG came and was read, and so is this one
+        reading = nc._reading_task  # the library's task that dies in the bug (private)
+        assert reading is not None
+        assert not reading.done(), "the read loop ended: the connection reads nothing"
     finally:
         await nc.close()

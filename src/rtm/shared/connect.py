@@ -142,3 +142,27 @@ async def connect_nats(url: str, name: str, watcher: ConnectionWatcher | None = 
         )
 
     return await retry_forever(f"NATS at {url}", attempt)
+
+
+# How long a flush given up on by `flush_within` may still wait for its PONG (in the background).
+FLUSH_BACKGROUND_S = 60
+
+
+async def flush_within(nc: NatsClient, timeout: float) -> None:
+    """`nc.flush()` (everything published before it reached the server), given up on after
+    `timeout` with `FlushTimeoutError`, as `nc.flush(timeout)` would, but without its bug: it
+    cancels its PONG future when it gives up and leaves it queued, so the late PONG raises in
+    nats-py's read loop, which then ends for good. Here the flush goes on in the background and
+    only the caller stops waiting."""
+    flushing = asyncio.ensure_future(nc.flush(timeout=FLUSH_BACKGROUND_S))
+    flushing.add_done_callback(_forget_outcome)
+    try:
+        await asyncio.wait_for(asyncio.shield(flushing), timeout)
+    except TimeoutError:
+        raise nats.errors.FlushTimeoutError from None
+
+
+def _forget_outcome(task: asyncio.Future[None]) -> None:
+    """A background flush's failure is the connection's (its own callbacks report that)."""
+    if not task.cancelled():
+        task.exception()

@@ -26,7 +26,13 @@ from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
 from rtm.auth.domain.exceptions import Unavailable
-from rtm.shared.connect import MAX_OUTSTANDING_PINGS, NATS_FAILURES, PING_INTERVAL_S, retry_forever
+from rtm.shared.connect import (
+    MAX_OUTSTANDING_PINGS,
+    NATS_FAILURES,
+    PING_INTERVAL_S,
+    flush_within,
+    retry_forever,
+)
 from rtm.shared.contract import SESSION_REVOKED, SessionRevoked
 
 logger = logging.getLogger(__name__)
@@ -98,7 +104,7 @@ class NatsBus:
             raise Unavailable("NATS not connected")
         payload = event.encode()
         await nc.publish(SESSION_REVOKED, payload)
-        await nc.flush(timeout=2)
+        await flush_within(nc, 2)
         kv = await self._bucket_handle(nc)
         await kv.put(str(event.session_id), payload)
 

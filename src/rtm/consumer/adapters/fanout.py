@@ -7,6 +7,7 @@ from nats.aio.client import Client as NatsClient
 
 from rtm.consumer.domain.delivery import encode_delivery
 from rtm.consumer.domain.model import StoredBatch
+from rtm.shared.connect import flush_within
 from rtm.shared.contract import deliver_subject
 
 FLUSH_TIMEOUT_S = 5
@@ -21,7 +22,7 @@ class NatsFanout:
 
     async def flush(self) -> None:
         """A PING/PONG round trip: the server has everything published before it."""
-        await self._nc.flush(timeout=FLUSH_TIMEOUT_S)
+        await flush_within(self._nc, FLUSH_TIMEOUT_S)
 
     async def publish(self, batch: StoredBatch) -> None:
         for message in batch.messages:
