@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from dataclasses import replace
@@ -106,7 +107,8 @@ async def test_resend_within_the_stream_window_acks_the_original(world: World) -
 
 
 async def test_resend_of_a_stored_message_is_answered_from_the_database(world: World) -> None:
-    """After the JetStream window PostgreSQL decides: no publish at all."""
+    """After the JetStream window PostgreSQL decides; membership not cached yet: no publish
+    at all (it is read with the stored copy, in one round trip)."""
     key = uuid.uuid4()
     stored = StoredSend(uuid.uuid4(), 77, world.clock.start, 1)
     world.repository.stored[(world.alice, key)] = stored
@@ -121,6 +123,43 @@ async def test_stored_duplicate_wins_even_after_leaving_the_conversation(world: 
     world.repository.stored[(world.eve, key)] = StoredSend(uuid.uuid4(), 5, world.clock.start, 1)
     ack = await world.service.send(world.send(sender=world.eve, client_msg_id=key))
     assert ack.duplicate
+
+
+async def test_a_member_with_cached_membership_is_published_while_the_lookup_runs(
+    world: World,
+) -> None:
+    """The stored-copy lookup and the publish overlap: the ack waits for the slower of the
+    two, not for both one after the other."""
+    await world.service.send(world.send())  # the conversation's membership is cached now
+    world.repository.gate = asyncio.Event()
+    sending = asyncio.create_task(world.service.send(world.send("second")))
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert [m.body for m in world.publisher.submitted] == ["hi", "second"]
+    assert not sending.done()  # the lookup has not answered: no ack yet
+    world.repository.gate.set()
+    ack = await sending
+    assert (ack.message_id, ack.duplicate) == (world.publisher.stream[1].message_id, False)
+
+
+async def test_a_stored_resend_published_again_is_acked_with_the_original(world: World) -> None:
+    """With membership cached a resend is published before the lookup answers; the stored copy
+    still decides the ack (the consumer skips the second copy: PostgreSQL's unique key)."""
+    await world.service.send(world.send())
+    key = uuid.uuid4()
+    stored = StoredSend(uuid.uuid4(), 77, world.clock.start, 1)
+    world.repository.stored[(world.alice, key)] = stored
+    ack = await world.service.send(world.send(client_msg_id=key))
+    assert ack == Ack(key, stored.message_id, 77, True, stored.accepted_at)
+    world.publisher.down = True  # and when the publish fails, the stored copy answers too
+    assert await world.service.send(world.send(client_msg_id=key)) == ack
+
+
+async def test_a_cached_non_member_is_refused_without_a_publish(world: World) -> None:
+    await world.service.send(world.send())
+    with pytest.raises(Forbidden):
+        await world.service.send(world.send(sender=world.eve))
+    assert [m.sender_id for m in world.publisher.submitted] == [world.alice]
 
 
 async def test_invalid_body_is_refused_before_any_io(world: World) -> None:

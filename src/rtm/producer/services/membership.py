@@ -3,7 +3,8 @@
 The rules (docs/architecture.md, "The message path"):
 
 - A fresh cached membership is used as is; the send still asks PostgreSQL whether it is already
-  stored, within `lookup_timeout`. When PostgreSQL cannot answer that in time, the send goes on
+  stored, within `lookup_timeout` (a member's send asks while it is being published:
+  `MessageService`). When PostgreSQL cannot answer that in time, the send goes on
   with JetStream's `Nats-Msg-Id` dedup alone (PostgreSQL's unique constraint still keeps one
   stored copy).
 - Without a fresh entry, membership and the stored copy are read together and the entry is
@@ -71,20 +72,10 @@ class MembershipService:
         when PostgreSQL could not be asked). Raises `Unavailable` only when membership cannot
         be known at all."""
         conversation_id = command.conversation_id
+        members = self.fresh_members(conversation_id)
+        if members is not None:
+            return SendCheck(members, await self.stored_copy(command))
         cached = self._cache.lookup(conversation_id)
-        if cached is not None and cached.fresh:
-            self._observe(CheckEvent.CACHE_HIT)
-            try:
-                stored = await self._read(
-                    lambda timeout: self._repository.stored_send(
-                        command.sender_id, command.client_msg_id, timeout=timeout
-                    ),
-                    fallback=True,
-                )
-            except Unavailable:
-                self._observe(CheckEvent.STORED_CHECK_SKIPPED)
-                stored = None
-            return SendCheck(cached.members, stored)
         token = self._cache.token()
         try:
             check = await self._read(
@@ -105,6 +96,30 @@ class MembershipService:
             self._cache.fill(conversation_id, check.members, token)
         return check
 
+    def fresh_members(self, conversation_id: uuid.UUID) -> frozenset[uuid.UUID] | None:
+        """The conversation's members from a fresh cache entry, without I/O (None: no fresh
+        entry; `check_send` reads them)."""
+        cached = self._cache.lookup(conversation_id)
+        if cached is None or not cached.fresh:
+            return None
+        self._observe(CheckEvent.CACHE_HIT)
+        return cached.members
+
+    async def stored_copy(self, command: SendMessage) -> StoredSend | None:
+        """Any stored copy of the send, within `lookup_timeout` and not during the cooldown:
+        None also when PostgreSQL could not say (JetStream's `Nats-Msg-Id` window and
+        PostgreSQL's unique key still keep one stored copy). Never raises `Unavailable`."""
+        try:
+            return await self._read(
+                lambda timeout: self._repository.stored_send(
+                    command.sender_id, command.client_msg_id, timeout=timeout
+                ),
+                fallback=True,
+            )
+        except Unavailable:
+            self._observe(CheckEvent.STORED_CHECK_SKIPPED)
+            return None
+
     async def stored_send(self, command: SendMessage) -> StoredSend | None:
         """The stored copy of the send, from PostgreSQL now (no cache, no cooldown: a send
         waiting until stored asks until it is there). Raises `Unavailable`."""
@@ -114,10 +129,10 @@ class MembershipService:
 
     async def members(self, conversation_id: uuid.UUID) -> frozenset[uuid.UUID] | None:
         """The conversation's members (None: no such conversation), by the same rules."""
+        members = self.fresh_members(conversation_id)
+        if members is not None:
+            return members
         cached = self._cache.lookup(conversation_id)
-        if cached is not None and cached.fresh:
-            self._observe(CheckEvent.CACHE_HIT)
-            return cached.members
         token = self._cache.token()
         try:
             members = await self._read(
