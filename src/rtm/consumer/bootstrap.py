@@ -113,7 +113,7 @@ class ConsumerRuntime:
             leases=KvPartitionLeases(js, settings.instance_id, settings.lease_ttl_s),
             sources=JetStreamPartitionSources(js, ack_wait=settings.ack_wait_s, nc=self.nc),
             store=PostgresMessageStore(self.database),
-            fanout=NatsFanout(self.nc),
+            fanout=NatsFanout(self.nc, self.deliveries.origin, self.deliveries.deliver_local),
             lease_ttl=settings.lease_ttl_s,
             batch_size=settings.batch_size,
             fetch_timeout=settings.fetch_timeout_s,

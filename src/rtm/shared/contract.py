@@ -4,7 +4,7 @@ Everything that crosses NATS is JSON encoded here and decoded here, so producer,
 cannot drift apart. Subjects:
 
     rtm.msg.<partition>.<conversation_id>    JetStream stream RTM_MESSAGES: accepted sends
-    rtm.deliver.<conversation_id>            core NATS: stored messages, fanned out to consumers
+    rtm.deliver.<conversation_id>.<origin>   core NATS: stored messages, fanned out to consumers
     rtm.events.conversation                  core NATS: conversation created / member changes
     rtm.events.session.revoked               core NATS: a session was logged out or revoked
     rtm.events.typing / rtm.events.read      core NATS: ephemeral typing and read markers
@@ -49,8 +49,11 @@ def partition_filter(partition: int) -> str:
     return f"{MESSAGE_SUBJECT_PREFIX}.{partition}.*"
 
 
-def deliver_subject(conversation_id: uuid.UUID) -> str:
-    return f"{DELIVER_SUBJECT_PREFIX}.{conversation_id}"
+def deliver_subject(conversation_id: uuid.UUID, origin: str) -> str:
+    """`origin` names the publishing consumer instance (one token), so that it can skip its own
+    echo: it has handed the message to its local sockets already. Subscribers take
+    `rtm.deliver.>`, which also matches the older `rtm.deliver.<conversation_id>`."""
+    return f"{DELIVER_SUBJECT_PREFIX}.{conversation_id}.{origin}"
 
 
 def msg_id_header(sender_id: uuid.UUID, client_msg_id: uuid.UUID) -> str:

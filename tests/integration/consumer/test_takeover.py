@@ -108,13 +108,21 @@ async def test_the_next_owner_sends_the_fan_out_its_dead_predecessor_never_sent(
         assert (await dead.step()).stored == 3  # committed; it died before fanning out
         await dead.close()
 
-        successor = await _owner(nc, store, partition, FenceToken(1, 20), NatsFanout(nc))
+        local: list[int] = []
+
+        async def deliver_local(data: bytes) -> None:
+            local.append(decode_delivery(data).seq)
+
+        successor = await _owner(
+            nc, store, partition, FenceToken(1, 20), NatsFanout(nc, "successor", deliver_local)
+        )
         await nc.flush()
         for _ in range(50):
             if len(delivered) >= 3:
                 break
             await asyncio.sleep(0.02)
         assert [seq for seq, _ in delivered] == [1, 2, 3]  # before the successor read anything
+        assert local == [1, 2, 3]  # and its own sockets got them straight away
         assert all(set(members) == {sender, receiver} for _, members in delivered)
         await successor.close()
     finally:

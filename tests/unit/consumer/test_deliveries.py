@@ -21,7 +21,12 @@ from rtm.consumer.domain.model import StoredMessage
 from rtm.consumer.entrypoints.deliveries import Deliveries
 from rtm.consumer.entrypoints.hub import Hub, LiveConnection
 from rtm.consumer.services import ReadService
-from rtm.shared.contract import DELIVER_SUBJECT_PREFIX, SESSION_REVOKED, SessionRevoked
+from rtm.shared.contract import (
+    DELIVER_SUBJECT_PREFIX,
+    SESSION_REVOKED,
+    SessionRevoked,
+    deliver_subject,
+)
 from rtm.shared.revocation import REVOCATION_MEMORY_S, RevokedSessions
 from rtm.shared.ws import CloseCode, Outbox
 from tests.support.outbox import FakeOutbox
@@ -174,3 +179,33 @@ async def test_message_frames_are_counted_once_each_per_socket_that_got_one() ->
 
     assert (first_out.seqs(), second_out.seqs()) == ([1, 2], [1, 2, 3])
     assert frames_out("message") == before + 5
+
+
+async def test_own_fan_out_is_delivered_locally_and_its_echo_from_the_bus_skipped() -> None:
+    """A partition worker of this instance hands its batch to the local sockets at once (no
+    round trip through nats-server); the copy the bus sends back is recognised by its subject
+    and skipped, while other instances' deliveries, and the older subject without an origin
+    (an instance not yet upgraded), are delivered."""
+    deliveries, hub, _, _ = await started()
+    conn, outbox = connection([])
+    hub.add(conn)
+    conversation = uuid.uuid4()
+
+    def stored(seq: int) -> bytes:
+        message = StoredMessage(
+            uuid.uuid4(), conversation, seq, uuid.uuid4(), uuid.uuid4(), "hi", datetime.now(UTC)
+        )
+        return encode_delivery(message, [conn.user_id])
+
+    await deliveries.deliver_local(stored(1))
+    await deliveries.on_delivery(msg(stored(2), deliver_subject(conversation, deliveries.origin)))
+    assert outbox.seqs() == [1]
+    await deliveries.on_delivery(msg(stored(2), deliver_subject(conversation, "other")))
+    await deliveries.on_delivery(msg(stored(3), f"{DELIVER_SUBJECT_PREFIX}.{conversation}"))
+    assert outbox.seqs() == [1, 2, 3]
+
+
+async def test_the_origin_is_one_subject_token_and_differs_between_instances() -> None:
+    first, second = Deliveries(Hub(), revocations()), Deliveries(Hub(), revocations())
+    assert first.origin != second.origin
+    assert first.origin.isalnum()

@@ -1,5 +1,6 @@
 """The consumer's core-NATS subscriptions that reach local sockets: stored messages on
-`rtm.deliver.>` (from the partition workers of every instance), and session revocations.
+`rtm.deliver.>` (from the partition workers of every other instance; this instance's own reach
+its sockets directly, `deliver_local`), and session revocations.
 
 Core NATS keeps nothing for a subscriber that is not there, so the hub serves sockets only
 while the delivery subscription is in place (see `Hub`): `start` tells it so once the revoked
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
@@ -39,6 +41,10 @@ class Deliveries:
         self._hub = hub
         self._revoked = revoked
         self._subscription: Subscription | None = None
+        # Names this instance's fan-out (`NatsFanout`): its own batches reach the local sockets
+        # through `deliver_local`, and their echo from the bus is skipped.
+        self.origin = uuid.uuid4().hex
+        self._own_suffix = "." + self.origin
 
     async def start(self, nc: NatsClient) -> None:
         """Subscribe on `nc` (connected, with this object as its watcher): revocations first,
@@ -68,10 +74,17 @@ class Deliveries:
             self._hub.feed_resumed()
 
     async def on_delivery(self, msg: Msg) -> None:
+        if msg.subject.endswith(self._own_suffix):
+            return  # our own partition worker's: handed to the local sockets already
+        await self.deliver_local(msg.data, msg.subject)
+
+    async def deliver_local(self, data: bytes, subject: str = "the local fan-out") -> None:
+        """A delivery (`encode_delivery`) to this instance's sockets: from the bus, or straight
+        from a local partition worker, which saves the round trip through nats-server."""
         try:
-            delivery = decode_delivery(msg.data)
+            delivery = decode_delivery(data)
         except (ValueError, UnicodeDecodeError):
-            logger.error("dropping malformed delivery on %s", msg.subject)
+            logger.error("dropping malformed delivery on %s", subject)
             return
         self._hub.deliver(delivery)
         # Let the sockets' writers run: a burst of deliveries arrives without any suspension
