@@ -55,12 +55,12 @@ from rtm.auth.bootstrap import Auth, build
 from rtm.auth.domain.model import ClientInfo
 from rtm.auth.domain.tokens import new_refresh_token
 from rtm.consumer import bootstrap as consumer_bootstrap
-from rtm.consumer.entrypoints import ws as consumer_ws
+from rtm.consumer.entrypoints import ws_session as consumer_ws
 from rtm.consumer.settings import ConsumerSettings
 from rtm.local.nats import EmbeddedNats
 from rtm.local.postgres import EmbeddedPostgres
 from rtm.producer import bootstrap as producer_bootstrap
-from rtm.producer.entrypoints import ws as producer_ws
+from rtm.producer.entrypoints import ws_connection as producer_ws
 from rtm.shared.contract import (
     CONVERSATION_EVENTS,
     MESSAGE_SUBJECT_PREFIX,

@@ -24,11 +24,11 @@ from pydantic import BaseModel
 
 from rtm.consumer import bootstrap as consumer_bootstrap
 from rtm.consumer.entrypoints import asyncapi as consumer_asyncapi
-from rtm.consumer.entrypoints import ws as consumer_ws
+from rtm.consumer.entrypoints import ws_session as consumer_ws
 from rtm.consumer.settings import ConsumerSettings
 from rtm.producer import bootstrap as producer_bootstrap
 from rtm.producer.entrypoints import asyncapi as producer_asyncapi
-from rtm.producer.entrypoints import ws as producer_ws
+from rtm.producer.entrypoints import ws_connection as producer_ws
 from rtm.producer.settings import ProducerSettings
 from rtm.shared.asyncapi import (
     CLOSE_CODES,

@@ -1,8 +1,8 @@
 """The consumer's AsyncAPI document (`GET /v1/asyncapi.json`) and its page (`GET /v1/asyncapi`).
 
-The document is generated from the models in `schemas.py`: those that validate the frames `ws.py`
-reads, and those the outbound frames are checked against, with this deployment's limits in its
-description.
+The document is generated from the models in `schemas.py`: those that validate the frames
+`ws_session.py` reads, and those the outbound frames are checked against, with this deployment's
+limits in its description.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The producer's AsyncAPI document (`GET /v1/asyncapi.json`) and its page (`GET /v1/asyncapi`).
 
 The document is generated from the models in `schemas.py`, the same ones that validate the frames
-`ws.py` reads, with this deployment's limits in its description.
+`ws_connection.py` reads, with this deployment's limits in its description.
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ runs `MessageService.send` in a task of its own, and the pipeline adds only the 
         ▼
     answers()                 yields each send with its answer, in submission order
 
-The entrypoint (`entrypoints/ws.py`) submits what it reads and writes what `answers()` yields.
+The entrypoint (`entrypoints/ws_connection.py`) submits what it reads; its `ws_answerer.py`
+writes what `answers()` yields.
 """
 
 from __future__ import annotations
