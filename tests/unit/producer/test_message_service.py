@@ -142,6 +142,23 @@ async def test_a_member_with_cached_membership_is_published_while_the_lookup_run
     assert (ack.message_id, ack.duplicate) == (world.publisher.stream[1].message_id, False)
 
 
+async def test_a_cancelled_send_leaves_no_lookup_behind(world: World) -> None:
+    """Cancelled while waiting for its PubAck, with the lookup still running."""
+    await world.service.send(world.send())
+    world.repository.gate = asyncio.Event()
+    world.publisher.hold = True
+    sending = asyncio.create_task(world.service.send(world.send()))
+    for _ in range(10):
+        await asyncio.sleep(0)
+    sending.cancel()
+    await asyncio.wait({sending})
+    for _ in range(5):  # the lookup's own cancellation takes a few loop turns
+        await asyncio.sleep(0)
+    others = asyncio.all_tasks() - {asyncio.current_task()}
+    assert sending.cancelled()
+    assert all(task.done() for task in others)
+
+
 async def test_a_stored_resend_published_again_is_acked_with_the_original(world: World) -> None:
     """With membership cached a resend is published before the lookup answers; the stored copy
     still decides the ack (the consumer skips the second copy: PostgreSQL's unique key)."""

@@ -157,19 +157,25 @@ class MessageService:
         JetStream's duplicate window."""
         lookup = asyncio.ensure_future(self._membership.stored_copy(command))
         try:
-            ack = await self._accept(command, turn)
-        except RtmError:
+            accepted = await self._accept_or_refusal(command, turn)
             stored = await lookup
-            if stored is None:
-                raise
+        finally:
+            lookup.cancel()  # nothing once it is done; stops it if this send is cancelled
+        if stored is not None:
+            if isinstance(accepted, Ack) and accepted.message_id == stored.message_id:
+                return accepted
             return _ack_of_stored(command, stored)
-        except BaseException:
-            lookup.cancel()
-            raise
-        stored = await lookup
-        if stored is not None and stored.message_id != ack.message_id:
-            return _ack_of_stored(command, stored)
-        return ack
+        if isinstance(accepted, RtmError):
+            raise accepted
+        return accepted
+
+    async def _accept_or_refusal(
+        self, command: SendMessage, turn: AbstractAsyncContextManager[object]
+    ) -> Ack | RtmError:
+        try:
+            return await self._accept(command, turn)
+        except RtmError as exc:
+            return exc
 
     async def _accept(self, command: SendMessage, turn: AbstractAsyncContextManager[object]) -> Ack:
         """Publish (within `turn`) and ack after the PubAck."""
