@@ -171,7 +171,12 @@ async def test_postgresql_outage_answers_only_successes_or_unavailable_and_recov
         everyone = receivers + newcomers
         answers = http + [a for r in everyone for a in r.answers]
         assert_only_successes_and_unavailable(answers)
-        if outage != "frozen-server":  # a frozen postmaster alone leaves pooled connections
+        # A frozen postmaster alone leaves pooled connections working; frozen backends alone
+        # leave the postmaster forking new ones, and whether a client request meets one of the
+        # frozen pooled connections first depends on timing (on a busy machine, runs where every
+        # request got a fresh connection and answered 200 were seen). Those two must only never
+        # hang or fail; the others cannot be served at all, so a client must have felt them.
+        if outage not in ("frozen-server", "frozen-children"):
             assert any(a.unavailable and a.during for a in answers), "the outage was not felt"
 
         await until_every_message_arrived(everyone, total, SETTLE_S)
