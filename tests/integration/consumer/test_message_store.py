@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 
+from rtm.consumer.adapters import postgres_store
 from rtm.consumer.adapters.postgres_queries import PostgresMessageQueries
 from rtm.consumer.adapters.postgres_store import PostgresMessageStore
 from rtm.consumer.domain.exceptions import Fenced, OffsetMoved, Unavailable
@@ -21,8 +22,14 @@ PARTITION = 3
 TOKEN = FenceToken(1, 10)
 
 
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[PostgresMessageStore]:
+@pytest.fixture(params=["small batches", "large batches"])
+async def store(
+    database_url: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[PostgresMessageStore]:
+    """Every test runs through both functions: `store_small_batch` (the batches of these tests
+    are small) and, with the threshold at 0, `store_batch` itself."""
+    if request.param == "large batches":
+        monkeypatch.setattr(postgres_store, "SMALL_BATCH", 0)
     async with opened_database(database_url, Unavailable) as database:
         yield PostgresMessageStore(database)
 

@@ -6,7 +6,8 @@ transaction locks that row and checks it still holds the worker's token and offs
 lost its partition therefore cannot commit, however late it runs and whatever it fetched.
 
 A batch is one call of the server-side function `messaging.store_batch`
-(migrations/0007_store_batch.sql, 0008_sender_read_marker.sql), one statement and so one round
+(migrations/0007_store_batch.sql, 0008_sender_read_marker.sql; a small batch calls it through
+`messaging.store_small_batch`, 0009, for cached plans), one statement and so one round
 trip and one implicit transaction: it locks the partition's offset row (the fence) and checks
 token and offset, skips sends already stored (or repeated within the batch) and messages to
 conversations that do not exist, locks the heads of the conversations involved, numbers the rest
@@ -74,7 +75,7 @@ class PostgresMessageStore:
         async with self._db.connection() as conn:  # one statement: its own transaction
             try:
                 rows = await conn.fetch(
-                    _STORE,
+                    _STORE_SMALL if len(messages) <= SMALL_BATCH else _STORE_LARGE,
                     partition,
                     token.epoch,
                     token.revision,
@@ -196,7 +197,13 @@ SELECT fence_epoch, fence_revision FROM messaging.partition_offsets WHERE partit
 # row per stored message comes back (its index in the arrays, its seq, its conversation's
 # members on the conversation's first row). One round trip and one implicit transaction.
 _STORE = """
-SELECT idx, seq, members FROM messaging.store_batch(
+SELECT idx, seq, members FROM messaging.{function}(
     $1::integer, $2::bigint, $3::bigint, $4::bigint, $5::bigint, $6::bigint, $7::uuid[],
     $8::uuid[], $9::uuid[], $10::uuid[], $11::text[], $12::timestamptz[], $13::bigint[])
 """
+# A batch of up to SMALL_BATCH messages goes through the same function with generic plans
+# (migrations/0009_store_small_batch.sql): planning store_batch's statements for each call costs
+# more than running them for a batch of two; for larger batches the plans for its actual sizes win.
+SMALL_BATCH = 4
+_STORE_SMALL = _STORE.format(function="store_small_batch")
+_STORE_LARGE = _STORE.format(function="store_batch")
