@@ -3,12 +3,14 @@ deliveries may be lost, and stored messages and revocations reach the hub."""
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any, cast
 
+import pytest
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -16,7 +18,7 @@ from nats.errors import SlowConsumerError
 from nats.js.errors import BucketNotFoundError
 from prometheus_client import REGISTRY
 
-from rtm.consumer.domain.delivery import encode_delivery
+from rtm.consumer.domain.delivery import LiveDelivery, encode_delivery
 from rtm.consumer.domain.model import StoredMessage
 from rtm.consumer.entrypoints.deliveries import Deliveries
 from rtm.consumer.entrypoints.hub import Hub, LiveConnection
@@ -209,3 +211,35 @@ async def test_the_origin_is_one_subject_token_and_differs_between_instances() -
     first, second = Deliveries(Hub(), revocations()), Deliveries(Hub(), revocations())
     assert first.origin != second.origin
     assert first.origin.isalnum()
+
+
+async def test_a_bug_while_delivering_is_logged_and_does_not_reach_the_partition_worker(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The local fan-out runs in a partition worker: a bug in handing a delivery to the sockets
+    must not fail the batch (the worker would restart from its offset, fan out again and meet
+    the same bug: storing would stall). It is logged with its traceback, and the next delivery
+    goes out."""
+    deliveries, hub, _, _ = await started()
+    conn, outbox = connection([])
+    hub.add(conn)
+    conversation = uuid.uuid4()
+
+    def stored(seq: int) -> bytes:
+        message = StoredMessage(
+            uuid.uuid4(), conversation, seq, uuid.uuid4(), uuid.uuid4(), "hi", datetime.now(UTC)
+        )
+        return encode_delivery(message, [conn.user_id])
+
+    real = hub.deliver
+
+    def broken_once(delivery: LiveDelivery) -> None:
+        monkeypatch.setattr(hub, "deliver", real)
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(hub, "deliver", broken_once)
+    await deliveries.deliver_local(stored(1))
+    await deliveries.deliver_local(stored(2))
+    [line] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert line.exc_info is not None
+    assert outbox.seqs() == [2]

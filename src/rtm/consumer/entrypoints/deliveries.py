@@ -86,7 +86,16 @@ class Deliveries:
         except (ValueError, UnicodeDecodeError):
             logger.error("dropping malformed delivery on %s", subject)
             return
-        self._hub.deliver(delivery)
+        try:
+            self._hub.deliver(delivery)
+        except Exception:  # last line of defence: a partition worker runs this (local fan-out)
+            # and would otherwise fail its batch, restart and meet the same bug: storing stalls.
+            # The sockets concerned fill the gap from PostgreSQL at their next delivery.
+            logger.exception(
+                "delivering seq %s of %s to local sockets failed",
+                delivery.seq,
+                delivery.conversation_id,
+            )
         # Let the sockets' writers run: a burst of deliveries arrives without any suspension
         # point in between, and would otherwise pile up in fast readers' queues too (4008).
         await asyncio.sleep(0)
