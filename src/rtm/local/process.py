@@ -10,7 +10,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -148,11 +148,21 @@ def signal_tree(pid: int, sig: int) -> int:
     return signalled
 
 
+# The ports `free_port` handed out lately: the OS may give the same free port to two binds in a
+# row (seen: a nats-server started with its client and monitor ports equal, and failing).
+_HANDED_OUT: deque[int] = deque(maxlen=256)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """A TCP port nothing listens on right now (the OS picks it), and none of the last 256 this
+    process was given, so that `free_port(), free_port()` are two different ports."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port = int(sock.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.append(port)
+            return port
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import socket
+from collections import deque
 
 import pytest
 
+from rtm.local import process
 from rtm.local.errors import PortBusyError, RunnerError
 from rtm.local.ports import PortClaim, resolve_ports
 
@@ -88,3 +91,31 @@ def test_every_busy_port_is_reported_in_one_error_with_its_setting() -> None:
     assert any("8080" in line and "RTM_AUTH_HTTP_PORT" in line for line in lines)
     assert any("8081" in line and "RTM_PRODUCER_PORT" in line for line in lines)
     assert "4322" not in str(caught.value)
+
+
+def test_free_port_never_hands_out_the_same_port_twice_in_a_row(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The OS may answer two binds to port 0 with the same port; two `free_port()` calls made
+    for one server (client and monitor ports) must still differ."""
+    answers = iter([40001, 40001, 40002])
+
+    class OneAnswerEach:
+        def __init__(self, *_: object) -> None:
+            self.port = next(answers)
+
+        def __enter__(self) -> OneAnswerEach:
+            return self
+
+        def __exit__(self, *_: object) -> None:
+            return None
+
+        def bind(self, _: object) -> None:
+            return None
+
+        def getsockname(self) -> tuple[str, int]:
+            return ("127.0.0.1", self.port)
+
+    monkeypatch.setattr(process, "_HANDED_OUT", deque(maxlen=256))
+    monkeypatch.setattr(socket, "socket", OneAnswerEach)
+    assert (process.free_port(), process.free_port()) == (40001, 40002)
