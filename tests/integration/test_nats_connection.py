@@ -16,6 +16,7 @@ import os
 import signal
 import time
 
+import nats
 import pytest
 from nats.errors import FlushTimeoutError
 
@@ -61,7 +62,9 @@ async def test_a_flush_given_up_on_leaves_the_connection_reading(
     """The likely trigger: nats-py's own `flush(timeout)` cancels its PONG future when it gives
     up and leaves it queued; the late PONG then raises in the read loop, which ends. Our flush
     gives up on its side only, so the PONG finds its future and reading goes on."""
-    nc = await connect_nats(nats_server.url, "late-pong", Watcher())
+    # Pings far apart: on a loaded machine connect_nats's stale check (3 pings 2 s apart) fired
+    # while the server was frozen, and the flush then ended by the reconnect instead.
+    nc = await nats.connect(nats_server.url, name="late-pong", ping_interval=3600)
     assert nats_server.proc is not None
     pid = nats_server.proc.pid
     try:
