@@ -153,6 +153,14 @@ async def test_a_revocation_closes_the_session_and_is_remembered() -> None:
     assert revoked.is_revoked(conn.session_id)
 
 
+def delivery_of(conversation: uuid.UUID, seq: int, members: list[uuid.UUID]) -> bytes:
+    """A stored message's delivery payload, as a partition worker encodes it."""
+    message = StoredMessage(
+        uuid.uuid4(), conversation, seq, uuid.uuid4(), uuid.uuid4(), "hi", datetime.now(UTC)
+    )
+    return encode_delivery(message, members)
+
+
 def frames_out(kind: str) -> float:
     return REGISTRY.get_sample_value("rtm_consumer_frames_out_total", {"type": kind}) or 0.0
 
@@ -167,17 +175,11 @@ async def test_message_frames_are_counted_once_each_per_socket_that_got_one() ->
     hub.add(second)
     conversation = uuid.uuid4()
 
-    def stored(seq: int) -> bytes:
-        message = StoredMessage(
-            uuid.uuid4(), conversation, seq, uuid.uuid4(), uuid.uuid4(), "hi", datetime.now(UTC)
-        )
-        return encode_delivery(message, [first.user_id, second.user_id])
-
     before = frames_out("message")
-    await deliveries.on_delivery(msg(stored(1)))
-    await deliveries.on_delivery(msg(stored(2)))
+    await deliveries.on_delivery(msg(delivery_of(conversation, 1, [first.user_id, second.user_id])))
+    await deliveries.on_delivery(msg(delivery_of(conversation, 2, [first.user_id, second.user_id])))
     first.keep_from(conversation, 3)  # the first socket has up to 3: 3 is a duplicate for it
-    await deliveries.on_delivery(msg(stored(3)))
+    await deliveries.on_delivery(msg(delivery_of(conversation, 3, [first.user_id, second.user_id])))
 
     assert (first_out.seqs(), second_out.seqs()) == ([1, 2], [1, 2, 3])
     assert frames_out("message") == before + 5
@@ -193,17 +195,22 @@ async def test_own_fan_out_is_delivered_locally_and_its_echo_from_the_bus_skippe
     hub.add(conn)
     conversation = uuid.uuid4()
 
-    def stored(seq: int) -> bytes:
-        message = StoredMessage(
-            uuid.uuid4(), conversation, seq, uuid.uuid4(), uuid.uuid4(), "hi", datetime.now(UTC)
+    await deliveries.deliver_local(delivery_of(conversation, 1, [conn.user_id]))
+    await deliveries.on_delivery(
+        msg(
+            delivery_of(conversation, 2, [conn.user_id]),
+            deliver_subject(conversation, deliveries.origin),
         )
-        return encode_delivery(message, [conn.user_id])
-
-    await deliveries.deliver_local(stored(1))
-    await deliveries.on_delivery(msg(stored(2), deliver_subject(conversation, deliveries.origin)))
+    )
     assert outbox.seqs() == [1]
-    await deliveries.on_delivery(msg(stored(2), deliver_subject(conversation, "other")))
-    await deliveries.on_delivery(msg(stored(3), f"{DELIVER_SUBJECT_PREFIX}.{conversation}"))
+    await deliveries.on_delivery(
+        msg(delivery_of(conversation, 2, [conn.user_id]), deliver_subject(conversation, "other"))
+    )
+    await deliveries.on_delivery(
+        msg(
+            delivery_of(conversation, 3, [conn.user_id]), f"{DELIVER_SUBJECT_PREFIX}.{conversation}"
+        )
+    )
     assert outbox.seqs() == [1, 2, 3]
 
 
@@ -225,12 +232,6 @@ async def test_a_bug_while_delivering_is_logged_and_does_not_reach_the_partition
     hub.add(conn)
     conversation = uuid.uuid4()
 
-    def stored(seq: int) -> bytes:
-        message = StoredMessage(
-            uuid.uuid4(), conversation, seq, uuid.uuid4(), uuid.uuid4(), "hi", datetime.now(UTC)
-        )
-        return encode_delivery(message, [conn.user_id])
-
     real = hub.deliver
 
     def broken_once(delivery: LiveDelivery) -> None:
@@ -238,8 +239,8 @@ async def test_a_bug_while_delivering_is_logged_and_does_not_reach_the_partition
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(hub, "deliver", broken_once)
-    await deliveries.deliver_local(stored(1))
-    await deliveries.deliver_local(stored(2))
+    await deliveries.deliver_local(delivery_of(conversation, 1, [conn.user_id]))
+    await deliveries.deliver_local(delivery_of(conversation, 2, [conn.user_id]))
     [line] = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert line.exc_info is not None
     assert outbox.seqs() == [2]
