@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
 from rtm.producer.domain.exceptions import RateLimited
-from rtm.producer.domain.model import ConversationKind, CreateConversation, SendMessage
+from rtm.producer.domain.model import ConversationKind, CreateConversation
 from rtm.producer.entrypoints.deps import Context, CurrentUser, get_context
 from rtm.producer.entrypoints.metrics import (
     ACK_LATENCY,
@@ -30,6 +30,7 @@ from rtm.producer.entrypoints.schemas import (
     ConversationOut,
     CreateConversationBody,
     SendMessageBody,
+    send_command,
 )
 from rtm.shared.errors import ErrorCode, RtmError
 from rtm.shared.http import check_json_body, error_responses
@@ -96,15 +97,8 @@ async def send_message(body: SendMessageBody, user: CurrentUser, context: Contex
     """
     received = time.monotonic()
     _throttle(context.http_sends, user.user_id)
-    command = SendMessage(
-        user.user_id,
-        body.client_msg_id,
-        body.conversation_id,
-        body.body,
-        wait_stored=body.wait == "stored",
-    )
     try:
-        ack = await context.messages.send(command)
+        ack = await context.messages.send(send_command(user.user_id, body))
     except RtmError as exc:
         SENDS.labels("http", exc.code.value).inc()
         raise

@@ -23,6 +23,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from pydantic.json_schema import SkipJsonSchema
 
+from rtm.producer.domain.model import SendMessage
 from rtm.shared.errors import RtmError
 from rtm.shared.frames import (
     AuthFrame,
@@ -179,6 +180,18 @@ class SendMessageBody(RequestBody):
         json_schema_extra={"minLength": 1, "maxLength": 4096, "pattern": _NOT_BLANK_NO_NUL},
     )
     wait: Literal["stored", None] = Field(None, description=_WAIT)
+
+
+def send_command(sender_id: uuid.UUID, send: SendFrame | SendMessageBody) -> SendMessage:
+    """The command a `send` frame (WebSocket) or a `POST /v1/messages` body asks for: both
+    carry the same fields, and mean the same."""
+    return SendMessage(
+        sender_id,
+        send.client_msg_id,
+        send.conversation_id,
+        send.body,
+        wait_stored=send.wait == "stored",
+    )
 
 
 class AckOut(BaseModel):

@@ -33,7 +33,6 @@ import orjson
 from starlette.websockets import WebSocketDisconnect
 
 from rtm.producer.domain.exceptions import TooManyInFlight
-from rtm.producer.domain.model import SendMessage
 from rtm.producer.domain.rules import validate_read_seq
 from rtm.producer.entrypoints.deps import ProducerContext
 from rtm.producer.entrypoints.metrics import (
@@ -56,6 +55,7 @@ from rtm.producer.entrypoints.schemas import (
     TypingFrame,
     error_frame,
     read_ok,
+    send_command,
 )
 from rtm.producer.entrypoints.ws_answerer import SendAnswerer
 from rtm.producer.services import SendPipeline, internal_error
@@ -289,15 +289,7 @@ class ProducerConnection:
             self._emit_text(PONG, "pong")
         elif kind == "send":
             send = validate_frame(SendFrame, frame)
-            command = self._ctx.messages.validate(
-                SendMessage(
-                    self.user_id,
-                    send.client_msg_id,
-                    send.conversation_id,
-                    send.body,
-                    wait_stored=send.wait == "stored",
-                )
-            )
+            command = self._ctx.messages.validate(send_command(self.user_id, send))
             try:
                 self._pipeline.submit(command)
             except TooManyInFlight:
