@@ -111,7 +111,7 @@ class ConsumerRuntime:
         self.manager = PartitionManager(
             partitions=settings.partitions,
             leases=KvPartitionLeases(js, settings.instance_id, settings.lease_ttl_s),
-            sources=JetStreamPartitionSources(js, ack_wait=settings.ack_wait_s, nc=self.nc),
+            sources=JetStreamPartitionSources(self.nc, ack_wait=settings.ack_wait_s),
             store=PostgresMessageStore(self.database),
             fanout=NatsFanout(self.nc, self.deliveries.origin, self.deliveries.deliver_local),
             lease_ttl=settings.lease_ttl_s,

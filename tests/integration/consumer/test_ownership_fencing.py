@@ -116,7 +116,7 @@ async def test_a_stale_worker_cannot_make_the_new_owner_skip_what_it_fetched(
     nc: NatsClient, database_url: str, store: PostgresMessageStore
 ) -> None:
     partition = await _partition_with_messages(nc, database_url, 3 * BATCH)
-    sources = JetStreamPartitionSources(nc.jetstream(), nc=nc)
+    sources = JetStreamPartitionSources(nc)
     old = await _take(sources, store, partition, OLD)
     assert (await old.step()).stored == BATCH  # m1..m5
 
@@ -146,7 +146,7 @@ async def test_a_worker_handed_back_in_the_middle_of_a_batch_cannot_commit_it(
     nc: NatsClient, database_url: str, store: PostgresMessageStore
 ) -> None:
     partition = await _partition_with_messages(nc, database_url, 3 * BATCH)
-    sources = JetStreamPartitionSources(nc.jetstream(), nc=nc)
+    sources = JetStreamPartitionSources(nc)
     slow = _GatedStore(store)
     old = await _take(sources, slow, partition, OLD)
     old_step = asyncio.create_task(old.step())  # m1..m5 fetched, not yet committed
@@ -168,7 +168,7 @@ async def test_an_old_owner_restarting_after_a_newer_claim_is_refused_before_it_
     nc: NatsClient, database_url: str, store: PostgresMessageStore
 ) -> None:
     partition = await _partition_with_messages(nc, database_url, BATCH)
-    sources = JetStreamPartitionSources(nc.jetstream(), nc=nc)
+    sources = JetStreamPartitionSources(nc)
     new = await _take(sources, store, partition, NEW)
     with pytest.raises(Fenced):
         await _take(sources, store, partition, OLD)

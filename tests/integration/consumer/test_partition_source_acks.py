@@ -12,6 +12,7 @@ from nats.js.api import ConsumerInfo
 
 from rtm.consumer.adapters.jetstream_source import JetStreamPartitionSources
 from rtm.consumer.domain.model import FenceToken
+from rtm.consumer.domain.ports import Delivery, PartitionSource
 from rtm.shared.contract import STREAM, partition_of
 from tests.integration.consumer.conftest import PARTITIONS, publish
 
@@ -22,14 +23,12 @@ async def test_acking_a_batchs_last_delivery_acks_the_batch_and_nothing_after(
     conversation, sender = uuid.uuid4(), uuid.uuid4()
     seqs = [await publish(nc, conversation, sender, f"m{n}") for n in range(7)]
     partition = partition_of(conversation, PARTITIONS)
-    source = await JetStreamPartitionSources(nc.jetstream(), nc=nc).open(
-        partition, 0, FenceToken(1, 1)
-    )
+    source = await JetStreamPartitionSources(nc).open(partition, 0, FenceToken(1, 1))
     js = nc.jetstream()
     try:
-        first = await source.next_batch(5, 1.0)
+        first = await _take(source, 5)
         assert [d.stream_seq for d in first] == seqs[:5]
-        second = await source.next_batch(5, 1.0)  # delivered before the first batch is acked
+        second = await _take(source, 2)  # delivered before the first batch is acked
         assert [d.stream_seq for d in second] == seqs[5:]
 
         await source.ack(first)
@@ -41,6 +40,15 @@ async def test_acking_a_batchs_last_delivery_acks_the_batch_and_nothing_after(
         assert info.num_ack_pending == 0
     finally:
         await source.close()
+
+
+async def _take(source: PartitionSource, count: int) -> list[Delivery]:
+    """`count` deliveries, in as many batches as they arrive in (a batch is what has come)."""
+    taken: list[Delivery] = []
+    async with asyncio.timeout(10):
+        while len(taken) < count:
+            taken += await source.next_batch(count - len(taken), 1.0)
+    return taken
 
 
 async def _acked_up_to(js: JetStreamContext, stream_seq: int) -> ConsumerInfo:

@@ -71,7 +71,7 @@ async def _owner(
         partition,
         token,
         store,
-        JetStreamPartitionSources(nc.jetstream(), nc=nc),
+        JetStreamPartitionSources(nc),
         fanout,
         batch_size=5,
         fetch_timeout=0.3,

@@ -5,7 +5,6 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any, cast
 
-import nats.errors
 import pytest
 from nats.aio.msg import Msg
 
@@ -24,19 +23,20 @@ def msg(consumer_seq: int, stream_seq: int) -> Any:
     return SimpleNamespace(metadata=SimpleNamespace(sequence=sequence), data=b"{}")
 
 
-class FakeSubscription:
+class FakePull:
     def __init__(self, *batches: list[Any]) -> None:
         self.batches = list(batches)
 
-    async def fetch(self, batch: int, timeout: float) -> list[Any]:
-        if not self.batches:
-            raise nats.errors.TimeoutError
-        return self.batches.pop(0)
+    async def next(self, max_messages: int, timeout: float) -> list[Any]:
+        return self.batches.pop(0) if self.batches else []
+
+    async def close(self) -> None:
+        pass
 
 
 def source(*batches: list[Any], delivered: int = 0, nc: Any = None) -> JetStreamPartitionSource:
     return JetStreamPartitionSource(
-        cast(Any, FakeSubscription(*batches)), delivered=delivered, nc=nc, reconnects=0
+        cast(Any, FakePull(*batches)), delivered=delivered, nc=nc, reconnects=0
     )
 
 
@@ -77,7 +77,7 @@ async def test_a_source_whose_first_delivery_is_not_the_first_message_after_the_
     async def first_after() -> int | None:
         return 10  # JetStream: the partition's first message after the offset is 10
 
-    s = JetStreamPartitionSource(cast(Any, FakeSubscription([msg(1, 12)])), first_after=first_after)
+    s = JetStreamPartitionSource(cast(Any, FakePull([msg(1, 12)])), first_after=first_after)
     with pytest.raises(DeliveryGap):
         await s.next_batch(10, 0.1)
 
@@ -90,7 +90,7 @@ async def test_the_first_delivery_is_checked_once_and_then_the_source_goes_on() 
         return 10
 
     s = JetStreamPartitionSource(
-        cast(Any, FakeSubscription([msg(1, 10)], [msg(2, 14)])), first_after=first_after
+        cast(Any, FakePull([msg(1, 10)], [msg(2, 14)])), first_after=first_after
     )
     assert [d.stream_seq for d in await s.next_batch(10, 0.1)] == [10]
     assert [d.stream_seq for d in await s.next_batch(10, 0.1)] == [14]

@@ -3,34 +3,27 @@
 A read creates its own consumer (ack policy none, in memory, removed by the server after a
 minute unused should we die before deleting it), so it never touches the partitions' consumers,
 their acks or their redeliveries. It pulls in batches of no more than the consumer says is
-pending, so a pull never waits for messages that are not there, and collects a batch in a
-subscription callback: nats-py's `fetch` awaits each message with its own timeout (a task per
-message), which made up most of the auditor's CPU. Deliveries carry a consumer sequence that
-must grow by one; a gap (a delivery lost with the connection) fails the read rather than let a
-message go unchecked.
+pending, so a pull never waits for messages that are not there (`NoWaitPull`). Deliveries carry
+a consumer sequence that must grow by one; a gap (a delivery lost with the connection) fails the
+read rather than let a message go unchecked.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncGenerator
 
-import orjson
 from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
+from rtm.consumer.adapters.jetstream_pull import NoWaitPull
 from rtm.consumer.domain.continuity import StreamEntry, stream_entry
 from rtm.consumer.domain.continuity_ports import StreamBounds
 from rtm.consumer.domain.exceptions import ContinuityUnavailable
 from rtm.shared.connect import NATS_FAILURES
 from rtm.shared.contract import MESSAGE_SUBJECT_PREFIX, STREAM, partition_filter
 from rtm.shared.ids import new_id
-
-_STATUS = "Status"  # header of JetStream's status messages (404 no messages, 408, 409, 100)
 
 
 class JetStreamHistory:
@@ -77,7 +70,7 @@ class JetStreamHistory:
             inactive_threshold=60.0,
             mem_storage=True,
         )
-        pull = _Pull(self._nc, name)
+        pull = NoWaitPull(self._nc, name)
         try:
             info = await self._js.add_consumer(STREAM, config)
             await pull.subscribe()
@@ -119,42 +112,3 @@ class JetStreamHistory:
             await pull.close()
             with contextlib.suppress(*NATS_FAILURES):
                 await self._js.delete_consumer(STREAM, name)
-
-
-class _Pull:
-    """Pull requests to one consumer, each answered into a list by a subscription callback."""
-
-    def __init__(self, nc: NatsClient, consumer: str) -> None:
-        self._nc = nc
-        self._subject = f"$JS.API.CONSUMER.MSG.NEXT.{STREAM}.{consumer}"
-        self._inbox = nc.new_inbox()
-        self._subscription: Subscription | None = None
-        self._messages: list[Msg] = []
-        self._wanted = 0
-        self._answered = asyncio.Event()
-
-    async def subscribe(self) -> None:
-        self._subscription = await self._nc.subscribe(self._inbox, cb=self._collect)
-
-    async def _collect(self, message: Msg) -> None:
-        if message.headers and _STATUS in message.headers:
-            if message.headers[_STATUS] != "100":  # 404, 408, 409: the request is over
-                self._answered.set()
-            return
-        self._messages.append(message)
-        if len(self._messages) >= self._wanted:
-            self._answered.set()
-
-    async def next(self, count: int, timeout: float) -> list[Msg]:
-        """Up to `count` messages (fewer only when the consumer has no more)."""
-        self._messages, self._wanted = [], count
-        self._answered.clear()
-        request = orjson.dumps({"batch": count, "no_wait": True})
-        await self._nc.publish(self._subject, request, reply=self._inbox)
-        await asyncio.wait_for(self._answered.wait(), timeout)
-        return self._messages
-
-    async def close(self) -> None:
-        if self._subscription is not None:
-            with contextlib.suppress(*NATS_FAILURES):
-                await self._subscription.unsubscribe()

@@ -30,14 +30,14 @@ import asyncio
 import contextlib
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
 
-import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy
 from nats.js.errors import NotFoundError
 
+from rtm.consumer.adapters.jetstream_pull import ConsumerDeleted, StandingPull
 from rtm.consumer.domain.exceptions import DeliveryGap
 from rtm.consumer.domain.model import FenceToken, StreamPosition, payload_check
 from rtm.consumer.domain.ports import Delivery
@@ -45,6 +45,7 @@ from rtm.shared.connect import NATS_FAILURES
 from rtm.shared.contract import STREAM, partition_filter
 
 INACTIVE_THRESHOLD_S = 120.0  # a consumer no worker pulls from is removed by the server after
+REQUEST_EXPIRES_S = 5.0  # how long each of a source's standing pull requests stays open
 CLOSE_TIMEOUT_S = 2.0
 
 
@@ -72,31 +73,42 @@ def _reconnects(nc: NatsClient | None) -> int:
     return int(nc.stats["reconnects"]) if nc is not None else 0
 
 
+class PullOfMessages(Protocol):
+    """What a source reads from (`StandingPull` on the owner's consumer)."""
+
+    async def next(self, max_messages: int, timeout: float) -> list[Msg]: ...
+
+    async def close(self) -> None: ...
+
+
 class JetStreamPartitionSource:
     """Batches of one partition from its owner's pull consumer.
 
     Args:
-        subscription: bound to the owner's consumer.
+        pull: standing requests on the owner's consumer.
         delivered: the consumer sequence the consumer had delivered when created.
         nc: the connection, to notice reconnects (None: not checked).
         reconnects: `nc`'s reconnect count before the consumer was created.
         first_after: JetStream's answer to "which is the partition's first message after the
             offset" (its stream sequence, None when there is none yet); asked once, when the
             first deliveries arrive, and they must begin with it (None: not checked).
+        consumer_info: asks the server for the consumer's state (for `lag`).
         delete: removes the consumer on the server when the source closes.
     """
 
     def __init__(
         self,
-        subscription: JetStreamContext.PullSubscription,
+        pull: PullOfMessages,
         *,
         delivered: int = 0,
         nc: NatsClient | None = None,
         reconnects: int = 0,
         first_after: Callable[[], Awaitable[int | None]] | None = None,
+        consumer_info: Callable[[], Awaitable[ConsumerInfo]] | None = None,
         delete: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
-        self._subscription = subscription
+        self._pull = pull
+        self._consumer_info = consumer_info
         self._delivered = delivered
         self._nc = nc
         self._reconnects = reconnects
@@ -105,9 +117,11 @@ class JetStreamPartitionSource:
 
     async def next_batch(self, max_messages: int, timeout: float) -> list[Delivery]:
         try:
-            messages: list[Msg] = await self._subscription.fetch(max_messages, timeout=timeout)
-        except (nats.errors.TimeoutError, TimeoutError):  # nats-py raises either when idle
-            messages = []
+            messages = await self._pull.next(max_messages, timeout)
+        except ConsumerDeleted as exc:
+            raise DeliveryGap(
+                f"the consumer was deleted ({exc}): a newer owner took over?"
+            ) from exc
         if _reconnects(self._nc) != self._reconnects:
             raise DeliveryGap("NATS reconnected: deliveries may have been lost")
         for message in messages:
@@ -141,14 +155,15 @@ class JetStreamPartitionSource:
             await message.ack()
 
     async def lag(self) -> tuple[int, int]:
-        info = await self._subscription.consumer_info()
+        if self._consumer_info is None:
+            return 0, 0
+        info = await self._consumer_info()
         return int(info.num_pending or 0), int(info.num_redelivered or 0)
 
     async def close(self) -> None:
         """Unsubscribe and delete the consumer; best effort (NATS may be down: the server then
         removes the consumer once it has been inactive for `INACTIVE_THRESHOLD_S`)."""
-        with contextlib.suppress(*NATS_FAILURES):
-            await self._subscription.unsubscribe()
+        await self._pull.close()
         if self._delete is not None:
             with contextlib.suppress(*NATS_FAILURES):
                 await asyncio.wait_for(self._delete(), CLOSE_TIMEOUT_S)
@@ -158,11 +173,16 @@ class JetStreamPartitionSources:
     """Opens partition sources on the RTM_MESSAGES stream."""
 
     def __init__(
-        self, js: JetStreamContext, *, ack_wait: float = 30.0, nc: NatsClient | None = None
+        self,
+        nc: NatsClient,
+        *,
+        ack_wait: float = 30.0,
+        request_expires: float = REQUEST_EXPIRES_S,
     ) -> None:
-        self._js = js
-        self._ack_wait = ack_wait
         self._nc = nc
+        self._js = nc.jetstream()
+        self._ack_wait = ack_wait
+        self._request_expires = request_expires
 
     async def holds(self, position: StreamPosition) -> bool:
         if position.seq == 0 or position.check is None:
@@ -203,7 +223,8 @@ class JetStreamPartitionSources:
                 **start,
             ),
         )
-        subscription = await self._js.pull_subscribe_bind(consumer=name, stream=STREAM)
+        pull = StandingPull(self._nc, name, expires=self._request_expires)
+        await pull.subscribe()
 
         async def first_after() -> int | None:
             try:
@@ -215,11 +236,12 @@ class JetStreamPartitionSources:
             return int(found.seq) if found.seq is not None else None
 
         return JetStreamPartitionSource(
-            subscription,
+            pull,
             delivered=info.delivered.consumer_seq if info.delivered is not None else 0,
             nc=self._nc,
             reconnects=reconnects,  # a reconnect while opening counts too
             first_after=first_after,
+            consumer_info=lambda: self._js.consumer_info(STREAM, name),
             delete=lambda: self._js.delete_consumer(STREAM, name),
         )
 
