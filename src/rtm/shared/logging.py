@@ -37,6 +37,12 @@ _UVICORN_CHATTER = re.compile(
     r"|Waiting for application (?:startup|shutdown)|Application (?:startup|shutdown) complete"
     r'|connection (?:open|closed)$|"WebSocket '
 )
+# picows logs every connection at INFO as it opens and closes (22,000 lines in one benchmark
+# run): DEBUG here, its warnings and errors stay. `PICOWS_LOGGER` is the logger it is given.
+PICOWS_LOGGER = "rtm.picows"
+_PICOWS_CHATTER = re.compile(
+    r"^(?:New connection accepted: |WS connection established: |Disconnected$)"
+)
 _SANE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 # A URL path followed by a query string: `/v1/ws?token=abc&x=1` (in quotes or not).
 _QUERY = re.compile(r"(/[^\s?\"']*)\?([^\s\"']*)")
@@ -211,6 +217,7 @@ def setup_logging(service: str, level: str = "INFO", fmt: LogFormat = "auto") ->
     # httpx logs every request at INFO (producer and consumer fetching auth's keys).
     for noisy in ("uvicorn.access", "nats.aio.client", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    uvicorn = logging.getLogger("uvicorn.error")
-    uvicorn.filters[:] = [f for f in uvicorn.filters if not isinstance(f, DemoteToDebug)]
-    uvicorn.addFilter(DemoteToDebug(_UVICORN_CHATTER))
+    for name, chatter in (("uvicorn.error", _UVICORN_CHATTER), (PICOWS_LOGGER, _PICOWS_CHATTER)):
+        chatty = logging.getLogger(name)
+        chatty.filters[:] = [f for f in chatty.filters if not isinstance(f, DemoteToDebug)]
+        chatty.addFilter(DemoteToDebug(chatter))

@@ -35,6 +35,7 @@ import picows
 from picows import picows as picows_impl
 from starlette.websockets import WebSocketDisconnect
 
+from rtm.shared.logging import PICOWS_LOGGER
 from rtm.shared.picows_handover import Handover
 from rtm.shared.picows_keepalive import Keepalive
 from rtm.shared.settings import WebSocketClientSettings
@@ -42,8 +43,9 @@ from rtm.shared.settings import WebSocketClientSettings
 logger = logging.getLogger(__name__)
 # What picows logs through. Not a `logging.Logger`: given one, picows 2.3 makes a child logger per
 # connection (`<name>.<fd>`, about 1 KB each, kept until the connection goes); given anything
-# else with the same methods it logs through that, and the records carry this module's name.
-_picows_logger = logging.LoggerAdapter(logger)
+# else with the same methods it logs through that. Its own name: `setup_logging` turns its
+# per-connection lines into DEBUG.
+PICOWS_LOG = logging.LoggerAdapter(logging.getLogger(PICOWS_LOGGER))
 
 Handler = Callable[["PicowsSocket"], Awaitable[None]]
 Route = Callable[[picows.WSUpgradeRequest], picows.WSListener | None]
@@ -338,7 +340,7 @@ def picows_protocol(
             None,  # path (client side only)
             False,  # is_client_side
             kept_alive,
-            _picows_logger,
+            PICOWS_LOG,
             True,  # disconnect_on_exception
             handshake_timeout,
             False,  # enable_auto_ping: `Keepalive` pings, with one timer for every connection

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from rtm.shared.logging import JsonFormatter, TextFormatter, setup_logging
+from rtm.shared.logging import PICOWS_LOGGER, JsonFormatter, TextFormatter, setup_logging
+from rtm.shared.picows_server import PICOWS_LOG
 
 
 @pytest.fixture
@@ -17,12 +18,14 @@ def service_log(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
     """What a service configured by `setup_logging` (text, INFO) writes; restored afterwards."""
     stream = io.StringIO()
     monkeypatch.setattr("sys.stderr", stream)
-    root, uvicorn, httpx = (logging.getLogger(n) for n in ("", "uvicorn.error", "httpx"))
-    saved = (root.handlers[:], root.level, uvicorn.filters[:], httpx.level)
+    names = ("", "uvicorn.error", "httpx", PICOWS_LOGGER)
+    root, uvicorn, httpx, picows = (logging.getLogger(n) for n in names)
+    saved = (root.handlers[:], root.level, uvicorn.filters[:], httpx.level, picows.filters[:])
     setup_logging("producer", "INFO", "text")
     yield stream
     root.handlers[:], root.level, uvicorn.filters[:] = saved[0], saved[1], saved[2]
     httpx.setLevel(saved[3])
+    picows.filters[:] = saved[4]
 
 
 def test_uvicorn_start_and_stop_chatter_is_debug(service_log: io.StringIO) -> None:
@@ -37,6 +40,28 @@ def test_uvicorn_start_and_stop_chatter_is_debug(service_log: io.StringIO) -> No
     written = service_log.getvalue()
     assert written.count("\n") == 1
     assert "Invalid HTTP request received." in written
+
+
+def test_picows_connection_lines_are_debug_and_its_warnings_stay(
+    service_log: io.StringIO,
+) -> None:
+    """What picows 2.3 says per connection, through the logger the servers give it."""
+    PICOWS_LOG.info(
+        "New connection accepted: %s <- %s, recvbuf=%d, sendbuf=%d, quickack=%d, nodelay=%d, "
+        "mask_impl=%s",
+        ("127.0.0.1", 8082),
+        ("127.0.0.1", 40000),
+        65536,
+        16384,
+        1,
+        1,
+        "avx2",
+    )
+    PICOWS_LOG.info("Disconnected")
+    PICOWS_LOG.warning("Protocol writing pause requested, crossed writing buffer high-watermark")
+    written = service_log.getvalue()
+    assert written.count("\n") == 1
+    assert "Protocol writing pause requested" in written
 
 
 def test_httpx_requests_are_not_logged_at_info(service_log: io.StringIO) -> None:
