@@ -21,6 +21,7 @@ from rtm.consumer.adapters.jetstream_source import (
 )
 from rtm.consumer.domain.exceptions import DeliveryGap
 from rtm.consumer.domain.model import FenceToken
+from rtm.consumer.domain.ports import Delivery
 from rtm.shared.contract import STREAM, partition_of
 from tests.integration.consumer.conftest import PARTITIONS, publish
 
@@ -41,6 +42,21 @@ async def _waiting(nc: NatsClient, requests: int = 1) -> None:
             await asyncio.sleep(0.02)
 
 
+async def _handed_over(
+    nc: NatsClient,
+    waiting: asyncio.Task[list[Delivery]],
+    conversation: uuid.UUID,
+    sender: uuid.UUID,
+) -> None:
+    """Publish one message while `waiting` (a `next_batch` call with a LONG timeout) waits: the
+    call must return with it. The 10 s are not a speed bound: a call that held the message
+    until its own timeout or request ended would take LONG."""
+    seq = await publish(nc, conversation, sender, "m")
+    async with asyncio.timeout(10):
+        batch = await waiting
+    assert [d.stream_seq for d in batch] == [seq]
+
+
 async def _opened(nc: NatsClient, conversation: uuid.UUID) -> JetStreamPartitionSource:
     partition = partition_of(conversation, PARTITIONS)
     return await JetStreamPartitionSources(nc, request_expires=LONG).open(
@@ -54,13 +70,10 @@ async def test_a_message_that_arrives_while_the_source_waits_is_handed_over_at_o
     conversation, sender = uuid.uuid4(), uuid.uuid4()
     source = await _opened(nc, conversation)
     try:
-        for n in range(3):
+        for _ in range(3):
             waiting = asyncio.create_task(source.next_batch(256, LONG))
             await _waiting(nc)
-            seq = await publish(nc, conversation, sender, f"m{n}")
-            async with asyncio.timeout(10):  # not a speed bound: without the fix, LONG
-                batch = await waiting
-            assert [d.stream_seq for d in batch] == [seq]
+            await _handed_over(nc, waiting, conversation, sender)
     finally:
         await source.close()
 
@@ -80,10 +93,7 @@ async def test_a_message_for_a_pull_request_left_open_is_handed_over_at_once(
         await asyncio.gather(interrupted, return_exceptions=True)
         waiting = asyncio.create_task(source.next_batch(256, LONG))
         await asyncio.sleep(0.05)  # its own request, if it makes one, is on its way
-        seq = await publish(nc, conversation, sender, "m")
-        async with asyncio.timeout(10):  # not a speed bound: without the fix, LONG
-            batch = await waiting
-        assert [d.stream_seq for d in batch] == [seq]
+        await _handed_over(nc, waiting, conversation, sender)
     finally:
         await source.close()
 
@@ -99,10 +109,7 @@ async def test_requests_that_expire_are_made_again(nc: NatsClient) -> None:
     try:
         waiting = asyncio.create_task(source.next_batch(256, LONG))
         await asyncio.sleep(1.0)  # five requests' lifetimes
-        seq = await publish(nc, conversation, sender, "m")
-        async with asyncio.timeout(10):  # not a speed bound: without new requests, LONG
-            batch = await waiting
-        assert [d.stream_seq for d in batch] == [seq]
+        await _handed_over(nc, waiting, conversation, sender)
     finally:
         await source.close()
 
