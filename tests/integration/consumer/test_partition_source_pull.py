@@ -12,9 +12,11 @@ import asyncio
 import random
 import uuid
 
+import orjson
 import pytest
 from nats.aio.client import Client as NatsClient
 
+from rtm.consumer.adapters.jetstream_pull import PullRefused, StandingPull
 from rtm.consumer.adapters.jetstream_source import (
     JetStreamPartitionSource,
     JetStreamPartitionSources,
@@ -129,6 +131,43 @@ async def test_a_deleted_consumer_stops_the_source(nc: NatsClient) -> None:
                 await waiting
     finally:
         await source.close()
+
+
+async def test_a_consumer_deleted_while_no_request_is_open_stops_the_source(
+    nc: NatsClient,
+) -> None:
+    """The request then finds no consumer (503, no responders): asking again at once would only
+    be refused again, thousands of times a second."""
+    conversation = uuid.uuid4()
+    source = await _opened(nc, conversation)  # no request made yet: `next_batch` makes it
+    try:
+        js = nc.jetstream()
+        await js.delete_consumer(STREAM, (await js.consumers_info(STREAM))[0].name)
+        async with asyncio.timeout(10):
+            with pytest.raises(DeliveryGap, match="503"):
+                await source.next_batch(256, LONG)
+    finally:
+        await source.close()
+
+
+async def test_a_request_a_server_limit_refuses_stops_the_pull(nc: NatsClient) -> None:
+    """A consumer whose requests may ask for at most 100 messages, asked for 256: 409 "Exceeded
+    MaxRequestBatch". The pull says so instead of asking again and again."""
+    name = f"limited-{uuid.uuid4().hex[:8]}"
+    config = {"name": name, "ack_policy": "all", "max_batch": 100}
+    await nc.request(
+        f"$JS.API.CONSUMER.CREATE.{STREAM}.{name}",
+        orjson.dumps({"stream_name": STREAM, "config": config}),
+        timeout=5,
+    )
+    pull = StandingPull(nc, name, expires=LONG)
+    await pull.subscribe()
+    try:
+        async with asyncio.timeout(10):
+            with pytest.raises(PullRefused, match="MaxRequestBatch"):
+                await pull.next(256, LONG)
+    finally:
+        await pull.close()
 
 
 async def test_messages_at_a_low_rate_on_several_partitions_are_each_handed_over_at_once(

@@ -26,10 +26,15 @@ from nats.aio.subscription import Subscription
 from rtm.shared.connect import NATS_FAILURES
 from rtm.shared.contract import STREAM
 
-STATUS = "Status"  # header of JetStream's status messages (404 no messages, 408, 409, 100)
+_STATUS = "Status"  # header of JetStream's status messages (404 no messages, 408, 409, 100)
 _DESCRIPTION = "Description"
+_PENDING_MESSAGES = "Nats-Pending-Messages"  # on a 408: what the expired request still asked
 _HEARTBEAT = "100"
-CONSUMER_DELETED = "Consumer Deleted"  # a 409's description when the consumer is gone
+_NO_MESSAGES = "404"
+_EXPIRED = "408"
+_CONFLICT = "409"
+LEADERSHIP_CHANGE = "Leadership Change"  # a 409's description: the open requests are gone
+_NO_RESPONDERS = "no responders: the consumer does not exist"  # what a bare 503 means here
 
 
 def _next_subject(consumer: str) -> str:
@@ -37,7 +42,7 @@ def _next_subject(consumer: str) -> str:
 
 
 def _status(message: Msg) -> str | None:
-    return message.headers.get(STATUS) if message.headers else None
+    return message.headers.get(_STATUS) if message.headers else None
 
 
 class _Inbox(ABC):
@@ -94,21 +99,26 @@ class NoWaitPull(_Inbox):
         return self._messages
 
 
-class ConsumerDeleted(Exception):
-    """The server deleted the consumer a standing pull reads (a newer owner took it over)."""
+class PullRefused(Exception):
+    """JetStream refused a standing pull's request: the consumer is gone (409 "Consumer
+    Deleted", 503 no responders: a newer owner deleted it, or the stream went), or a server
+    limit refuses it (409 "Exceeded MaxRequestBatch of 100", 400 ...). Asking again at once
+    would be refused again: the caller stops."""
 
 
 class StandingPull(_Inbox):
     """Keeps a request open on a consumer, so a message is handed over the moment it arrives.
 
-    Credit is what the open requests still ask for, oldest request first (the server fills them
-    in order). Whenever it is below half of `next`'s `max_messages`, `next` asks for that many
-    more, so the server
+    Credit is what the open requests still ask for: each message takes one, and a request
+    that expires (408) gives back what it still asked for (`Nats-Pending-Messages`). Whenever
+    it is below half of `next`'s `max_messages`, `next` asks for that many more, so the server
     always has a request to deliver into and a busy consumer never waits a round trip for the
-    next one. A request ends when its messages have come, with a status (408 when it expires,
-    409), or, failing both, a grace period after it expired. Credit only decides when to ask
-    again: a message that comes for a request counted out is taken all the same, and the
-    messages waiting here never exceed what the live requests asked for.
+    next one. The server serves open requests in turn, not oldest first, so only the total is
+    counted; each request's expiry is kept to count it out a grace period after it, should no
+    408 come (a request then counted out that was still open only makes the credit look
+    smaller: one request more, never a stall). Messages that come are taken whichever request
+    they answer, and never exceed what the requests of the last `expires + GRACE_S` seconds
+    asked for.
 
     Args:
         nc: a connected client.
@@ -121,32 +131,36 @@ class StandingPull(_Inbox):
     def __init__(self, nc: NatsClient, consumer: str, *, expires: float) -> None:
         super().__init__(nc, consumer)
         self._expires = expires
-        self._open: deque[list[float]] = deque()  # [messages still asked for, expiry]
+        self._credit = 0
+        self._expiries: deque[tuple[int, float]] = deque()  # (asked, expiry), oldest first
         self._arrived: deque[Msg] = deque()
         self._ready = asyncio.Event()
-        self._deleted = False
+        self._refused: str | None = None
 
     async def _collect(self, message: Msg) -> None:
         status = _status(message)
         if status is None:
             self._arrived.append(message)
-            if self._open:
-                self._open[0][0] -= 1
-                if self._open[0][0] <= 0:
-                    self._open.popleft()
+            self._credit = max(0, self._credit - 1)
+        elif status in (_EXPIRED, _NO_MESSAGES):
+            self._request_ended(_still_asked(message))
+        elif status == _CONFLICT and _description(message) == LEADERSHIP_CHANGE:
+            self._expiries.clear()  # every open request is gone with the old leader
+            self._credit = 0
         elif status != _HEARTBEAT:
-            assert message.headers is not None
-            if message.headers.get(_DESCRIPTION) == CONSUMER_DELETED:
-                self._deleted = True
-            if self._open:
-                self._open.popleft()
+            self._refused = f"{status} {_description(message) or _NO_RESPONDERS}"
         self._ready.set()  # a message to take, or a request over: `next` asks again
+
+    def _request_ended(self, still_asked: int | None) -> None:
+        asked = self._expiries.popleft()[0] if self._expiries else 0
+        remaining = asked if still_asked is None else still_asked
+        self._credit = max(0, self._credit - remaining) if self._expiries else 0
 
     async def next(self, max_messages: int, timeout: float) -> list[Msg]:
         """Up to `max_messages` that have arrived, waiting up to `timeout` for the first (none:
-        nothing came). Raises `ConsumerDeleted` once the server has said so."""
+        nothing came). Raises `PullRefused` once JetStream has refused a request."""
         deadline = time.monotonic() + timeout
-        while not self._arrived and not self._deleted:
+        while not self._arrived and self._refused is None:
             self._ready.clear()
             wake = await self._top_up(max_messages)
             now = time.monotonic()
@@ -155,20 +169,33 @@ class StandingPull(_Inbox):
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(min(deadline, wake) - now):
                     await self._ready.wait()
-        if self._deleted:
-            raise ConsumerDeleted(self._subject)
-        count = min(max_messages, len(self._arrived))
-        messages = [self._arrived.popleft() for _ in range(count)]
+        if self._refused is not None:
+            raise PullRefused(f"{self._refused} ({self._subject})")
         await self._top_up(max_messages)  # the next request is on its way while these are stored
-        return messages
+        count = min(max_messages, len(self._arrived))
+        return [self._arrived.popleft() for _ in range(count)]
 
     async def _top_up(self, batch: int) -> float:
-        """Ask for `batch` more if the open requests ask for less than half of it; returns when
-        the oldest open request is to count as ended if nothing has ended it by then."""
+        """Ask for `batch` more if the credit is below half of it; returns when the oldest open
+        request is to count as ended if nothing has ended it by then."""
         now = time.monotonic()
-        while self._open and self._open[0][1] + self.GRACE_S <= now:
-            self._open.popleft()
-        if sum(asked for asked, _ in self._open) * 2 < batch:
+        while self._expiries and self._expiries[0][1] + self.GRACE_S <= now:
+            self._request_ended(None)
+        if self._credit * 2 < batch:
+            self._expiries.append((batch, now + self._expires))  # before: a cancelled publish
+            self._credit += batch  # only undercounts, never leaves a request unknown
             await self._request({"batch": batch, "expires": int(self._expires * 1e9)})
-            self._open.append([float(batch), now + self._expires])
-        return self._open[0][1] + self.GRACE_S
+        return self._expiries[0][1] + self.GRACE_S
+
+
+def _description(message: Msg) -> str:
+    """A status's description, its first line only (nats-py leaves a 503's next header line in
+    it)."""
+    text = message.headers.get(_DESCRIPTION) if message.headers else None
+    return (text or "").split("\n")[0].strip()
+
+
+def _still_asked(message: Msg) -> int | None:
+    """What an ended request still asked for, as the server says (None: it does not)."""
+    pending = message.headers.get(_PENDING_MESSAGES) if message.headers else None
+    return int(pending) if pending is not None and pending.isdigit() else None

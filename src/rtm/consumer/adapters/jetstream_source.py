@@ -37,7 +37,7 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from rtm.consumer.adapters.jetstream_pull import ConsumerDeleted, StandingPull
+from rtm.consumer.adapters.jetstream_pull import PullRefused, StandingPull
 from rtm.consumer.domain.exceptions import DeliveryGap
 from rtm.consumer.domain.model import FenceToken, StreamPosition, payload_check
 from rtm.consumer.domain.ports import Delivery
@@ -118,10 +118,8 @@ class JetStreamPartitionSource:
     async def next_batch(self, max_messages: int, timeout: float) -> list[Delivery]:
         try:
             messages = await self._pull.next(max_messages, timeout)
-        except ConsumerDeleted as exc:
-            raise DeliveryGap(
-                f"the consumer was deleted ({exc}): a newer owner took over?"
-            ) from exc
+        except PullRefused as exc:  # the consumer is gone (a newer owner?), or a server limit
+            raise DeliveryGap(f"JetStream refused the partition's pull request: {exc}") from exc
         if _reconnects(self._nc) != self._reconnects:
             raise DeliveryGap("NATS reconnected: deliveries may have been lost")
         for message in messages:
