@@ -52,12 +52,17 @@ async def flood(socket: PicowsSocket) -> None:
 class Served:
     address: str
     lost: threading.Event  # set once a connection's TCP connection is gone
+    cut_off: threading.Event  # set once a connection's flood ended in its close
 
 
 @pytest.fixture
 async def served() -> AsyncIterator[Served]:
     app = FastAPI()
-    lost = threading.Event()
+    lost, cut_off = threading.Event(), threading.Event()
+
+    async def flood_then_tell(socket: PicowsSocket) -> None:
+        await flood(socket)
+        cut_off.set()
 
     class Observed(PicowsSocket):
         __slots__ = ()
@@ -68,12 +73,14 @@ async def served() -> AsyncIterator[Served]:
 
     def route(request: picows.WSUpgradeRequest) -> PicowsSocket:
         linger = LINGER_S if request.path == b"/linger" else CLOSE_LINGER_S
-        return Observed(request, flood, app=app, max_message_bytes=1024, close_linger_s=linger)
+        return Observed(
+            request, flood_then_tell, app=app, max_message_bytes=1024, close_linger_s=linger
+        )
 
     async with running_on_uvloop(
         app, ws=picows_protocol(route, max_frame_bytes=1024), send_buffer_bytes=32 * 1024
     ) as address:
-        yield Served(address, lost)
+        yield Served(address, lost, cut_off)
 
 
 async def test_a_reader_that_reads_nothing_gets_every_frame_intact_then_4008(
@@ -95,6 +102,27 @@ async def test_a_reader_that_reads_nothing_gets_every_frame_intact_then_4008(
         4008,
         "send queue full: reconnect and resume",
     )
+
+
+async def test_a_reader_still_sending_after_the_cut_off_gets_every_frame_then_4008(
+    served: Served,
+) -> None:
+    """A client keeps sending while the server closes (a chat client does not know it is cut
+    off). Data the server has not read when it closes its socket makes the kernel answer with a
+    reset and drop what it had not sent yet, the close frame included: the server must go on
+    reading (and discarding) until the peer has taken the close, and only then close."""
+    reader = await asyncio.to_thread(SlowReader, served.address)
+    try:
+        await asyncio.to_thread(reader.send_text, "flood")
+        assert await asyncio.to_thread(served.cut_off.wait, 10), "the flood was not cut off"
+        await asyncio.to_thread(reader.send_text, "still here")
+        stream = await asyncio.to_thread(reader.drain)
+    finally:
+        reader.close()
+    texts = [frame.text for frame in stream.frames if frame.opcode == TEXT]
+    assert texts == [payload(n) for n in range(len(texts))]
+    assert stream.close is not None, "the stream ended without a close frame"
+    assert stream.close.close_code == 4008
 
 
 async def test_a_cut_off_reader_that_never_reads_is_aborted_after_the_linger(

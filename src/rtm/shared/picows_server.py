@@ -150,6 +150,12 @@ class PicowsSocket(picows.WSListener):
     def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
         self.heard = True
         kind = frame.msg_type
+        if self.disconnected:
+            # We closed and are reading only so that nothing is left unread (`close_now`): the
+            # peer's close answers ours, and nothing follows it.
+            if kind == picows.WSMsgType.CLOSE:
+                transport.disconnect(graceful=True)
+            return
         if kind == picows.WSMsgType.CLOSE:
             code: Any = frame.get_close_code()  # an int for codes picows's enum lacks (4xxx)
             self._closed_by_peer(int(code) if code is not None else _NO_STATUS)
@@ -265,18 +271,26 @@ class PicowsSocket(picows.WSListener):
         self.close_now(code, reason or "")
 
     def close_now(self, code: int, reason: str = "") -> None:
-        """Send a close frame and end the connection once what is buffered is sent, or abort it
-        when the peer has not taken that within `close_linger_s`.
+        """Send a close frame, half-close the TCP connection once everything written is sent,
+        and keep reading (discarding) until the peer answers the close or ends the connection;
+        abort it when that has not happened within `close_linger_s`.
 
         The close frame goes behind every frame written before it, the one the socket has only
-        partly taken included: a frame never starts inside another (RFC 6455 §5.2, §5.4). A
-        4008 cut-off is for a peer that does not read, though, and a graceful close waits for
+        partly taken included: a frame never starts inside another (RFC 6455 §5.2, §5.4).
+
+        Why not simply close the socket: a peer that is still sending (it does not know it is
+        cut off) leaves data we have not read, and closing a socket with unread data makes the
+        kernel send a reset and drop what the peer had not taken yet, our close frame included.
+        So the connection lingers, reading, as HTTP servers do (nginx's `lingering_close`).
+
+        A 4008 cut-off is for a peer that does not read, though, and the half-close waits for
         it to read: without the bound, such a peer would keep the connection and up to
         `send_queue_bytes` forever. Aborting is the RFC's "fail the connection" (§7.1.7)."""
         if self._transport is None or self.disconnected:
             return
         self._transport.send_close(_close_code(code), reason.encode()[:120])
-        self._transport.disconnect(graceful=True)
+        # picows sends nothing after its close frame; the FIN follows what is buffered.
+        self._transport.underlying_transport.write_eof()
         asyncio.get_running_loop().call_later(self._linger, _abort_if_open, self._transport)
         self._gone(code)
 
