@@ -12,8 +12,6 @@ clients resume elsewhere or after.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import time
 
 import nats
@@ -22,6 +20,7 @@ from nats.errors import FlushTimeoutError
 
 from rtm.local.nats import EmbeddedNats
 from rtm.shared.connect import connect_nats, flush_within
+from tests.support.processes import Freeze, frozen
 
 
 class Watcher:
@@ -66,14 +65,10 @@ async def test_a_flush_given_up_on_leaves_the_connection_reading(
     # while the server was frozen, and the flush then ended by the reconnect instead.
     nc = await nats.connect(nats_server.url, name="late-pong", ping_interval=3600)
     assert nats_server.proc is not None
-    pid = nats_server.proc.pid
     try:
-        os.kill(pid, signal.SIGSTOP)  # the server answers nothing: the PONG comes late
-        try:
-            with pytest.raises(FlushTimeoutError):
-                await flush_within(nc, 0.3)
-        finally:
-            os.kill(pid, signal.SIGCONT)
+        # The server answers nothing: the PONG comes late.
+        with frozen(nats_server.proc.pid, Freeze.SERVER), pytest.raises(FlushTimeoutError):
+            await flush_within(nc, 0.3)
         await nc.flush(timeout=5)  # the late PONG came and was read, and so is this one
         reading = nc._reading_task  # the library's task that dies in the bug (private)
         assert reading is not None

@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 import os
 import signal
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,8 +33,13 @@ class Freeze(enum.Enum):
 
 def _stat_fields(pid: int) -> list[str] | None:
     """`/proc/<pid>/stat` after the command name (state first, then the parent PID)."""
+    return _stat_fields_of(_PROC / str(pid))
+
+
+def _stat_fields_of(folder: Path) -> list[str] | None:
+    """The `stat` of a process's or thread's `/proc` folder, after the command name."""
     try:
-        text = (_PROC / str(pid) / "stat").read_text()
+        text = (folder / "stat").read_text()
     except OSError:  # gone meanwhile
         return None
     return text.rpartition(")")[2].split()
@@ -69,12 +75,43 @@ def _signal_all(pids: list[int], sig: signal.Signals) -> None:
             continue
 
 
+def _wait_stopped(pids: list[int], timeout: float = 10.0) -> None:
+    """Until every thread of `pids` is stopped (state T).
+
+    Why: `kill` returns before the stop has happened. The kernel wakes one thread of the
+    process to stop the rest, and on a loaded machine that thread may wait for a CPU while the
+    others run on: a nats-server answered a PING sent after its SIGSTOP (1 run in 100 with the
+    CPUs busy), and a test that froze it saw the flush it expected to hang complete."""
+    deadline = time.monotonic() + timeout
+    while True:
+        running = [
+            task.name
+            for pid in pids
+            for task in _tasks(pid)
+            if (fields := _stat_fields_of(task)) is not None and fields[0] not in ("T", "t", "Z")
+        ]
+        if not running:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"threads {running} still run {timeout:g} s after SIGSTOP")
+        time.sleep(0.001)
+
+
+def _tasks(pid: int) -> list[Path]:
+    """The `/proc` folders of `pid`'s threads (none once it is gone)."""
+    try:
+        return list((_PROC / str(pid) / "task").iterdir())
+    except OSError:
+        return []
+
+
 @contextmanager
 def frozen(server_pid: int, how: Freeze) -> Iterator[list[int]]:
     """Stop the processes `how` names in the tree of `server_pid`; yields their PIDs and sends
     them SIGCONT on exit, whatever happened.
 
     The server is stopped first, so that it forks nothing new while its children are listed.
+    On entry every thread of the stopped processes has stopped (`_wait_stopped`).
     """
     stopped: list[int] = []
     try:
@@ -85,6 +122,7 @@ def frozen(server_pid: int, how: Freeze) -> Iterator[list[int]]:
             children = children_of(server_pid)
             _signal_all(children, signal.SIGSTOP)
             stopped.extend(children)
+        _wait_stopped(stopped)
         yield list(stopped)
     finally:
         _signal_all(stopped, signal.SIGCONT)

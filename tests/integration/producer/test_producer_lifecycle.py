@@ -34,17 +34,15 @@ from tests.integration.producer.conftest import (
 )
 from tests.support.asgi import running_producer
 from tests.support.db import register_users
+from tests.support.processes import Freeze, frozen
 
 
 @contextmanager
 def paused(nats_server: EmbeddedNats) -> Iterator[None]:
     """nats-server frozen (SIGSTOP): connections stay open, nothing is answered."""
     assert nats_server.proc is not None
-    os.kill(nats_server.proc.pid, signal.SIGSTOP)
-    try:
+    with frozen(nats_server.proc.pid, Freeze.SERVER):
         yield
-    finally:
-        os.kill(nats_server.proc.pid, signal.SIGCONT)
 
 
 async def readiness(base: str) -> tuple[int, dict[str, object]]:
