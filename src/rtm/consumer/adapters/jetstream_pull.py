@@ -33,7 +33,7 @@ _HEARTBEAT = "100"
 _NO_MESSAGES = "404"
 _EXPIRED = "408"
 _CONFLICT = "409"
-LEADERSHIP_CHANGE = "Leadership Change"  # a 409's description: the open requests are gone
+_LEADERSHIP_CHANGE = "Leadership Change"  # a 409's description: the open requests are gone
 _NO_RESPONDERS = "no responders: the consumer does not exist"  # what a bare 503 means here
 
 
@@ -144,7 +144,7 @@ class StandingPull(_Inbox):
             self._credit = max(0, self._credit - 1)
         elif status in (_EXPIRED, _NO_MESSAGES):
             self._request_ended(_still_asked(message))
-        elif status == _CONFLICT and _description(message) == LEADERSHIP_CHANGE:
+        elif status == _CONFLICT and _description(message) == _LEADERSHIP_CHANGE:
             self._expiries.clear()  # every open request is gone with the old leader
             self._credit = 0
         elif status != _HEARTBEAT:
