@@ -64,6 +64,14 @@ async def served() -> AsyncIterator[Served]:
         await flood(socket)
         cut_off.set()
 
+    async def break_then_close(socket: PicowsSocket) -> None:
+        await socket.receive()
+        transport = socket._transport  # what a failed write does: uvloop closes it (private)
+        assert transport is not None
+        transport.underlying_transport.abort()
+        socket.close_now(4008, "send queue full: reconnect and resume")
+        cut_off.set()
+
     class Observed(PicowsSocket):
         __slots__ = ()
 
@@ -73,9 +81,8 @@ async def served() -> AsyncIterator[Served]:
 
     def route(request: picows.WSUpgradeRequest) -> PicowsSocket:
         linger = LINGER_S if request.path == b"/linger" else CLOSE_LINGER_S
-        return Observed(
-            request, flood_then_tell, app=app, max_message_bytes=1024, close_linger_s=linger
-        )
+        handler = break_then_close if request.path == b"/broken" else flood_then_tell
+        return Observed(request, handler, app=app, max_message_bytes=1024, close_linger_s=linger)
 
     async with running_on_uvloop(
         app, ws=picows_protocol(route, max_frame_bytes=1024), send_buffer_bytes=32 * 1024
@@ -123,6 +130,18 @@ async def test_a_reader_still_sending_after_the_cut_off_gets_every_frame_then_40
     assert texts == [payload(n) for n in range(len(texts))]
     assert stream.close is not None, "the stream ended without a close frame"
     assert stream.close.close_code == 4008
+
+
+async def test_a_close_after_the_connection_broke_is_a_no_op(served: Served) -> None:
+    """A write can fail (the peer reset) and uvloop close the transport while a fan-out goes on
+    in the same loop turn: a close then must neither raise nor touch the closed transport (uvloop
+    raises on a half-close of a closed handle), or the fan-out to every later socket fails."""
+    reader = await asyncio.to_thread(SlowReader, served.address, path="/broken")
+    try:
+        await asyncio.to_thread(reader.send_text, "break")
+        assert await asyncio.to_thread(served.cut_off.wait, 10), "the close raised"
+    finally:
+        reader.close()
 
 
 async def test_a_cut_off_reader_that_never_reads_is_aborted_after_the_linger(

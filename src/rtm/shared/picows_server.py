@@ -289,8 +289,11 @@ class PicowsSocket(picows.WSListener):
         if self._transport is None or self.disconnected:
             return
         self._transport.send_close(_close_code(code), reason.encode()[:120])
-        # picows sends nothing after its close frame; the FIN follows what is buffered.
-        self._transport.underlying_transport.write_eof()
+        # picows sends nothing after its close frame; the FIN follows what is buffered. A
+        # transport already closing (aborted, or a write failed) has nothing left to half-close.
+        underlying = self._transport.underlying_transport
+        if not underlying.is_closing():
+            underlying.write_eof()
         asyncio.get_running_loop().call_later(self._linger, _abort_if_open, self._transport)
         self._gone(code)
 
