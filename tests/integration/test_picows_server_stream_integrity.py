@@ -64,6 +64,13 @@ async def served() -> AsyncIterator[Served]:
         await flood(socket)
         cut_off.set()
 
+    async def fill_then_wait(socket: PicowsSocket) -> None:
+        """Write more than the kernel holds for a reader that reads nothing, then wait."""
+        outbox = Outbox(socket, limit_bytes=LIMIT)
+        for n in range(40):
+            outbox.put(payload(3 + 10 * n))  # 3,000 bytes each
+        await socket.receive()
+
     async def break_then_close(socket: PicowsSocket) -> None:
         await socket.receive()
         transport = socket._transport  # what a failed write does: uvloop closes it (private)
@@ -80,8 +87,10 @@ async def served() -> AsyncIterator[Served]:
             super().on_ws_disconnected(transport)
 
     def route(request: picows.WSUpgradeRequest) -> PicowsSocket:
-        linger = LINGER_S if request.path == b"/linger" else CLOSE_LINGER_S
-        handler = break_then_close if request.path == b"/broken" else flood_then_tell
+        handler = {b"/broken": break_then_close, b"/fill": fill_then_wait}.get(
+            request.path, flood_then_tell
+        )
+        linger = LINGER_S if request.path in (b"/linger", b"/fill") else CLOSE_LINGER_S
         return Observed(request, handler, app=app, max_message_bytes=1024, close_linger_s=linger)
 
     async with running_on_uvloop(
@@ -140,6 +149,20 @@ async def test_a_close_after_the_connection_broke_is_a_no_op(served: Served) -> 
     try:
         await asyncio.to_thread(reader.send_text, "break")
         assert await asyncio.to_thread(served.cut_off.wait, 10), "the close raised"
+    finally:
+        reader.close()
+
+
+async def test_a_peer_that_closes_and_then_reads_nothing_is_aborted_after_the_linger(
+    served: Served,
+) -> None:
+    """The peer's close is answered once what was written before it is sent; a peer that closed
+    and reads nothing would otherwise hold the connection and its buffer for ever."""
+    reader = await asyncio.to_thread(SlowReader, served.address, path="/fill")
+    try:
+        await asyncio.to_thread(reader.send_close, 1000)
+        # Reads nothing: only the linger's abort can end the connection.
+        assert await asyncio.to_thread(served.lost.wait, 20), "the connection was not aborted"
     finally:
         reader.close()
 

@@ -260,6 +260,9 @@ class SlowReader:
     def send_text(self, text: str) -> None:
         self._send(TEXT, text.encode())
 
+    def send_close(self, code: int) -> None:
+        self._send(CLOSE, code.to_bytes(2, "big"))
+
     def _send(self, opcode: int, payload: bytes) -> None:
         """One final, masked frame (RFC 6455 §5.3: a client masks every frame)."""
         mask = os.urandom(4)

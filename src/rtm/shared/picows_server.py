@@ -199,9 +199,12 @@ class PicowsSocket(picows.WSListener):
             self._waiter.set_result(None)
 
     def _closed_by_peer(self, code: int) -> None:
+        """Answer the peer's close and end the connection once what is buffered is sent; a
+        peer that closed and does not read is aborted after `close_linger_s`."""
         if self._transport is not None and not self.disconnected:
             self._transport.send_close(_close_code(code if code != _NO_STATUS else 1000))
             self._transport.disconnect(graceful=True)
+            self._abort_after_linger()
         self._gone(code)
 
     def on_ws_disconnected(self, transport: picows.WSTransport) -> None:
@@ -293,9 +296,16 @@ class PicowsSocket(picows.WSListener):
         # transport already closing (aborted, or a write failed) has nothing left to half-close.
         underlying = self._transport.underlying_transport
         if not underlying.is_closing():
-            underlying.write_eof()
-        asyncio.get_running_loop().call_later(self._linger, _abort_if_open, self._transport)
+            if underlying.can_write_eof():
+                underlying.write_eof()
+            else:  # TLS has no half-close: close (the old risk of a reset remains there)
+                self._transport.disconnect(graceful=True)
+        self._abort_after_linger()
         self._gone(code)
+
+    def _abort_after_linger(self) -> None:
+        """However the close went, the connection ends within `close_linger_s`."""
+        asyncio.get_running_loop().call_later(self._linger, _abort_if_open, self._transport)
 
 
 def _abort_if_open(transport: picows.WSTransport) -> None:
