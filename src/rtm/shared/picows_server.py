@@ -305,7 +305,8 @@ class PicowsSocket(picows.WSListener):
 
     def _abort_after_linger(self) -> None:
         """However the close went, the connection ends within `close_linger_s`."""
-        asyncio.get_running_loop().call_later(self._linger, _abort_if_open, self._transport)
+        if self._transport is not None:
+            asyncio.get_running_loop().call_later(self._linger, _abort_if_open, self._transport)
 
 
 def _abort_if_open(transport: picows.WSTransport) -> None:
