@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import picows
@@ -20,7 +20,7 @@ from fastapi import FastAPI
 from rtm.shared.picows_server import CLOSE_LINGER_S, PicowsSocket, picows_protocol
 from rtm.shared.ws import Outbox
 from tests.support.uvloop_server import running_on_uvloop
-from tests.support.wsstream import CLOSE, TEXT, SlowReader
+from tests.support.wsstream import CLOSE, TEXT, ServerStream, SlowReader
 
 LIMIT = 256 * 1024  # the outbox bound: the socket's own write buffer
 LINGER_S = 0.5  # on /linger: how long a cut-off reader gets to take the rest
@@ -109,15 +109,8 @@ async def test_a_reader_that_reads_nothing_gets_every_frame_intact_then_4008(
         stream = await asyncio.to_thread(reader.drain)
     finally:
         reader.close()
-    texts = [frame.text for frame in stream.frames if frame.opcode == TEXT]
-    assert texts == [payload(n) for n in range(len(texts))]
+    texts = intact_frames_then_4008(stream)
     assert sum(len(text.encode()) for text in texts) > LIMIT - max(SIZES)
-    assert stream.close is not None
-    assert stream.close.opcode == CLOSE
-    assert (stream.close.close_code, stream.close.close_reason) == (
-        4008,
-        "send queue full: reconnect and resume",
-    )
 
 
 async def test_a_reader_still_sending_after_the_cut_off_gets_every_frame_then_4008(
@@ -135,10 +128,20 @@ async def test_a_reader_still_sending_after_the_cut_off_gets_every_frame_then_40
         stream = await asyncio.to_thread(reader.drain)
     finally:
         reader.close()
+    intact_frames_then_4008(stream)
+
+
+def intact_frames_then_4008(stream: ServerStream) -> list[str]:
+    """The flood's first frames, each whole and in order, then the 4008 close; returns them."""
     texts = [frame.text for frame in stream.frames if frame.opcode == TEXT]
     assert texts == [payload(n) for n in range(len(texts))]
     assert stream.close is not None, "the stream ended without a close frame"
-    assert stream.close.close_code == 4008
+    assert stream.close.opcode == CLOSE
+    assert (stream.close.close_code, stream.close.close_reason) == (
+        4008,
+        "send queue full: reconnect and resume",
+    )
+    return texts
 
 
 async def test_a_close_after_the_connection_broke_is_a_no_op(served: Served) -> None:
@@ -158,13 +161,7 @@ async def test_a_peer_that_closes_and_then_reads_nothing_is_aborted_after_the_li
 ) -> None:
     """The peer's close is answered once what was written before it is sent; a peer that closed
     and reads nothing would otherwise hold the connection and its buffer for ever."""
-    reader = await asyncio.to_thread(SlowReader, served.address, path="/fill")
-    try:
-        await asyncio.to_thread(reader.send_close, 1000)
-        # Reads nothing: only the linger's abort can end the connection.
-        assert await asyncio.to_thread(served.lost.wait, 20), "the connection was not aborted"
-    finally:
-        reader.close()
+    await aborted_after_the_linger(served, "/fill", lambda reader: reader.send_close(1000))
 
 
 async def test_a_cut_off_reader_that_never_reads_is_aborted_after_the_linger(
@@ -172,10 +169,16 @@ async def test_a_cut_off_reader_that_never_reads_is_aborted_after_the_linger(
 ) -> None:
     """The close waits for the peer to take what came before it, but not forever: a peer that
     never reads would otherwise hold the connection and its buffer."""
-    reader = await asyncio.to_thread(SlowReader, served.address, path="/linger")
+    await aborted_after_the_linger(served, "/linger", lambda reader: reader.send_text("flood"))
+
+
+async def aborted_after_the_linger(
+    served: Served, path: str, act: Callable[[SlowReader], None]
+) -> None:
+    """Connect to `path`, `act`, then read nothing: only the linger's abort can end it."""
+    reader = await asyncio.to_thread(SlowReader, served.address, path=path)
     try:
-        await asyncio.to_thread(reader.send_text, "flood")
-        # Reads nothing: only the linger's abort can end the connection.
+        await asyncio.to_thread(act, reader)
         assert await asyncio.to_thread(served.lost.wait, 20), "the connection was not aborted"
     finally:
         reader.close()
