@@ -166,6 +166,26 @@ async def test_a_client_close_is_answered_with_its_code(base: str) -> None:
         assert ws.close_code == 4000
 
 
+async def test_a_closed_connection_is_not_held_for_the_close_linger(base: str) -> None:
+    """The timer that would abort a close the peer never answered goes when the connection
+    does: it held the connection's transport and buffers for 30 s after every close."""
+
+    def transports() -> set[int]:
+        gc.collect()
+        return {id(o) for o in gc.get_objects() if type(o) is picows.WSTransport}
+
+    before = transports()  # other tests' (none expected, but not this test's business)
+    async with websockets.connect(f"ws://{base}/v1/ws") as ws:
+        await ws.send("close 4000")
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 5)
+    for _ in range(50):  # the server sees the end of the connection a moment after the client
+        if not transports() - before:
+            return
+        await asyncio.sleep(0.1)
+    pytest.fail("a closed connection's transport is still held")
+
+
 async def test_an_upgraded_connection_leaves_no_http_protocol_behind(
     base_settings_app: str,
 ) -> None:

@@ -75,6 +75,7 @@ class PicowsSocket(picows.WSListener):
         "_handler",
         "_inbox",
         "_linger",
+        "_linger_timer",
         "_max",
         "_task",
         "_transport",
@@ -110,6 +111,7 @@ class PicowsSocket(picows.WSListener):
         self._handler = handler
         self._max = max_message_bytes
         self._linger = close_linger_s
+        self._linger_timer: asyncio.TimerHandle | None = None
         # A list and one future, not an asyncio.Queue: a queue costs ~2 kB per idle connection.
         self._inbox: list[dict[str, Any]] = []
         self._waiter: asyncio.Future[None] | None = None
@@ -208,6 +210,9 @@ class PicowsSocket(picows.WSListener):
         self._gone(code)
 
     def on_ws_disconnected(self, transport: picows.WSTransport) -> None:
+        if self._linger_timer is not None:  # it would hold the transport for the linger
+            self._linger_timer.cancel()
+            self._linger_timer = None
         self._gone(_ABNORMAL)
 
     def _gone(self, code: int) -> None:
@@ -306,7 +311,9 @@ class PicowsSocket(picows.WSListener):
     def _abort_after_linger(self) -> None:
         """However the close went, the connection ends within `close_linger_s`."""
         if self._transport is not None:
-            asyncio.get_running_loop().call_later(self._linger, _abort_if_open, self._transport)
+            self._linger_timer = asyncio.get_running_loop().call_later(
+                self._linger, _abort_if_open, self._transport
+            )
 
 
 def _abort_if_open(transport: picows.WSTransport) -> None:
