@@ -80,7 +80,7 @@ def _wait_stopped(pids: list[int], timeout: float = 10.0) -> None:
 
     Why: `kill` returns before the stop has happened. The kernel wakes one thread of the
     process to stop the rest, and on a loaded machine that thread may wait for a CPU while the
-    others run on: a nats-server answered a PING sent after its SIGSTOP (1 run in 100 with the
+    others run on: a nats-server answered a PING sent after its SIGSTOP (3 tries in 300 with the
     CPUs busy), and a test that froze it saw the flush it expected to hang complete."""
     deadline = time.monotonic() + timeout
     while True:
