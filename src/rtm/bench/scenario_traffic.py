@@ -245,7 +245,7 @@ async def _measure(
     usage = session.sampler.close(window)
     row = _row(
         shape, driven.name(shape), rate, duration, outcome, usage, window.elapsed,
-        session.options.p99_ms,
+        session.options.p99_threshold(shape.name),
     )  # fmt: skip
     row.scenario = driven.scenario
     row.system = driven.system

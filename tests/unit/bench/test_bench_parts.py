@@ -107,6 +107,15 @@ def test_arguments_choose_scenarios_and_scale() -> None:
         options_from(_parser().parse_args(["everything"]))
 
 
+def test_fanout_ramps_to_its_own_p99_threshold() -> None:
+    """Issue 13 judges fan-out to a group of 1,000 at p99 ≤ 100 ms, rooms and direct at 50."""
+    options = options_from(_parser().parse_args([]))
+    assert [options.p99_threshold(s) for s in ("rooms", "direct", "fanout")] == [50, 50, 100]
+    args = ["--p99-ms", "20", "--fanout-p99-ms", "80"]
+    options = options_from(_parser().parse_args(args))
+    assert [options.p99_threshold(s) for s in ("rooms", "direct", "fanout")] == [20, 20, 80]
+
+
 def test_traffic_goes_to_loopback_only() -> None:
     assert require_loopback("http://127.0.0.1:8080/") == "http://127.0.0.1:8080"
     assert require_loopback("ws://localhost:1") == "ws://localhost:1"
