@@ -16,9 +16,12 @@ def rooms(
     p99: float = 2.0,
     cpu_s: float | None = None,
 ) -> Row:
+    """A rooms row as the bench makes it: a baseline's rows carry the baseline's scenario
+    ("socketio", "pipeline"), rtm's the shape's, and every name ends with the shape."""
+    scenario = {"rtm": "rooms", "pipeline": "pipeline"}.get(system, "socketio")
     return Row(
-        "rooms",
-        f"{system} rooms",
+        scenario,
+        "rooms" if system == "rtm" else f"{system} rooms",
         "1000 receivers, rooms of 10",
         offered=offered,
         deliveries=deliveries,
