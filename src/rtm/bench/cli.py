@@ -61,11 +61,12 @@ Each rtm row's best step is compared with the baselines' best for the same shape
 python-socketio's); `server CPU µs/delivery` is the CPU time of all of a system's server
 processes (rtm: auth, producer, consumers, nats, postgres) per message frame delivered.
 
-rooms, direct and fanout ramp by default: the rate goes up a ladder, each step --duration
-seconds, until the p99 send→delivery latency passes --p99-ms (fanout: --fanout-p99-ms), or a
-message is lost, or the rate is not kept up; then one step half-way back. The highest passing
-step is the result. --rate R alone runs one step at R msgs/s instead; --rate R --ramp starts
-the ramp at R.
+rooms, direct and fanout (and the baselines' same shapes) ramp by default: the rate goes up a
+ladder, each step --duration seconds, until the p99 send→delivery latency passes its threshold
+(--p99-ms for the rooms and direct shapes, --fanout-p99-ms for fanout), or a message is lost,
+or the rate is not kept up; then one step half-way back. The highest passing step is the
+result. --rate R alone runs one step at R msgs/s instead, judged by the same threshold;
+--rate R --ramp starts the ramp at R.
 """
 
 EPILOG = """\
@@ -124,14 +125,14 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=50.0,
         metavar="MS",
-        help="rooms and direct ramps' p99 threshold [50]",
+        help="p99 threshold of rooms and direct steps, rtm's and the baselines' [50]",
     )
     load.add_argument(
         "--fanout-p99-ms",
         type=float,
         default=100.0,
         metavar="MS",
-        help="fanout ramp's p99 threshold [100]",
+        help="p99 threshold of fanout steps, rtm's and the bare broadcast's [100]",
     )
     load.add_argument("--max-steps", type=int, default=12, metavar="N", help="ramp steps [12]")
     load.add_argument(

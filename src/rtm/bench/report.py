@@ -47,7 +47,7 @@ class Row:
     delivered: int | None = None  # message frames received by all receivers in the window
     window_s: float = 0.0
     usage: dict[str, Usage] = field(default_factory=dict)
-    passed: bool | None = None  # ramp verdict; None outside a ramp
+    passed: bool | None = None  # a traffic step's verdict (ok / over); None for other rows
     best: bool = False  # the highest passing step of a ramp
     ratio: str = ""  # to the bare baseline of the same shape
     vs_pipeline: str = ""  # to the bare pipeline (rooms)

@@ -243,10 +243,9 @@ async def _measure(
     duration = session.options.step_seconds
     outcome = await pool.step(step, rate, duration)
     usage = session.sampler.close(window)
-    row = _row(
-        shape, driven.name(shape), rate, duration, outcome, usage, window.elapsed,
-        session.options.p99_threshold(shape.name),
-    )  # fmt: skip
+    row = step_row(
+        shape, driven.name(shape), rate, duration, outcome, usage, window.elapsed, session.options
+    )
     row.scenario = driven.scenario
     row.system = driven.system
     row.server_cpu_s = server_cpu(usage, [w.name for w in driven.servers])
@@ -264,7 +263,7 @@ def server_cpu(usage: dict[str, Usage], servers: Sequence[str]) -> float | None:
     return sum(found) if found else None
 
 
-def _row(
+def step_row(
     shape: Shape,
     name: str,
     rate: float,
@@ -272,11 +271,12 @@ def _row(
     outcome: StepOutcome,
     usage: dict[str, Usage],
     window_s: float,
-    p99_ms: float,
+    options: Options,
 ) -> Row:
     """One step's row: rates, latencies, and what went wrong (lost, duplicated, out of order,
-    late, errors, closes); it passes when p99 ≤ `p99_ms`, nothing is lost or duplicated, the
-    rate was kept up and no socket was closed."""
+    late, errors, closes); it passes when p99 is within the shape's threshold
+    (`Options.p99_threshold`: the same for rtm and its baselines), nothing is lost or
+    duplicated, the rate was kept up and no socket was closed."""
     results = outcome.results
     acked_by_conv: Counter[str] = Counter()
     errors: Counter[str] = Counter()
@@ -341,5 +341,11 @@ def _row(
     p99 = row.delivery.p99 if row.delivery else math.inf
     sent = sum(r.sent for r in results)
     kept_up = acked >= 0.99 * sent and acked / ack_span >= 0.95 * sent / duration
-    row.passed = p99 <= p99_ms and lost == 0 and duplicated == 0 and kept_up and not closed
+    row.passed = (
+        p99 <= options.p99_threshold(shape.name)
+        and lost == 0
+        and duplicated == 0
+        and kept_up
+        and not closed
+    )
     return row

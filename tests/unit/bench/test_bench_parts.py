@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import os
+from array import array
 
 import pytest
 
 from rtm.bench import metrics, procstat
 from rtm.bench.cli import _parser, options_from
 from rtm.bench.errors import BenchError
+from rtm.bench.model import ReceiverTally, StepResult
 from rtm.bench.options import SCENARIOS
+from rtm.bench.pool import StepOutcome
 from rtm.bench.procstat import Usage, Watched
 from rtm.bench.report import Row, merge_usage, results_table
 from rtm.bench.scenario_idle import why_unweighable
+from rtm.bench.scenario_traffic import step_row
 from rtm.bench.shapes import shape_for
 from rtm.bench.stats import percentile, summarize
 from rtm.bench.target import require_loopback
@@ -114,6 +118,35 @@ def test_fanout_ramps_to_its_own_p99_threshold() -> None:
     args = ["--p99-ms", "20", "--fanout-p99-ms", "80"]
     options = options_from(_parser().parse_args(args))
     assert [options.p99_threshold(s) for s in ("rooms", "direct", "fanout")] == [20, 20, 80]
+
+
+def _clean_step(p99_ms: float) -> StepOutcome:
+    """A step in which every send was acked and delivered once, in time for its schedule, and
+    every delivery took `p99_ms`."""
+    second = 1_000_000_000
+    result = StepResult(
+        worker=0,
+        step=1,
+        sent=100,
+        acked=100,
+        acked_by_conversation={"c": 100},
+        receivers=[ReceiverTally(0, "c", 100, 0, 0)],
+        ack_ms=array("f", [1.0] * 100).tobytes(),
+        delivery_ms=array("f", [p99_ms] * 100).tobytes(),
+        start_ns=second,
+        last_ack_ns=2 * second,
+        last_receive_ns=2 * second,
+    )
+    return StepOutcome.merge([result])
+
+
+@pytest.mark.parametrize("name", ["fanout", "bare ws fanout", "rooms", "bare ws rooms"])
+def test_a_step_is_judged_by_its_shapes_threshold_for_rtm_and_baseline_alike(name: str) -> None:
+    options = options_from(_parser().parse_args([]))
+    shape = shape_for(name.removeprefix("bare ws "), options)
+    row = step_row(shape, name, 100.0, 1.0, _clean_step(70.0), {}, 1.0, options)
+    assert row.passed is (shape.name == "fanout")  # 70 ms: within 100, over 50
+    assert (row.lost, row.duplicated) == (0, 0)
 
 
 def test_traffic_goes_to_loopback_only() -> None:
