@@ -81,9 +81,9 @@ def _at(rows: Sequence[Row], system: str, offered: float) -> Row | None:
 
 
 def _rooms(row: Row) -> bool:
-    """A row of the rooms shape. Its name says so ("rooms", "socket.io py rooms"); its
-    `scenario` does not for a baseline, whose rows carry the baseline's ("socketio")."""
-    return row.name == "rooms" or row.name.endswith(" rooms")
+    """A step of the rooms shape, rtm's or a baseline's (whose `scenario` is the baseline's
+    name, "socketio")."""
+    return row.traffic == "rooms"
 
 
 def _share(ours: Row | None, theirs: Row) -> float:

@@ -34,7 +34,7 @@ SOCKETIO_SYSTEMS = (("socket.io node", "node"), ("socket.io py", "py"))
 class Row:
     """One measured window: a ramp step, a fixed-rate run, an idle hold, resume rounds."""
 
-    scenario: str  # rooms, direct, fanout, idle, resume, baseline
+    scenario: str  # rtm's shape (rooms, direct, fanout), idle, resume, or the baseline's name
     name: str  # what the table shows first: "rooms", "bare ws rooms", "JetStream publish"
     shape: str
     offered: float | None = None  # msgs/s scheduled
@@ -56,6 +56,7 @@ class Row:
     server_cpu_s: float | None = None  # CPU seconds of the system's server processes
     notes: list[str] = field(default_factory=list)
     figures: dict[str, float] = field(default_factory=dict)  # idle: rss per connection...
+    traffic: str = ""  # a traffic step's shape (rooms, direct, fanout), rtm's or a baseline's
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

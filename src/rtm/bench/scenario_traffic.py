@@ -314,6 +314,7 @@ def step_row(
         delivered=received,
         window_s=window_s,
         usage=usage,
+        traffic=shape.name,
     )
     behind = max(r.behind_ms for r in results)
     other: Counter[str] = Counter()

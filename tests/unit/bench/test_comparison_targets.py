@@ -17,7 +17,7 @@ def rooms(
     cpu_s: float | None = None,
 ) -> Row:
     """A rooms row as the bench makes it: a baseline's rows carry the baseline's scenario
-    ("socketio", "pipeline"), rtm's the shape's, and every name ends with the shape."""
+    ("socketio", "pipeline"), rtm's the shape's; `traffic` is the shape for both."""
     scenario = {"rtm": "rooms", "pipeline": "pipeline"}.get(system, "socketio")
     return Row(
         scenario,
@@ -29,6 +29,7 @@ def rooms(
         delivered=int(deliveries * 10),
         server_cpu_s=cpu_s,
         system=system,
+        traffic="rooms",
     )
 
 
